@@ -1,0 +1,29 @@
+// Two projects: "node" runs in Node (codec, format, conversion, kernels, client, integration);
+// "workers" runs inside workerd through @cloudflare/vitest-plugin (Worker routes, Durable Objects, codec in workerd).
+import { defineConfig } from "vitest/config";
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "node",
+          include: ["tests/**/*.test.ts"],
+          exclude: ["tests/worker/**", "node_modules/**"],
+          environment: "node",
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.jsonc" }, remoteBindings: false })],
+        test: {
+          name: "workers",
+          include: ["tests/worker/**/*.test.ts"],
+          testTimeout: 60_000,
+        },
+      },
+    ],
+  },
+});
