@@ -42,6 +42,22 @@ export type ChunkLayer =
   | { readonly kind: "quantized"; readonly latent: QuantizedBlock; readonly rope: QuantizedBlock }
   | { readonly kind: "raw"; readonly latent: Float32Array; readonly rope: Float32Array };
 
+/** Model geometry a chunk records so its layout can be checked without the spec (must agree with the spec hash). */
+export interface ChunkGeometry {
+  /** Layers of the whole model (spec.layers); the chunk's layer range lies inside it. */
+  readonly modelLayers: number;
+  readonly kvHeads: number;
+  readonly dKv: number;
+  readonly ropeDims: number;
+}
+
+/** What readChunkHeader returns: the header plus the recorded geometry and the chunk's exact size. */
+export interface ParsedChunkHeader extends ChunkHeader {
+  readonly geometry: ChunkGeometry;
+  /** Total bytes of the chunk, checksum included. */
+  readonly byteLength: number;
+}
+
 export interface DecodedChunk {
   readonly header: ChunkHeader;
   readonly layers: readonly ChunkLayer[];
@@ -54,7 +70,11 @@ export type ChunkErrorCode =
   | "invalid_header"
   | "checksum_mismatch"
   | "spec_mismatch"
-  | "too_large";
+  | "too_large"
+  /** Payload structure: non-zero padding, a NaN/Inf scale or raw value, unused code bits set. */
+  | "invalid_payload"
+  /** Writer side: the blocks or arrays handed to encodeChunk/packChunk disagree with the header or the spec. */
+  | "invalid_input";
 
 /** Typed failure of chunk parsing or validation. */
 export class ChunkError extends Error {

@@ -1,0 +1,5 @@
+// The command table of `mla-edge`: one file per command; add new commands here.
+import type { Command } from "./command.ts";
+import { sizeCommand } from "./size.ts";
+
+export const COMMANDS: readonly Command[] = [sizeCommand];
