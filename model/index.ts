@@ -1,0 +1,17 @@
+// Browser-safe model runtime API (Node-only fixture loading is in tiny-fixture.ts).
+
+export * from "./attention-backend.ts";
+export * from "./create-session.ts";
+export * from "./decoder-session.ts";
+export * from "./gqa-attention.ts";
+export * from "./ops.ts";
+export * from "./rope.ts";
+export * from "./rope-index.ts";
+export * from "./tokenizer.ts";
+export * from "./vision-tower.ts";
+export * from "./weights.ts";
+export * from "./mla/attention.ts";
+export * from "./mla/build.ts";
+export * from "./mla/checkpoint.ts";
+export * from "./mla/kept-pairs.ts";
+export * from "./mla/weights.ts";
