@@ -1,31 +1,15 @@
 // Node convenience loader for the codec modules in build/ (made by `npm run build:wasm`). Node-only: the Worker imports
-// the .wasm as a module instead, so nothing the Worker imports may import this file. It reaches node:fs through
-// process.getBuiltinModule (Node ≥ 20.16) rather than an import, so the Worker's type check (which covers format/)
-// needs no Node types.
+// the .wasm as a module instead, so nothing the Worker imports may import this file (worker/tsconfig.json excludes it).
+import { readFileSync } from "node:fs";
 import { createWasmCodec, type WasmCodecOptions } from "./wasm.ts";
 import { CodecError, type Codec } from "./types.ts";
 
-interface NodeFs {
-  readFileSync(path: URL): Uint8Array;
-}
-interface NodeProcess {
-  getBuiltinModule?(id: "node:fs"): NodeFs;
-}
-
-const moduleUrl = (import.meta as ImportMeta & { readonly url: string }).url;
+const moduleUrl = import.meta.url;
 
 export const CODEC_WASM_URLS = {
   simd: new URL("../../build/codec.simd.wasm", moduleUrl),
   scalar: new URL("../../build/codec.wasm", moduleUrl),
 } as const;
-
-function nodeFs(): NodeFs {
-  const proc = (globalThis as { process?: NodeProcess }).process;
-  if (typeof proc?.getBuiltinModule !== "function") {
-    throw new CodecError("wasm_unavailable", "loadNodeCodec needs Node ≥ 20.16; elsewhere use createWasmCodec with the module or its bytes");
-  }
-  return proc.getBuiltinModule("node:fs");
-}
 
 export interface NodeCodecOptions extends WasmCodecOptions {
   /** true: SIMD build; false: scalar build; absent: SIMD when this Node validates it, else scalar. */
@@ -33,9 +17,8 @@ export interface NodeCodecOptions extends WasmCodecOptions {
 }
 
 function readModuleBytes(url: URL): Uint8Array<ArrayBuffer> {
-  const fs = nodeFs();
   try {
-    return new Uint8Array(fs.readFileSync(url));
+    return new Uint8Array(readFileSync(url));
   } catch (cause) {
     throw new CodecError("wasm_unavailable", `cannot read ${url.pathname} (${String(cause)}); run \`npm run build:wasm\``);
   }
