@@ -10,7 +10,7 @@ export default defineConfig({
         test: {
           name: "node",
           include: ["tests/**/*.test.ts"],
-          exclude: ["tests/worker/**", "node_modules/**"],
+          exclude: ["tests/worker/**", "tests/telemetry-worker/**", "node_modules/**"],
           environment: "node",
           testTimeout: 120_000,
           hookTimeout: 120_000,
@@ -21,6 +21,17 @@ export default defineConfig({
         test: {
           name: "workers",
           include: ["tests/worker/**/*.test.ts"],
+          testTimeout: 60_000,
+        },
+      },
+      {
+        // Telemetry in workerd against a test-only Worker (tests/telemetry-worker/wrangler.jsonc) that mounts it alone.
+        plugins: [
+          cloudflareTest({ wrangler: { configPath: "./tests/telemetry-worker/wrangler.jsonc" }, remoteBindings: false }),
+        ],
+        test: {
+          name: "telemetry-workers",
+          include: ["tests/telemetry-worker/**/*.test.ts"],
           testTimeout: 60_000,
         },
       },
