@@ -1,0 +1,75 @@
+// MLA kernels on Node WebGPU (dawn.node + Chromium's SwiftShader ICD). dawn.node reads VK_ICD_FILENAMES and loads
+// libvulkan at process start, so the cases run in a child process with that environment.
+import { beforeAll, describe, expect, it } from "vitest";
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { KERNEL_CASES } from "./cases.ts";
+import { expectCaseResult, expectSessionResult } from "./expected.ts";
+import type { CaseResult, SessionResult } from "./harness.ts";
+
+const ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
+const root = resolve(import.meta.dirname, "../..");
+
+describe.skipIf(!existsSync(ICD))("MLA kernels on Node WebGPU (SwiftShader)", () => {
+  // Skipped only when Chromium's SwiftShader ICD is missing (the `chromium` apt package; CI installs it).
+  type Parsed = {
+    adapter: string;
+    pipelines: number;
+    pipelinesBeforeSession?: number;
+    results: Array<CaseResult | { name: string; error: string }>;
+    session?: SessionResult;
+    fatal?: string;
+  };
+  let parsed: Parsed = { adapter: "", pipelines: 0, results: [], fatal: "child did not run" };
+
+  beforeAll(async () => {
+    const child = await new Promise<{ stdout: string; stderr: string; code: number | null }>((ok) => {
+      const p = spawn(process.execPath, ["--import", "tsx", "tests/kernels/node-webgpu-runner.ts"], {
+        cwd: root,
+        env: {
+          ...process.env,
+          VK_ICD_FILENAMES: ICD,
+          // Chromium ships libvulkan.so.1 next to the ICD; Debian's libvulkan1 is not always installed.
+          LD_LIBRARY_PATH: ["/usr/lib/chromium", process.env.LD_LIBRARY_PATH].filter(Boolean).join(":"),
+        },
+      });
+      let stdout = "";
+      let stderr = "";
+      p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+      p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      p.on("close", (code) => ok({ stdout, stderr, code }));
+    });
+    const line = child.stdout.trim().split("\n").pop() ?? "";
+    try {
+      parsed = JSON.parse(line) as Parsed;
+    } catch {
+      parsed = { adapter: "", pipelines: 0, results: [], fatal: `no JSON from the child (exit ${child.code}): ${child.stderr.slice(-2000)}` };
+    }
+  }, 110_000);
+
+  it("should get a real SwiftShader adapter, not the null backend", () => {
+    expect(parsed.fatal).toBeUndefined();
+    expect(parsed.adapter).toMatch(/swiftshader/i);
+  });
+
+  it("should follow a session: decode steps across a chunk seal, then an appended turn", () => {
+    expectSessionResult(parsed.session);
+  });
+
+  for (const [i, c] of KERNEL_CASES.entries()) {
+    it(`should match the f64 reference: ${c.name}`, () => {
+      expect(parsed.fatal).toBeUndefined();
+      expectCaseResult(c, parsed.results[i]);
+    });
+  }
+
+  it("should create each pipeline once per geometry", () => {
+    const geometries = new Set(KERNEL_CASES.map((c) => JSON.stringify([c.geometry, c.encoding])));
+    // split + combine + dequantize per distinct layout; combine is shared by layouts with equal (n_h, D_c, spaces).
+    expect(parsed.pipelines).toBeLessThanOrEqual(3 * geometries.size);
+    expect(parsed.pipelines).toBeGreaterThanOrEqual(geometries.size);
+    // 12 decode/append steps on an already-seen geometry compile nothing.
+    expect(parsed.pipelines).toBe(parsed.pipelinesBeforeSession);
+  });
+});
