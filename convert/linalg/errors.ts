@@ -1,0 +1,21 @@
+// Typed errors of the dense linear algebra: bad shapes and arguments, non-finite input, failed convergence, kernels.
+
+export type LinalgErrorCode =
+  | "shape_mismatch"
+  | "bad_argument"
+  | "not_finite"
+  | "no_convergence"
+  | "wasm_unavailable"
+  | "detached_buffer";
+
+/** Any failure of a linalg routine. `code` is stable; the message names the routine and what was wrong. */
+export class LinalgError extends Error {
+  override readonly name = "LinalgError";
+  constructor(
+    readonly code: LinalgErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

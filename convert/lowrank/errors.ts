@@ -1,0 +1,15 @@
+// Typed errors of the low-rank KV factorisations: inconsistent shapes, impossible ranks, bad damping settings.
+
+export type LowRankErrorCode = "shape_mismatch" | "bad_rank" | "bad_option";
+
+/** A factorisation could not run on the given weights/options. `code` is stable; the message says what is wrong. */
+export class LowRankError extends Error {
+  override readonly name = "LowRankError";
+  constructor(
+    readonly code: LowRankErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
