@@ -1,13 +1,11 @@
-// Worker entry: the HTTP front of the edge store. Routes are added per resource under worker/routes/.
-import { Hono } from "hono";
-import { FORMAT_VERSION } from "../format/chunk/constants.ts";
+// Worker entry: the HTTP front of the edge store (worker/app.ts) and its two Durable Object classes.
+import { app } from "./app.ts";
+import type { Env } from "./env.ts";
 
-export interface Env {
-  readonly MLA_EDGE_VERSION?: string;
-}
+export { ChunkObject } from "./objects/chunk-object.ts";
+export { SessionObject } from "./objects/session-object.ts";
+export type { Env } from "./env.ts";
 
-const app = new Hono<{ Bindings: Env }>();
-
-app.get("/v1/health", (c) => c.json({ ok: true, formatVersion: FORMAT_VERSION }));
-
-export default app satisfies ExportedHandler<Env>;
+export default {
+  fetch: (request, env, ctx) => app.fetch(request, env, ctx),
+} satisfies ExportedHandler<Env>;

@@ -1,0 +1,161 @@
+// Binary framing shared by the Worker and the client SDK: `[u8 type][u32 LE length][payload]`, used for append bodies,
+// WebSocket appends and restore streams (docs/api.md). Nothing here knows about Durable Objects or the HTTP layer.
+
+/** Frame types. Numbered explicitly: the value is on the wire. */
+export const FrameType = {
+  /** UTF-8 JSON control message (append control, restore header, append result). */
+  control: 1,
+  /** One packed chunk (docs/chunk-format.md). */
+  chunk: 2,
+  /** Proxy mode: float16/float32 latents of one chunk that the Worker quantizes and packs (format/wire/latents.ts). */
+  latents: 3,
+  /** UTF-8 JSON `{error:{code,message}}`: the stream failed here and nothing after it is data. */
+  error: 4,
+} as const;
+export type FrameType = (typeof FrameType)[keyof typeof FrameType];
+
+/** Type byte + u32 length. */
+export const FRAME_HEADER_BYTES = 5;
+
+/** Media type of a framed body. */
+export const FRAMES_CONTENT_TYPE = "application/vnd.mla-edge.frames";
+
+/** What a reader accepts per frame type: payloads above it are refused before anything is allocated (CWE-770). */
+export type FrameLimits = Readonly<Record<FrameType, number>>;
+
+export type FrameErrorCode = "truncated" | "too_large" | "unknown_type";
+
+/** Malformed framing: an unknown type byte, a payload above its limit, or a stream ending inside a frame. */
+export class FrameError extends Error {
+  override readonly name = "FrameError";
+  constructor(
+    readonly code: FrameErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface Frame {
+  readonly type: FrameType;
+  /** Own memory (byteOffset 0), so typed views of it are aligned. */
+  readonly payload: Uint8Array;
+}
+
+const TYPES: ReadonlySet<number> = new Set(Object.values(FrameType));
+
+/** One frame's bytes. */
+export function encodeFrame(type: FrameType, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
+  out[0] = type;
+  new DataView(out.buffer).setUint32(1, payload.length, true);
+  out.set(payload, FRAME_HEADER_BYTES);
+  return out;
+}
+
+/** Only the 5 header bytes, for writers that send the payload separately (no copy of a large chunk). */
+export function encodeFrameHeader(type: FrameType, payloadLength: number): Uint8Array {
+  const out = new Uint8Array(FRAME_HEADER_BYTES);
+  out[0] = type;
+  new DataView(out.buffer).setUint32(1, payloadLength, true);
+  return out;
+}
+
+/** A JSON frame (control or error). */
+export function encodeJsonFrame(type: typeof FrameType.control | typeof FrameType.error, value: unknown): Uint8Array {
+  return encodeFrame(type, new TextEncoder().encode(JSON.stringify(value)));
+}
+
+/** Parses a JSON frame's payload; throws (TypeError or SyntaxError) when it is not UTF-8 JSON. */
+export function decodeJsonPayload(payload: Uint8Array): unknown {
+  return JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(payload));
+}
+
+/**
+ * Pull-based frame reader over a byte stream: holds at most one frame's payload plus one network read, so a body of
+ * any length is processed in bounded memory. `next()` returns null at a clean end of stream.
+ */
+export class FrameReader {
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #limits: FrameLimits;
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #done = false;
+  /** Bytes consumed so far (framing included). */
+  bytesRead = 0;
+
+  constructor(stream: ReadableStream<Uint8Array>, limits: FrameLimits) {
+    this.#reader = stream.getReader();
+    this.#limits = limits;
+  }
+
+  async next(): Promise<Frame | null> {
+    if (!(await this.#fill(1))) {
+      if (this.#pendingBytes === 0) return null;
+    }
+    if (!(await this.#fill(FRAME_HEADER_BYTES))) {
+      throw new FrameError("truncated", `stream ended inside a frame header (${this.#pendingBytes} of ${FRAME_HEADER_BYTES} bytes)`);
+    }
+    const head = this.#take(FRAME_HEADER_BYTES);
+    const type = head[0];
+    const length = new DataView(head.buffer, head.byteOffset, FRAME_HEADER_BYTES).getUint32(1, true);
+    if (!TYPES.has(type)) throw new FrameError("unknown_type", `unknown frame type ${type}`);
+    const limit = this.#limits[type as FrameType];
+    if (length > limit) throw new FrameError("too_large", `frame type ${type} declares ${length} bytes, above the limit ${limit}`);
+    if (!(await this.#fill(length))) {
+      throw new FrameError("truncated", `stream ended inside a frame: ${this.#pendingBytes} of ${length} payload bytes`);
+    }
+    this.bytesRead += FRAME_HEADER_BYTES + length;
+    return { type: type as FrameType, payload: this.#take(length) };
+  }
+
+  /** Releases the underlying stream (e.g. after an error, so the body is not read further). */
+  async cancel(reason?: unknown): Promise<void> {
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    await this.#reader.cancel(reason).catch(() => undefined);
+  }
+
+  /** Reads until `n` bytes are pending; false when the stream ends first. */
+  async #fill(n: number): Promise<boolean> {
+    while (this.#pendingBytes < n) {
+      if (this.#done) return false;
+      const { value, done } = await this.#reader.read();
+      if (done) {
+        this.#done = true;
+        return this.#pendingBytes >= n;
+      }
+      if (value.length > 0) {
+        this.#pending.push(value);
+        this.#pendingBytes += value.length;
+      }
+    }
+    return true;
+  }
+
+  /** Removes `n` pending bytes into a fresh buffer. */
+  #take(n: number): Uint8Array {
+    const out = new Uint8Array(n);
+    let at = 0;
+    while (at < n) {
+      const head = this.#pending[0];
+      const use = Math.min(head.length, n - at);
+      out.set(head.subarray(0, use), at);
+      at += use;
+      if (use === head.length) this.#pending.shift();
+      else this.#pending[0] = head.subarray(use);
+    }
+    this.#pendingBytes -= n;
+    return out;
+  }
+}
+
+/** Async iteration over a framed stream; throws FrameError on malformed framing. */
+export async function* readFrames(stream: ReadableStream<Uint8Array>, limits: FrameLimits): AsyncGenerator<Frame> {
+  const reader = new FrameReader(stream, limits);
+  for (;;) {
+    const frame = await reader.next();
+    if (frame === null) return;
+    yield frame;
+  }
+}

@@ -1,0 +1,4 @@
+// Public API of the edge-store wire format (docs/api.md): binary frames, proxy latents, JSON messages.
+export * from "./frames.ts";
+export * from "./latents.ts";
+export * from "./messages.ts";

@@ -1,0 +1,25 @@
+// `npm start`: the edge store on http://127.0.0.1:8787 with state in .state/ (wrangler dev, offline). On first run it
+// writes local-only secrets to .state/dev-secrets.env (a dev tenant key, signing secret, operator key) and prints them.
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ROOT, startDev } from "./dev.mjs";
+
+const stateDir = join(ROOT, ".state");
+const secretsFile = join(stateDir, "dev-secrets.env");
+mkdirSync(stateDir, { recursive: true });
+if (!existsSync(secretsFile)) {
+  const key = () => randomBytes(24).toString("base64url");
+  const tenants = JSON.stringify({ dev: `dev-${key()}` });
+  writeFileSync(secretsFile, `TENANT_KEYS='${tenants}'\nSIGNING_SECRET=${key()}\nOPERATOR_KEY=${key()}\n`, { mode: 0o600 });
+}
+const tenantLine = readFileSync(secretsFile, "utf8").split("\n").find((l) => l.startsWith("TENANT_KEYS="));
+console.error(`mla-edge: local secrets in ${secretsFile} (${tenantLine ?? "TENANT_KEYS missing"})`);
+
+const server = await startDev({ port: Number(process.env.PORT ?? 8787), persistTo: stateDir, envFile: secretsFile, stdio: "inherit" });
+console.error(`mla-edge: edge store ready at ${server.url} (state in ${stateDir})`);
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.on(signal, () => {
+    void server.stop("SIGINT").then(() => process.exit(0));
+  });
+}

@@ -1,0 +1,287 @@
+// Edge-store load: 32 concurrent sessions against a real `wrangler dev`, each appending 8 turns of 256 tokens in the
+// Qwen2.5-VL-7B geometry (d_kv 64, int4 latent, packed client-side with the WASM codec) and restoring them; then the
+// restore time of one 4,096-token session vs the same tokens stored uncompressed (bf16 GQA K/V bytes, same store, same
+// run). `npm run bench:store -- --json` prints one JSON object on stdout; progress goes to stderr.
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { qwen25vl7bSpec, latentWidth, ropeWidth, type CacheSpec } from "../../format/cache-spec.ts";
+import { packChunk, type LayerValues } from "../../format/chunk/pack.ts";
+import { planChunkLayerRanges } from "../../format/chunk/plan.ts";
+import type { ChunkCodec } from "../../format/chunk/types.ts";
+import { loadNodeCodec } from "../../format/codec/node.ts";
+import type { CodecParams, RopePolicy } from "../../format/codec/types.ts";
+import { encodeFrame, encodeJsonFrame, FrameType, FRAMES_CONTENT_TYPE, readFrames, type FrameLimits } from "../../format/wire/frames.ts";
+import type { AppendControl, SessionCreated } from "../../format/wire/messages.ts";
+import { startDev, type DevServer } from "../../scripts/dev.mjs";
+
+const { values: args } = parseArgs({
+  options: {
+    json: { type: "boolean", default: false },
+    sessions: { type: "string", default: "32" },
+    turns: { type: "string", default: "8" },
+    tokens: { type: "string", default: "256" },
+    rope: { type: "string", default: "int4" },
+    "chunk-tokens": { type: "string", default: "64" },
+    "compare-tokens": { type: "string", default: "4096" },
+    "compare-reps": { type: "string", default: "5" },
+  },
+});
+const SESSIONS = Number(args.sessions);
+const TURNS = Number(args.turns);
+const TURN_TOKENS = Number(args.tokens);
+const COMPARE_TOKENS = Number(args["compare-tokens"]);
+const COMPARE_REPS = Number(args["compare-reps"]);
+const ROPE = args.rope as RopePolicy;
+if (!["fp16", "int8", "int4"].includes(ROPE)) throw new Error("--rope must be fp16, int8 or int4");
+const C = Number(args["chunk-tokens"]);
+const SPEC = qwen25vl7bSpec(64);
+const CODEC: CodecParams = { bits: 4, group: 64, axis: "token", rope: ROPE };
+/** Raw float32 of this spec takes (256 + 256)·4 = 2,048 B per token per layer = bf16 K + V of Qwen2.5-VL-7B's 4 KV heads × 128. */
+const BASELINE_SPEC: CacheSpec = { ...SPEC, ropeDims: 64, dKv: 64, latentSpaces: 1 };
+const BF16_GQA_BYTES_PER_TOKEN = 2 * SPEC.layers * SPEC.kvHeads * SPEC.headDim * 2;
+const KEY = "bench-tenant-key-0123456789";
+const log = (msg: string): void => void process.stderr.write(`bench:store ${msg}\n`);
+
+const codec = loadNodeCodec();
+
+/** Latent-like values for a token and layer (sum of uniforms, per-channel scale, a few outliers). */
+function fill(spec: CacheSpec, slot: number, layer: number, tokens: number): LayerValues {
+  let s = (slot * 7919 + layer * 104_729 + 1) >>> 0;
+  const rnd = (): number => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 2 ** 32;
+  };
+  const make = (n: number, width: number): Float32Array =>
+    Float32Array.from({ length: n }, (_, i) => (rnd() + rnd() + rnd() - 1.5) * (1 + (i % width) % 7) * (rnd() < 0.002 ? 20 : 1));
+  return { latent: make(tokens * latentWidth(spec), latentWidth(spec)), rope: make(tokens * ropeWidth(spec), ropeWidth(spec)) };
+}
+
+/** The chunks of one slot (all layer ranges), text tokens at positions [p, p, p]. */
+function slotChunks(spec: CacheSpec, chunkCodec: ChunkCodec, slot: number): Uint8Array[] {
+  const modality = new Uint8Array(C);
+  const positions = Int32Array.from({ length: 3 * C }, (_, i) => slot * C + Math.floor(i / 3));
+  return planChunkLayerRanges(spec, chunkCodec, C).map((r) =>
+    packChunk(codec, spec, chunkCodec, {
+      tokenStart: slot * C,
+      modality,
+      positions,
+      layerStart: r.layerStart,
+      layers: Array.from({ length: r.layerCount }, (_, l) => fill(spec, slot, r.layerStart + l, C)),
+    }),
+  );
+}
+
+function control(seq: number, start: number, count: number, session: number): AppendControl {
+  return {
+    expectedSeq: seq,
+    tokenIds: Array.from({ length: count }, (_, i) => (session * 1_000_003 + start + i) % 150_000),
+    modality: new Array<number>(count).fill(0),
+    positions: Array.from({ length: 3 * count }, (_, i) => start + Math.floor(i / 3)),
+    media: [],
+  };
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
+
+interface Client {
+  id: string;
+  auth: { authorization: string };
+}
+
+async function createSession(server: DevServer, spec: CacheSpec, storage: "quantized" | "raw"): Promise<Client> {
+  const res = await fetch(`${server.url}/v1/sessions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+    body: JSON.stringify({ spec, codec: CODEC, storage, chunkTokens: C, model: { id: "Qwen/Qwen2.5-VL-7B-Instruct", conversion: "bench" } }),
+  });
+  if (res.status !== 201) throw new Error(`create: ${res.status} ${await res.text()}`);
+  const s = (await res.json()) as SessionCreated;
+  return { id: s.id, auth: { authorization: `Bearer ${s.token}` } };
+}
+
+async function appendTurn(server: DevServer, s: Client, frames: Uint8Array[]): Promise<void> {
+  const body = new Uint8Array(frames.reduce((a, f) => a + f.length, 0));
+  let at = 0;
+  for (const f of frames) {
+    body.set(f, at);
+    at += f.length;
+  }
+  const res = await fetch(`${server.url}/v1/sessions/${s.id}/turns`, { method: "POST", headers: { ...s.auth, "content-type": FRAMES_CONTENT_TYPE }, body });
+  if (res.status !== 201) throw new Error(`append: ${res.status} ${await res.text()}`);
+  await res.arrayBuffer();
+}
+
+const LIMITS: FrameLimits = { 1: 1 << 24, 2: 1 << 21, 3: 0, 4: 1 << 16 };
+
+/** Restores the whole session, reading every frame; returns chunk bytes received. */
+async function restore(server: DevServer, s: Client): Promise<number> {
+  // A restore that stalls is an error, reported after 60 s instead of undici's 300 s default.
+  const res = await fetch(`${server.url}/v1/sessions/${s.id}/chunks`, { headers: s.auth, signal: AbortSignal.timeout(60_000) });
+  if (res.status !== 200 || res.body === null) throw new Error(`restore: ${res.status} ${await res.text()}`);
+  let bytes = 0;
+  for await (const f of readFrames(res.body, LIMITS)) {
+    if (f.type === FrameType.error) throw new Error(`restore error frame: ${new TextDecoder().decode(f.payload)}`);
+    if (f.type === FrameType.chunk) bytes += f.payload.length;
+  }
+  return bytes;
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), "mla-edge-bench-"));
+  const envFile = join(dir, "secrets.env");
+  await writeFile(envFile, `TENANT_KEYS='${JSON.stringify({ bench: KEY })}'\nSIGNING_SECRET=bench-signing-secret-0123456789\n`);
+  const sealed: ChunkCodec = { sealed: true, ...CODEC };
+  const slotsNeeded = Math.max((TURNS * TURN_TOKENS) / C, COMPARE_TOKENS / C);
+  if (!Number.isInteger(slotsNeeded) || TURN_TOKENS % C !== 0) throw new Error(`token counts must be multiples of C = ${C}`);
+  log(`packing ${slotsNeeded} sealed slots (28 layers, d_kv 64, int4 latent, ${ROPE} rope) with the WASM codec`);
+  const slots = Array.from({ length: slotsNeeded }, (_, s) => slotChunks(SPEC, sealed, s));
+  const chunkBytes = slots[0].reduce((a, c) => a + c.length, 0);
+
+  log("starting wrangler dev");
+  const server = await startDev({ persistTo: join(dir, "state"), envFile });
+  let errors = 0;
+  const appendMs: number[] = [];
+  const restoreMs: number[] = [];
+  let appendedBytes = 0;
+  let restoredBytes = 0;
+  try {
+    log(`${SESSIONS} sessions × ${TURNS} turns × ${TURN_TOKENS} tokens, concurrently`);
+    const slotsPerTurn = TURN_TOKENS / C;
+    const t0 = performance.now();
+    const clients: Array<Client | null> = await Promise.all(
+      Array.from({ length: SESSIONS }, async (_, i) => {
+        try {
+          const s = await createSession(server, SPEC, "quantized");
+          for (let t = 0; t < TURNS; t++) {
+            const frames = [encodeJsonFrame(FrameType.control, control(t + 1, t * TURN_TOKENS, TURN_TOKENS, i))];
+            for (let k = 0; k < slotsPerTurn; k++) for (const c of slots[t * slotsPerTurn + k]) frames.push(encodeFrame(FrameType.chunk, c));
+            const a = performance.now();
+            await appendTurn(server, s, frames);
+            appendMs.push(performance.now() - a);
+            appendedBytes += slotsPerTurn * chunkBytes;
+          }
+          return s;
+        } catch (e) {
+          errors++;
+          log(`session ${i} append failed: ${String(e)}`);
+          return null;
+        }
+      }),
+    );
+    const appendWall = (performance.now() - t0) / 1000;
+    const t1 = performance.now();
+    await Promise.all(
+      clients.map(async (s) => {
+        if (s === null) return;
+        try {
+          const a = performance.now();
+          const bytes = await restore(server, s);
+          restoredBytes += bytes;
+          const ms = performance.now() - a;
+          restoreMs.push(ms);
+          if (ms > 10_000) log(`slow restore: ${Math.round(ms)} ms, started ${Math.round(a - t1)} ms into the phase`);
+        } catch (e) {
+          errors++;
+          log(`restore failed: ${String(e)}`);
+        }
+      }),
+    );
+    const restoreWall = (performance.now() - t1) / 1000;
+
+    log(`comparison: one ${COMPARE_TOKENS}-token session, compressed vs uncompressed (bf16 GQA bytes, raw storage)`);
+    const compressed = await createSession(server, SPEC, "quantized");
+    const uncompressed = await createSession(server, BASELINE_SPEC, "raw");
+    const raw: ChunkCodec = { sealed: false, ...CODEC };
+    const turnsCmp = COMPARE_TOKENS / TURN_TOKENS;
+    for (let t = 0; t < turnsCmp; t++) {
+      const ctl = encodeJsonFrame(FrameType.control, control(t + 1, t * TURN_TOKENS, TURN_TOKENS, 999_999));
+      const framesC = [ctl];
+      const framesU = [ctl];
+      for (let k = 0; k < slotsPerTurn; k++) {
+        const slot = t * slotsPerTurn + k;
+        for (const c of slots[slot]) framesC.push(encodeFrame(FrameType.chunk, c));
+        for (const c of slotChunks(BASELINE_SPEC, raw, slot)) framesU.push(encodeFrame(FrameType.chunk, c));
+      }
+      await appendTurn(server, compressed, framesC);
+      await appendTurn(server, uncompressed, framesU);
+    }
+    const timesC: number[] = [];
+    const timesU: number[] = [];
+    let bytesC = 0;
+    let bytesU = 0;
+    for (let r = 0; r < COMPARE_REPS; r++) {
+      // Interleaved so both see the same machine state.
+      let a = performance.now();
+      bytesC = await restore(server, compressed);
+      timesC.push(performance.now() - a);
+      a = performance.now();
+      bytesU = await restore(server, uncompressed);
+      timesU.push(performance.now() - a);
+    }
+    const medC = percentile([...timesC].sort((x, y) => x - y), 50);
+    const medU = percentile([...timesU].sort((x, y) => x - y), 50);
+    appendMs.sort((x, y) => x - y);
+    restoreMs.sort((x, y) => x - y);
+    const result = {
+      bench: "store",
+      machine: { cpus: cpus().length, node: process.version, server: "wrangler dev 4.86 (local workerd), loopback HTTP" },
+      config: {
+        model: "Qwen2.5-VL-7B (28 layers, 4 KV heads × 128, d_kv 64)",
+        codec: CODEC,
+        chunkTokens: C,
+        sessions: SESSIONS,
+        turnsPerSession: TURNS,
+        tokensPerTurn: TURN_TOKENS,
+        chunkBytesPerSlot: chunkBytes,
+        note: "latent values are packed once per slot index and reused by every session; token ids differ per session, so every session has its own keys and rows (no dedupe)",
+      },
+      append: {
+        count: appendMs.length,
+        p50Ms: round(percentile(appendMs, 50)),
+        p99Ms: round(percentile(appendMs, 99)),
+        mbPerS: round(appendedBytes / 1e6 / appendWall),
+        bytes: appendedBytes,
+        wallS: round(appendWall, 2),
+      },
+      restore: {
+        count: restoreMs.length,
+        p50Ms: round(percentile(restoreMs, 50)),
+        p99Ms: round(percentile(restoreMs, 99)),
+        mbPerS: round(restoredBytes / 1e6 / restoreWall),
+        bytes: restoredBytes,
+        wallS: round(restoreWall, 2),
+      },
+      errors,
+      comparison: {
+        tokens: COMPARE_TOKENS,
+        compressed: { bytes: bytesC, restoreMsMedian: round(medC), restoreMs: timesC.map((x) => round(x)) },
+        uncompressed: {
+          bytes: bytesU,
+          bf16GqaBytes: COMPARE_TOKENS * BF16_GQA_BYTES_PER_TOKEN,
+          restoreMsMedian: round(medU),
+          restoreMs: timesU.map((x) => round(x)),
+        },
+        bytesRatio: round(bytesU / bytesC, 2),
+        restoreSpeedup: round(medU / medC, 2),
+        target: 8,
+        meetsTarget: medU / medC >= 8 && errors === 0,
+      },
+    };
+    if (args.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+    else process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  } finally {
+    await server.stop("SIGINT");
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -1,0 +1,90 @@
+// Calls into the edge-store Worker from tests running inside workerd: the Worker's fetch with the test bindings plus
+// test-only secrets (no secrets live in wrangler.jsonc), and helpers to create sessions and read restore streams.
+import { createExecutionContext, env } from "cloudflare:test";
+import type { CacheSpec } from "../../../format/cache-spec.ts";
+import type { CodecParams } from "../../../format/codec/types.ts";
+import { decodeJsonPayload, FrameType, FRAMES_CONTENT_TYPE, readFrames, type FrameLimits } from "../../../format/wire/frames.ts";
+import type { ErrorBody, RestoreHeader, SessionCreated } from "../../../format/wire/messages.ts";
+import worker from "../../../worker/index.ts";
+import type { Env } from "../../../worker/env.ts";
+import { concatFrames } from "./conversation.ts";
+
+export const TENANT_KEYS = { alpha: "alpha-key-0123456789abcdef", beta: "beta-key-0123456789abcdef" } as const;
+export const OPERATOR_KEY = "operator-key-0123456789";
+
+export const testEnv: Env = {
+  ...(env as unknown as Env),
+  TENANT_KEYS: JSON.stringify(TENANT_KEYS),
+  SIGNING_SECRET: "test-signing-secret-0123456789abcdef",
+  OPERATOR_KEY,
+};
+
+export const BASE = "https://store.test";
+
+export async function call(path: string, init: RequestInit = {}): Promise<Response> {
+  return worker.fetch(new Request(BASE + path, init) as Request<unknown, IncomingRequestCfProperties>, testEnv, createExecutionContext());
+}
+
+/** Two layers, one KV head, D_c 4, R 2: chunks of a few hundred bytes, every code path of the format. */
+export const TINY_SPEC: CacheSpec = { layers: 2, heads: 2, kvHeads: 1, headDim: 8, ropeDims: 2, dKv: 4, latentSpaces: 1, mropeSection: [1, 1, 2] };
+export const TINY_CODEC: CodecParams = { bits: 4, group: 32, axis: "token", rope: "int8" };
+export const TINY_C = 4;
+
+export interface Session extends SessionCreated {
+  readonly tenant: keyof typeof TENANT_KEYS;
+  readonly auth: { authorization: string };
+}
+
+export async function createSession(
+  tenant: keyof typeof TENANT_KEYS = "alpha",
+  extra: Record<string, unknown> = {},
+  spec: CacheSpec = TINY_SPEC,
+  codec: CodecParams = TINY_CODEC,
+): Promise<Session> {
+  const res = await call("/v1/sessions", {
+    method: "POST",
+    headers: { authorization: `Bearer ${TENANT_KEYS[tenant]}`, "content-type": "application/json" },
+    body: JSON.stringify({ spec, codec, model: { id: "test/tiny", conversion: "conv-1" }, chunkTokens: TINY_C, ...extra }),
+  });
+  if (res.status !== 201) throw new Error(`create failed: ${res.status} ${await res.text()}`);
+  const created = (await res.json()) as SessionCreated;
+  return { ...created, tenant, auth: { authorization: `Bearer ${created.token}` } };
+}
+
+export function append(s: { id: string; auth: { authorization: string } }, frames: readonly Uint8Array[]): Promise<Response> {
+  return call(`/v1/sessions/${s.id}/turns`, {
+    method: "POST",
+    headers: { ...s.auth, "content-type": FRAMES_CONTENT_TYPE },
+    body: concatFrames(frames),
+  });
+}
+
+export async function errorOf(res: Response): Promise<ErrorBody["error"]> {
+  return ((await res.json()) as ErrorBody).error;
+}
+
+const RESTORE_LIMITS: FrameLimits = { 1: 1 << 24, 2: 1 << 22, 3: 0, 4: 1 << 16 };
+
+export interface Restored {
+  readonly header: RestoreHeader;
+  readonly chunks: Uint8Array[];
+  readonly end: { done: boolean; chunks: number; bytes: number } | null;
+  readonly error: ErrorBody["error"] | null;
+}
+
+/** Reads a whole restore stream. */
+export async function readRestore(res: Response): Promise<Restored> {
+  if (res.body === null) throw new Error("restore without a body");
+  let header: RestoreHeader | null = null;
+  const chunks: Uint8Array[] = [];
+  let end: Restored["end"] = null;
+  let error: Restored["error"] = null;
+  for await (const f of readFrames(res.body, RESTORE_LIMITS)) {
+    if (f.type === FrameType.control && header === null) header = decodeJsonPayload(f.payload) as RestoreHeader;
+    else if (f.type === FrameType.control) end = decodeJsonPayload(f.payload) as Restored["end"];
+    else if (f.type === FrameType.chunk) chunks.push(f.payload);
+    else if (f.type === FrameType.error) error = (decodeJsonPayload(f.payload) as ErrorBody).error;
+  }
+  if (header === null) throw new Error("restore stream without a header frame");
+  return { header, chunks, end, error };
+}

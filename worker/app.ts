@@ -1,0 +1,26 @@
+// The Hono app of the edge store: routes per resource, one error mapping to `{error:{code,message}}`.
+import { Hono } from "hono";
+import { FORMAT_VERSION } from "../format/chunk/constants.ts";
+import type { ErrorBody } from "../format/wire/messages.ts";
+import type { AppEnv } from "./context.ts";
+import { ApiError } from "./errors.ts";
+import { admin } from "./routes/admin.ts";
+import { chunks } from "./routes/chunks.ts";
+import { sessions } from "./routes/sessions.ts";
+import { turns } from "./routes/turns.ts";
+
+export const app = new Hono<AppEnv>();
+
+app.get("/v1/health", (c) => c.json({ ok: true, formatVersion: FORMAT_VERSION }));
+app.route("/v1/sessions", sessions);
+app.route("/v1/sessions", turns);
+app.route("/v1/sessions", chunks);
+app.route("/v1/admin", admin);
+
+app.notFound((c) => c.json({ error: { code: "not_found", message: `no route ${c.req.method} ${new URL(c.req.url).pathname}` } } satisfies ErrorBody, 404));
+
+app.onError((err, c) => {
+  if (err instanceof ApiError) return err.getResponse();
+  console.error(`mla-edge: unhandled ${err.name}: ${err.message}`);
+  return c.json({ error: { code: "internal", message: "internal error" } } satisfies ErrorBody, 500);
+});

@@ -1,0 +1,154 @@
+// One append, HTTP body or WebSocket alike: control frame → planned units → each chunk verified and put under a leased
+// upload hold → holds confirmed → turn committed in SessionObject (expectedSeq check) → upload tag kept as the turn's
+// tag. Cross-DO writes are not atomic, so the order guarantees: a crash leaves no visible turn (leased rows reaped by
+// the ChunkObject alarm) or a visible turn whose chunks are all held — never a visible turn with a missing chunk.
+import { hexToBytes } from "@noble/hashes/utils.js";
+import { FrameError, FrameType, decodeJsonPayload, type FrameReader } from "../../format/wire/frames.ts";
+import type { AppendResult } from "../../format/wire/messages.ts";
+import type { Env } from "../env.ts";
+import { ApiError, badRequest, notFound, tooLarge, turnConflict } from "../errors.ts";
+import { chunkObjectName, sessionObjectName, shardOf, type KeyContext } from "../keys.ts";
+import { MAX_APPEND_BODY_BYTES, UPLOAD_LEASE_MS } from "../limits.ts";
+import { toCacheSpec, type ChunkRef, type TurnRecord } from "../objects/session-types.ts";
+import { chunkBytesFor } from "./chunk-bytes.ts";
+import { parseControl } from "./control.ts";
+import { planUploads, type TokenWindow } from "./plan.ts";
+
+export interface AppendTarget {
+  readonly env: Env;
+  readonly tenant: string;
+  readonly sessionId: string;
+  readonly salt: Uint8Array;
+}
+
+function concat<T extends Uint8Array | Uint32Array | Int32Array>(a: T, b: T, make: (n: number) => T): T {
+  const out = make(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Maps framing failures to API errors. */
+export function frameErrorToApi(e: FrameError): ApiError {
+  return e.code === "too_large" ? tooLarge(e.message) : badRequest(e.message, e.code);
+}
+
+/**
+ * Reads one turn from `reader` and commits it. With `requireEnd` the stream must end after the last chunk (HTTP body);
+ * without it the reader stays positioned for the next turn (WebSocket).
+ */
+export async function appendTurn(t: AppendTarget, reader: FrameReader, requireEnd: boolean): Promise<AppendResult> {
+  const session = t.env.SESSIONS.get(t.env.SESSIONS.idFromName(sessionObjectName(t.tenant, t.sessionId)));
+  const ctx = await session.appendContext();
+  if (ctx === null) throw notFound();
+  const { meta } = ctx;
+  const spec = toCacheSpec(meta.spec);
+
+  const first = await nextFrame(reader);
+  if (first === null) throw badRequest("empty append: the first frame must be the JSON control message");
+  if (first.type !== FrameType.control) throw badRequest(`the first frame must be the JSON control message (type 1), got type ${first.type}`);
+  let json: unknown;
+  try {
+    json = decodeJsonPayload(first.payload);
+  } catch {
+    throw badRequest("control frame is not UTF-8 JSON");
+  }
+  const input = parseControl(json, ctx.tokens);
+  if (input.expectedSeq !== ctx.head + 1) throw turnConflict(ctx.head, input.expectedSeq);
+
+  const window: TokenWindow = {
+    base: ctx.tailStart,
+    tokenIds: concat(ctx.tailTokenIds, input.tokenIds, (n) => new Uint32Array(n)),
+    modality: concat(ctx.tailModality, input.modality, (n) => new Uint8Array(n)),
+    positions: concat(ctx.tailPositions, input.positions, (n) => new Int32Array(n)),
+    media: [...ctx.tailMedia, ...input.media],
+  };
+  const keyCtx: KeyContext = {
+    modelId: meta.model.id,
+    conversion: meta.model.conversion,
+    specHash: meta.specHash,
+    codec: meta.codec,
+    storage: meta.storage,
+    chunkTokens: meta.chunkTokens,
+    salt: t.salt,
+  };
+  const units = await planUploads(spec, keyCtx, window, ctx.prevPrefix);
+  const specHash = hexToBytes(meta.specHash);
+
+  const tag = `upload:${crypto.randomUUID()}`;
+  const leaseUntil = Date.now() + UPLOAD_LEASE_MS;
+  const shards = new Set<number>();
+  const chunks = (shard: number) => t.env.CHUNKS.get(t.env.CHUNKS.idFromName(chunkObjectName(t.tenant, shard)));
+  const refs: ChunkRef[] = [];
+  let stored = 0;
+  let bytes = 0;
+  let committed = false;
+  try {
+    // One put in flight while the next frame is read and verified: network read and DO write overlap.
+    let inFlight: Promise<void> = Promise.resolve();
+    for (const unit of units) {
+      const frame = await nextFrame(reader);
+      if (frame === null) throw badRequest(`body ended before the chunk for tokens ${unit.tokenStart}+${unit.tokenCount}, layers ${unit.layerStart}+${unit.layerCount} (${refs.length} of ${units.length} chunks received)`, "truncated");
+      const chunk = chunkBytesFor(frame, unit, spec, specHash, window);
+      await inFlight;
+      const shard = shardOf(unit.key);
+      shards.add(shard);
+      inFlight = chunks(shard)
+        .put(unit.key, chunk, t.sessionId, tag, leaseUntil)
+        .then((r) => {
+          if (r.created) stored++;
+        });
+      refs.push({ ...unit, sealed: unit.codec.sealed, bytes: chunk.length });
+      bytes += chunk.length;
+    }
+    await inFlight;
+    if (requireEnd && (await nextFrame(reader)) !== null) throw badRequest(`unexpected frame after the ${units.length} chunks of the turn`);
+
+    await Promise.all([...shards].map((s) => chunks(s).confirm(t.sessionId, tag)));
+    let maxPosition = ctx.nextPosition - 1;
+    for (const p of input.positions) if (p > maxPosition) maxPosition = p;
+    const turn: TurnRecord = {
+      seq: input.expectedSeq,
+      tag,
+      tokenStart: ctx.tokens,
+      tokenCount: input.tokenIds.length,
+      tokenIds: input.tokenIds,
+      modality: input.modality,
+      positions: input.positions,
+      media: input.media,
+      nextPosition: maxPosition + 1,
+      bytesStored: bytes,
+      bytesUncompressed: input.tokenIds.length * 2 * spec.layers * spec.kvHeads * spec.headDim * 2,
+      createdAt: Date.now(),
+    };
+    const outcome = await session.commitTurn(input.expectedSeq, turn, refs);
+    if (outcome.status === "not_found") throw notFound("the session was deleted during the append");
+    if (outcome.status === "conflict") throw turnConflict(outcome.head, input.expectedSeq);
+    committed = true;
+    return {
+      seq: turn.seq,
+      tokenStart: turn.tokenStart,
+      tokenCount: turn.tokenCount,
+      chunksStored: stored,
+      chunksReused: refs.length - stored,
+      bytes,
+      nextPosition: turn.nextPosition,
+    };
+  } finally {
+    if (!committed && shards.size > 0) {
+      // Nothing of a rejected turn stays: drop its holds now rather than at lease expiry.
+      await Promise.all([...shards].map((s) => chunks(s).release(t.sessionId, tag))).catch(() => undefined);
+    }
+  }
+}
+
+async function nextFrame(reader: FrameReader) {
+  try {
+    const frame = await reader.next();
+    if (reader.bytesRead > MAX_APPEND_BODY_BYTES) throw tooLarge(`append body above ${MAX_APPEND_BODY_BYTES} bytes: split the turn`);
+    return frame;
+  } catch (e) {
+    if (e instanceof FrameError) throw frameErrorToApi(e);
+    throw e;
+  }
+}

@@ -1,0 +1,15 @@
+// Bindings of the edge-store Worker (wrangler.jsonc). Secrets come from `wrangler secret put` in production and from
+// `.dev.vars` (written by scripts/start.mjs) or `--var` locally.
+import type { ChunkObject } from "./objects/chunk-object.ts";
+import type { SessionObject } from "./objects/session-object.ts";
+
+export interface Env {
+  readonly SESSIONS: DurableObjectNamespace<SessionObject>;
+  readonly CHUNKS: DurableObjectNamespace<ChunkObject>;
+  /** JSON `{"tenantId": "apiKey", ...}`. */
+  readonly TENANT_KEYS?: string;
+  /** Signs session tokens and derives tenant salts; rotating it invalidates tokens and dedupe keys. */
+  readonly SIGNING_SECRET?: string;
+  /** Bearer key of the operator stats route; the route is off when unset. */
+  readonly OPERATOR_KEY?: string;
+}

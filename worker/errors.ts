@@ -1,0 +1,30 @@
+// The one error type of the HTTP layer: carries its status and stable code and renders `{error:{code,message}}`.
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { ApiErrorCode, ErrorBody } from "../format/wire/messages.ts";
+
+export class ApiError extends Error {
+  override readonly name = "ApiError";
+  constructor(
+    readonly status: ContentfulStatusCode,
+    readonly code: ApiErrorCode,
+    message: string,
+    readonly reason?: string,
+  ) {
+    super(message);
+  }
+
+  body(): ErrorBody {
+    return { error: { code: this.code, message: this.message, ...(this.reason !== undefined ? { reason: this.reason } : {}) } };
+  }
+
+  getResponse(): Response {
+    return Response.json(this.body(), { status: this.status });
+  }
+}
+
+export const badRequest = (message: string, reason?: string): ApiError => new ApiError(400, "bad_request", message, reason);
+export const notFound = (message = "no such session"): ApiError => new ApiError(404, "not_found", message);
+export const turnConflict = (head: number, expected: number): ApiError =>
+  new ApiError(409, "turn_conflict", `expectedSeq ${expected} but the session head is ${head}: another writer appended or truncated first; reload the manifest`);
+export const tooLarge = (message: string): ApiError => new ApiError(413, "too_large", message);
+export const invalidChunk = (message: string, reason: string): ApiError => new ApiError(422, "invalid_chunk", message, reason);

@@ -1,0 +1,85 @@
+// Records exchanged between the Worker and SessionObject over RPC (structured clone: typed arrays travel as is).
+import type { CacheSpec } from "../../format/cache-spec.ts";
+import type { CodecParams } from "../../format/codec/types.ts";
+import type { MediaSpan, ModelRef, SessionStorage } from "../../format/wire/messages.ts";
+
+export type SessionState = "active" | "pending" | "deleting";
+
+/** A cache spec as it comes back over RPC (tuples arrive as arrays); turn it back with toCacheSpec. */
+export type StoredSpec = Omit<CacheSpec, "mropeSection"> & { readonly mropeSection: readonly number[] | null };
+
+export function toCacheSpec(s: StoredSpec): CacheSpec {
+  const m = s.mropeSection;
+  return { ...s, mropeSection: m === null ? null : [m[0], m[1], m[2]] };
+}
+
+export interface SessionMeta {
+  readonly id: string;
+  readonly tenant: string;
+  readonly spec: StoredSpec;
+  readonly specHash: string;
+  readonly model: ModelRef;
+  readonly codec: CodecParams;
+  readonly storage: SessionStorage;
+  readonly chunkTokens: number;
+  readonly ttlMs: number;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  readonly parent: { readonly id: string; readonly seq: number } | null;
+}
+
+/** A committed turn. Per-token arrays are stored as little-endian bytes (u32 token ids, u8 modality, i32×3 positions). */
+export interface TurnRecord {
+  readonly seq: number;
+  /** Upload tag: the holds of this turn's chunks are (key, session, tag). */
+  readonly tag: string;
+  readonly tokenStart: number;
+  readonly tokenCount: number;
+  readonly tokenIds: Uint32Array;
+  readonly modality: Uint8Array;
+  readonly positions: Int32Array;
+  readonly media: readonly MediaSpan[];
+  readonly nextPosition: number;
+  readonly bytesStored: number;
+  readonly bytesUncompressed: number;
+  readonly createdAt: number;
+}
+
+/** One chunk a turn uploaded: a slot × a layer range. */
+export interface ChunkRef {
+  readonly slot: number;
+  readonly layerStart: number;
+  readonly layerCount: number;
+  readonly sealed: boolean;
+  readonly tokenStart: number;
+  readonly tokenCount: number;
+  readonly key: string;
+  readonly bytes: number;
+  /** Slot prefix hash the key derives from (the chain input of the next slot). */
+  readonly prefix: string;
+}
+
+/** What an append needs before reading chunks: the head and the tokens of the unfilled last slot. */
+export interface AppendContext {
+  readonly meta: SessionMeta;
+  readonly head: number;
+  readonly tokens: number;
+  readonly nextPosition: number;
+  /** First token of the last, unfilled slot (= tokens when the last slot is full). */
+  readonly tailStart: number;
+  readonly tailTokenIds: Uint32Array;
+  readonly tailModality: Uint8Array;
+  readonly tailPositions: Int32Array;
+  /** Media spans overlapping [tailStart, tokens). */
+  readonly tailMedia: readonly MediaSpan[];
+  /** Prefix hash of the slot before the tail slot (null at slot 0). */
+  readonly prevPrefix: string | null;
+}
+
+export interface ForkSnapshot {
+  readonly meta: SessionMeta;
+  readonly turns: readonly TurnRecord[];
+  readonly refs: ReadonlyArray<ChunkRef & { readonly seq: number }>;
+}
+
+export type CommitOutcome = { status: "ok" } | { status: "conflict"; head: number } | { status: "not_found" };

@@ -1,0 +1,58 @@
+// Restore: GET /v1/sessions/:id/chunks?from=&to=&layers=a-b (token range [from, to), layers a..b inclusive).
+import { Hono } from "hono";
+import { FRAMES_CONTENT_TYPE } from "../../format/wire/frames.ts";
+import type { RestoreHeader } from "../../format/wire/messages.ts";
+import { sessionAuth } from "../auth/middleware.ts";
+import { sessionStub, type AppEnv } from "../context.ts";
+import { badRequest, notFound } from "../errors.ts";
+import { loadVerifiedChunk, restoreStream } from "../restore/restore-stream.ts";
+
+export const chunks = new Hono<AppEnv>();
+
+function intParam(v: string | undefined, name: string, fallback: number): number {
+  if (v === undefined || v === "") return fallback;
+  if (!/^\d{1,15}$/.test(v)) throw badRequest(`${name} must be a non-negative integer`);
+  return Number(v);
+}
+
+chunks.get("/:id/chunks", sessionAuth("read"), async (c) => {
+  const from = intParam(c.req.query("from"), "from", 0);
+  const to = intParam(c.req.query("to"), "to", Number.MAX_SAFE_INTEGER);
+  if (to < from) throw badRequest(`to (${to}) is before from (${from})`);
+  const layers = c.req.query("layers");
+  let layerStart = 0;
+  let layerEnd = Number.MAX_SAFE_INTEGER;
+  if (layers !== undefined) {
+    const m = /^(\d{1,6})-(\d{1,6})$/.exec(layers);
+    if (m === null || Number(m[2]) < Number(m[1])) throw badRequest("layers must be a-b with a ≤ b (inclusive)");
+    layerStart = Number(m[1]);
+    layerEnd = Number(m[2]) + 1;
+  }
+  const tenant = c.get("tenant");
+  const r = await sessionStub(c.env, tenant, c.req.param("id")).resolve(from, to, layerStart, layerEnd);
+  if (r === null) throw notFound();
+  if (layers !== undefined && layerEnd > r.meta.spec.layers) throw badRequest(`layers ${layers} goes past the model's ${r.meta.spec.layers} layers`);
+  const header: RestoreHeader = {
+    head: r.head,
+    tokens: r.tokens,
+    from: Math.min(from, r.tokens),
+    to: Math.min(to, r.tokens),
+    layerStart,
+    layerEnd: Math.min(layerEnd, r.meta.spec.layers),
+    chunks: r.refs.map((ref) => ({
+      slot: ref.slot,
+      tokenStart: ref.tokenStart,
+      tokenCount: ref.tokenCount,
+      layerStart: ref.layerStart,
+      layerCount: ref.layerCount,
+      sealed: ref.sealed,
+      bytes: ref.bytes,
+      key: ref.key,
+    })),
+  };
+  // The first chunk is checked before the response starts, so a bad first row is a plain JSON error.
+  const first = r.refs.length > 0 ? await loadVerifiedChunk(c.env, tenant, r.refs[0], r.meta.specHash) : null;
+  return new Response(restoreStream(c.env, tenant, r.meta.specHash, header, r.refs, first), {
+    headers: { "content-type": FRAMES_CONTENT_TYPE, "cache-control": "no-store" },
+  });
+});
