@@ -1,0 +1,186 @@
+// The SDK client: options (baseURL, apiKey, fetch, maxRetries, timeout, default chat model), the request loop with
+// retries and timeouts, and the resources: `client.sessions` (chat sessions over the edge cache) and
+// `client.store.sessions` (the raw edge-store API).
+
+import { APIPromise, type RawResponse } from "./core/api-promise.ts";
+import * as Errors from "./core/error.ts";
+import { sleep } from "./internal/utils/sleep.ts";
+import { Sessions } from "./resources/sessions.ts";
+import { StoreSessions } from "./resources/store-sessions.ts";
+import type { ChatModel } from "./runtime/chat-model.ts";
+
+export type Fetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+
+export interface ClientOptions {
+  /** The edge store's origin, e.g. http://127.0.0.1:8787 (the `/v1/...` paths are appended). */
+  readonly baseURL?: string;
+  /** Alias of baseURL (the issue's spelling). */
+  readonly baseUrl?: string;
+  /** Tenant API key: needed to create sessions and mint tokens; session calls use the session's own token. */
+  readonly apiKey?: string | null;
+  /** Injectable fetch (tests hit the Worker in process; default: globalThis.fetch). */
+  readonly fetch?: Fetch;
+  /** Retries of idempotent requests on connection errors, 408, 429 and ≥ 500 (default 2). */
+  readonly maxRetries?: number;
+  /** Per-request timeout in ms (default 10 minutes). */
+  readonly timeout?: number;
+  /** The chat model `sessions.create/open` use when a call names none. */
+  readonly model?: ChatModel;
+}
+
+export interface RequestOptions {
+  readonly method: "GET" | "POST" | "DELETE";
+  readonly path: string;
+  readonly query?: Readonly<Record<string, string | number | undefined>>;
+  /** JSON body (serialised) or raw bytes (sent with `contentType`). */
+  readonly body?: unknown;
+  readonly contentType?: string;
+  /** Bearer credential: a session token; default the client's apiKey. */
+  readonly token?: string;
+  readonly signal?: AbortSignal;
+  readonly maxRetries?: number;
+  readonly timeout?: number;
+}
+
+export class MlaEdge {
+  readonly baseURL: string;
+  readonly apiKey: string | null;
+  readonly maxRetries: number;
+  readonly timeout: number;
+  readonly model: ChatModel | undefined;
+  private readonly fetchImpl: Fetch;
+
+  readonly sessions: Sessions;
+  readonly store: { readonly sessions: StoreSessions };
+
+  static MlaEdgeError = Errors.MlaEdgeError;
+  static APIError = Errors.APIError;
+  static APIConnectionError = Errors.APIConnectionError;
+  static APIConnectionTimeoutError = Errors.APIConnectionTimeoutError;
+  static APIUserAbortError = Errors.APIUserAbortError;
+  static BadRequestError = Errors.BadRequestError;
+  static AuthenticationError = Errors.AuthenticationError;
+  static PermissionDeniedError = Errors.PermissionDeniedError;
+  static NotFoundError = Errors.NotFoundError;
+  static ConflictError = Errors.ConflictError;
+  static PayloadTooLargeError = Errors.PayloadTooLargeError;
+  static UnprocessableEntityError = Errors.UnprocessableEntityError;
+  static RateLimitError = Errors.RateLimitError;
+  static InternalServerError = Errors.InternalServerError;
+
+  constructor(options: ClientOptions = {}) {
+    const base = options.baseURL ?? options.baseUrl;
+    if (base === undefined) throw new Errors.MlaEdgeError("baseURL is required (the edge store's origin, e.g. http://127.0.0.1:8787)");
+    this.baseURL = base.replace(/\/+$/, "");
+    this.apiKey = options.apiKey ?? null;
+    this.maxRetries = options.maxRetries ?? 2;
+    this.timeout = options.timeout ?? 10 * 60 * 1000;
+    this.model = options.model;
+    if (options.fetch === undefined && typeof globalThis.fetch !== "function") throw new Errors.MlaEdgeError("no fetch: pass `fetch` in the client options");
+    // browsers throw "Illegal invocation" for a fetch called without `this` = the global object
+    this.fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    this.sessions = new Sessions(this);
+    this.store = { sessions: new StoreSessions(this) };
+  }
+
+  /** Performs a request; the APIPromise parses JSON bodies (204 → undefined) unless `parse` says otherwise. */
+  request<T>(opts: RequestOptions, parse: (raw: RawResponse) => Promise<T> = parseJson as (raw: RawResponse) => Promise<T>): APIPromise<T> {
+    return new APIPromise(this.send(opts), parse);
+  }
+
+  private buildUrl(path: string, query: RequestOptions["query"]): string {
+    const url = new URL(this.baseURL + path);
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    return url.toString();
+  }
+
+  private async send(opts: RequestOptions): Promise<RawResponse> {
+    const url = this.buildUrl(opts.path, opts.query);
+    const headers: Record<string, string> = { accept: "application/json" };
+    const credential = opts.token ?? this.apiKey;
+    if (credential) headers.authorization = `Bearer ${credential}`;
+    let body: BodyInit | undefined;
+    if (opts.body instanceof Uint8Array) {
+      body = opts.body as Uint8Array<ArrayBuffer>;
+      headers["content-type"] = opts.contentType ?? "application/octet-stream";
+    } else if (opts.body !== undefined) {
+      body = JSON.stringify(opts.body);
+      headers["content-type"] = "application/json";
+    }
+    const maxRetries = opts.maxRetries ?? this.maxRetries;
+    for (let attempt = 0; ; attempt++) {
+      if (opts.signal?.aborted) throw new Errors.APIUserAbortError();
+      const controller = new AbortController();
+      const timeoutMs = opts.timeout ?? this.timeout;
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        controller.abort();
+      }, timeoutMs);
+      const onAbort = () => controller.abort();
+      opts.signal?.addEventListener("abort", onAbort, { once: true });
+      let response: Response;
+      try {
+        response = await this.fetchImpl(url, { method: opts.method, headers, body, signal: controller.signal });
+      } catch (cause) {
+        if (opts.signal?.aborted) throw new Errors.APIUserAbortError();
+        if (attempt < maxRetries) {
+          await sleep(retryDelay(attempt, null), opts.signal);
+          continue;
+        }
+        if (timedOut) throw new Errors.APIConnectionTimeoutError();
+        throw new Errors.APIConnectionError({ cause: cause instanceof Error ? cause : undefined });
+      } finally {
+        clearTimeout(timer);
+        opts.signal?.removeEventListener("abort", onAbort);
+      }
+      const requestId = response.headers.get("x-request-id") ?? response.headers.get("cf-ray");
+      if (response.ok) return { response, requestId };
+      if (attempt < maxRetries && shouldRetry(response)) {
+        await response.body?.cancel().catch(() => undefined);
+        await sleep(retryDelay(attempt, response.headers), opts.signal);
+        continue;
+      }
+      const text = await response.text().catch(() => "");
+      let parsed: unknown;
+      try {
+        parsed = text.length > 0 ? JSON.parse(text) : undefined;
+      } catch {
+        parsed = undefined;
+      }
+      throw Errors.APIError.generate(response.status, parsed, text.length > 0 && parsed === undefined ? text : undefined, response.headers);
+    }
+  }
+}
+
+async function parseJson(raw: RawResponse): Promise<unknown> {
+  if (raw.response.status === 204) return undefined;
+  const text = await raw.response.text();
+  if (text.length === 0) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch (cause) {
+    throw new Errors.StreamFormatError("bad_json", `response of status ${raw.response.status} is not JSON: ${text.slice(0, 200)}`, { cause });
+  }
+}
+
+function shouldRetry(response: Response): boolean {
+  const hint = response.headers.get("x-should-retry");
+  if (hint === "true") return true;
+  if (hint === "false") return false;
+  return response.status === 408 || response.status === 429 || response.status >= 500;
+}
+
+/** retry-after-ms / retry-after when given (≤ 60 s), else 0.5 s · 2^attempt with jitter, capped at 8 s. */
+function retryDelay(attempt: number, headers: Headers | null): number {
+  const ms = Number(headers?.get("retry-after-ms"));
+  if (Number.isFinite(ms) && ms > 0 && ms <= 60_000) return ms;
+  const s = Number(headers?.get("retry-after"));
+  if (Number.isFinite(s) && s > 0 && s <= 60) return s * 1000;
+  return Math.min(500 * 2 ** attempt, 8000) * (1 - Math.random() * 0.25);
+}
+
+/** `createClient({ baseUrl, apiKey })`. */
+export function createClient(options: ClientOptions): MlaEdge {
+  return new MlaEdge(options);
+}

@@ -1,0 +1,245 @@
+// The chat demo page: loads the converted model (decoder on the CPU runtime, vision tower on onnxruntime-web's WebGPU
+// EP or wasm, codec in wasm), chats over an edge session, keeps only its id + token in localStorage, and after a
+// reload restores the cache from the edge instead of re-encoding the image and re-running the history.
+
+import { createClient, OrtVisionEncoder, loadChatModel, patchBytesToImage, type ChatMessage, type ChatSession, type ChatUsage, type OrtNamespace, type RgbImage } from "../index.ts";
+import { loadWasmCodec } from "../../format/codec/wasm.ts";
+import { base64ToBytes } from "../../model/vision-tower.ts";
+
+interface Sample {
+  readonly patches_u8: string;
+  readonly questions: string[];
+  readonly answers: string[];
+}
+
+interface Saved {
+  readonly id: string;
+  readonly token: string;
+  /** The chat's image as base64 RGB (shown again after a reload; never re-encoded). */
+  image?: string;
+  readonly log: { role: "user" | "assistant" | "meta"; text: string }[];
+}
+
+const STORAGE_KEY = "mla-edge-demo";
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const GEOMETRY = { rows: 4, cols: 4, cellPixels: 8 };
+
+const state: {
+  image: RgbImage | null;
+  imageSent: boolean;
+  session: ChatSession | null;
+  saved: Saved | null;
+  lastUsage: ChatUsage | null;
+  restoreMs: number | null;
+  samples: Sample[];
+  nextSample: number;
+} = { image: null, imageSent: false, session: null, saved: null, lastUsage: null, restoreMs: null, samples: [], nextSample: 0 };
+
+async function bytes(url: string): Promise<Uint8Array> {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+  return new Uint8Array(await r.arrayBuffer());
+}
+
+function save(): void {
+  if (state.saved) localStorage.setItem(STORAGE_KEY, JSON.stringify(state.saved));
+  else localStorage.removeItem(STORAGE_KEY);
+}
+
+function addLog(role: "user" | "assistant" | "meta", text: string, persist = true): HTMLElement {
+  const div = document.createElement("div");
+  div.className = role;
+  div.textContent = role === "meta" ? text : `${role}: ${text}`;
+  $("log").append(div);
+  if (persist && state.saved) state.saved.log.push({ role, text });
+  save();
+  return div;
+}
+
+function rgbBase64(img: RgbImage): string {
+  const ch = img.channels ?? 3;
+  let bin = "";
+  for (let p = 0; p < img.width * img.height; p++) for (let c = 0; c < 3; c++) bin += String.fromCharCode(img.data[p * ch + c]);
+  return btoa(bin);
+}
+
+function drawImage(img: RgbImage): void {
+  const ctx = $<HTMLCanvasElement>("image").getContext("2d")!;
+  const data = ctx.createImageData(img.width, img.height);
+  const ch = img.channels ?? 3;
+  for (let p = 0; p < img.width * img.height; p++) {
+    for (let c = 0; c < 3; c++) data.data[p * 4 + c] = img.data[p * ch + c];
+    data.data[p * 4 + 3] = 255;
+  }
+  ctx.putImageData(data, 0, 0);
+}
+
+function setImage(img: RgbImage): void {
+  state.image = img;
+  drawImage(img);
+}
+
+function stat(name: string, value: string): void {
+  const dl = $("stats");
+  dl.insertAdjacentHTML("beforeend", `<dt>${name}</dt><dd data-stat="${name}">${value}</dd>`);
+}
+
+function renderStats(visionKind: string, visionCalls: () => number): void {
+  $("stats").innerHTML = "";
+  const s = state.session;
+  const kv = s?.kvBytes;
+  stat("session", s ? s.id.slice(0, 8) : "—");
+  stat("turns", String(s?.turns ?? 0));
+  stat("tokens cached", String(s?.length ?? 0));
+  stat("KV stored", kv ? `${kv.stored.toLocaleString()} B` : "—");
+  stat("KV uncompressed (bf16 GQA)", kv ? `${kv.uncompressed.toLocaleString()} B` : "—");
+  stat("compression", kv && kv.stored > 0 ? `${(kv.uncompressed / kv.stored).toFixed(1)}×` : "—");
+  stat("restore time", state.restoreMs === null ? "—" : `${state.restoreMs.toFixed(1)} ms`);
+  stat("TTFT", state.lastUsage ? `${state.lastUsage.ttft_ms.toFixed(1)} ms` : "—");
+  stat("TPOT", state.lastUsage ? `${state.lastUsage.tpot_ms.toFixed(1)} ms` : "—");
+  stat("cached tokens (last turn)", state.lastUsage ? String(state.lastUsage.cached_tokens) : "—");
+  stat("vision tower calls (this page)", String(visionCalls()));
+  stat("vision tower", visionKind);
+  stat("decoder", "CPU (absorbed MLA)");
+}
+
+async function main(): Promise<void> {
+  const cfg = (await (await fetch("/config.json")).json()) as { apiKey: string };
+  const ortUrl = "/ort/ort.all.min.mjs";
+  const ort = (await import(/* @vite-ignore */ ortUrl)) as OrtNamespace & { env: { wasm: { wasmPaths: string; numThreads: number } } };
+  ort.env.wasm.wasmPaths = "/ort/";
+  ort.env.wasm.numThreads = 1;
+  const onnx = await bytes("/model/vision.onnx");
+  const shape = { cells: 16, patchDim: 192, hidden: 128 };
+  const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+  let vision: OrtVisionEncoder;
+  try {
+    if (!gpu || (await gpu.requestAdapter()) === null) throw new Error("no WebGPU adapter");
+    vision = await OrtVisionEncoder.create(ort, onnx, shape, { executionProviders: ["webgpu"] });
+  } catch {
+    vision = await OrtVisionEncoder.create(ort, onnx, shape, { executionProviders: ["wasm"] });
+  }
+  const codecBytes = await bytes(WebAssembly.validate(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11])) ? "/codec.simd.wasm" : "/codec.wasm");
+  const codec = await loadWasmCodec(codecBytes);
+  const model = await loadChatModel({
+    config: JSON.parse(new TextDecoder().decode(await bytes("/model/config.json"))),
+    weights: await bytes("/model/model.safetensors"),
+    tokenizer: JSON.parse(new TextDecoder().decode(await bytes("/model/tokenizer.json"))),
+    vision,
+    codec,
+    ref: { id: "tiny-qwen-vl", conversion: "high-r8-md-svd-dkv16" },
+  });
+  const client = createClient({ baseUrl: location.origin, apiKey: cfg.apiKey, model });
+  state.samples = (await (await fetch("/samples.json")).json()) as Sample[];
+  const refresh = () => renderStats(vision.kind, () => vision.calls);
+
+  const raw = localStorage.getItem(STORAGE_KEY);
+  if (raw !== null) {
+    const saved = JSON.parse(raw) as Saved;
+    try {
+      state.session = await client.sessions.open(saved.id, saved.token);
+      state.saved = saved;
+      state.restoreMs = state.session.restoreStats?.ms ?? null;
+      state.imageSent = state.session.turns > 0;
+      if (saved.image) setImage({ width: 32, height: 32, data: base64ToBytes(saved.image), channels: 3 });
+      for (const l of saved.log) addLog(l.role, l.text, false);
+      addLog("meta", `restored ${state.session.length} tokens (${state.session.restoreStats?.bytes ?? 0} B) from the edge in ${state.restoreMs?.toFixed(1)} ms`, false);
+    } catch (e) {
+      localStorage.removeItem(STORAGE_KEY);
+      addLog("meta", `could not restore the saved session: ${String(e)}`, false);
+    }
+  }
+
+  const useSample = (i: number) => {
+    const s = state.samples[i % state.samples.length];
+    setImage(patchBytesToImage(base64ToBytes(s.patches_u8), GEOMETRY));
+    ($("question") as HTMLInputElement).placeholder = s.questions[0];
+  };
+  $("sample").onclick = () => useSample(state.nextSample++);
+  $<HTMLInputElement>("upload").onchange = async (ev) => {
+    const f = (ev.target as HTMLInputElement).files?.[0];
+    if (!f) return;
+    const bmp = await createImageBitmap(f);
+    const c = new OffscreenCanvas(32, 32);
+    const ctx = c.getContext("2d")!;
+    ctx.drawImage(bmp, 0, 0, 32, 32);
+    const d = ctx.getImageData(0, 0, 32, 32);
+    setImage({ width: 32, height: 32, data: d.data, channels: 4 });
+  };
+  $("reset").onclick = () => {
+    state.saved = null;
+    state.session = null;
+    state.imageSent = false;
+    state.lastUsage = null;
+    state.restoreMs = null;
+    save();
+    $("log").innerHTML = "";
+    refresh();
+  };
+
+  async function ask(question: string): Promise<{ answer: string; usage: ChatUsage; tokenIds: readonly number[] }> {
+    if (state.session === null) {
+      if (state.image === null) throw new Error("make or upload an image first");
+      state.session = await client.sessions.create({ codec: { bits: 4, group: 32, axis: "token", rope: "int8" }, chunkTokens: 16 });
+      state.saved = { id: state.session.id, token: state.session.token, log: [] };
+      state.imageSent = false;
+    }
+    const content: ChatMessage["content"] = !state.imageSent && state.image ? [{ type: "image", image: state.image }, { type: "text", text: question }] : question;
+    if (!state.imageSent && state.image) state.saved!.image = rgbBase64(state.image);
+    addLog("user", question);
+    const line = addLog("assistant", "", false);
+    let text = "";
+    let done: { answer: string; usage: ChatUsage; tokenIds: readonly number[] } | null = null;
+    for await (const ev of state.session.chat({ messages: [{ role: "user", content }], maxTokens: 4, stream: true })) {
+      if (ev.type === "token") {
+        text = (text + " " + ev.text).trim();
+        line.textContent = `assistant: ${text}`;
+      } else {
+        done = { answer: ev.message.content, usage: ev.usage, tokenIds: ev.tokenIds };
+      }
+    }
+    if (done === null) throw new Error("the turn ended without an answer");
+    state.imageSent = true;
+    state.lastUsage = done.usage;
+    state.saved!.log.push({ role: "assistant", text: done.answer });
+    save();
+    refresh();
+    return done;
+  }
+
+  $<HTMLFormElement>("ask").onsubmit = (ev) => {
+    ev.preventDefault();
+    const input = $<HTMLInputElement>("question");
+    const q = input.value.trim() || input.placeholder;
+    input.value = "";
+    ask(q).catch((e) => addLog("meta", `error: ${String(e)}`, false));
+  };
+  if (state.image === null && state.session === null) useSample(state.nextSample++);
+  refresh();
+  ($("send") as HTMLButtonElement).disabled = false;
+  $("status").textContent = `ready (vision: ${vision.kind})`;
+
+  // Hooks for the browser e2e test (tests/e2e/chromium.test.ts) and for poking at the demo from the console.
+  (window as unknown as { mlaDemo: unknown }).mlaDemo = {
+    ask,
+    useSample,
+    client,
+    model,
+    state: () => ({
+      sessionId: state.session?.id ?? null,
+      turns: state.session?.turns ?? 0,
+      tokens: state.session?.length ?? 0,
+      restoreMs: state.restoreMs,
+      restoredTokens: state.session?.restoreStats?.tokens ?? 0,
+      visionCalls: vision.calls,
+      visionKind: vision.kind,
+      kv: state.session?.kvBytes ?? null,
+    }),
+  };
+}
+
+const ready = main().catch((e: unknown) => {
+  $("status").textContent = `failed: ${String(e)}`;
+  throw e;
+});
+(window as unknown as { mlaDemoReady: Promise<void> }).mlaDemoReady = ready;

@@ -1,0 +1,54 @@
+// Chat sessions: `create` makes an edge session for a model and codec and returns a chat over it; `open` restores a
+// stored session (after a page reload) into a chat that continues where it stopped.
+
+import type { CodecParams } from "../../format/codec/types.ts";
+import type { SessionStorage } from "../../format/wire/messages.ts";
+import { DEFAULT_CHUNK_TOKENS } from "../../format/chunk/types.ts";
+import { MlaEdgeError } from "../core/error.ts";
+import { APIResource } from "../core/resource.ts";
+import { HttpSessionStore } from "../internal/http-store.ts";
+import type { ChatModel } from "../runtime/chat-model.ts";
+import { ChatSession } from "../runtime/chat-session.ts";
+import { checkSessionCodec } from "../runtime/session-cache.ts";
+
+export interface SessionCreateParams {
+  /** Default: the client's `model`. */
+  readonly model?: ChatModel;
+  readonly codec: CodecParams;
+  /** Tokens per sealed chunk (default 64). */
+  readonly chunkTokens?: number;
+  readonly ttlSeconds?: number;
+  /** "quantized" (default) or "raw" (lossless float32 chunks, e.g. a baseline). */
+  readonly storage?: SessionStorage;
+  readonly signal?: AbortSignal;
+}
+
+export interface SessionOpenParams {
+  readonly model?: ChatModel;
+  readonly signal?: AbortSignal;
+}
+
+export class Sessions extends APIResource {
+  /** Creates an empty edge session (tenant API key) and a chat over it. */
+  async create(params: SessionCreateParams): Promise<ChatSession> {
+    const model = this.modelOf(params.model);
+    const chunkTokens = params.chunkTokens ?? DEFAULT_CHUNK_TOKENS;
+    checkSessionCodec(model.spec, params.codec, chunkTokens);
+    const created = await this._client.store.sessions.create(
+      { spec: model.spec, model: model.ref, codec: params.codec, chunkTokens, ...(params.ttlSeconds !== undefined ? { ttlSeconds: params.ttlSeconds } : {}), ...(params.storage !== undefined ? { storage: params.storage } : {}) },
+      { signal: params.signal },
+    );
+    return ChatSession.fresh(model, new HttpSessionStore(this._client.store.sessions, created.id, created.token), { codec: params.codec, chunkTokens, storage: params.storage });
+  }
+
+  /** Restores session `id` with its token: streams its chunks into the decoder cache; no image is re-encoded. */
+  async open(id: string, token: string, params: SessionOpenParams = {}): Promise<ChatSession> {
+    return ChatSession.open(this.modelOf(params.model), new HttpSessionStore(this._client.store.sessions, id, token), params.signal);
+  }
+
+  private modelOf(model: ChatModel | undefined): ChatModel {
+    const m = model ?? this._client.model;
+    if (m === undefined) throw new MlaEdgeError("no chat model: pass `model` here or in createClient({ model })");
+    return m;
+  }
+}

@@ -1,0 +1,183 @@
+// The raw edge-store API (docs/api.md), one method per route: create (tenant key), manifest, append a framed turn,
+// restore stream, fork, truncate, delete, mint a token. Session routes authenticate with the session token.
+
+import { MAX_CHUNK_BYTES } from "../../format/chunk/types.ts";
+import { encodeFrameHeader, encodeJsonFrame, FrameError, FrameType, FRAMES_CONTENT_TYPE, decodeJsonPayload, readFrames, type FrameLimits } from "../../format/wire/frames.ts";
+import type {
+  AppendControl,
+  AppendResult,
+  CreateSessionRequest,
+  ErrorBody,
+  ForkRequest,
+  Manifest,
+  MintTokenRequest,
+  RestoreHeader,
+  SessionCreated,
+  TruncateRequest,
+} from "../../format/wire/messages.ts";
+import type { APIPromise, RawResponse } from "../core/api-promise.ts";
+import { APIError, StreamFormatError } from "../core/error.ts";
+import { APIResource } from "../core/resource.ts";
+import { Stream } from "../core/stream.ts";
+import { concatBytes } from "../internal/utils/concat-bytes.ts";
+import { path } from "../internal/utils/path.ts";
+import type { RestoreEvent } from "../runtime/cache-store.ts";
+
+export interface SessionAuth {
+  /** The session's capability token (from create or fork). */
+  readonly token: string;
+  readonly signal?: AbortSignal;
+}
+
+export interface AppendBody {
+  readonly control: AppendControl;
+  /** Packed chunks in the order the store plans them (slot, then layer range). */
+  readonly chunks: readonly Uint8Array[];
+}
+
+export interface RestoreQuery {
+  /** Token range [from, to); default the whole session. */
+  readonly from?: number;
+  readonly to?: number;
+  /** Inclusive layer range [first, last]. */
+  readonly layers?: readonly [number, number];
+}
+
+export interface TruncateResult {
+  readonly head: number;
+  readonly tokens: number;
+}
+
+/** What a restore stream's reader accepts per frame (a chunk is one DO row). */
+const RESTORE_FRAME_LIMITS: FrameLimits = {
+  [FrameType.control]: 16 * 1024 * 1024,
+  [FrameType.chunk]: MAX_CHUNK_BYTES,
+  [FrameType.latents]: 0,
+  [FrameType.error]: 64 * 1024,
+};
+
+/** The framed body of one append: control frame, then one chunk frame per chunk. */
+export function encodeAppendBody(body: AppendBody): Uint8Array<ArrayBuffer> {
+  const parts: Uint8Array[] = [encodeJsonFrame(FrameType.control, body.control)];
+  for (const c of body.chunks) parts.push(encodeFrameHeader(FrameType.chunk, c.length), c);
+  return concatBytes(parts);
+}
+
+/** Parses a restore response body: header, chunks, then the `{done, chunks, bytes}` trailer that proves the stream is
+ * complete; an error frame ends it with an APIError, a missing trailer with StreamFormatError("truncated"). */
+export async function* parseRestoreStream(body: ReadableStream<Uint8Array>): AsyncGenerator<RestoreEvent> {
+  let sawHeader = false;
+  let trailer: { chunks: number; bytes: number } | null = null;
+  let chunks = 0;
+  let bytes = 0;
+  try {
+    for await (const frame of readFrames(body, RESTORE_FRAME_LIMITS)) {
+      if (trailer !== null) throw new StreamFormatError("unexpected_frame", "restore stream continues after its trailer");
+      if (frame.type === FrameType.error) {
+        let parsed: unknown;
+        try {
+          parsed = decodeJsonPayload(frame.payload);
+        } catch {
+          parsed = undefined;
+        }
+        // The store failed mid-stream (e.g. a corrupt row): surface its {error:{code,message}} like an HTTP error.
+        throw APIError.generate(500, parsed, "restore stream failed", new Headers());
+      }
+      if (frame.type === FrameType.control) {
+        const json = decodeJsonPayload(frame.payload) as Record<string, unknown>;
+        if (!sawHeader) {
+          sawHeader = true;
+          yield { type: "header", header: json as unknown as RestoreHeader };
+        } else if (json.done === true && typeof json.chunks === "number" && typeof json.bytes === "number") {
+          trailer = { chunks: json.chunks, bytes: json.bytes };
+          if (trailer.chunks !== chunks || trailer.bytes !== bytes) {
+            throw new StreamFormatError("truncated", `restore trailer counts ${trailer.chunks} chunks / ${trailer.bytes} B, received ${chunks} / ${bytes} B`);
+          }
+        } else {
+          throw new StreamFormatError("unexpected_frame", "restore stream has a second header");
+        }
+      } else if (frame.type === FrameType.chunk) {
+        if (!sawHeader) throw new StreamFormatError("unexpected_frame", "restore stream sent a chunk before its header");
+        chunks++;
+        bytes += frame.payload.length;
+        yield { type: "chunk", bytes: frame.payload };
+      } else {
+        throw new StreamFormatError("unexpected_frame", `restore stream has a frame of type ${frame.type}`);
+      }
+    }
+  } catch (e) {
+    if (e instanceof FrameError) throw new StreamFormatError("bad_frame", e.message, { cause: e });
+    throw e;
+  }
+  if (!sawHeader) throw new StreamFormatError("unexpected_frame", "restore stream ended without a header");
+  if (trailer === null) throw new StreamFormatError("truncated", `restore stream ended after ${chunks} chunks without its trailer`);
+}
+
+export class StoreSessions extends APIResource {
+  /** Creates an empty session (tenant API key): its id and capability token. */
+  create(body: CreateSessionRequest, options?: { signal?: AbortSignal }): APIPromise<SessionCreated> {
+    return this._client.request({ method: "POST", path: "/v1/sessions", body, signal: options?.signal, maxRetries: 0 });
+  }
+
+  /** The manifest: spec, codec, turns, sizes, next M-RoPE position. */
+  retrieve(id: string, auth: SessionAuth): APIPromise<Manifest> {
+    return this._client.request({ method: "GET", path: path`/v1/sessions/${id}`, token: auth.token, signal: auth.signal });
+  }
+
+  /** Appends one turn (never retried: a retry of a committed turn would answer 409 turn_conflict). */
+  append(id: string, body: AppendBody, auth: SessionAuth): APIPromise<AppendResult> {
+    return this._client.request({
+      method: "POST",
+      path: path`/v1/sessions/${id}/turns`,
+      body: encodeAppendBody(body),
+      contentType: FRAMES_CONTENT_TYPE,
+      token: auth.token,
+      signal: auth.signal,
+      maxRetries: 0,
+    });
+  }
+
+  /** Streams the stored chunks of a token/layer range; `break` out of the loop cancels the download. */
+  restore(id: string, query: RestoreQuery, auth: SessionAuth): APIPromise<Stream<RestoreEvent>> {
+    const controller = new AbortController();
+    if (auth.signal) {
+      if (auth.signal.aborted) controller.abort();
+      else auth.signal.addEventListener("abort", () => controller.abort(), { once: true });
+    }
+    return this._client.request(
+      {
+        method: "GET",
+        path: path`/v1/sessions/${id}/chunks`,
+        query: { from: query.from, to: query.to, layers: query.layers ? `${query.layers[0]}-${query.layers[1]}` : undefined },
+        token: auth.token,
+        signal: controller.signal,
+      },
+      async (raw: RawResponse) => {
+        const body = raw.response.body;
+        if (body === null) throw new StreamFormatError("unexpected_frame", "restore response has no body");
+        return new Stream(() => parseRestoreStream(body), controller);
+      },
+    );
+  }
+
+  /** A new session holding turns 1..atSeq (its own token). */
+  fork(id: string, body: ForkRequest, auth: SessionAuth): APIPromise<SessionCreated> {
+    return this._client.request({ method: "POST", path: path`/v1/sessions/${id}/fork`, body, token: auth.token, signal: auth.signal, maxRetries: 0 });
+  }
+
+  /** Keeps turns 1..toSeq. */
+  truncate(id: string, body: TruncateRequest, auth: SessionAuth): APIPromise<TruncateResult> {
+    return this._client.request({ method: "POST", path: path`/v1/sessions/${id}/truncate`, body, token: auth.token, signal: auth.signal });
+  }
+
+  delete(id: string, auth: SessionAuth): APIPromise<void> {
+    return this._client.request({ method: "DELETE", path: path`/v1/sessions/${id}`, token: auth.token, signal: auth.signal });
+  }
+
+  /** Another capability token for a session (tenant API key). */
+  mintToken(id: string, body: MintTokenRequest = {}, options?: { signal?: AbortSignal }): APIPromise<SessionCreated> {
+    return this._client.request({ method: "POST", path: path`/v1/sessions/${id}/tokens`, body, signal: options?.signal });
+  }
+}
+
+export type { ErrorBody };

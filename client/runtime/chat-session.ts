@@ -1,0 +1,360 @@
+// One chat over an edge-stored latent cache: each turn runs the vision tower on new images, prefills only the new
+// tokens, generates greedily (streamed), seals and uploads the turn's chunks; `open` restores the stored chunks into the
+// decoder cache and continues at the saved M-RoPE position, with no vision-tower call and no prefill of earlier turns.
+
+import { sha256 } from "@noble/hashes/sha2.js";
+import { bytesToHex, specHashHex } from "../../format/hash/spec-hash.ts";
+import type { CodecParams } from "../../format/codec/types.ts";
+import type { AppendControl, MediaSpan, SessionStorage } from "../../format/wire/messages.ts";
+import { createMlaSession } from "../../model/create-session.ts";
+import { argmaxExcluding, type DecoderSession } from "../../model/decoder-session.ts";
+import type { MlaAttentionBackend, MlaCacheSnapshot } from "../../model/mla/attention.ts";
+import { ropeIndexPositions, tokenModalities, type ImageGrid } from "../../model/rope-index.ts";
+import { Stream } from "../core/stream.ts";
+import type { ChatModel } from "./chat-model.ts";
+import type { SessionStore } from "./cache-store.ts";
+import { RuntimeError } from "./errors.ts";
+import { imageToPatchBytes } from "./image.ts";
+import type { ChatMessage, ChatUsage } from "./messages.ts";
+import { CacheAssembler, SessionCache, tokenMajorPositions, type PackedChunk } from "./session-cache.ts";
+
+export interface ChatParams {
+  readonly messages: readonly ChatMessage[];
+  /** true: a Stream of token events ending with `done`; false/absent: a Promise of the completion. */
+  readonly stream?: boolean;
+  /** Generated tokens at most (the stop token included). Default 64. */
+  readonly maxTokens?: number;
+  readonly signal?: AbortSignal;
+}
+
+export type ChatEvent =
+  | { readonly type: "token"; readonly id: number; readonly text: string }
+  | { readonly type: "done"; readonly message: { readonly role: "assistant"; readonly content: string }; readonly tokenIds: readonly number[]; readonly usage: ChatUsage };
+
+export interface ChatCompletion {
+  readonly message: { readonly role: "assistant"; readonly content: string };
+  readonly tokenIds: readonly number[];
+  readonly usage: ChatUsage;
+}
+
+/** What the last restore cost (for the demo page and the benchmark). */
+export interface RestoreStats {
+  readonly tokens: number;
+  readonly chunks: number;
+  readonly bytes: number;
+  readonly ms: number;
+}
+
+export interface ChatSessionOptions {
+  readonly codec: CodecParams;
+  readonly chunkTokens: number;
+  /** Default "quantized". */
+  readonly storage?: SessionStorage;
+}
+
+/** One macrotask turn (setImmediate in Node: after pending I/O callbacks; setTimeout(0) elsewhere). */
+function yieldToEventLoop(): Promise<void> {
+  const g = globalThis as { setImmediate?: (cb: () => void) => unknown };
+  return new Promise((resolve) => (g.setImmediate ? g.setImmediate(resolve) : setTimeout(resolve, 0)));
+}
+
+const now = (): number => (typeof performance !== "undefined" ? performance.now() : Date.now());
+
+export class ChatSession {
+  private decoder!: DecoderSession;
+  private backend!: MlaAttentionBackend;
+  private cache!: SessionCache;
+  private head = 0;
+  private restoredTokens = 0;
+  /** Bytes of the latest chunks of each slot (what a full restore returns). */
+  private slotBytes = new Map<number, number>();
+  private busy = false;
+  private lastRestore: RestoreStats | null = null;
+
+  private constructor(
+    readonly model: ChatModel,
+    readonly store: SessionStore,
+    private readonly options: ChatSessionOptions,
+  ) {
+    this.reset();
+  }
+
+  /** A chat over a new, empty edge session created with `options`. */
+  static fresh(model: ChatModel, store: SessionStore, options: ChatSessionOptions): ChatSession {
+    return new ChatSession(model, store, options);
+  }
+
+  /** Restores a stored session: reads its manifest, streams every chunk into the decoder cache. */
+  static async open(model: ChatModel, store: SessionStore, signal?: AbortSignal): Promise<ChatSession> {
+    const manifest = await store.manifest(signal);
+    const expected = specHashHex(model.spec);
+    if (manifest.specHash !== expected) {
+      throw new RuntimeError("bad_model", `session ${store.id} stores the cache of spec ${manifest.specHash}, this model's is ${expected}`);
+    }
+    if (manifest.model.id !== model.ref.id || manifest.model.conversion !== model.ref.conversion) {
+      // same geometry, other weights: the stored latents would be meaningless to this model
+      throw new RuntimeError("bad_model", `session ${store.id} holds the cache of ${manifest.model.id} (${manifest.model.conversion}), not of ${model.ref.id} (${model.ref.conversion})`);
+    }
+    const s = new ChatSession(model, store, { codec: manifest.codec, chunkTokens: manifest.chunkTokens, storage: manifest.storage });
+    await s.restore(signal);
+    return s;
+  }
+
+  get id(): string {
+    return this.store.id;
+  }
+
+  /** The session's capability token: keep it with the id to `open` the session after a reload. */
+  get token(): string {
+    return this.store.token;
+  }
+
+  /** Turns committed to the edge. */
+  get turns(): number {
+    return this.head;
+  }
+
+  /** Tokens in the cache. */
+  get length(): number {
+    return this.decoder.length;
+  }
+
+  get restoreStats(): RestoreStats | null {
+    return this.lastRestore;
+  }
+
+  /** Bytes the edge stores for this session and what the same tokens take as bf16 K/V of the original model. */
+  get kvBytes(): { stored: number; uncompressed: number } {
+    let stored = 0;
+    for (const b of this.slotBytes.values()) stored += b;
+    const s = this.model.spec;
+    return { stored, uncompressed: this.decoder.length * 2 * s.layers * s.kvHeads * s.headDim * 2 };
+  }
+
+  /** A copy of the decoder's latent cache (every layer), e.g. to compare a restored session with the original. */
+  inspectCache(): MlaCacheSnapshot {
+    return this.backend.exportCache();
+  }
+
+  /** Runs one turn: with `stream: true` a Stream of each generated token, then a `done` event with the usage. */
+  chat(params: ChatParams & { readonly stream: true }): Stream<ChatEvent>;
+  chat(params: ChatParams & { readonly stream?: false }): Promise<ChatCompletion>;
+  chat(params: ChatParams): Stream<ChatEvent> | Promise<ChatCompletion> {
+    return params.stream === true ? this.stream(params) : this.complete(params);
+  }
+
+  /** The streaming form of `chat`. */
+  stream(params: ChatParams): Stream<ChatEvent> {
+    const controller = new AbortController();
+    if (params.signal) {
+      if (params.signal.aborted) controller.abort();
+      else params.signal.addEventListener("abort", () => controller.abort(), { once: true });
+    }
+    return new Stream<ChatEvent>(() => this.runTurn(params, controller.signal), controller);
+  }
+
+  /** Runs one turn to the end and returns the answer and usage. */
+  async complete(params: ChatParams): Promise<ChatCompletion> {
+    for await (const ev of this.stream(params)) {
+      if (ev.type === "done") return { message: ev.message, tokenIds: ev.tokenIds, usage: ev.usage };
+    }
+    throw new RuntimeError("aborted", "the turn ended without an answer");
+  }
+
+  /** A new edge session holding turns 1..turn of this one, restored into a new chat. */
+  async fork(turn: number, signal?: AbortSignal): Promise<ChatSession> {
+    this.checkTurn(turn);
+    const { store } = await this.store.fork(turn, signal);
+    return ChatSession.open(this.model, store, signal);
+  }
+
+  /** Drops every turn after `turn` on the edge and restores this chat to it. */
+  async truncate(turn: number, signal?: AbortSignal): Promise<void> {
+    this.checkTurn(turn);
+    this.enter();
+    try {
+      await this.store.truncate(turn, signal);
+      await this.restoreUnlocked(signal);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Re-reads the session from the edge (also what `open` does). */
+  async restore(signal?: AbortSignal): Promise<RestoreStats> {
+    this.enter();
+    try {
+      return await this.restoreUnlocked(signal);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private checkTurn(turn: number): void {
+    if (!Number.isInteger(turn) || turn < 0 || turn > this.head) {
+      throw new RuntimeError("bad_messages", `turn ${turn} is not in 0..${this.head}`);
+    }
+  }
+
+  private enter(): void {
+    if (this.busy) throw new RuntimeError("out_of_sync", "another turn or restore of this session is still running");
+    this.busy = true;
+  }
+
+  private reset(): void {
+    const { session, backend } = createMlaSession(this.model.weights, "absorbed", { defaultImageGrid: this.model.imageGrid });
+    this.decoder = session;
+    this.backend = backend;
+    this.cache = new SessionCache(this.cacheOptions());
+    this.head = 0;
+    this.restoredTokens = 0;
+    this.slotBytes = new Map();
+  }
+
+  private cacheOptions() {
+    const o = this.options;
+    return { spec: this.model.spec, params: o.codec, chunkTokens: o.chunkTokens, codec: this.model.codec, storage: o.storage ?? "quantized" };
+  }
+
+  private async restoreUnlocked(signal?: AbortSignal): Promise<RestoreStats> {
+    const t0 = now();
+    this.reset();
+    let assembler: CacheAssembler | null = null;
+    let head = 0;
+    for await (const ev of this.store.restore(signal)) {
+      if (ev.type === "header") {
+        if (assembler !== null) throw new RuntimeError("bad_restore", "restore stream has two headers");
+        assembler = new CacheAssembler(this.cacheOptions(), ev.header.tokens);
+        head = ev.header.head;
+      } else {
+        if (assembler === null) throw new RuntimeError("bad_restore", "restore stream sent a chunk before its header");
+        assembler.add(ev.bytes);
+      }
+    }
+    if (assembler === null) throw new RuntimeError("bad_restore", "restore stream ended without a header");
+    const done = assembler.finish();
+    if (done.snapshot.length > 0) {
+      this.backend.importCache(done.snapshot);
+      this.decoder.adoptCache(done.snapshot.length, done.nextPosition);
+    }
+    this.cache.adoptRestored(done.snapshot.length, done.tailModality, done.tailPositions);
+    this.head = head;
+    this.restoredTokens = done.snapshot.length;
+    this.slotBytes = new Map(done.slotBytes);
+    this.lastRestore = { tokens: done.snapshot.length, chunks: done.chunks, bytes: done.bytes, ms: now() - t0 };
+    return this.lastRestore;
+  }
+
+  private async *runTurn(params: ChatParams, signal: AbortSignal): AsyncGenerator<ChatEvent> {
+    this.enter();
+    const t0 = now();
+    const startLength = this.decoder.length;
+    const cfg = this.model.weights.config;
+    const template = this.model.template;
+    const maxTokens = params.maxTokens ?? 64;
+    let committed = false;
+    try {
+      if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RuntimeError("bad_messages", `maxTokens must be a positive integer, got ${maxTokens}`);
+      const turn = template.encode(params.messages, startLength === 0);
+      const fed: number[] = [];
+      const media: MediaSpan[] = [];
+      let imageEmbeds: Float32Array | undefined;
+      if (turn.images.length > 0) {
+        const patchBytes = turn.images.map((img) => imageToPatchBytes(img, this.model.patches));
+        const all = new Float32Array(patchBytes.reduce((a, p) => a + p.length, 0));
+        let o = 0;
+        for (const p of patchBytes) {
+          for (let i = 0; i < p.length; i++) all[o + i] = p[i] / 255;
+          o += p.length;
+        }
+        imageEmbeds = await this.model.vision.encode(all, turn.images.length);
+        // A media span covers every image-routed token of its image (vision start/end included).
+        const pad = template.tokens.imagePad;
+        const routed = tokenModalities(turn.ids, cfg.imageRoutedTokenIds);
+        let img = 0;
+        for (let i = 0; i < turn.ids.length; i++) {
+          if (turn.ids[i] !== pad || (i > 0 && turn.ids[i - 1] === pad)) continue;
+          let a = i;
+          while (a > 0 && routed[a - 1] === 1 && turn.ids[a - 1] !== pad) a--;
+          let b = i;
+          while (b < turn.ids.length && turn.ids[b] === pad) b++;
+          while (b < turn.ids.length && routed[b] === 1 && turn.ids[b] !== pad) b++;
+          media.push({ hash: bytesToHex(sha256(patchBytes[img++])), start: startLength + a, length: b - a });
+        }
+      }
+      const grids: ImageGrid[] = turn.images.map(() => this.model.imageGrid);
+      const feed = (ids: number[], logits: "last" | "none", embeds?: Float32Array, g: ImageGrid[] = []): Float32Array => {
+        const { positions } = ropeIndexPositions(ids, this.decoder.nextPosition, cfg.tokens.imagePad ?? -1, g);
+        const out = this.decoder.append(ids, { imageEmbeds: embeds, imageGrids: g, logits });
+        this.cache.record(tokenModalities(ids, cfg.imageRoutedTokenIds), tokenMajorPositions(positions, ids.length));
+        fed.push(...ids);
+        return out;
+      };
+
+      let logits = feed(turn.ids, "last", imageEmbeds, grids);
+      const V = cfg.vocabSize;
+      const banned = template.bannedTokenIds;
+      const generated: number[] = [];
+      let firstAt = 0;
+      for (;;) {
+        if (signal.aborted) throw new RuntimeError("aborted", "the turn was aborted");
+        const tok = argmaxExcluding(logits, logits.length - V, V, banned);
+        generated.push(tok);
+        if (generated.length === 1) firstAt = now();
+        yield { type: "token", id: tok, text: tok === template.tokens.end ? "" : template.tokenizer.decode([tok]) };
+        if (tok === template.tokens.end || generated.length >= maxTokens) break;
+        logits = feed([tok], "last");
+      }
+      const lastAt = now();
+      const last = generated[generated.length - 1];
+      feed(last === template.tokens.end ? [last] : [last, template.tokens.end], "none");
+
+      const pending = this.cache.prepareCommit(this.backend);
+      const control: AppendControl = {
+        expectedSeq: this.head + 1,
+        tokenIds: fed,
+        modality: Array.from(tokenModalities(fed, cfg.imageRoutedTokenIds)),
+        positions: this.turnPositions(startLength, fed.length),
+        ...(media.length > 0 ? { media } : {}),
+      };
+      if (signal.aborted) throw new RuntimeError("aborted", "the turn was aborted");
+      // The decode above may have blocked the event loop for seconds: let pending socket events (a keep-alive
+      // connection the server closed meanwhile) be seen before the upload picks a connection.
+      await yieldToEventLoop();
+      const result = await this.store.append({ control, chunks: pending.chunks }, signal);
+      pending.apply();
+      committed = true;
+      this.head = result.seq;
+      this.noteChunks(pending.chunks);
+      const kv = this.kvBytes;
+      const usage: ChatUsage = {
+        prompt_tokens: turn.ids.length,
+        completion_tokens: generated.length,
+        cached_tokens: this.restoredTokens,
+        ttft_ms: firstAt - t0,
+        tpot_ms: generated.length > 1 ? (lastAt - firstAt) / (generated.length - 1) : 0,
+        kv_bytes: kv.stored,
+        kv_bytes_uncompressed: kv.uncompressed,
+      };
+      yield { type: "done", message: { role: "assistant", content: template.decode(generated) }, tokenIds: generated, usage };
+    } finally {
+      // An aborted or failed turn leaves nothing behind: the cache returns to the last committed state.
+      if (!committed && this.decoder.length > startLength) {
+        this.decoder.truncate(startLength);
+        this.cache.rollback(startLength);
+      }
+      this.busy = false;
+    }
+  }
+
+  /** Flattened token-major positions of the tokens [start, start + n) recorded in the cache bridge. */
+  private turnPositions(start: number, n: number): number[] {
+    return Array.from(this.cache.positionsOf(start, n));
+  }
+
+  private noteChunks(chunks: readonly PackedChunk[]): void {
+    const fresh = new Map<number, number>();
+    for (const c of chunks) fresh.set(c.slot, (fresh.get(c.slot) ?? 0) + c.bytes.length);
+    for (const [slot, b] of fresh) this.slotBytes.set(slot, b);
+  }
+}

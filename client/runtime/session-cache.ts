@@ -1,0 +1,342 @@
+// The session-cache bridge: after each turn, seals the latent cache's full C-token slots with the codec, packs the new
+// tokens into chunks (sealed slots quantized, the unsealed tail raw float32, docs/codec.md "Residual tail"), and makes
+// the in-memory cache hold exactly the values a restore will read, so a restored session decodes bit-identically.
+
+import { latentWidth, type CacheSpec } from "../../format/cache-spec.ts";
+import { packChunk, planChunkLayerRanges, unpackChunk, type ChunkCodec } from "../../format/chunk/index.ts";
+import type { Codec, CodecParams } from "../../format/codec/types.ts";
+import type { SessionStorage } from "../../format/wire/messages.ts";
+import type { MlaAttentionBackend, MlaCacheSnapshot } from "../../model/mla/attention.ts";
+import { RuntimeError } from "./errors.ts";
+
+/** One packed chunk of a turn upload, in the order the store expects (slot, then layer range). */
+export interface PackedChunk {
+  readonly slot: number;
+  readonly tokenStart: number;
+  readonly tokenCount: number;
+  readonly layerStart: number;
+  readonly layerCount: number;
+  readonly sealed: boolean;
+  readonly bytes: Uint8Array;
+}
+
+/** Chunks of one turn, ready to upload; `apply()` makes them the session's state once the store accepted them. */
+export interface PendingCommit {
+  readonly chunks: readonly PackedChunk[];
+  /** Tokens the session holds once committed. */
+  readonly tokens: number;
+  apply(): void;
+}
+
+export interface SessionCacheOptions {
+  readonly spec: CacheSpec;
+  readonly params: CodecParams;
+  /** Tokens per sealed chunk C. */
+  readonly chunkTokens: number;
+  readonly codec: Codec;
+  /** "quantized" (default): full slots are sealed with the codec; "raw": every chunk stays float32 (lossless). */
+  readonly storage?: SessionStorage;
+}
+
+/** Throws RuntimeError("bad_codec") unless `params` can seal C-token slots of `spec` (docs/codec.md group rules). */
+export function checkSessionCodec(spec: CacheSpec, params: CodecParams, chunkTokens: number): void {
+  if (!Number.isInteger(chunkTokens) || chunkTokens < 1 || chunkTokens > 4096) {
+    throw new RuntimeError("bad_codec", `chunkTokens must be an integer in [1, 4096], got ${chunkTokens}`);
+  }
+  const dc = latentWidth(spec);
+  const extent = params.axis === "token" ? dc : chunkTokens;
+  const g = Math.min(params.group, extent);
+  if (extent % g !== 0) {
+    const what = params.axis === "token" ? `D_c = ${dc}` : `chunkTokens = ${chunkTokens}`;
+    throw new RuntimeError("bad_codec", `group ${params.group} (effective ${g}) does not divide ${what} for the ${params.axis} axis`);
+  }
+}
+
+/** Growable per-token metadata of the tokens from `base` on: modality and token-major [t, h, w] positions. */
+class TokenMeta {
+  base = 0;
+  count = 0;
+  modality = new Uint8Array(64);
+  positions = new Int32Array(192);
+
+  push(modality: Uint8Array, positions: Int32Array): void {
+    const need = this.count + modality.length;
+    if (need > this.modality.length) {
+      const cap = Math.max(need, 2 * this.modality.length);
+      const m = new Uint8Array(cap);
+      m.set(this.modality.subarray(0, this.count));
+      const p = new Int32Array(3 * cap);
+      p.set(this.positions.subarray(0, 3 * this.count));
+      this.modality = m;
+      this.positions = p;
+    }
+    this.modality.set(modality, this.count);
+    this.positions.set(positions, 3 * this.count);
+    this.count = need;
+  }
+
+  /** Forgets tokens before `index` (session index). */
+  dropBefore(index: number): void {
+    const k = index - this.base;
+    if (k <= 0) return;
+    this.modality.copyWithin(0, k, this.count);
+    this.positions.copyWithin(0, 3 * k, 3 * this.count);
+    this.count -= k;
+    this.base = index;
+  }
+
+  end(): number {
+    return this.base + this.count;
+  }
+}
+
+/** Converts stream-major [3 × n] positions (DecoderSession's layout) to token-major [n × 3] (the chunk layout). */
+export function tokenMajorPositions(streamMajor: Int32Array, n: number): Int32Array {
+  const out = new Int32Array(3 * n);
+  for (let i = 0; i < n; i++) {
+    out[3 * i] = streamMajor[i];
+    out[3 * i + 1] = streamMajor[n + i];
+    out[3 * i + 2] = streamMajor[2 * n + i];
+  }
+  return out;
+}
+
+export class SessionCache {
+  readonly spec: CacheSpec;
+  readonly params: CodecParams;
+  readonly chunkTokens: number;
+  readonly storage: SessionStorage;
+  private readonly codec: Codec;
+  /** Tokens already uploaded (covered by committed chunks). */
+  private stored = 0;
+  /** Metadata from the first token of the slot holding `stored` on. */
+  private readonly meta = new TokenMeta();
+
+  constructor(options: SessionCacheOptions) {
+    checkSessionCodec(options.spec, options.params, options.chunkTokens);
+    this.spec = options.spec;
+    this.params = options.params;
+    this.chunkTokens = options.chunkTokens;
+    this.codec = options.codec;
+    this.storage = options.storage ?? "quantized";
+  }
+
+  /** Tokens covered by committed chunks. */
+  get storedTokens(): number {
+    return this.stored;
+  }
+
+  /** Tokens recorded (committed or not). */
+  get length(): number {
+    return this.meta.end();
+  }
+
+  /** Tokens inside sealed (quantized) slots. */
+  get sealedTokens(): number {
+    return Math.floor(this.stored / this.chunkTokens) * this.chunkTokens;
+  }
+
+  /** Records the modality and token-major positions of a block just appended to the decoder. */
+  record(modality: Uint8Array, positions: Int32Array): void {
+    if (positions.length !== 3 * modality.length) {
+      throw new RuntimeError("out_of_sync", `block of ${modality.length} tokens has ${positions.length} position values, expected ${3 * modality.length}`);
+    }
+    this.meta.push(modality, positions);
+  }
+
+  /**
+   * Packs the tokens appended since the last commit: every slot they touch becomes one chunk per layer range, sealed
+   * (quantized) when the slot is full, raw float32 otherwise. Nothing changes until `apply()`: call it once the store
+   * has accepted the chunks. It writes newly sealed slots back into `backend` as their dequantized values, so from then
+   * on this session reads exactly what a restore reads.
+   */
+  prepareCommit(backend: MlaAttentionBackend): PendingCommit {
+    const C = this.chunkTokens;
+    const n = this.meta.end();
+    const dc = latentWidth(this.spec);
+    const rw = this.ropeWidth;
+    if (n === this.stored) return { chunks: [], tokens: n, apply: () => undefined };
+    const snap = backend.exportCache();
+    if (snap.length !== n) {
+      throw new RuntimeError("out_of_sync", `the decoder cache holds ${snap.length} tokens but ${n} were recorded`);
+    }
+    const chunks: PackedChunk[] = [];
+    const sealedValues: { start: number; layerStart: number; layers: readonly { latent: Float32Array; rope: Float32Array }[] }[] = [];
+    for (let slot = Math.floor(this.stored / C); slot * C < n; slot++) {
+      const start = slot * C;
+      const end = Math.min(start + C, n);
+      const sealed = end - start === C && this.storage === "quantized";
+      const chunkCodec: ChunkCodec = { sealed, ...this.params };
+      const modality = snap.modality.slice(start, end);
+      const i0 = start - this.meta.base;
+      if (i0 < 0) throw new RuntimeError("out_of_sync", `positions of token ${start} were not recorded`);
+      const positions = this.meta.positions.slice(3 * i0, 3 * (i0 + end - start));
+      for (const range of planChunkLayerRanges(this.spec, chunkCodec, end - start)) {
+        const layers = snap.layers.slice(range.layerStart, range.layerStart + range.layerCount).map((l) => ({
+          latent: l.latent.subarray(start * dc, end * dc),
+          rope: l.kRope.subarray(start * rw, end * rw),
+        }));
+        const bytes = packChunk(this.codec, this.spec, chunkCodec, { tokenStart: start, modality, positions, layerStart: range.layerStart, layers });
+        chunks.push({ slot, tokenStart: start, tokenCount: end - start, layerStart: range.layerStart, layerCount: range.layerCount, sealed, bytes });
+        // The reader's exact path: unpack the bytes just written; these values replace the raw ones on apply().
+        if (sealed) sealedValues.push({ start, layerStart: range.layerStart, layers: unpackChunk(this.codec, bytes, this.spec).layers });
+      }
+    }
+    let applied = false;
+    return {
+      chunks,
+      tokens: n,
+      apply: () => {
+        if (applied) return;
+        applied = true;
+        if (sealedValues.length > 0) {
+          for (const s of sealedValues) {
+            s.layers.forEach((v, i) => {
+              const l = snap.layers[s.layerStart + i];
+              l.latent.set(v.latent, s.start * dc);
+              l.kRope.set(v.rope, s.start * rw);
+            });
+          }
+          backend.importCache(snap);
+        }
+        this.stored = n;
+        this.meta.dropBefore(Math.floor(n / C) * C);
+      },
+    };
+  }
+
+  /** Token-major positions of the recorded tokens [start, start + n) (not yet dropped by a commit). */
+  positionsOf(start: number, n: number): Int32Array {
+    const i0 = start - this.meta.base;
+    if (i0 < 0 || start + n > this.meta.end()) throw new RuntimeError("out_of_sync", `positions of tokens ${start}..${start + n - 1} are not recorded`);
+    return this.meta.positions.slice(3 * i0, 3 * (i0 + n));
+  }
+
+  /** Forgets recorded tokens at index ≥ length (an uncommitted turn that failed or was aborted). */
+  rollback(length: number): void {
+    if (length < this.stored || length > this.meta.end()) {
+      throw new RuntimeError("out_of_sync", `cannot roll back to ${length}: ${this.stored} tokens are committed, ${this.meta.end()} recorded`);
+    }
+    this.meta.count = length - this.meta.base;
+  }
+
+  /** Adopts a restored cache: `tokens` stored tokens, the metadata of its unsealed tail (from the tail chunk). */
+  adoptRestored(tokens: number, tailModality: Uint8Array, tailPositions: Int32Array): void {
+    const tailStart = Math.floor(tokens / this.chunkTokens) * this.chunkTokens;
+    if (tailModality.length !== tokens - tailStart) {
+      throw new RuntimeError("bad_restore", `restored tail holds ${tailModality.length} tokens, expected ${tokens - tailStart}`);
+    }
+    this.meta.base = tailStart;
+    this.meta.count = 0;
+    this.meta.push(tailModality, tailPositions);
+    this.stored = tokens;
+  }
+
+  private get ropeWidth(): number {
+    return this.spec.kvHeads * this.spec.ropeDims;
+  }
+}
+
+/** What a restore assembled: the snapshot to import, the tail's metadata and the next text position. */
+export interface AssembledCache {
+  readonly snapshot: MlaCacheSnapshot;
+  readonly tailModality: Uint8Array;
+  readonly tailPositions: Int32Array;
+  /** Max stored position + 1 (Qwen2.5-VL: the position the next text token gets). */
+  readonly nextPosition: number;
+  readonly chunks: number;
+  readonly bytes: number;
+  /** Chunk bytes per slot. */
+  readonly slotBytes: ReadonlyMap<number, number>;
+}
+
+/**
+ * Collects the chunks of a restore stream into a full cache of `tokens` tokens: every (token, layer) must be covered
+ * exactly once by chunks of this spec and codec, slot-aligned, sealed when full and raw only for the last slot.
+ */
+export class CacheAssembler {
+  private readonly dc: number;
+  private readonly rw: number;
+  private readonly latents: Float32Array[];
+  private readonly ropes: Float32Array[];
+  private readonly covered: Uint8Array;
+  private readonly modality: Uint8Array;
+  private readonly positions: Int32Array;
+  private maxPosition = -1;
+  private chunkCount = 0;
+  private byteCount = 0;
+  private readonly slotBytes = new Map<number, number>();
+
+  constructor(
+    private readonly options: SessionCacheOptions,
+    readonly tokens: number,
+  ) {
+    checkSessionCodec(options.spec, options.params, options.chunkTokens);
+    const { spec } = options;
+    this.dc = latentWidth(spec);
+    this.rw = spec.kvHeads * spec.ropeDims;
+    this.latents = Array.from({ length: spec.layers }, () => new Float32Array(tokens * this.dc));
+    this.ropes = Array.from({ length: spec.layers }, () => new Float32Array(tokens * this.rw));
+    this.covered = new Uint8Array(spec.layers * tokens);
+    this.modality = new Uint8Array(tokens);
+    this.positions = new Int32Array(3 * tokens);
+  }
+
+  /** Unpacks one chunk (checks CRC, spec hash, codec, slot alignment) and places its values. */
+  add(bytes: Uint8Array): void {
+    const { spec, params, codec, chunkTokens: C } = this.options;
+    const chunk = unpackChunk(codec, bytes, spec);
+    const h = chunk.header;
+    const where = `chunk tokens ${h.tokenStart}..${h.tokenStart + h.tokenCount - 1}, layers ${h.layerStart}..${h.layerStart + h.layerCount - 1}`;
+    const c = h.codec;
+    if (c.bits !== params.bits || c.group !== params.group || c.axis !== params.axis || c.rope !== params.rope) {
+      throw new RuntimeError("bad_restore", `${where}: codec ${c.bits}-bit g${c.group} ${c.axis} rope ${c.rope} is not the session's`);
+    }
+    const end = h.tokenStart + h.tokenCount;
+    if (h.tokenStart % C !== 0 || end > this.tokens) {
+      throw new RuntimeError("bad_restore", `${where}: not a slot of ${C} tokens inside the restored ${this.tokens}`);
+    }
+    const full = h.tokenCount === C;
+    const expectSealed = full && (this.options.storage ?? "quantized") === "quantized";
+    if (c.sealed !== expectSealed || (!full && end !== this.tokens)) {
+      throw new RuntimeError("bad_restore", `${where}: ${c.sealed ? "sealed" : "raw"} chunk of ${h.tokenCount} tokens (only the last slot may be partial and raw)`);
+    }
+    for (let i = 0; i < h.layerCount; i++) {
+      const l = h.layerStart + i;
+      const row = this.covered.subarray(l * this.tokens + h.tokenStart, l * this.tokens + end);
+      if (row.some((x) => x !== 0)) throw new RuntimeError("bad_restore", `${where}: layer ${l} overlaps an earlier chunk`);
+      row.fill(1);
+      this.latents[l].set(chunk.layers[i].latent, h.tokenStart * this.dc);
+      this.ropes[l].set(chunk.layers[i].rope, h.tokenStart * this.rw);
+    }
+    this.modality.set(h.modality, h.tokenStart);
+    this.positions.set(h.positions, 3 * h.tokenStart);
+    for (let i = 0; i < h.positions.length; i++) if (h.positions[i] > this.maxPosition) this.maxPosition = h.positions[i];
+    this.chunkCount++;
+    this.byteCount += bytes.length;
+    const slot = h.tokenStart / C;
+    this.slotBytes.set(slot, (this.slotBytes.get(slot) ?? 0) + bytes.length);
+  }
+
+  finish(): AssembledCache {
+    const missing = this.covered.indexOf(0);
+    if (missing !== -1) {
+      const layer = Math.floor(missing / this.tokens);
+      throw new RuntimeError("bad_restore", `restore is missing token ${missing % this.tokens} of layer ${layer}`);
+    }
+    const tailStart = Math.floor(this.tokens / this.options.chunkTokens) * this.options.chunkTokens;
+    return {
+      snapshot: {
+        length: this.tokens,
+        modality: this.modality,
+        layers: this.latents.map((latent, l) => ({ latent, kRope: this.ropes[l] })),
+      },
+      tailModality: this.modality.slice(tailStart),
+      tailPositions: this.positions.slice(3 * tailStart),
+      nextPosition: this.maxPosition + 1,
+      chunks: this.chunkCount,
+      bytes: this.byteCount,
+      slotBytes: this.slotBytes,
+    };
+  }
+}

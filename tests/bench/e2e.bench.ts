@@ -1,0 +1,150 @@
+// bench:e2e — turn-2 time to first token with the cache restored from the edge (local workerd) versus recomputing
+// the history (vision tower + prefill), for the tiny-qwen-vl fixture (client/demo/model: MD-SVD d_kv 16, vision tower on
+// onnxruntime-web wasm) and a random-weight model (hidden 1024, 4 layers, 8/2 heads of dim 128, d_kv 64) at a
+// 1,024-token history. `--json` prints one JSON object on stdout; progress goes to stderr.
+// Options: --cases N (fixture cases, default 10), --reps N (synthetic repetitions, default 1), --skip-synthetic.
+
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import * as ort from "onnxruntime-web";
+import { createClient, OrtVisionEncoder, type ChatMessage, type ChatModel, type RgbImage } from "../../client/index.ts";
+import { imageToPatchBytes } from "../../client/runtime/image.ts";
+import { loadNodeCodec } from "../../format/codec/node.ts";
+import type { CodecParams } from "../../format/codec/types.ts";
+import { createMlaSession } from "../../model/create-session.ts";
+import { argmaxExcluding } from "../../model/decoder-session.ts";
+import { caseImage, FIXTURE_DIR, demoChatModel, fullRankChatModel, readEvalCases } from "../client/fixture-model.ts";
+import { startEdgeServer, type EdgeServer } from "../e2e/edge-server.ts";
+import { BENCH_GEOMETRY, syntheticChatModel } from "../e2e/synthetic-model.ts";
+
+const args = process.argv.slice(2);
+const asJson = args.includes("--json");
+const opt = (name: string, fallback: number) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : fallback;
+};
+const log = (msg: string) => process.stderr.write(`${msg}\n`);
+const now = () => performance.now();
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+interface Sample {
+  readonly historyTokens: number;
+  readonly restoredTtftMs: number;
+  readonly restoreMs: number;
+  readonly restoredBytes: number;
+  readonly recomputeTtftMs: number;
+  readonly sameFirstToken: boolean;
+}
+
+/** One conversation: turn 1 stored on the edge, then turn 2's first token both ways. */
+async function sample(edge: EdgeServer, model: ChatModel, codec: CodecParams, chunkTokens: number, turn1: ChatMessage[], turn2: ChatMessage[], maxTokens1: number): Promise<Sample> {
+  const client = createClient({ baseUrl: edge.url, apiKey: edge.apiKey, model });
+  const s = await client.sessions.create({ codec, chunkTokens });
+  const r1 = await s.chat({ messages: turn1, maxTokens: maxTokens1 });
+
+  // Restored: a new runtime session opened from id + token (what a page reload does), then turn 2's first token.
+  let t0 = now();
+  const opened = await client.sessions.open(s.id, s.token);
+  let restoredFirst = -1;
+  for await (const ev of opened.chat({ messages: turn2, maxTokens: 1, stream: true })) {
+    if (ev.type === "token") {
+      restoredFirst = ev.id;
+      break;
+    }
+  }
+  const restoredTtftMs = now() - t0;
+  const stats = opened.restoreStats!;
+
+  // Recomputed: the whole history re-encoded (vision tower) and prefilled with turn 2's question.
+  const history: ChatMessage[] = [...turn1, { role: "assistant", content: r1.message.content }, ...turn2];
+  const { ids, images } = model.template.encode(history, true);
+  t0 = now();
+  const patches = images.map((im: RgbImage) => imageToPatchBytes(im, model.patches));
+  const input = new Float32Array(patches.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of patches) {
+    for (let i = 0; i < p.length; i++) input[o + i] = p[i] / 255;
+    o += p.length;
+  }
+  const embeds = await model.vision.encode(input, images.length);
+  const { session } = createMlaSession(model.weights, "absorbed", { defaultImageGrid: model.imageGrid });
+  const logits = session.append(ids, { imageEmbeds: embeds, imageGrids: images.map(() => model.imageGrid) });
+  const V = model.weights.config.vocabSize;
+  const recomputedFirst = argmaxExcluding(logits, logits.length - V, V, model.template.bannedTokenIds);
+  const recomputeTtftMs = now() - t0;
+  await client.store.sessions.delete(s.id, { token: s.token });
+  return { historyTokens: stats.tokens, restoredTtftMs, restoreMs: stats.ms, restoredBytes: stats.bytes, recomputeTtftMs, sameFirstToken: restoredFirst === recomputedFirst };
+}
+
+function summarise(samples: Sample[]) {
+  const restored = median(samples.map((s) => s.restoredTtftMs));
+  const recompute = median(samples.map((s) => s.recomputeTtftMs));
+  return {
+    samples: samples.length,
+    history_tokens: median(samples.map((s) => s.historyTokens)),
+    ttft_restored_ms: round(restored),
+    restore_ms: round(median(samples.map((s) => s.restoreMs))),
+    ttft_recompute_ms: round(recompute),
+    restored_bytes: median(samples.map((s) => s.restoredBytes)),
+    speedup: round(recompute / restored),
+    same_first_token: samples.filter((s) => s.sameFirstToken).length / samples.length,
+  };
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;
+
+const edge = await startEdgeServer();
+try {
+  const codecImpl = loadNodeCodec();
+  ort.env.wasm.numThreads = 1;
+  const vision = await OrtVisionEncoder.create(ort, new Uint8Array(await readFile(join(FIXTURE_DIR, "vision.onnx"))), { cells: 16, patchDim: 192, hidden: 128 }, { executionProviders: ["wasm"] });
+  const fixture = await demoChatModel(vision);
+  const fixtureCodec: CodecParams = { bits: 4, group: 32, axis: "token", rope: "int8" };
+  const cases = await readEvalCases(opt("--cases", 10) + 1);
+  const fx: Sample[] = [];
+  // case 0 warms up (JIT, ORT session, wrangler isolates) and is not counted
+  for (const [i, c] of cases.entries()) {
+    const turn1: ChatMessage[] = [{ role: "user", content: [{ type: "image", image: caseImage(c) }, { type: "text", text: c.turns[0].question }] }];
+    const s = await sample(edge, fixture, fixtureCodec, 16, turn1, [{ role: "user", content: c.turns[1].question }], 4);
+    if (i > 0) fx.push(s);
+  }
+  log(`fixture: ${fx.length} cases done`);
+
+  let synthetic: (ReturnType<typeof summarise> & { geometry: typeof BENCH_GEOMETRY; codec: CodecParams; chunk_tokens: number }) | null = null;
+  if (!args.includes("--skip-synthetic")) {
+    const g = BENCH_GEOMETRY;
+    const model = syntheticChatModel(g, codecImpl);
+    const codec: CodecParams = { bits: 4, group: 64, axis: "token", rope: "int8" };
+    const side = g.imageSide * 8;
+    const pixels = new Uint8Array(side * side * 3).map((_, i) => (i * 2654435761) >>> 24);
+    // bos + image (side² tokens + start/end) + words, +1 generated token and <end>: 1,024 tokens of history
+    const words = 1024 - 2 - (1 + g.imageSide * g.imageSide + 2);
+    const text = Array.from({ length: words }, (_, i) => `w${(i * 7919) % g.words}`).join(" ");
+    const turn1: ChatMessage[] = [{ role: "user", content: [{ type: "image", image: { width: side, height: side, data: pixels } }, { type: "text", text }] }];
+    const turn2: ChatMessage[] = [{ role: "user", content: "w1 w2 w3 w4 w5 w6 w7 w8" }];
+    const samples: Sample[] = [];
+    for (let rep = 0; rep < opt("--reps", 1); rep++) {
+      log(`synthetic: repetition ${rep + 1} (turn 1 prefill of ~1,024 tokens, then both turn-2 paths)…`);
+      samples.push(await sample(edge, model, codec, 64, turn1, turn2, 1));
+    }
+    synthetic = { geometry: g, codec, chunk_tokens: 64, ...summarise(samples) };
+  }
+
+  const result = {
+    bench: "e2e",
+    what: "turn-2 time to first token: cache restored from the edge (open + restore + question prefill) vs recomputing the history (vision tower + prefill of history and question)",
+    machine: { node: process.version, cpus: (await import("node:os")).cpus().length },
+    store: "the Worker under wrangler's unstable_startWorker (local workerd, loopback HTTP)",
+    decoder: "CPU (model/ absorbed MLA, f64)",
+    fixture: { model: "tiny-qwen-vl converted by `mla-edge convert --strategy high --svd md --d-kv 16` (client/demo/model)", vision: vision.kind, codec: fixtureCodec, chunk_tokens: 16, ...summarise(fx) },
+    synthetic,
+  };
+  if (asJson) process.stdout.write(`${JSON.stringify(result)}\n`);
+  else console.log(JSON.stringify(result, null, 2));
+  await vision.dispose();
+} finally {
+  await edge.stop();
+}

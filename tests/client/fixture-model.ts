@@ -1,0 +1,81 @@
+// The converted tiny-qwen-vl the demo ships (client/demo/model: `mla-edge convert --strategy high --svd md --d-kv 16`,
+// loaded through the runtime's own loader), and an exact in-memory conversion (all-rank factorisation, "high" kept
+// pairs, r = 8) for checks against the fixture's reference answers.
+
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { loadNodeCodec } from "../../format/codec/node.ts";
+import { buildMlaModel, fullRankFactoriser } from "../../model/mla/build.ts";
+import type { MlaModelWeights } from "../../model/mla/weights.ts";
+import { loadTinyFixture, type TinyFixture } from "../../model/tiny-fixture.ts";
+import { createChatModel, loadChatModel, type ChatModel } from "../../client/runtime/chat-model.ts";
+import { patchBytesToImage } from "../../client/runtime/image.ts";
+import type { RgbImage } from "../../client/runtime/messages.ts";
+import { TypeScriptVisionEncoder, type VisionEncoder } from "../../client/runtime/vision-encoder.ts";
+import { base64ToBytes } from "../../model/vision-tower.ts";
+
+export const FIXTURE_DIR = new URL("../../fixtures/tiny-qwen-vl/", import.meta.url).pathname;
+
+/** Kept pairs 0..3 (the highest frequencies) of every layer and KV head: r = 8. */
+export function highPairs(fx: TinyFixture, pairs = 4): number[][][] {
+  return Array.from({ length: fx.config.numLayers }, () => Array.from({ length: fx.config.numKvHeads }, () => Array.from({ length: pairs }, (_, i) => i)));
+}
+
+let fixture: Promise<TinyFixture> | undefined;
+let fullRank: MlaModelWeights | undefined;
+
+export const DEMO_MODEL_DIR = new URL("../../client/demo/model/", import.meta.url).pathname;
+
+export function tinyFixture(): Promise<TinyFixture> {
+  fixture ??= loadTinyFixture(FIXTURE_DIR);
+  return fixture;
+}
+
+/** The demo's converted checkpoint (MD-SVD d_kv = 16, D_c = 32) through loadChatModel, with its own vision encoder. */
+export async function demoChatModel(vision?: VisionEncoder): Promise<ChatModel> {
+  const fx = await tinyFixture();
+  return loadChatModel({
+    config: JSON.parse(await readFile(join(DEMO_MODEL_DIR, "config.json"), "utf8")),
+    weights: new Uint8Array(await readFile(join(DEMO_MODEL_DIR, "model.safetensors"))),
+    tokenizer: JSON.parse(await readFile(join(DEMO_MODEL_DIR, "tokenizer.json"), "utf8")),
+    vision: vision ?? new TypeScriptVisionEncoder(fx.vision),
+    codec: loadNodeCodec(),
+    ref: { id: "tiny-qwen-vl", conversion: "high-r8-md-svd-dkv16" },
+  });
+}
+
+/** The fixture with every NoPE/value dim kept (exact full-rank latent, D_c = 112) and r = 8 "high" pairs. */
+export async function fullRankChatModel(): Promise<ChatModel> {
+  const fx = await tinyFixture();
+  fullRank ??= buildMlaModel(fx.model, highPairs(fx), fullRankFactoriser(2), { partialRopeVersion: "high", svdInitMethod: "full-rank" });
+  return createChatModel({
+    ref: { id: "tiny-qwen-vl", conversion: "high-r8-full-rank" },
+    weights: fullRank,
+    tokenizer: fx.tokenizer,
+    vision: new TypeScriptVisionEncoder(fx.vision),
+    codec: loadNodeCodec(),
+    rawConfig: fx.rawConfig,
+  });
+}
+
+export interface EvalTurn {
+  readonly kind: string;
+  readonly question: string;
+  readonly answer: string;
+  readonly reference_model_answer: string;
+}
+
+export interface EvalCase {
+  readonly patches_u8: string;
+  readonly turns: readonly EvalTurn[];
+}
+
+export async function readEvalCases(count: number): Promise<EvalCase[]> {
+  const lines = (await readFile(join(FIXTURE_DIR, "eval.jsonl"), "utf8")).split("\n").filter((l) => l.length > 0);
+  return lines.slice(0, count).map((l) => JSON.parse(l) as EvalCase);
+}
+
+/** The case's image as the 32×32 RGB picture the SDK takes. */
+export function caseImage(c: EvalCase): RgbImage {
+  return patchBytesToImage(base64ToBytes(c.patches_u8), { rows: 4, cols: 4, cellPixels: 8 });
+}

@@ -1,0 +1,201 @@
+// The SDK's HTTP layer with an injected fetch: errors by status with our {error:{code,message}} body, retries,
+// APIPromise's raw-response accessors, Stream semantics (break aborts, single use, tee), the append body's framing and
+// the restore stream parser's malformed-input handling.
+
+import { describe, expect, it } from "vitest";
+import {
+  APIConnectionError,
+  APIError,
+  APIUserAbortError,
+  AuthenticationError,
+  BadRequestError,
+  ConflictError,
+  createClient,
+  encodeAppendBody,
+  InternalServerError,
+  MlaEdge,
+  NotFoundError,
+  parseRestoreStream,
+  RateLimitError,
+  Stream,
+  StreamFormatError,
+  type Fetch,
+} from "../../client/index.ts";
+import { encodeFrame, encodeJsonFrame, FrameType, FRAMES_CONTENT_TYPE, readFrames } from "../../format/wire/frames.ts";
+
+const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
+  new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
+
+function recordingFetch(responses: (() => Response)[]): { fetch: Fetch; calls: { url: string; init: RequestInit | undefined }[] } {
+  const calls: { url: string; init: RequestInit | undefined }[] = [];
+  let i = 0;
+  return {
+    calls,
+    fetch: async (input, init) => {
+      calls.push({ url: String(input), init });
+      const make = responses[Math.min(i++, responses.length - 1)];
+      return make();
+    },
+  };
+}
+
+const streamOf = (parts: Uint8Array[]) =>
+  new ReadableStream<Uint8Array>({
+    start(c) {
+      for (const p of parts) c.enqueue(p);
+      c.close();
+    },
+  });
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+describe("APIError.generate", () => {
+  it("should map statuses to subclasses and keep the body's code and message", () => {
+    const body = { error: { code: "turn_conflict", message: "head is 3" } };
+    const h = new Headers({ "x-request-id": "req-1" });
+    const cases: [number, unknown][] = [
+      [400, BadRequestError],
+      [401, AuthenticationError],
+      [404, NotFoundError],
+      [409, ConflictError],
+      [429, RateLimitError],
+      [503, InternalServerError],
+    ];
+    for (const [status, cls] of cases) {
+      const e = APIError.generate(status, body, undefined, h);
+      expect(e).toBeInstanceOf(cls as typeof APIError);
+      expect(e.name).toBe((cls as typeof APIError).name);
+      expect(e.status).toBe(status);
+      expect(e.code).toBe("turn_conflict");
+      expect(e.requestId).toBe("req-1");
+      expect(e.message).toBe(`${status} turn_conflict: head is 3`);
+    }
+    expect(APIError.generate(undefined, undefined, "boom", undefined)).toBeInstanceOf(APIConnectionError);
+    expect(APIError.generate(418, "not json", "teapot", h).code).toBeUndefined();
+  });
+});
+
+describe("requests", () => {
+  it("should send the session token as the bearer, JSON bodies, and parse JSON", async () => {
+    const { fetch, calls } = recordingFetch([() => json(200, { head: 1, tokens: 20 })]);
+    const client = createClient({ baseUrl: "http://edge.test/", apiKey: "tenant-key", fetch });
+    const r = await client.store.sessions.truncate("a b", { toSeq: 1 }, { token: "tok" });
+    expect(r).toEqual({ head: 1, tokens: 20 });
+    expect(calls[0].url).toBe("http://edge.test/v1/sessions/a%20b/truncate");
+    const headers = calls[0].init!.headers as Record<string, string>;
+    expect(headers.authorization).toBe("Bearer tok");
+    expect(headers["content-type"]).toBe("application/json");
+    expect(JSON.parse(calls[0].init!.body as string)).toEqual({ toSeq: 1 });
+  });
+
+  it("should retry 5xx and 429 (honouring retry-after-ms) but not 409 or appends", async () => {
+    const flaky = recordingFetch([() => json(503, { error: { code: "internal", message: "x" } }, { "retry-after-ms": "1" }), () => json(200, { ok: 1 })]);
+    const client = createClient({ baseUrl: "http://edge.test", fetch: flaky.fetch });
+    expect(await client.store.sessions.retrieve("s", { token: "t" })).toEqual({ ok: 1 });
+    expect(flaky.calls.length).toBe(2);
+
+    const conflict = recordingFetch([() => json(409, { error: { code: "turn_conflict", message: "head is 2" } })]);
+    const c2 = createClient({ baseUrl: "http://edge.test", fetch: conflict.fetch });
+    await expect(c2.store.sessions.retrieve("s", { token: "t" })).rejects.toBeInstanceOf(ConflictError);
+    expect(conflict.calls.length).toBe(1);
+
+    const down = recordingFetch([() => json(500, { error: { code: "internal", message: "x" } }, { "retry-after-ms": "1" })]);
+    const c3 = createClient({ baseUrl: "http://edge.test", fetch: down.fetch });
+    const control = { expectedSeq: 1, tokenIds: [1], modality: [0], positions: [0, 0, 0] };
+    await expect(c3.store.sessions.append("s", { control, chunks: [] }, { token: "t" })).rejects.toBeInstanceOf(InternalServerError);
+    expect(down.calls.length).toBe(1);
+  });
+
+  it("should turn fetch failures into APIConnectionError and aborts into APIUserAbortError", async () => {
+    const failing: Fetch = async () => {
+      throw new TypeError("connect ECONNREFUSED");
+    };
+    const client = createClient({ baseUrl: "http://edge.test", fetch: failing, maxRetries: 0 });
+    await expect(client.store.sessions.retrieve("s", { token: "t" })).rejects.toBeInstanceOf(APIConnectionError);
+    const ac = new AbortController();
+    ac.abort();
+    await expect(client.store.sessions.retrieve("s", { token: "t", signal: ac.signal })).rejects.toBeInstanceOf(APIUserAbortError);
+    expect(MlaEdge.NotFoundError).toBe(NotFoundError);
+  });
+
+  it("should offer asResponse() and withResponse()", async () => {
+    const { fetch } = recordingFetch([() => json(200, { id: "s1" }, { "x-request-id": "r-9" })]);
+    const client = createClient({ baseUrl: "http://edge.test", apiKey: "k", fetch });
+    const p = client.store.sessions.mintToken("s1");
+    const { data, response, request_id } = await p.withResponse();
+    expect(data).toEqual({ id: "s1" });
+    expect(response.status).toBe(200);
+    expect(request_id).toBe("r-9");
+    const raw = await createClient({ baseUrl: "http://edge.test", fetch }).store.sessions.retrieve("s1", { token: "t" }).asResponse();
+    expect(raw).toBeInstanceOf(Response);
+  });
+});
+
+describe("append body", () => {
+  it("should frame the control message then each chunk", async () => {
+    const control = { expectedSeq: 2, tokenIds: [7, 8], modality: [0, 0], positions: [5, 5, 5, 6, 6, 6] };
+    const body = encodeAppendBody({ control, chunks: [new Uint8Array([1, 2, 3]), new Uint8Array([9])] });
+    const frames = await collect(readFrames(streamOf([body]), { 1: 1 << 20, 2: 1 << 20, 3: 0, 4: 0 }));
+    expect(frames.map((f) => f.type)).toEqual([FrameType.control, FrameType.chunk, FrameType.chunk]);
+    expect(JSON.parse(new TextDecoder().decode(frames[0].payload))).toEqual(control);
+    expect(Array.from(frames[1].payload)).toEqual([1, 2, 3]);
+    expect(Array.from(body.subarray(body.length - 6))).toEqual([2, 1, 0, 0, 0, 9]); // [u8 type][u32 LE len][payload]
+    expect(FRAMES_CONTENT_TYPE).toBe("application/vnd.mla-edge.frames");
+  });
+});
+
+describe("restore stream parser (malformed input)", () => {
+  const header = encodeJsonFrame(FrameType.control, { head: 1, tokens: 3, from: 0, to: 3, layerStart: 0, layerEnd: 4, chunks: [] });
+  const chunk = encodeFrame(FrameType.chunk, new Uint8Array([4, 5, 6, 7]));
+  const trailer = (chunks: number, bytes: number) => encodeJsonFrame(FrameType.control, { done: true, chunks, bytes });
+
+  it("should yield the header then the chunks of a complete stream", async () => {
+    const evs = await collect(parseRestoreStream(streamOf([header, chunk, trailer(1, 4)])));
+    expect(evs.map((e) => e.type)).toEqual(["header", "chunk"]);
+  });
+
+  it("should reject a stream cut before its trailer, a frame cut in half, and a trailer that miscounts", async () => {
+    await expect(collect(parseRestoreStream(streamOf([header, chunk])))).rejects.toMatchObject({ name: "StreamFormatError", code: "truncated" });
+    await expect(collect(parseRestoreStream(streamOf([header, chunk.subarray(0, 7)])))).rejects.toMatchObject({ code: "bad_frame" });
+    await expect(collect(parseRestoreStream(streamOf([header, chunk, trailer(2, 8)])))).rejects.toBeInstanceOf(StreamFormatError);
+    await expect(collect(parseRestoreStream(streamOf([chunk])))).rejects.toMatchObject({ code: "unexpected_frame" });
+  });
+
+  it("should surface an error frame as an APIError with the store's code", async () => {
+    const err = encodeJsonFrame(FrameType.error, { error: { code: "corrupt_chunk", message: "chunk k failed verification" } });
+    await expect(collect(parseRestoreStream(streamOf([header, err])))).rejects.toMatchObject({ code: "corrupt_chunk", status: 500 });
+  });
+});
+
+describe("Stream", () => {
+  const counting = () => {
+    const controller = new AbortController();
+    let produced = 0;
+    const s = new Stream<number>(async function* () {
+      for (let i = 0; i < 10; i++) {
+        if (controller.signal.aborted) return;
+        produced++;
+        yield i;
+      }
+    }, controller);
+    return { s, controller, produced: () => produced };
+  };
+
+  it("should abort its controller when the loop breaks, and refuse a second iteration", async () => {
+    const { s, controller, produced } = counting();
+    for await (const x of s) if (x === 2) break;
+    expect(controller.signal.aborted).toBe(true);
+    expect(produced()).toBe(3);
+    expect(() => s[Symbol.asyncIterator]()).toThrow(/use `.tee\(\)`/);
+  });
+
+  it("should tee into two complete copies", async () => {
+    const [a, b] = counting().s.tee();
+    expect(await collect(a)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(await collect(b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+});

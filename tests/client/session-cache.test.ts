@@ -1,0 +1,218 @@
+// The session-cache bridge against an in-memory store: per turn, a session restored from the stored chunks holds a
+// bit-identical cache and gives the same answers as the uninterrupted one; sealed slots hold the codec's values, the
+// tail stays raw; no vision call and no prefill after a restore; aborted or rejected turns leave nothing behind.
+
+import { beforeAll, describe, expect, it } from "vitest";
+import { createMlaSession } from "../../model/create-session.ts";
+import { imagePrefixTokens } from "../../model/tiny-fixture.ts";
+import { base64ToBytes, patchesFromU8, runVisionTower } from "../../model/vision-tower.ts";
+import type { MlaCacheSnapshot } from "../../model/mla/attention.ts";
+import type { CodecParams } from "../../format/codec/types.ts";
+import { referenceCodec } from "../../format/codec/reference.ts";
+import { ChatSession } from "../../client/runtime/chat-session.ts";
+import { RuntimeError } from "../../client/runtime/errors.ts";
+import type { ChatModel } from "../../client/runtime/chat-model.ts";
+import { CacheAssembler, SessionCache, checkSessionCodec } from "../../client/runtime/session-cache.ts";
+import { caseImage, demoChatModel, fullRankChatModel, readEvalCases, tinyFixture, type EvalCase } from "./fixture-model.ts";
+import { MemoryStore, StoreConflictError } from "./memory-store.ts";
+
+const INT4: CodecParams = { bits: 4, group: 32, axis: "token", rope: "int8" };
+const INT2_CHANNEL: CodecParams = { bits: 2, group: 32, axis: "channel", rope: "int4" };
+
+let svd: ChatModel;
+let cases: EvalCase[];
+
+beforeAll(async () => {
+  svd = await demoChatModel();
+  cases = await readEvalCases(12);
+});
+
+function userTurn(c: EvalCase, t: number) {
+  const q = c.turns[t].question;
+  return t === 0 ? [{ role: "user" as const, content: [{ type: "image" as const, image: caseImage(c) }, { type: "text" as const, text: q }] }] : [{ role: "user" as const, content: q }];
+}
+
+function expectSameCache(a: MlaCacheSnapshot, b: MlaCacheSnapshot): void {
+  expect(b.length).toBe(a.length);
+  expect(Array.from(b.modality)).toEqual(Array.from(a.modality));
+  a.layers.forEach((l, i) => {
+    expect(Buffer.from(b.layers[i].latent.buffer, b.layers[i].latent.byteOffset, b.layers[i].latent.byteLength).equals(Buffer.from(l.latent.buffer, l.latent.byteOffset, l.latent.byteLength))).toBe(true);
+    expect(Buffer.from(b.layers[i].kRope.buffer, b.layers[i].kRope.byteOffset, b.layers[i].kRope.byteLength).equals(Buffer.from(l.kRope.buffer, l.kRope.byteOffset, l.kRope.byteLength))).toBe(true);
+  });
+}
+
+describe("restore from stored chunks", () => {
+  for (const [label, codec, chunkTokens] of [
+    ["int4 token axis, C = 16", INT4, 16],
+    ["int2 channel axis + int4 rope, C = 8", INT2_CHANNEL, 8],
+  ] as const) {
+    it(`should answer every turn like the uninterrupted session (${label})`, async () => {
+      let sealedTurns = 0;
+      for (const c of cases) {
+        const storeA = new MemoryStore(svd.spec, codec, chunkTokens, svd.ref);
+        const a = ChatSession.fresh(svd, storeA, { codec, chunkTokens });
+        const storeB = new MemoryStore(svd.spec, codec, chunkTokens, svd.ref);
+        let b = ChatSession.fresh(svd, storeB, { codec, chunkTokens });
+        for (let t = 0; t < c.turns.length; t++) {
+          const storedBefore = storeB.tokens;
+          if (t > 0) {
+            const visionBefore = svd.vision.calls;
+            b = await ChatSession.open(svd, storeB); // a "page reload": a new runtime session from the edge
+            expect(svd.vision.calls).toBe(visionBefore);
+            expectSameCache(a.inspectCache(), b.inspectCache());
+          }
+          const ra = await a.complete({ messages: userTurn(c, t), maxTokens: 4 });
+          const rb = await b.complete({ messages: userTurn(c, t), maxTokens: 4 });
+          expect(rb.tokenIds).toEqual(ra.tokenIds);
+          expect(rb.usage.cached_tokens).toBe(storedBefore); // the restored prefix (0 before the first restore)
+          expect(rb.usage.kv_bytes).toBe((await storeB.manifest()).bytesStored);
+          if (storeB.latestChunks().some((x) => x.sealed)) sealedTurns++;
+        }
+        expectSameCache(a.inspectCache(), (await ChatSession.open(svd, storeB)).inspectCache());
+      }
+      expect(sealedTurns).toBeGreaterThan(cases.length); // sealing really happened, within and across turns
+    });
+  }
+
+  it("should keep the answers of the unconverted-quality model (full rank, int8): matches the fixture's reference answers", async () => {
+    const full = await fullRankChatModel();
+    const codec: CodecParams = { bits: 8, group: 128, axis: "token", rope: "fp16" };
+    let right = 0;
+    let total = 0;
+    for (const c of cases) {
+      const s = ChatSession.fresh(full, new MemoryStore(full.spec, codec, 16, full.ref), { codec, chunkTokens: 16 });
+      for (let t = 0; t < 3; t++) {
+        const r = await s.complete({ messages: userTurn(c, t), maxTokens: 4 });
+        total++;
+        if (r.message.content === c.turns[t].reference_model_answer) right++;
+      }
+    }
+    // int8 latents of an exact conversion change almost nothing; the chat feeds the model's own answers as history
+    expect(right / total).toBeGreaterThan(0.9);
+  });
+});
+
+describe("sealing", () => {
+  it("should hold the reference codec's values in sealed slots and exact raw values in the tail", async () => {
+    const fx = await tinyFixture();
+    const c = cases[0];
+    const C = 8;
+    const store = new MemoryStore(svd.spec, INT4, C, svd.ref);
+    const s = ChatSession.fresh(svd, store, { codec: INT4, chunkTokens: C });
+    const r = await s.complete({ messages: userTurn(c, 0), maxTokens: 4 });
+    // replay the same blocks through a plain decoder that never seals
+    const plain = createMlaSession(svd.weights, "absorbed", { defaultImageGrid: svd.imageGrid });
+    const prompt = [...imagePrefixTokens(fx.tokenizer, 16), ...fx.tokenizer.encode(c.turns[0].question)];
+    plain.session.append(prompt, { imageEmbeds: runVisionTower(fx.vision, patchesFromU8(base64ToBytes(c.patches_u8))) });
+    for (const t of r.tokenIds) plain.session.append([t]);
+    if (r.tokenIds.at(-1) !== 5) plain.session.append([5]);
+    const raw = plain.backend.exportCache();
+    const live = s.inspectCache();
+    expect(live.length).toBe(raw.length);
+    const n = raw.length;
+    const sealed = Math.floor(n / C) * C;
+    expect(sealed).toBeGreaterThanOrEqual(3 * C);
+    const D = svd.spec.kvHeads * svd.spec.dKv;
+    const R = svd.spec.kvHeads * svd.spec.ropeDims;
+    raw.layers.forEach((layer, l) => {
+      for (let slot = 0; slot < sealed / C; slot++) {
+        const lat = referenceCodec.dequantize(referenceCodec.quantize(layer.latent.slice(slot * C * D, (slot + 1) * C * D), C, D, 4, 32, "token"));
+        const rope = referenceCodec.dequantize(referenceCodec.quantize(layer.kRope.slice(slot * C * R, (slot + 1) * C * R), C, R, 8, svd.spec.ropeDims, "token"));
+        expect(Array.from(live.layers[l].latent.slice(slot * C * D, (slot + 1) * C * D))).toEqual(Array.from(lat));
+        expect(Array.from(live.layers[l].kRope.slice(slot * C * R, (slot + 1) * C * R))).toEqual(Array.from(rope));
+      }
+      expect(Array.from(live.layers[l].latent.slice(sealed * D, n * D))).toEqual(Array.from(layer.latent.slice(sealed * D, n * D)));
+      expect(Array.from(live.layers[l].kRope.slice(sealed * R, n * R))).toEqual(Array.from(layer.kRope.slice(sealed * R, n * R)));
+      // quantization really changed the sealed rows (the comparison above is not vacuous)
+      expect(Array.from(live.layers[l].latent.slice(0, sealed * D))).not.toEqual(Array.from(layer.latent.slice(0, sealed * D)));
+    });
+    expectSameCache(live, (await ChatSession.open(svd, store)).inspectCache());
+  });
+
+  it("should reject a codec that cannot group the latent", () => {
+    expect(() => checkSessionCodec(svd.spec, { bits: 4, group: 32, axis: "channel", rope: "int8" }, 40)).toThrow(RuntimeError);
+    const full = { ...svd.spec, dKv: 56 }; // D_c = 112: group 64 does not divide it, 128 (effective 112) does
+    expect(() => checkSessionCodec(full, { bits: 4, group: 64, axis: "token", rope: "int8" }, 64)).toThrow(/does not divide D_c = 112/);
+    expect(() => checkSessionCodec(full, { bits: 4, group: 128, axis: "token", rope: "int8" }, 64)).not.toThrow();
+  });
+});
+
+describe("restore stream validation", () => {
+  it("should reject a restore that misses a chunk or repeats one", async () => {
+    const store = new MemoryStore(svd.spec, INT4, 8, svd.ref);
+    const s = ChatSession.fresh(svd, store, { codec: INT4, chunkTokens: 8 });
+    await s.complete({ messages: userTurn(cases[1], 0), maxTokens: 4 });
+    const chunks = store.latestChunks();
+    const opts = { spec: svd.spec, params: INT4, chunkTokens: 8, codec: svd.codec };
+    const missing = new CacheAssembler(opts, store.tokens);
+    chunks.slice(1).forEach((c) => missing.add(c.bytes));
+    expect(() => missing.finish()).toThrow(/missing token 0 of layer 0/);
+    const twice = new CacheAssembler(opts, store.tokens);
+    twice.add(chunks[0].bytes);
+    expect(() => twice.add(chunks[0].bytes)).toThrow(/overlaps/);
+    const otherCodec = new CacheAssembler({ ...opts, params: { ...INT4, rope: "fp16" } }, store.tokens);
+    expect(() => otherCodec.add(chunks[0].bytes)).toThrow(/is not the session's/);
+  });
+
+  it("should refuse to open a session stored for another conversion", async () => {
+    const full = await fullRankChatModel();
+    await expect(ChatSession.open(full, new MemoryStore(svd.spec, INT4, 16, svd.ref))).rejects.toThrow(/stores the cache of spec/);
+    // same geometry, another conversion: refused by the model reference
+    await expect(ChatSession.open(svd, new MemoryStore(svd.spec, INT4, 16, { id: "tiny-qwen-vl", conversion: "other" }))).rejects.toThrow(/not of tiny-qwen-vl/);
+  });
+});
+
+describe("turn failures", () => {
+  it("should roll back an aborted turn and a turn the store rejects", async () => {
+    const store = new MemoryStore(svd.spec, INT4, 8, svd.ref);
+    const s = ChatSession.fresh(svd, store, { codec: INT4, chunkTokens: 8 });
+    await s.complete({ messages: userTurn(cases[2], 0), maxTokens: 4 });
+    const before = s.inspectCache();
+    for await (const ev of s.chat({ messages: userTurn(cases[2], 1), maxTokens: 4, stream: true })) {
+      expect(ev.type).toBe("token");
+      break; // aborts the turn
+    }
+    expectSameCache(before, s.inspectCache());
+    expect(store.turns.length).toBe(1);
+    // another writer takes seq 2: our append conflicts, and the turn is rolled back
+    const other = await ChatSession.open(svd, store);
+    await other.complete({ messages: userTurn(cases[2], 1), maxTokens: 4 });
+    await expect(s.complete({ messages: userTurn(cases[2], 1), maxTokens: 4 })).rejects.toThrow(StoreConflictError);
+    expectSameCache(before, s.inspectCache());
+  });
+
+  it("should fork and truncate at turn boundaries", async () => {
+    const c = cases[3];
+    const store = new MemoryStore(svd.spec, INT4, 8, svd.ref);
+    const s = ChatSession.fresh(svd, store, { codec: INT4, chunkTokens: 8 });
+    const answers: number[][] = [];
+    const caches: MlaCacheSnapshot[] = [];
+    for (let t = 0; t < 3; t++) {
+      answers.push([...(await s.complete({ messages: userTurn(c, t), maxTokens: 4 })).tokenIds]);
+      caches.push(s.inspectCache());
+    }
+    const f = await s.fork(1);
+    expect(f.turns).toBe(1);
+    expectSameCache(caches[0], f.inspectCache());
+    const again = await f.complete({ messages: userTurn(c, 1), maxTokens: 4 });
+    expect([...again.tokenIds]).toEqual(answers[1]);
+    await s.truncate(2);
+    expect(s.turns).toBe(2);
+    expectSameCache(caches[1], s.inspectCache());
+    await expect(s.fork(5)).rejects.toThrow(RuntimeError);
+  });
+});
+
+describe("SessionCache", () => {
+  it("should pack slot-aligned chunks: sealed when full, raw for the tail", async () => {
+    const store = new MemoryStore(svd.spec, INT4, 8, svd.ref);
+    const s = ChatSession.fresh(svd, store, { codec: INT4, chunkTokens: 8 });
+    await s.complete({ messages: userTurn(cases[4], 0), maxTokens: 4 });
+    const n = store.tokens;
+    const chunks = store.turns[0].chunks;
+    expect(chunks.map((c) => c.tokenStart)).toEqual(Array.from({ length: Math.ceil(n / 8) }, (_, i) => i * 8));
+    expect(chunks.map((c) => c.sealed)).toEqual(chunks.map((c) => c.tokenCount === 8));
+    expect(chunks.at(-1)!.tokenCount).toBe(n % 8 || 8);
+    expect(new SessionCache({ spec: svd.spec, params: INT4, chunkTokens: 8, codec: svd.codec }).length).toBe(0);
+  });
+});

@@ -1,0 +1,117 @@
+// End to end in Chromium (Debian chromium, WebGPU on SwiftShader, playwright-core): the demo page against the real edge
+// store. (1) 50 eval cases in the page: every turn after a restore equals the uninterrupted session, caches are
+// bit-identical, restores never call the vision tower. (2) A real page reload: the page restores the session from the
+// edge (no vision call, usage.cached_tokens = restored prefix) and answers like an uninterrupted session.
+
+import { existsSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { startDemoServer, type DemoServer } from "../../client/demo/server.ts";
+import { startEdgeServer, type EdgeServer } from "./edge-server.ts";
+import type { CheckCase, CheckResult } from "./browser-restore-check.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking", "--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--enable-unsafe-swiftshader"];
+const CASES = 50;
+
+let edge: EdgeServer;
+let demo: DemoServer;
+let browser: Browser;
+let page: Page;
+
+interface DemoState {
+  sessionId: string | null;
+  turns: number;
+  tokens: number;
+  restoredTokens: number;
+  visionCalls: number;
+  visionKind: string;
+}
+
+interface DemoWindow {
+  mlaDemoReady: Promise<void>;
+  mlaDemo: {
+    ask(q: string): Promise<{ answer: string; usage: { cached_tokens: number; prompt_tokens: number }; tokenIds: number[] }>;
+    useSample(i: number): void;
+    state(): DemoState;
+    client: unknown;
+    model: unknown;
+  };
+}
+
+async function openPage(): Promise<void> {
+  await page.goto(demo.url);
+  await page.evaluate(() => (window as unknown as DemoWindow).mlaDemoReady);
+}
+
+describe.skipIf(!existsSync(CHROMIUM))("chat demo in Chromium", () => {
+  beforeAll(async () => {
+    edge = await startEdgeServer();
+    demo = await startDemoServer({ edgeUrl: edge.url, apiKey: edge.apiKey, samples: CASES, extraEntries: { "restore-check": new URL("./browser-restore-check.ts", import.meta.url).pathname } });
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+    page = await browser.newPage();
+    page.on("pageerror", (e) => console.error("page error:", e));
+    await openPage();
+  }, 180_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await demo?.close();
+    await edge?.stop();
+  });
+
+  it(`should answer every turn of ${CASES} eval cases after a restore like the uninterrupted session (in the page)`, async () => {
+    // a module script tag, not import() inside evaluate (vitest would rewrite that import)
+    await page.addScriptTag({ type: "module", content: 'import { runRestoreCheck } from "/restore-check.js"; window.runRestoreCheck = runRestoreCheck;' });
+    await page.waitForFunction(() => "runRestoreCheck" in window);
+    const result = await page.evaluate(async () => {
+      const w = window as unknown as DemoWindow & { runRestoreCheck: (c: unknown, m: unknown, cases: CheckCase[]) => Promise<CheckResult> };
+      const samples = (await (await fetch("/samples.json")).json()) as CheckCase[];
+      return w.runRestoreCheck(w.mlaDemo.client, w.mlaDemo.model, samples);
+    });
+    expect(result.cases).toBe(CASES);
+    expect(result.turns).toBe(3 * CASES);
+    expect(result.mismatches).toEqual([]);
+    expect(result.cacheDiffs).toBe(0);
+    expect(result.visionCallsOnRestore).toBe(0);
+    expect(result.cachedTokenErrors).toBe(0);
+    expect(result.correct / result.turns).toBeGreaterThan(0.8);
+  }, 600_000);
+
+  it("should restore after a page reload without calling the vision tower, and answer like an uninterrupted session", async () => {
+    // the uninterrupted reference, in this page: sample 3, three questions
+    const reference = await page.evaluate(async () => {
+      const w = window as unknown as DemoWindow;
+      const samples = (await (await fetch("/samples.json")).json()) as CheckCase[];
+      const out: number[][] = [];
+      localStorage.clear();
+      w.mlaDemo.useSample(3);
+      for (const q of samples[3].questions) out.push((await w.mlaDemo.ask(q)).tokenIds);
+      localStorage.clear();
+      return { answers: out, questions: samples[3].questions };
+    });
+    await openPage(); // a fresh page with no saved session
+    const first = await page.evaluate(async (q) => {
+      const w = window as unknown as DemoWindow;
+      w.mlaDemo.useSample(3);
+      const r = await w.mlaDemo.ask(q);
+      return { tokenIds: r.tokenIds, state: w.mlaDemo.state() };
+    }, reference.questions[0]);
+    expect(first.tokenIds).toEqual(reference.answers[0]);
+    expect(first.state.visionCalls).toBe(1);
+    for (let t = 1; t < 3; t++) {
+      await page.reload();
+      await page.evaluate(() => (window as unknown as DemoWindow).mlaDemoReady);
+      const s = await page.evaluate(() => (window as unknown as DemoWindow).mlaDemo.state());
+      expect(s.sessionId).toBe(first.state.sessionId);
+      expect(s.turns).toBe(t);
+      expect(s.visionCalls).toBe(0);
+      const r = await page.evaluate(async (q) => (window as unknown as DemoWindow).mlaDemo.ask(q), reference.questions[t]);
+      expect(r.tokenIds).toEqual(reference.answers[t]);
+      expect(r.usage.cached_tokens).toBe(s.restoredTokens);
+      expect(s.restoredTokens).toBe(s.tokens);
+      expect((await page.evaluate(() => (window as unknown as DemoWindow).mlaDemo.state())).visionCalls).toBe(0);
+    }
+    await page.screenshot({ path: "/tmp/mla-edge-demo.png" });
+  }, 300_000);
+});
