@@ -1,5 +1,6 @@
-// `npm start`: the edge store on http://127.0.0.1:8787 with state in .state/ (wrangler dev, offline). On first run it
-// writes local-only secrets to .state/dev-secrets.env (a dev tenant key, signing secret, operator key) and prints them.
+// `npm start`: the edge store on http://127.0.0.1:8787 with state in .state/ (wrangler dev, offline) and the chat demo
+// page on http://127.0.0.1:8788. On first run it writes local-only secrets to .state/dev-secrets.env (a dev tenant key,
+// signing secret, operator key) and prints them.
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -18,8 +19,15 @@ console.error(`mla-edge: local secrets in ${secretsFile} (${tenantLine ?? "TENAN
 
 const server = await startDev({ port: Number(process.env.PORT ?? 8787), persistTo: stateDir, envFile: secretsFile, stdio: "inherit" });
 console.error(`mla-edge: edge store ready at ${server.url} (state in ${stateDir})`);
+const { startDemoServer } = await import("../client/demo/serve.mjs");
+const apiKey = Object.values(JSON.parse((tenantLine ?? "").slice("TENANT_KEYS=".length).replace(/^'|'$/g, "")))[0];
+const demo = await startDemoServer({ edgeUrl: server.url, apiKey, port: Number(process.env.DEMO_PORT ?? 8788) });
+console.error(`mla-edge: chat demo at ${demo.url}`);
 for (const signal of ["SIGINT", "SIGTERM"]) {
   process.on(signal, () => {
-    void server.stop("SIGINT").then(() => process.exit(0));
+    void demo
+      .close()
+      .then(() => server.stop("SIGINT"))
+      .then(() => process.exit(0));
   });
 }

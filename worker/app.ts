@@ -8,8 +8,13 @@ import { admin } from "./routes/admin.ts";
 import { chunks } from "./routes/chunks.ts";
 import { sessions } from "./routes/sessions.ts";
 import { turns } from "./routes/turns.ts";
+import { createTelemetryApp, recordRequests } from "./telemetry/index.ts";
 
 export const app = new Hono<AppEnv>();
+
+// Telemetry first, so every route (errors included) is timed; recording runs under waitUntil, off the response path.
+app.use("*", recordRequests());
+app.route("/", createTelemetryApp());
 
 app.get("/v1/health", (c) => c.json({ ok: true, formatVersion: FORMAT_VERSION }));
 app.route("/v1/sessions", sessions);

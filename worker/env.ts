@@ -2,10 +2,14 @@
 // `.dev.vars` (written by scripts/start.mjs) or `--var` locally.
 import type { ChunkObject } from "./objects/chunk-object.ts";
 import type { SessionObject } from "./objects/session-object.ts";
+import type { MetricsObject } from "./telemetry/index.ts";
 
 export interface Env {
   readonly SESSIONS: DurableObjectNamespace<SessionObject>;
   readonly CHUNKS: DurableObjectNamespace<ChunkObject>;
+  /** Telemetry aggregate (worker/telemetry); TELEMETRY=off turns recording off. */
+  readonly METRICS: DurableObjectNamespace<MetricsObject>;
+  readonly TELEMETRY?: string;
   /** JSON `{"tenantId": "apiKey", ...}`. */
   readonly TENANT_KEYS?: string;
   /** Signs session tokens and derives tenant salts; rotating it invalidates tokens and dedupe keys. */

@@ -4,6 +4,7 @@ import type { Env } from "./env.ts";
 
 export { ChunkObject } from "./objects/chunk-object.ts";
 export { SessionObject } from "./objects/session-object.ts";
+export { MetricsObject } from "./telemetry/index.ts";
 export type { Env } from "./env.ts";
 
 export default {

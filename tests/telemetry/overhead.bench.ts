@@ -9,12 +9,18 @@ import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
-import type { Miniflare as MiniflareType } from "miniflare";
+// wrangler 4.86's own Miniflare 4 runs here; the top-level `miniflare` types are the plugin's 5.x beta, so describe the
+// little this bench uses instead of importing them.
+interface MiniflareType {
+  readonly ready: Promise<URL>;
+  dispose(): Promise<void>;
+}
+type MiniflareConstructor = new (options: Record<string, unknown>) => MiniflareType;
 
 // The Miniflare wrangler 4.86 itself runs on (v4, platform.md §5); the top-level node_modules/miniflare is a v5 beta
 // pulled in by another package, with a different options shape.
 const miniflarePath = createRequire(createRequire(import.meta.url).resolve("wrangler/package.json")).resolve("miniflare");
-const { Miniflare } = (await import(pathToFileURL(miniflarePath).href)) as { Miniflare: typeof MiniflareType };
+const { Miniflare } = (await import(pathToFileURL(miniflarePath).href)) as { Miniflare: MiniflareConstructor };
 
 const { values: args } = parseArgs({
   options: { json: { type: "boolean", default: false }, rounds: { type: "string", default: "10" }, requests: { type: "string", default: "200" } },
