@@ -92,7 +92,7 @@ describe("mla-edge size", () => {
   it("prints help: global and per command", async () => {
     const top = await run("--help");
     expect(top.code).toBe(0);
-    expect(top.stdout).toMatch(/^ {2}size {2}bytes per token/m);
+    expect(top.stdout).toMatch(/^ {2}size {2,}bytes per token/m);
     const none = await run("");
     expect(none.code).toBe(1);
     expect(none.stderr).toContain("Usage: mla-edge <command>");
