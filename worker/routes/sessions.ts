@@ -15,6 +15,7 @@ import { DEFAULT_TTL_SECONDS, MAX_SESSION_CHUNK_TOKENS, MAX_TTL_SECONDS } from "
 import { toCacheSpec, type SessionMeta } from "../objects/session-types.ts";
 import { chunkCodecOf } from "../append/plan.ts";
 import { DEFAULT_CHUNK_TOKENS } from "../../format/chunk/types.ts";
+import { recordEvent } from "../telemetry/index.ts";
 
 export const sessions = new Hono<AppEnv>();
 
@@ -103,6 +104,7 @@ sessions.post("/", tenantAuth(), async (c) => {
     parent: null,
   };
   if (!(await sessionStub(c.env, tenant, meta.id).create(meta))) throw new ApiError(500, "internal", "session id collision");
+  recordEvent(c.env, c.executionCtx, { kind: "session_created", sessionId: meta.id });
   return c.json(await issue(c, tenant, meta, ["read", "write"]), 201);
 });
 
@@ -171,6 +173,7 @@ sessions.post("/:id/fork", sessionAuth("read"), async (c) => {
   const r = await sessionStub(c.env, tenant, meta.id).initFork(meta, snap);
   if (r.status === "missing") throw new ApiError(409, "turn_conflict", "the parent changed during the fork (chunks released): retry");
   if (r.status === "exists") throw new ApiError(500, "internal", "session id collision");
+  recordEvent(c.env, c.executionCtx, { kind: "fork", sessionId: parentId, childSessionId: meta.id });
   return c.json(await issue(c, tenant, meta, ["read", "write"]), 201);
 });
 
