@@ -5,20 +5,13 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { CliIo } from "../../convert/cli/command.ts";
-import { main } from "../../convert/cli/main.ts";
+import { runCli } from "./run-cli.ts";
 
 const FIXTURE = new URL("../../fixtures/tiny-qwen-vl/", import.meta.url).pathname;
 const EVAL = join(FIXTURE, "eval.jsonl");
 let tmp: string;
 
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const io: CliIo = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) };
-  const code = await main(args, io);
-  return { code, stdout, stderr };
-}
+const run = runCli;
 
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), "mla-edge-eval-"));

@@ -2,18 +2,11 @@
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { main } from "../../convert/cli/main.ts";
-import type { CliIo } from "../../convert/cli/command.ts";
+import { runCli } from "./run-cli.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
-async function run(line: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const io: CliIo = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) };
-  const code = await main(line.split(/\s+/).filter(Boolean), io);
-  return { code, stdout, stderr };
-}
+const run = (line: string) => runCli(line.split(/\s+/).filter(Boolean));
 
 /** The table row starting with `label`, split into its columns. */
 function row(table: string, label: string): string[] {
