@@ -15,6 +15,9 @@ app.route("/", createTelemetryApp());
 app.post("/v1/sessions/:id/turns", async (c) => {
   const body = await c.req.arrayBuffer();
   if (body.byteLength === 0) return c.json({ error: { code: "bad_request", message: "empty turn" } }, 400);
+  // The real append waits on Durable Object writes. workerd's clock moves only across I/O, so a stand-in without any
+  // could time at 0 ms; a 2 ms timer stands in for the storage round trip.
+  await new Promise((resolve) => setTimeout(resolve, 2));
   return c.json({ seq: 1, bytes: body.byteLength }, 201);
 });
 /** Like the store's ApiError: a thrown error with a stable code, rendered by Hono through getResponse(). */
