@@ -9,7 +9,8 @@ Object.assign(globalThis, globals);
 const gpu = create([]) as unknown as GPU;
 let code = 0;
 try {
-  const backend = await createGpuBackend({ gpu });
+  // MLA_SHADER_F16=0 forces the path without `shader-f16` on adapters that have it (a real GPU runs both).
+  const backend = await createGpuBackend({ gpu, shaderF16: process.env.MLA_SHADER_F16 !== "0" });
   const only = process.argv[2];
   const cases = only ? KERNEL_CASES.filter((c) => c.name.includes(only)) : KERNEL_CASES;
   const results = await runCases(backend, cases);
