@@ -31,9 +31,11 @@ export interface AttentionCapture {
 export type AttentionHook = (capture: AttentionCapture) => void;
 
 export interface AttentionBackend {
+  /** true: `forwardLayer` returns a Promise (GPU kernels); drive the session with `appendAsync`. */
+  readonly async?: boolean;
   /** Appends the block's keys/values to layer `layer`'s cache and writes the attention output (after o_proj,
    *  [count × hidden]) to `out`. Queries attend causally to the cache and to earlier tokens of the block. */
-  forwardLayer(layer: number, x: Float64Array, block: TokenBlock, out: Float64Array, hook?: AttentionHook): void;
+  forwardLayer(layer: number, x: Float64Array, block: TokenBlock, out: Float64Array, hook?: AttentionHook): void | Promise<void>;
   /** Drops every cached token at index ≥ length, in all layers. */
   truncate(length: number): void;
 }

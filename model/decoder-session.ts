@@ -12,7 +12,7 @@ import type { DecoderShellWeights } from "./weights.ts";
 export class DecoderSessionError extends Error {
   override readonly name = "DecoderSessionError";
   constructor(
-    readonly code: "bad_token" | "image_embeds" | "bad_truncate" | "empty_block" | "unsupported_config",
+    readonly code: "bad_token" | "image_embeds" | "bad_truncate" | "empty_block" | "unsupported_config" | "async_backend",
     message: string,
   ) {
     super(message);
@@ -57,6 +57,18 @@ export function argmaxExcluding(logits: Float32Array, offset: number, vocab: num
   return best;
 }
 
+/** One block on its way through the layers. */
+interface BlockRun {
+  readonly block: TokenBlock;
+  /** Next text position after the block. */
+  readonly next: number;
+  readonly h: Float64Array;
+  readonly xn: Float64Array;
+  readonly attn: Float64Array;
+  readonly gate: Float64Array;
+  readonly up: Float64Array;
+}
+
 export class DecoderSession {
   private readonly invFreq: Float64Array;
   private readonly streams: Uint8Array;
@@ -95,6 +107,30 @@ export class DecoderSession {
    * ([rows × vocab] f32) for the requested rows.
    */
   append(tokens: ArrayLike<number>, opts: AppendOptions = {}): Float32Array {
+    if (this.backend.async === true) {
+      throw new DecoderSessionError("async_backend", "this attention backend runs asynchronously (GPU kernels): use appendAsync");
+    }
+    const run = this.beginBlock(tokens, opts);
+    for (let l = 0; l < this.config.numLayers; l++) {
+      this.layerInput(run, l);
+      void this.backend.forwardLayer(l, run.xn, run.block, run.attn, opts.hook);
+      this.layerOutput(run, l);
+    }
+    return this.endBlock(run, opts);
+  }
+
+  /** `append` for any backend, awaiting each layer's attention (the decode loop of the WebGPU path). */
+  async appendAsync(tokens: ArrayLike<number>, opts: AppendOptions = {}): Promise<Float32Array> {
+    const run = this.beginBlock(tokens, opts);
+    for (let l = 0; l < this.config.numLayers; l++) {
+      this.layerInput(run, l);
+      await this.backend.forwardLayer(l, run.xn, run.block, run.attn, opts.hook);
+      this.layerOutput(run, l);
+    }
+    return this.endBlock(run, opts);
+  }
+
+  private beginBlock(tokens: ArrayLike<number>, opts: AppendOptions): BlockRun {
     const cfg = this.config;
     const n = tokens.length;
     if (n === 0) throw new DecoderSessionError("empty_block", "append needs at least one token");
@@ -120,28 +156,44 @@ export class DecoderSession {
       modality: tokenModalities(ids, cfg.imageRoutedTokenIds),
       rope: ropeTables(positions, n, this.invFreq, this.streams),
     };
+    return {
+      block,
+      next,
+      h: this.embed(ids, pad, opts.imageEmbeds),
+      xn: new Float64Array(n * d),
+      attn: new Float64Array(n * d),
+      gate: new Float64Array(n * cfg.intermediateSize),
+      up: new Float64Array(n * cfg.intermediateSize),
+    };
+  }
 
-    const h = this.embed(ids, pad, opts.imageEmbeds);
-    const xn = new Float64Array(n * d);
-    const attn = new Float64Array(n * d);
-    const gate = new Float64Array(n * cfg.intermediateSize);
-    const up = new Float64Array(n * cfg.intermediateSize);
-    for (let l = 0; l < cfg.numLayers; l++) {
-      const lw = this.shell.layers[l];
-      rmsNorm(h, n, d, lw.inputNorm, cfg.rmsNormEps, xn);
-      this.backend.forwardLayer(l, xn, block, attn, opts.hook);
-      for (let i = 0; i < n * d; i++) h[i] += attn[i];
-      rmsNorm(h, n, d, lw.postNorm, cfg.rmsNormEps, xn);
-      swiglu(xn, n, d, cfg.intermediateSize, lw.gate, lw.up, lw.down, gate, up, attn);
-      for (let i = 0; i < n * d; i++) h[i] += attn[i];
-    }
-    this.recordPositions(positions, n, next);
+  private layerInput(run: BlockRun, l: number): void {
+    const cfg = this.config;
+    rmsNorm(run.h, run.block.count, cfg.hiddenSize, this.shell.layers[l].inputNorm, cfg.rmsNormEps, run.xn);
+  }
 
+  private layerOutput(run: BlockRun, l: number): void {
+    const cfg = this.config;
+    const lw = this.shell.layers[l];
+    const n = run.block.count;
+    const d = cfg.hiddenSize;
+    const { h, xn, attn } = run;
+    for (let i = 0; i < n * d; i++) h[i] += attn[i];
+    rmsNorm(h, n, d, lw.postNorm, cfg.rmsNormEps, xn);
+    swiglu(xn, n, d, cfg.intermediateSize, lw.gate, lw.up, lw.down, run.gate, run.up, attn);
+    for (let i = 0; i < n * d; i++) h[i] += attn[i];
+  }
+
+  private endBlock(run: BlockRun, opts: AppendOptions): Float32Array {
+    const cfg = this.config;
+    const d = cfg.hiddenSize;
+    const n = run.block.count;
+    this.recordPositions(run.block.positions, n, run.next);
     const mode = opts.logits ?? "last";
     if (mode === "none") return new Float32Array(0);
     const first = mode === "all" ? 0 : n - 1;
     const rows = n - first;
-    const last = h.subarray(first * d, n * d);
+    const last = run.h.subarray(first * d, n * d);
     const normed = new Float64Array(rows * d);
     rmsNorm(last, rows, d, this.shell.finalNorm, cfg.rmsNormEps, normed);
     const logits = new Float64Array(rows * cfg.vocabSize);
@@ -166,6 +218,11 @@ export class DecoderSession {
       logits = this.append([tok]);
     }
     return out;
+  }
+
+  /** Tokens below this index came from a stored cache; truncation below it is refused. */
+  get adoptedLength(): number {
+    return this.adopted;
   }
 
   /** Rolls the cache back to its first `length` tokens (e.g. to replace a generated answer by the true one). */

@@ -15,3 +15,6 @@ export * from "./mla/build.ts";
 export * from "./mla/checkpoint.ts";
 export * from "./mla/kept-pairs.ts";
 export * from "./mla/weights.ts";
+export * from "./mla/block-projections.ts";
+export * from "./mla/kernel-attention.ts";
+export * from "./mla/slot-sealing.ts";

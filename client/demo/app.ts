@@ -1,8 +1,8 @@
-// The chat demo page: loads the converted model (decoder on the CPU runtime, vision tower on onnxruntime-web's WebGPU
-// EP or wasm, codec in wasm), chats over an edge session, keeps only its id + token in localStorage, and after a
+// The chat demo page: loads the converted model (decoder on the WebGPU MLA kernels, or the CPU reference without an
+// adapter or with ?decoder=cpu; vision tower on onnxruntime-web's WebGPU EP or wasm, codec in wasm), chats over an edge session, keeps only its id + token in localStorage, and after a
 // reload restores the cache from the edge instead of re-encoding the image and re-running the history.
 
-import { createClient, OrtVisionEncoder, loadChatModel, patchBytesToImage, type ChatMessage, type ChatSession, type ChatUsage, type OrtNamespace, type RgbImage } from "../index.ts";
+import { createClient, createDecoderKernels, OrtVisionEncoder, loadChatModel, patchBytesToImage, type ChatMessage, type ChatSession, type ChatUsage, type OrtNamespace, type RgbImage } from "../index.ts";
 import { loadWasmCodec } from "../../format/codec/wasm.ts";
 import { base64ToBytes } from "../../model/vision-tower.ts";
 
@@ -95,12 +95,15 @@ function renderStats(visionKind: string, visionCalls: () => number): void {
   stat("KV uncompressed (bf16 GQA)", kv ? `${kv.uncompressed.toLocaleString()} B` : "—");
   stat("compression", kv && kv.stored > 0 ? `${(kv.uncompressed / kv.stored).toFixed(1)}×` : "—");
   stat("restore time", state.restoreMs === null ? "—" : `${state.restoreMs.toFixed(1)} ms`);
+  const rs = s?.restoreStats;
+  stat("restore: fetch / decode / GPU upload", rs ? `${rs.fetchMs.toFixed(1)} / ${rs.decodeMs.toFixed(1)} / ${rs.uploadMs.toFixed(1)} ms` : "—");
   stat("TTFT", state.lastUsage ? `${state.lastUsage.ttft_ms.toFixed(1)} ms` : "—");
   stat("TPOT", state.lastUsage ? `${state.lastUsage.tpot_ms.toFixed(1)} ms` : "—");
   stat("cached tokens (last turn)", state.lastUsage ? String(state.lastUsage.cached_tokens) : "—");
   stat("vision tower calls (this page)", String(visionCalls()));
   stat("vision tower", visionKind);
-  stat("decoder", "CPU (absorbed MLA)");
+  const d = s?.decoderChoice;
+  stat("decoder", d ? (d.path === "kernels" ? `${d.kind} (MLA kernels)` : `CPU reference (${d.fallback})`) : "—");
 }
 
 async function main(): Promise<void> {
@@ -121,6 +124,7 @@ async function main(): Promise<void> {
   }
   const codecBytes = await bytes(WebAssembly.validate(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11])) ? "/codec.simd.wasm" : "/codec.wasm");
   const codec = await loadWasmCodec(codecBytes);
+  const kernels = new URLSearchParams(location.search).get("decoder") === "cpu" ? null : await createDecoderKernels();
   const model = await loadChatModel({
     config: JSON.parse(new TextDecoder().decode(await bytes("/model/config.json"))),
     weights: await bytes("/model/model.safetensors"),
@@ -128,6 +132,7 @@ async function main(): Promise<void> {
     vision,
     codec,
     ref: { id: "tiny-qwen-vl", conversion: "high-r8-md-svd-dkv16" },
+    kernels,
   });
   const client = createClient({ baseUrl: location.origin, apiKey: cfg.apiKey, model });
   state.samples = (await (await fetch("/samples.json")).json()) as Sample[];
@@ -217,7 +222,7 @@ async function main(): Promise<void> {
   if (state.image === null && state.session === null) useSample(state.nextSample++);
   refresh();
   ($("send") as HTMLButtonElement).disabled = false;
-  $("status").textContent = `ready (vision: ${vision.kind})`;
+  $("status").textContent = `ready (vision: ${vision.kind}, decoder: ${kernels ? `${kernels.kind} kernels` : "CPU reference"})`;
 
   // Hooks for the browser e2e test (tests/e2e/chromium.test.ts) and for poking at the demo from the console.
   (window as unknown as { mlaDemo: unknown }).mlaDemo = {
@@ -233,6 +238,8 @@ async function main(): Promise<void> {
       restoredTokens: state.session?.restoreStats?.tokens ?? 0,
       visionCalls: vision.calls,
       visionKind: vision.kind,
+      decoder: state.session?.decoderChoice ?? null,
+      restore: state.session?.restoreStats ?? null,
       kv: state.session?.kvBytes ?? null,
     }),
   };

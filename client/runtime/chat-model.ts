@@ -5,6 +5,7 @@ import { bufferByteSource } from "../../convert/checkpoint/byte-source.ts";
 import { SafetensorsFile } from "../../convert/checkpoint/safetensors-file.ts";
 import type { CacheSpec } from "../../format/cache-spec.ts";
 import type { Codec } from "../../format/codec/types.ts";
+import type { MlaBackend } from "../../kernels/backend.ts";
 import type { ModelRef } from "../../format/wire/messages.ts";
 import { loadMlaModel } from "../../model/mla/checkpoint.ts";
 import { mlaCacheSpec, type MlaModelWeights } from "../../model/mla/weights.ts";
@@ -26,6 +27,11 @@ export interface ChatModel {
   /** Pixel layout the vision tower takes. */
   readonly patches: PatchGeometry;
   readonly codec: Codec;
+  /**
+   * The attention kernels sessions decode with (WebGPU, or their CPU fallback); null: the CPU reference decoder.
+   * Shared by every session of the model, so pipelines are compiled once.
+   */
+  readonly kernels: MlaBackend | null;
 }
 
 export interface ChatModelParts {
@@ -36,6 +42,8 @@ export interface ChatModelParts {
   readonly codec: Codec;
   /** config.json: `vision_config.patch_cells` and `cell_pixels` (default 4×4 cells of 8 px). */
   readonly rawConfig: unknown;
+  /** Default null (CPU reference decoder); see `createDecoderKernels`. */
+  readonly kernels?: MlaBackend | null;
 }
 
 /** Assembles a ChatModel from parts already in memory (e.g. an MLA model built in a test). */
@@ -53,7 +61,13 @@ export function createChatModel(parts: ChatModelParts): ChatModel {
     imageGrid: { rows, cols },
     patches: { rows, cols, cellPixels },
     codec: parts.codec,
+    kernels: parts.kernels ?? null,
   };
+}
+
+/** The same model decoding with other kernels (null: the CPU reference decoder). */
+export function withDecoderKernels(model: ChatModel, kernels: MlaBackend | null): ChatModel {
+  return { ...model, kernels };
 }
 
 export interface ChatModelFiles {
@@ -67,6 +81,8 @@ export interface ChatModelFiles {
   readonly codec: Codec;
   /** Default: id from config `_name_or_path` or "tiny-qwen-vl", conversion = the mha2mla dict. */
   readonly ref?: ModelRef;
+  /** Default null (CPU reference decoder); see `createDecoderKernels`. */
+  readonly kernels?: MlaBackend | null;
 }
 
 /** Loads a converted (MLA) checkpoint from bytes. */
@@ -80,5 +96,5 @@ export async function loadChatModel(files: ChatModelFiles): Promise<ChatModel> {
   }
   const raw = files.config as { _name_or_path?: string; mha2mla?: unknown };
   const ref = files.ref ?? { id: raw._name_or_path ?? "tiny-qwen-vl", conversion: JSON.stringify(raw.mha2mla ?? null) };
-  return createChatModel({ ref, weights, tokenizer: WordTokenizer.fromJson(files.tokenizer), vision: files.vision, codec: files.codec, rawConfig: files.config });
+  return createChatModel({ ref, weights, tokenizer: WordTokenizer.fromJson(files.tokenizer), vision: files.vision, codec: files.codec, rawConfig: files.config, kernels: files.kernels });
 }

@@ -1,14 +1,19 @@
 // One chat over an edge-stored latent cache: each turn runs the vision tower on new images, prefills only the new
-// tokens, generates greedily (streamed), seals and uploads the turn's chunks; `open` restores the stored chunks into the
-// decoder cache and continues at the saved M-RoPE position, with no vision-tower call and no prefill of earlier turns.
+// tokens, generates greedily (streamed) on the WebGPU kernels or the CPU reference, and uploads the turn's chunks (slots
+// sealed as they filled); `open` streams the stored chunks into the decoder cache (packed words straight into the GPU
+// cache) and continues at the saved M-RoPE position, with no vision-tower call and no prefill of earlier turns.
 
 import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex, specHashHex } from "../../format/hash/spec-hash.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
-import type { AppendControl, MediaSpan, SessionStorage } from "../../format/wire/messages.ts";
+import type { AppendControl, Manifest, MediaSpan, SessionStorage } from "../../format/wire/messages.ts";
+import { plannedChunkBytes } from "../../format/chunk/index.ts";
 import { createMlaSession } from "../../model/create-session.ts";
-import { argmaxExcluding, type DecoderSession } from "../../model/decoder-session.ts";
+import { argmaxExcluding, DecoderSession } from "../../model/decoder-session.ts";
 import type { MlaAttentionBackend, MlaCacheSnapshot } from "../../model/mla/attention.ts";
+import { MlaKernelAttentionBackend } from "../../model/mla/kernel-attention.ts";
+import { codecSlotQuantizer, SlotSealing } from "../../model/mla/slot-sealing.ts";
+import { chooseDecoder, sharedCacheLayout, type DecoderChoice } from "./decoder-kernels.ts";
 import { ropeIndexPositions, tokenModalities, type ImageGrid } from "../../model/rope-index.ts";
 import { Stream } from "../core/stream.ts";
 import type { ChatModel } from "./chat-model.ts";
@@ -16,7 +21,7 @@ import type { SessionStore } from "./cache-store.ts";
 import { RuntimeError } from "./errors.ts";
 import { imageToPatchBytes } from "./image.ts";
 import type { ChatMessage, ChatUsage } from "./messages.ts";
-import { CacheAssembler, SessionCache, tokenMajorPositions, type PackedChunk } from "./session-cache.ts";
+import { CacheAssembler, SessionCache, SnapshotSink, tokenMajorPositions, type PackedChunk, type RestoreSink } from "./session-cache.ts";
 
 export interface ChatParams {
   readonly messages: readonly ChatMessage[];
@@ -43,6 +48,14 @@ export interface RestoreStats {
   readonly chunks: number;
   readonly bytes: number;
   readonly ms: number;
+  /** Waiting for the store's stream (network + server). */
+  readonly fetchMs: number;
+  /** Chunk decoding and checks; on the CPU decoder also dequantizing into its f32 cache. */
+  readonly decodeMs: number;
+  /** Writing packed words and tail rows into the kernels' cache, until the device has them (0 on the CPU decoder). */
+  readonly uploadMs: number;
+  /** Which decoder the restored cache went into. */
+  readonly decoder: DecoderChoice["kind"];
 }
 
 export interface ChatSessionOptions {
@@ -62,8 +75,12 @@ const now = (): number => (typeof performance !== "undefined" ? performance.now(
 
 export class ChatSession {
   private decoder!: DecoderSession;
-  private backend!: MlaAttentionBackend;
+  private attention!: MlaAttentionBackend | MlaKernelAttentionBackend;
+  private sealing!: SlotSealing;
+  private choice!: DecoderChoice;
   private cache!: SessionCache;
+  /** Cache length at the end of each known turn (turn 0 = empty). */
+  private turnEnds = new Map<number, number>([[0, 0]]);
   private head = 0;
   private restoredTokens = 0;
   /** Bytes of the latest chunks of each slot (what a full restore returns). */
@@ -96,7 +113,12 @@ export class ChatSession {
       throw new RuntimeError("bad_model", `session ${store.id} holds the cache of ${manifest.model.id} (${manifest.model.conversion}), not of ${model.ref.id} (${model.ref.conversion})`);
     }
     const s = new ChatSession(model, store, { codec: manifest.codec, chunkTokens: manifest.chunkTokens, storage: manifest.storage });
-    await s.restore(signal);
+    s.enter();
+    try {
+      await s.restoreUnlocked(signal, manifest);
+    } finally {
+      s.busy = false;
+    }
     return s;
   }
 
@@ -131,9 +153,22 @@ export class ChatSession {
     return { stored, uncompressed: this.decoder.length * 2 * s.layers * s.kvHeads * s.headDim * 2 };
   }
 
-  /** A copy of the decoder's latent cache (every layer), e.g. to compare a restored session with the original. */
-  inspectCache(): MlaCacheSnapshot {
-    return this.backend.exportCache();
+  /** Which decoder this session runs (WebGPU kernels, their CPU fallback, or the CPU reference) and why. */
+  get decoderChoice(): DecoderChoice {
+    return this.choice;
+  }
+
+  /**
+   * A copy of the decoder's latent cache (every layer) as attention reads it, e.g. to compare a restored session with
+   * the original. On the kernels, sealed slots come back through the dequantize kernel.
+   */
+  async inspectCache(): Promise<MlaCacheSnapshot> {
+    return this.attention.exportCache();
+  }
+
+  /** Frees the decoder's GPU cache now (otherwise it goes when the session is garbage-collected); the session is unusable after. */
+  dispose(): void {
+    if (this.attention instanceof MlaKernelAttentionBackend) this.attention.destroy();
   }
 
   /** Runs one turn: with `stream: true` a Stream of each generated token, then a `done` event with the usage. */
@@ -168,13 +203,23 @@ export class ChatSession {
     return ChatSession.open(this.model, store, signal);
   }
 
-  /** Drops every turn after `turn` on the edge and restores this chat to it. */
-  async truncate(turn: number, signal?: AbortSignal): Promise<void> {
+  /**
+   * Drops every turn after `turn` on the edge and in this chat. The local cache is cut in place when the cut falls in
+   * a slot it still holds raw (or on a slot boundary above the last upload); otherwise it is restored from the edge.
+   * Returns how: "local" or "restored".
+   */
+  async truncate(turn: number, signal?: AbortSignal): Promise<"local" | "restored"> {
     this.checkTurn(turn);
     this.enter();
     try {
       await this.store.truncate(turn, signal);
+      const length = this.turnEnds.get(turn);
+      if (length !== undefined && length >= this.decoder.adoptedLength && this.cache.canTruncate(length) && this.sealing.canTruncate(length)) {
+        this.cutLocally(turn, length);
+        return "local";
+      }
       await this.restoreUnlocked(signal);
+      return "restored";
     } finally {
       this.busy = false;
     }
@@ -202,13 +247,45 @@ export class ChatSession {
   }
 
   private reset(): void {
-    const { session, backend } = createMlaSession(this.model.weights, "absorbed", { defaultImageGrid: this.model.imageGrid });
-    this.decoder = session;
-    this.backend = backend;
+    const o = this.options;
+    const w = this.model.weights;
+    const spec = this.model.spec;
+    const raw = (o.storage ?? "quantized") === "raw";
+    const latentWidth = spec.kvHeads * spec.dKv;
+    const ropeWidth = spec.kvHeads * spec.ropeDims;
+    const quantizer = raw ? null : codecSlotQuantizer(this.model.codec, o.codec, { latentWidth, ropeWidth, ropeDims: spec.ropeDims });
+    this.sealing = new SlotSealing(spec.layers, o.chunkTokens, latentWidth, ropeWidth, quantizer);
+    if (this.attention instanceof MlaKernelAttentionBackend) this.attention.destroy();
+    this.choice = chooseDecoder(this.model.kernels, w, o.codec, raw);
+    if (this.choice.path === "kernels" && this.model.kernels !== null) {
+      this.attention = new MlaKernelAttentionBackend(w, this.model.kernels, sharedCacheLayout(this.model.kernels, w, o.codec), this.sealing);
+      this.decoder = new DecoderSession(w.config, w.shell, this.attention, { defaultImageGrid: this.model.imageGrid });
+    } else {
+      const { session, backend } = createMlaSession(w, "absorbed", { defaultImageGrid: this.model.imageGrid, sealing: this.sealing });
+      this.decoder = session;
+      this.attention = backend;
+    }
     this.cache = new SessionCache(this.cacheOptions());
     this.head = 0;
     this.restoredTokens = 0;
     this.slotBytes = new Map();
+    this.turnEnds = new Map([[0, 0]]);
+  }
+
+  /** Cuts decoder, sealing and session cache to `length` tokens = the end of `turn` (the edge was cut already). */
+  private cutLocally(turn: number, length: number): void {
+    if (length < this.decoder.length) this.decoder.truncate(length);
+    this.cache.truncateCommitted(length);
+    this.head = turn;
+    for (const t of [...this.turnEnds.keys()]) if (t > turn) this.turnEnds.delete(t);
+    this.restoredTokens = Math.min(this.restoredTokens, length);
+    const C = this.options.chunkTokens;
+    for (const slot of [...this.slotBytes.keys()]) if (slot * C >= length) this.slotBytes.delete(slot);
+    if (length % C !== 0) {
+      // the edge holds that slot's raw chunk as of `turn`
+      const slot = Math.floor(length / C);
+      this.slotBytes.set(slot, plannedChunkBytes(this.model.spec, { sealed: false, ...this.options.codec }, length - slot * C));
+    }
   }
 
   private cacheOptions() {
@@ -216,32 +293,62 @@ export class ChatSession {
     return { spec: this.model.spec, params: o.codec, chunkTokens: o.chunkTokens, codec: this.model.codec, storage: o.storage ?? "quantized" };
   }
 
-  private async restoreUnlocked(signal?: AbortSignal): Promise<RestoreStats> {
+  private async restoreUnlocked(signal?: AbortSignal, manifest?: Manifest): Promise<RestoreStats> {
     const t0 = now();
     this.reset();
+    const options = this.cacheOptions();
+    const attention = this.attention;
+    const kernels = attention instanceof MlaKernelAttentionBackend ? attention : null;
+    let snapshot: SnapshotSink | null = null;
     let assembler: CacheAssembler | null = null;
     let head = 0;
+    let fetchMs = 0;
+    let mark = now();
     for await (const ev of this.store.restore(signal)) {
+      fetchMs += now() - mark;
       if (ev.type === "header") {
         if (assembler !== null) throw new RuntimeError("bad_restore", "restore stream has two headers");
-        assembler = new CacheAssembler(this.cacheOptions(), ev.header.tokens);
+        // Kernels: sealed chunks' packed words go straight into the cache as they arrive (no dequantize).
+        let sink: RestoreSink;
+        if (kernels) sink = { sealed: (l, start, latent, rope) => kernels.loadSealed(l, start, latent, rope), raw: () => undefined };
+        else sink = snapshot = new SnapshotSink(this.model.codec, this.model.spec, ev.header.tokens);
+        assembler = new CacheAssembler(options, ev.header.tokens, sink);
         head = ev.header.head;
       } else {
         if (assembler === null) throw new RuntimeError("bad_restore", "restore stream sent a chunk before its header");
         assembler.add(ev.bytes);
       }
+      mark = now();
     }
+    fetchMs += now() - mark;
     if (assembler === null) throw new RuntimeError("bad_restore", "restore stream ended without a header");
     const done = assembler.finish();
-    if (done.snapshot.length > 0) {
-      this.backend.importCache(done.snapshot);
-      this.decoder.adoptCache(done.snapshot.length, done.nextPosition);
+    const t1 = now();
+    if (kernels) {
+      kernels.finishRestore(done.tokens, done.modality, done.tail);
+      await kernels.flush();
+    } else if (done.tokens > 0) {
+      (attention as MlaAttentionBackend).importCache(snapshot!.snapshot(done.modality));
+      this.sealing.adopt(done.tokens, done.tail);
     }
-    this.cache.adoptRestored(done.snapshot.length, done.tailModality, done.tailPositions);
+    const finishMs = now() - t1;
+    if (done.tokens > 0) this.decoder.adoptCache(done.tokens, done.nextPosition);
+    this.cache.adoptRestored(done.tokens, done.tailModality, done.tailPositions);
     this.head = head;
-    this.restoredTokens = done.snapshot.length;
+    this.restoredTokens = done.tokens;
     this.slotBytes = new Map(done.slotBytes);
-    this.lastRestore = { tokens: done.snapshot.length, chunks: done.chunks, bytes: done.bytes, ms: now() - t0 };
+    this.turnEnds = new Map([[0, 0], [head, done.tokens]]);
+    for (const t of manifest?.turns ?? []) if (t.seq <= head) this.turnEnds.set(t.seq, t.tokenStart + t.tokenCount);
+    this.lastRestore = {
+      tokens: done.tokens,
+      chunks: done.chunks,
+      bytes: done.bytes,
+      ms: now() - t0,
+      fetchMs,
+      decodeMs: kernels ? done.decodeMs : done.decodeMs + done.sinkMs + finishMs,
+      uploadMs: kernels ? done.sinkMs + finishMs : 0,
+      decoder: this.choice.kind,
+    };
     return this.lastRestore;
   }
 
@@ -283,15 +390,15 @@ export class ChatSession {
         }
       }
       const grids: ImageGrid[] = turn.images.map(() => this.model.imageGrid);
-      const feed = (ids: number[], logits: "last" | "none", embeds?: Float32Array, g: ImageGrid[] = []): Float32Array => {
+      const feed = async (ids: number[], logits: "last" | "none", embeds?: Float32Array, g: ImageGrid[] = []): Promise<Float32Array> => {
         const { positions } = ropeIndexPositions(ids, this.decoder.nextPosition, cfg.tokens.imagePad ?? -1, g);
-        const out = this.decoder.append(ids, { imageEmbeds: embeds, imageGrids: g, logits });
+        const out = await this.decoder.appendAsync(ids, { imageEmbeds: embeds, imageGrids: g, logits });
         this.cache.record(tokenModalities(ids, cfg.imageRoutedTokenIds), tokenMajorPositions(positions, ids.length));
         fed.push(...ids);
         return out;
       };
 
-      let logits = feed(turn.ids, "last", imageEmbeds, grids);
+      let logits = await feed(turn.ids, "last", imageEmbeds, grids);
       const V = cfg.vocabSize;
       const banned = template.bannedTokenIds;
       const generated: number[] = [];
@@ -303,13 +410,13 @@ export class ChatSession {
         if (generated.length === 1) firstAt = now();
         yield { type: "token", id: tok, text: tok === template.tokens.end ? "" : template.tokenizer.decode([tok]) };
         if (tok === template.tokens.end || generated.length >= maxTokens) break;
-        logits = feed([tok], "last");
+        logits = await feed([tok], "last");
       }
       const lastAt = now();
       const last = generated[generated.length - 1];
-      feed(last === template.tokens.end ? [last] : [last, template.tokens.end], "none");
+      await feed(last === template.tokens.end ? [last] : [last, template.tokens.end], "none");
 
-      const pending = this.cache.prepareCommit(this.backend);
+      const pending = this.cache.prepareCommit(this.sealing);
       const control: AppendControl = {
         expectedSeq: this.head + 1,
         tokenIds: fed,
@@ -325,6 +432,7 @@ export class ChatSession {
       pending.apply();
       committed = true;
       this.head = result.seq;
+      this.turnEnds.set(result.seq, this.decoder.length);
       this.noteChunks(pending.chunks);
       const kv = this.kvBytes;
       const usage: ChatUsage = {
@@ -339,8 +447,10 @@ export class ChatSession {
       yield { type: "done", message: { role: "assistant", content: template.decode(generated) }, tokenIds: generated, usage };
     } finally {
       // An aborted or failed turn leaves nothing behind: the cache returns to the last committed state.
-      if (!committed && this.decoder.length > startLength) {
-        this.decoder.truncate(startLength);
+      if (!committed) {
+        // A block that failed between layers advanced the attention caches but not the decoder: cut both.
+        if (this.decoder.length > startLength) this.decoder.truncate(startLength);
+        else this.attention.truncate(startLength);
         this.cache.rollback(startLength);
       }
       this.busy = false;

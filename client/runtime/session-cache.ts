@@ -3,10 +3,12 @@
 // the in-memory cache hold exactly the values a restore will read, so a restored session decodes bit-identically.
 
 import { latentWidth, type CacheSpec } from "../../format/cache-spec.ts";
-import { packChunk, planChunkLayerRanges, unpackChunk, type ChunkCodec } from "../../format/chunk/index.ts";
-import type { Codec, CodecParams } from "../../format/codec/types.ts";
+import { decodeChunk, encodeChunk, FORMAT_VERSION, packChunk, planChunkLayerRanges, type ChunkCodec } from "../../format/chunk/index.ts";
+import type { Codec, CodecParams, QuantizedBlock } from "../../format/codec/types.ts";
+import { specHash } from "../../format/hash/spec-hash.ts";
 import type { SessionStorage } from "../../format/wire/messages.ts";
-import type { MlaAttentionBackend, MlaCacheSnapshot } from "../../model/mla/attention.ts";
+import type { MlaCacheSnapshot } from "../../model/mla/attention.ts";
+import type { SlotSealing } from "../../model/mla/slot-sealing.ts";
 import { RuntimeError } from "./errors.ts";
 
 /** One packed chunk of a turn upload, in the order the store expects (slot, then layer range). */
@@ -146,40 +148,40 @@ export class SessionCache {
 
   /**
    * Packs the tokens appended since the last commit: every slot they touch becomes one chunk per layer range, sealed
-   * (quantized) when the slot is full, raw float32 otherwise. Nothing changes until `apply()`: call it once the store
-   * has accepted the chunks. It writes newly sealed slots back into `backend` as their dequantized values, so from then
-   * on this session reads exactly what a restore reads.
+   * when the slot is full (the blocks `sealing` quantized the moment the slot filled, encoded as they are), raw float32
+   * otherwise (the sealing's raw rows). Nothing changes until `apply()`: call it once the store has accepted the chunks;
+   * it releases what the upload covers.
    */
-  prepareCommit(backend: MlaAttentionBackend): PendingCommit {
+  prepareCommit(sealing: SlotSealing): PendingCommit {
     const C = this.chunkTokens;
     const n = this.meta.end();
-    const dc = latentWidth(this.spec);
-    const rw = this.ropeWidth;
     if (n === this.stored) return { chunks: [], tokens: n, apply: () => undefined };
-    const snap = backend.exportCache();
-    if (snap.length !== n) {
-      throw new RuntimeError("out_of_sync", `the decoder cache holds ${snap.length} tokens but ${n} were recorded`);
+    for (let l = 0; l < this.spec.layers; l++) {
+      if (sealing.lengthOf(l) !== n) {
+        throw new RuntimeError("out_of_sync", `layer ${l} of the decoder cache holds ${sealing.lengthOf(l)} tokens but ${n} were recorded`);
+      }
     }
+    const hash = specHash(this.spec);
     const chunks: PackedChunk[] = [];
-    const sealedValues: { start: number; layerStart: number; layers: readonly { latent: Float32Array; rope: Float32Array }[] }[] = [];
     for (let slot = Math.floor(this.stored / C); slot * C < n; slot++) {
       const start = slot * C;
       const end = Math.min(start + C, n);
       const sealed = end - start === C && this.storage === "quantized";
       const chunkCodec: ChunkCodec = { sealed, ...this.params };
-      const modality = snap.modality.slice(start, end);
       const i0 = start - this.meta.base;
       if (i0 < 0) throw new RuntimeError("out_of_sync", `positions of token ${start} were not recorded`);
+      const modality = this.meta.modality.slice(i0, i0 + end - start);
       const positions = this.meta.positions.slice(3 * i0, 3 * (i0 + end - start));
+      const blocks = sealed ? sealing.sealedSlot(slot) : null;
       for (const range of planChunkLayerRanges(this.spec, chunkCodec, end - start)) {
-        const layers = snap.layers.slice(range.layerStart, range.layerStart + range.layerCount).map((l) => ({
-          latent: l.latent.subarray(start * dc, end * dc),
-          rope: l.kRope.subarray(start * rw, end * rw),
-        }));
-        const bytes = packChunk(this.codec, this.spec, chunkCodec, { tokenStart: start, modality, positions, layerStart: range.layerStart, layers });
+        const layerIds = Array.from({ length: range.layerCount }, (_, i) => range.layerStart + i);
+        const bytes = blocks
+          ? encodeChunk(this.spec, {
+              header: { version: FORMAT_VERSION, specHash: hash, codec: chunkCodec, tokenStart: start, tokenCount: end - start, layerStart: range.layerStart, layerCount: range.layerCount, modality, positions },
+              layers: layerIds.map((l) => ({ kind: "quantized" as const, latent: blocks[l].latent, rope: blocks[l].rope })),
+            })
+          : packChunk(this.codec, this.spec, chunkCodec, { tokenStart: start, modality, positions, layerStart: range.layerStart, layers: layerIds.map((l) => sealing.rawRows(l, start, end - start)) });
         chunks.push({ slot, tokenStart: start, tokenCount: end - start, layerStart: range.layerStart, layerCount: range.layerCount, sealed, bytes });
-        // The reader's exact path: unpack the bytes just written; these values replace the raw ones on apply().
-        if (sealed) sealedValues.push({ start, layerStart: range.layerStart, layers: unpackChunk(this.codec, bytes, this.spec).layers });
       }
     }
     let applied = false;
@@ -189,20 +191,26 @@ export class SessionCache {
       apply: () => {
         if (applied) return;
         applied = true;
-        if (sealedValues.length > 0) {
-          for (const s of sealedValues) {
-            s.layers.forEach((v, i) => {
-              const l = snap.layers[s.layerStart + i];
-              l.latent.set(v.latent, s.start * dc);
-              l.kRope.set(v.rope, s.start * rw);
-            });
-          }
-          backend.importCache(snap);
-        }
         this.stored = n;
         this.meta.dropBefore(Math.floor(n / C) * C);
+        sealing.release(n);
       },
     };
+  }
+
+  /**
+   * Whether the committed cache can be cut to `length` tokens locally: the slot holding the cut is still recorded
+   * here (its raw rows and positions were not released by a later commit).
+   */
+  canTruncate(length: number): boolean {
+    return Number.isInteger(length) && length <= this.stored && Math.floor(length / this.chunkTokens) * this.chunkTokens >= this.meta.base;
+  }
+
+  /** Cuts the committed cache to `length` tokens (the store was truncated to the same turn). */
+  truncateCommitted(length: number): void {
+    if (!this.canTruncate(length)) throw new RuntimeError("out_of_sync", `cannot cut to ${length}: tokens from ${this.meta.base} on are recorded, ${this.stored} committed`);
+    this.meta.count = length - this.meta.base;
+    this.stored = length;
   }
 
   /** Token-major positions of the recorded tokens [start, start + n) (not yet dropped by a commit). */
@@ -237,9 +245,53 @@ export class SessionCache {
   }
 }
 
-/** What a restore assembled: the snapshot to import, the tail's metadata and the next text position. */
+/** Where a restore puts each chunk's layers: a CPU snapshot (dequantized) or the kernels' cache (packed words as they are). */
+export interface RestoreSink {
+  /** One layer of a sealed chunk: the packed blocks straight from the chunk bytes. */
+  sealed(layer: number, tokenStart: number, latent: QuantizedBlock, rope: QuantizedBlock): void;
+  /** One layer of a raw chunk: float32 rows. */
+  raw(layer: number, tokenStart: number, latent: Float32Array, rope: Float32Array): void;
+}
+
+/** A sink that dequantizes into full float32 arrays: the CPU decoder's snapshot. */
+export class SnapshotSink implements RestoreSink {
+  readonly latents: Float32Array[];
+  readonly ropes: Float32Array[];
+  private readonly dc: number;
+  private readonly rw: number;
+
+  constructor(
+    private readonly codec: Codec,
+    spec: CacheSpec,
+    tokens: number,
+  ) {
+    this.dc = latentWidth(spec);
+    this.rw = spec.kvHeads * spec.ropeDims;
+    this.latents = Array.from({ length: spec.layers }, () => new Float32Array(tokens * this.dc));
+    this.ropes = Array.from({ length: spec.layers }, () => new Float32Array(tokens * this.rw));
+  }
+
+  sealed(layer: number, tokenStart: number, latent: QuantizedBlock, rope: QuantizedBlock): void {
+    this.latents[layer].set(this.codec.dequantize(latent), tokenStart * this.dc);
+    if (rope.cols > 0) this.ropes[layer].set(this.codec.dequantize(rope), tokenStart * this.rw);
+  }
+
+  raw(layer: number, tokenStart: number, latent: Float32Array, rope: Float32Array): void {
+    this.latents[layer].set(latent, tokenStart * this.dc);
+    this.ropes[layer].set(rope, tokenStart * this.rw);
+  }
+
+  snapshot(modality: Uint8Array): MlaCacheSnapshot {
+    return { length: modality.length, modality, layers: this.latents.map((latent, l) => ({ latent, kRope: this.ropes[l] })) };
+  }
+}
+
+/** What a restore assembled: the tail's raw rows and metadata, the next text position, and what it cost. */
 export interface AssembledCache {
-  readonly snapshot: MlaCacheSnapshot;
+  readonly tokens: number;
+  readonly modality: Uint8Array;
+  /** Raw rows of tokens [⌊tokens/C⌋·C, tokens) per layer (what the decoder keeps unsealed). */
+  readonly tail: readonly { readonly latent: Float32Array; readonly rope: Float32Array }[];
   readonly tailModality: Uint8Array;
   readonly tailPositions: Int32Array;
   /** Max stored position + 1 (Qwen2.5-VL: the position the next text token gets). */
@@ -248,44 +300,57 @@ export interface AssembledCache {
   readonly bytes: number;
   /** Chunk bytes per slot. */
   readonly slotBytes: ReadonlyMap<number, number>;
+  /** Time in chunk decoding and checks, and time in the sink (dequantize for a snapshot, cache writes for the kernels). */
+  readonly decodeMs: number;
+  readonly sinkMs: number;
 }
+
+const clock = (): number => (typeof performance !== "undefined" ? performance.now() : Date.now());
 
 /**
  * Collects the chunks of a restore stream into a full cache of `tokens` tokens: every (token, layer) must be covered
- * exactly once by chunks of this spec and codec, slot-aligned, sealed when full and raw only for the last slot.
+ * exactly once by chunks of this spec and codec, slot-aligned, sealed when full and raw only for the last slot. Each
+ * chunk's layers go to the sink as they arrive.
  */
 export class CacheAssembler {
   private readonly dc: number;
   private readonly rw: number;
-  private readonly latents: Float32Array[];
-  private readonly ropes: Float32Array[];
+  private readonly tailStart: number;
+  private readonly tailLatents: Float32Array[];
+  private readonly tailRopes: Float32Array[];
   private readonly covered: Uint8Array;
   private readonly modality: Uint8Array;
   private readonly positions: Int32Array;
   private maxPosition = -1;
   private chunkCount = 0;
   private byteCount = 0;
+  private decodeMs = 0;
+  private sinkMs = 0;
   private readonly slotBytes = new Map<number, number>();
 
   constructor(
     private readonly options: SessionCacheOptions,
     readonly tokens: number,
+    private readonly sink: RestoreSink,
   ) {
     checkSessionCodec(options.spec, options.params, options.chunkTokens);
     const { spec } = options;
     this.dc = latentWidth(spec);
     this.rw = spec.kvHeads * spec.ropeDims;
-    this.latents = Array.from({ length: spec.layers }, () => new Float32Array(tokens * this.dc));
-    this.ropes = Array.from({ length: spec.layers }, () => new Float32Array(tokens * this.rw));
+    this.tailStart = Math.floor(tokens / options.chunkTokens) * options.chunkTokens;
+    const tailTokens = tokens - this.tailStart;
+    this.tailLatents = Array.from({ length: spec.layers }, () => new Float32Array(tailTokens * this.dc));
+    this.tailRopes = Array.from({ length: spec.layers }, () => new Float32Array(tailTokens * this.rw));
     this.covered = new Uint8Array(spec.layers * tokens);
     this.modality = new Uint8Array(tokens);
     this.positions = new Int32Array(3 * tokens);
   }
 
-  /** Unpacks one chunk (checks CRC, spec hash, codec, slot alignment) and places its values. */
+  /** Decodes one chunk (checks CRC, spec hash, codec, slot alignment) and hands its layers to the sink. */
   add(bytes: Uint8Array): void {
-    const { spec, params, codec, chunkTokens: C } = this.options;
-    const chunk = unpackChunk(codec, bytes, spec);
+    const t0 = clock();
+    const { spec, params, chunkTokens: C } = this.options;
+    const chunk = decodeChunk(bytes, spec);
     const h = chunk.header;
     const where = `chunk tokens ${h.tokenStart}..${h.tokenStart + h.tokenCount - 1}, layers ${h.layerStart}..${h.layerStart + h.layerCount - 1}`;
     const c = h.codec;
@@ -306,12 +371,28 @@ export class CacheAssembler {
       const row = this.covered.subarray(l * this.tokens + h.tokenStart, l * this.tokens + end);
       if (row.some((x) => x !== 0)) throw new RuntimeError("bad_restore", `${where}: layer ${l} overlaps an earlier chunk`);
       row.fill(1);
-      this.latents[l].set(chunk.layers[i].latent, h.tokenStart * this.dc);
-      this.ropes[l].set(chunk.layers[i].rope, h.tokenStart * this.rw);
     }
     this.modality.set(h.modality, h.tokenStart);
     this.positions.set(h.positions, 3 * h.tokenStart);
     for (let i = 0; i < h.positions.length; i++) if (h.positions[i] > this.maxPosition) this.maxPosition = h.positions[i];
+    const t1 = clock();
+    this.decodeMs += t1 - t0;
+    chunk.layers.forEach((layer, i) => {
+      const l = h.layerStart + i;
+      if (layer.kind === "quantized") {
+        this.sink.sealed(l, h.tokenStart, layer.latent, layer.rope);
+        return;
+      }
+      this.sink.raw(l, h.tokenStart, layer.latent, layer.rope);
+      if (end > this.tailStart) {
+        // rows of the unsealed last slot (raw storage: only those from the tail start on)
+        const from = Math.max(h.tokenStart, this.tailStart);
+        const k = from - h.tokenStart;
+        this.tailLatents[l].set(layer.latent.subarray(k * this.dc, h.tokenCount * this.dc), (from - this.tailStart) * this.dc);
+        this.tailRopes[l].set(layer.rope.subarray(k * this.rw, h.tokenCount * this.rw), (from - this.tailStart) * this.rw);
+      }
+    });
+    this.sinkMs += clock() - t1;
     this.chunkCount++;
     this.byteCount += bytes.length;
     const slot = h.tokenStart / C;
@@ -324,19 +405,18 @@ export class CacheAssembler {
       const layer = Math.floor(missing / this.tokens);
       throw new RuntimeError("bad_restore", `restore is missing token ${missing % this.tokens} of layer ${layer}`);
     }
-    const tailStart = Math.floor(this.tokens / this.options.chunkTokens) * this.options.chunkTokens;
     return {
-      snapshot: {
-        length: this.tokens,
-        modality: this.modality,
-        layers: this.latents.map((latent, l) => ({ latent, kRope: this.ropes[l] })),
-      },
-      tailModality: this.modality.slice(tailStart),
-      tailPositions: this.positions.slice(3 * tailStart),
+      tokens: this.tokens,
+      modality: this.modality,
+      tail: this.tailLatents.map((latent, l) => ({ latent, rope: this.tailRopes[l] })),
+      tailModality: this.modality.slice(this.tailStart),
+      tailPositions: this.positions.slice(3 * this.tailStart),
       nextPosition: this.maxPosition + 1,
       chunks: this.chunkCount,
       bytes: this.byteCount,
       slotBytes: this.slotBytes,
+      decodeMs: this.decodeMs,
+      sinkMs: this.sinkMs,
     };
   }
 }

@@ -6,7 +6,8 @@
 import type { TextModelConfig } from "../../convert/checkpoint/config.ts";
 import { RowBuffer, type AttentionBackend, type AttentionHook, type TokenBlock } from "../attention-backend.ts";
 import { linear, softmaxInPlace } from "../ops.ts";
-import { rotatePairs } from "../rope.ts";
+import { projectBlock } from "./block-projections.ts";
+import type { SealedLayer, SlotSealing } from "./slot-sealing.ts";
 import { spaceOf, type MlaAttentionWeights, type MlaModelWeights } from "./weights.ts";
 
 export type MlaReadPath = "expanded" | "absorbed";
@@ -43,6 +44,11 @@ export interface MlaBackendOptions {
    * the cache in place (quantize → dequantize) so that evaluation sees exactly what a quantized store would return.
    */
   readonly onCacheWrite?: (write: MlaCacheWrite) => void;
+  /**
+   * Seals each C-token slot as soon as it is full: its rows are replaced by the codec's values before any query reads
+   * them (called after `onCacheWrite`). Keeps the quantized blocks and raw rows the chunk upload needs.
+   */
+  readonly sealing?: SlotSealing;
 }
 
 export class MlaCacheError extends Error {
@@ -95,7 +101,34 @@ export class MlaAttentionBackend implements AttentionBackend {
   }
 
   truncate(length: number): void {
+    const sealing = this.options.sealing;
+    if (sealing && length < sealing.lengthOf(0)) {
+      // Rows of a slot the dropped tokens had sealed are raw again.
+      const from = sealing.truncate(length);
+      this.caches.forEach((c, l) => {
+        if (length > from) {
+          const raw = sealing.rawRows(l, from, length - from);
+          c.latent.data.set(raw.latent, from * c.latent.width);
+          c.kRope.data.set(raw.rope, from * c.kRope.width);
+          if (this.path === "expanded") this.materialise(this.model.attention[l], c, from, length - from);
+        }
+      });
+    }
     for (const c of this.caches) c.length = Math.min(c.length, length);
+  }
+
+  /** The sealing this backend writes through (null without one). */
+  get sealing(): SlotSealing | null {
+    return this.options.sealing ?? null;
+  }
+
+  /** Replaces a slot's rows by the values the codec reads back from its blocks. */
+  private placeSealed(c: LayerCache, slotStart: number, rows: number, blocks: SealedLayer): void {
+    const q = this.options.sealing!.quantizer!;
+    const lat = q.dequantize(blocks.latent);
+    const rope = q.dequantize(blocks.rope);
+    c.latent.data.set(lat.subarray(0, rows * c.latent.width), slotStart * c.latent.width);
+    c.kRope.data.set(rope.subarray(0, rows * c.kRope.width), slotStart * c.kRope.width);
   }
 
   /** The cached tokens of every layer (copies), e.g. to quantize and store them. */
@@ -144,28 +177,13 @@ export class MlaAttentionBackend implements AttentionBackend {
     const qDim = nh * dh;
     const group = nh / nkv;
 
-    const q = new Float64Array(n * qDim);
-    linear(x, n, d, w.qProj, qDim, w.qBias, q);
-    const kr = new Float64Array(n * nkv * r);
-    linear(x, n, d, w.kRProj, nkv * r, w.kRBias, kr);
-    // q row layout per token: [q_rope of all heads (n_h·r) | q_nope of all heads (n_h·d_c)]
-    for (let t = 0; t < n; t++) {
-      for (let h = 0; h < nh; h++) rotatePairs(q, t * qDim + h * r, w.keptPairs[Math.floor(h / group)], block.rope, t);
-      for (let g = 0; g < nkv; g++) rotatePairs(kr, (t * nkv + g) * r, w.keptPairs[g], block.rope, t);
-    }
-
+    const proj = projectBlock(this.model, layer, x, block);
+    const q = proj.q;
     const start = c.length;
     this.reserve(c, start + n);
-    c.kRope.data.set(kr, start * nkv * r);
-    const lat = new Float64Array(D);
-    const one = new Float64Array(d);
-    for (let t = 0; t < n; t++) {
-      const m = block.modality[t];
-      one.set(x.subarray(t * d, (t + 1) * d));
-      linear(one, 1, d, w.spaces[spaceOf(this.model.latentSpaces, m)].downKv, D, null, lat);
-      c.latent.data.set(lat, (start + t) * D);
-      c.modality[start + t] = m;
-    }
+    c.kRope.data.set(proj.kRope, start * nkv * r);
+    c.latent.data.set(proj.latent, start * D);
+    c.modality.set(block.modality, start);
     if (this.options.onCacheWrite) {
       this.options.onCacheWrite({
         layer,
@@ -175,6 +193,13 @@ export class MlaAttentionBackend implements AttentionBackend {
         latent: c.latent.data.subarray(start * D, (start + n) * D),
         modality: c.modality.subarray(start, start + n),
       });
+    }
+    const sealing = this.options.sealing;
+    if (sealing) {
+      // A slot is read through the codec as soon as it is full, by the very queries that filled it.
+      const rw = nkv * r;
+      const sealed = sealing.write(layer, start, c.latent.data.subarray(start * D, (start + n) * D), c.kRope.data.subarray(start * rw, (start + n) * rw), n);
+      for (const s of sealed) this.placeSealed(c, s.slotStart, sealing.slotTokens, s);
     }
     if (this.path === "expanded") this.materialise(w, c, start, n);
     c.length = start + n;

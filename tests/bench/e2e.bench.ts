@@ -1,18 +1,26 @@
 // bench:e2e — turn-2 time to first token with the cache restored from the edge (local workerd) versus recomputing
 // the history (vision tower + prefill), for the tiny-qwen-vl fixture (client/demo/model: MD-SVD d_kv 16, vision tower on
 // onnxruntime-web wasm) and a random-weight model (hidden 1024, 4 layers, 8/2 heads of dim 128, d_kv 64) at a
-// 1,024-token history. `--json` prints one JSON object on stdout; progress goes to stderr.
-// Options: --cases N (fixture cases, default 10), --reps N (synthetic repetitions, default 1), --skip-synthetic.
+// 1,024-token history, on each decoder: the WebGPU MLA kernels (dawn.node on Chromium's SwiftShader ICD; the script
+// re-runs itself with VK_ICD_FILENAMES set, which dawn.node reads at start) and the CPU reference. Both turn-2 paths of
+// a sample run on the same decoder. `--json` prints one JSON object on stdout; progress goes to stderr.
+// Options: --cases N (fixture cases, default 10), --reps N (synthetic repetitions, default 1), --skip-synthetic,
+// --cpu-only (no WebGPU run), --decoder webgpu|cpu (run one decoder only).
 
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as ort from "onnxruntime-web";
-import { createClient, OrtVisionEncoder, type ChatMessage, type ChatModel, type RgbImage } from "../../client/index.ts";
+import { chooseDecoder, createClient, createDecoderKernels, OrtVisionEncoder, withDecoderKernels, type ChatMessage, type ChatModel, type MlaBackend, type RgbImage } from "../../client/index.ts";
+import { sharedCacheLayout } from "../../client/runtime/decoder-kernels.ts";
 import { imageToPatchBytes } from "../../client/runtime/image.ts";
 import { loadNodeCodec } from "../../format/codec/node.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
 import { createMlaSession } from "../../model/create-session.ts";
-import { argmaxExcluding } from "../../model/decoder-session.ts";
+import { argmaxExcluding, DecoderSession } from "../../model/decoder-session.ts";
+import { MlaKernelAttentionBackend } from "../../model/mla/kernel-attention.ts";
+import { codecSlotQuantizer, SlotSealing } from "../../model/mla/slot-sealing.ts";
 import { caseImage, FIXTURE_DIR, demoChatModel, fullRankChatModel, readEvalCases } from "../client/fixture-model.ts";
 import { startEdgeServer, type EdgeServer } from "../e2e/edge-server.ts";
 import { BENCH_GEOMETRY, syntheticChatModel } from "../e2e/synthetic-model.ts";
@@ -24,6 +32,14 @@ const opt = (name: string, fallback: number) => {
   return i >= 0 ? Number(args[i + 1]) : fallback;
 };
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
+const ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
+const cpuOnly = args.includes("--cpu-only");
+if (!cpuOnly && process.env.VK_ICD_FILENAMES === undefined && existsSync(ICD)) {
+  // dawn.node reads the Vulkan ICD at process start: run this benchmark again with it set.
+  const env = { ...process.env, VK_ICD_FILENAMES: ICD, LD_LIBRARY_PATH: ["/usr/lib/chromium", process.env.LD_LIBRARY_PATH].filter(Boolean).join(":") };
+  const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: "inherit", env });
+  process.exit(r.status ?? 1);
+}
 const now = () => performance.now();
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -37,6 +53,23 @@ interface Sample {
   readonly restoredBytes: number;
   readonly recomputeTtftMs: number;
   readonly sameFirstToken: boolean;
+  readonly fetchMs: number;
+  readonly decodeMs: number;
+  readonly uploadMs: number;
+  readonly decoder: string;
+}
+
+/** A bare decoder of the kind a chat session of `model` with `codec` runs (kernels or CPU reference), sealing as it does. */
+function recomputeDecoder(model: ChatModel, codec: CodecParams, chunkTokens: number): { session: DecoderSession; dispose(): void } {
+  const w = model.weights;
+  const spec = model.spec;
+  const dims = { latentWidth: spec.kvHeads * spec.dKv, ropeWidth: spec.kvHeads * spec.ropeDims, ropeDims: spec.ropeDims };
+  const sealing = new SlotSealing(spec.layers, chunkTokens, dims.latentWidth, dims.ropeWidth, codecSlotQuantizer(model.codec, codec, dims));
+  if (model.kernels !== null && chooseDecoder(model.kernels, w, codec, false).path === "kernels") {
+    const attention = new MlaKernelAttentionBackend(w, model.kernels, sharedCacheLayout(model.kernels, w, codec), sealing);
+    return { session: new DecoderSession(w.config, w.shell, attention, { defaultImageGrid: model.imageGrid }), dispose: () => attention.destroy() };
+  }
+  return { session: createMlaSession(w, "absorbed", { defaultImageGrid: model.imageGrid, sealing }).session, dispose: () => undefined };
 }
 
 /** One conversation: turn 1 stored on the edge, then turn 2's first token both ways. */
@@ -57,6 +90,7 @@ async function sample(edge: EdgeServer, model: ChatModel, codec: CodecParams, ch
   }
   const restoredTtftMs = now() - t0;
   const stats = opened.restoreStats!;
+  const decoder = `${opened.decoderChoice.kind}/${opened.decoderChoice.path}`;
 
   // Recomputed: the whole history re-encoded (vision tower) and prefilled with turn 2's question.
   const history: ChatMessage[] = [...turn1, { role: "assistant", content: r1.message.content }, ...turn2];
@@ -70,13 +104,25 @@ async function sample(edge: EdgeServer, model: ChatModel, codec: CodecParams, ch
     o += p.length;
   }
   const embeds = await model.vision.encode(input, images.length);
-  const { session } = createMlaSession(model.weights, "absorbed", { defaultImageGrid: model.imageGrid });
-  const logits = session.append(ids, { imageEmbeds: embeds, imageGrids: images.map(() => model.imageGrid) });
+  const recompute = recomputeDecoder(model, codec, chunkTokens);
+  const logits = await recompute.session.appendAsync(ids, { imageEmbeds: embeds, imageGrids: images.map(() => model.imageGrid) });
   const V = model.weights.config.vocabSize;
   const recomputedFirst = argmaxExcluding(logits, logits.length - V, V, model.template.bannedTokenIds);
   const recomputeTtftMs = now() - t0;
+  recompute.dispose();
   await client.store.sessions.delete(s.id, { token: s.token });
-  return { historyTokens: stats.tokens, restoredTtftMs, restoreMs: stats.ms, restoredBytes: stats.bytes, recomputeTtftMs, sameFirstToken: restoredFirst === recomputedFirst };
+  return {
+    historyTokens: stats.tokens,
+    restoredTtftMs,
+    restoreMs: stats.ms,
+    restoredBytes: stats.bytes,
+    recomputeTtftMs,
+    sameFirstToken: restoredFirst === recomputedFirst,
+    fetchMs: stats.fetchMs,
+    decodeMs: stats.decodeMs,
+    uploadMs: stats.uploadMs,
+    decoder,
+  };
 }
 
 function summarise(samples: Sample[]) {
@@ -89,6 +135,10 @@ function summarise(samples: Sample[]) {
     restore_ms: round(median(samples.map((s) => s.restoreMs))),
     ttft_recompute_ms: round(recompute),
     restored_bytes: median(samples.map((s) => s.restoredBytes)),
+    restore_fetch_ms: round(median(samples.map((s) => s.fetchMs))),
+    restore_decode_ms: round(median(samples.map((s) => s.decodeMs))),
+    restore_gpu_upload_ms: round(median(samples.map((s) => s.uploadMs))),
+    decoder: [...new Set(samples.map((s) => s.decoder))].join(","),
     speedup: round(recompute / restored),
     same_first_token: samples.filter((s) => s.sameFirstToken).length / samples.length,
   };
@@ -96,51 +146,82 @@ function summarise(samples: Sample[]) {
 
 const round = (x: number) => Math.round(x * 100) / 100;
 
+type Section = ReturnType<typeof summarise>;
+
 const edge = await startEdgeServer();
 try {
   const codecImpl = loadNodeCodec();
+  let kernels: MlaBackend | null = null;
+  let adapter: string | null = null;
+  if (!cpuOnly) {
+    try {
+      const { create, globals } = await import("webgpu");
+      Object.assign(globalThis, globals);
+      kernels = await createDecoderKernels({ gpu: create([]) as unknown as GPU });
+      const info = (kernels as { ctx?: { device: GPUDevice } } | null)?.ctx?.device.adapterInfo;
+      adapter = info ? `${info.vendor} ${info.architecture} ${info.description}` : null;
+    } catch (e) {
+      log(`no WebGPU (${(e as Error).message}): CPU reference only`);
+    }
+  }
   ort.env.wasm.numThreads = 1;
   const vision = await OrtVisionEncoder.create(ort, new Uint8Array(await readFile(join(FIXTURE_DIR, "vision.onnx"))), { cells: 16, patchDim: 192, hidden: 128 }, { executionProviders: ["wasm"] });
-  const fixture = await demoChatModel(vision);
+  const fixtureCpu = await demoChatModel(vision);
   const fixtureCodec: CodecParams = { bits: 4, group: 32, axis: "token", rope: "int8" };
   const cases = await readEvalCases(opt("--cases", 10) + 1);
-  const fx: Sample[] = [];
-  // case 0 warms up (JIT, ORT session, wrangler isolates) and is not counted
-  for (const [i, c] of cases.entries()) {
-    const turn1: ChatMessage[] = [{ role: "user", content: [{ type: "image", image: caseImage(c) }, { type: "text", text: c.turns[0].question }] }];
-    const s = await sample(edge, fixture, fixtureCodec, 16, turn1, [{ role: "user", content: c.turns[1].question }], 4);
-    if (i > 0) fx.push(s);
-  }
-  log(`fixture: ${fx.length} cases done`);
+  const g = BENCH_GEOMETRY;
+  const syntheticCpu = args.includes("--skip-synthetic") ? null : syntheticChatModel(g, codecImpl);
+  const syntheticCodec: CodecParams = { bits: 4, group: 64, axis: "token", rope: "int8" };
 
-  let synthetic: (ReturnType<typeof summarise> & { geometry: typeof BENCH_GEOMETRY; codec: CodecParams; chunk_tokens: number }) | null = null;
-  if (!args.includes("--skip-synthetic")) {
-    const g = BENCH_GEOMETRY;
-    const model = syntheticChatModel(g, codecImpl);
-    const codec: CodecParams = { bits: 4, group: 64, axis: "token", rope: "int8" };
-    const side = g.imageSide * 8;
-    const pixels = new Uint8Array(side * side * 3).map((_, i) => (i * 2654435761) >>> 24);
-    // bos + image (side² tokens + start/end) + words, +1 generated token and <end>: 1,024 tokens of history
-    const words = 1024 - 2 - (1 + g.imageSide * g.imageSide + 2);
-    const text = Array.from({ length: words }, (_, i) => `w${(i * 7919) % g.words}`).join(" ");
-    const turn1: ChatMessage[] = [{ role: "user", content: [{ type: "image", image: { width: side, height: side, data: pixels } }, { type: "text", text }] }];
-    const turn2: ChatMessage[] = [{ role: "user", content: "w1 w2 w3 w4 w5 w6 w7 w8" }];
-    const samples: Sample[] = [];
-    for (let rep = 0; rep < opt("--reps", 1); rep++) {
-      log(`synthetic: repetition ${rep + 1} (turn 1 prefill of ~1,024 tokens, then both turn-2 paths)…`);
-      samples.push(await sample(edge, model, codec, 64, turn1, turn2, 1));
+  const only = args.includes("--decoder") ? args[args.indexOf("--decoder") + 1] : null;
+  const decoders = ((kernels ? [["webgpu", kernels], ["cpu", null]] : [["cpu", null]]) as [string, MlaBackend | null][]).filter(([name]) => only === null || name === only);
+  if (decoders.length === 0) throw new Error(`--decoder ${only}: not available (WebGPU adapter: ${adapter ?? "none"})`);
+  const byDecoder: Record<string, { fixture: Section; synthetic: (Section & { geometry: typeof BENCH_GEOMETRY; codec: CodecParams; chunk_tokens: number }) | null }> = {};
+  for (const [name, k] of decoders) {
+    const fixture = withDecoderKernels(fixtureCpu, k);
+    const fx: Sample[] = [];
+    // case 0 warms up (JIT, ORT session, pipelines, wrangler isolates) and is not counted
+    for (const [i, c] of cases.entries()) {
+      const turn1: ChatMessage[] = [{ role: "user", content: [{ type: "image", image: caseImage(c) }, { type: "text", text: c.turns[0].question }] }];
+      const s = await sample(edge, fixture, fixtureCodec, 16, turn1, [{ role: "user", content: c.turns[1].question }], 4);
+      if (i > 0) fx.push(s);
     }
-    synthetic = { geometry: g, codec, chunk_tokens: 64, ...summarise(samples) };
+    log(`${name}: fixture, ${fx.length} cases done`);
+
+    let synthetic: (typeof byDecoder)[string]["synthetic"] = null;
+    if (syntheticCpu !== null) {
+      const model = withDecoderKernels(syntheticCpu, k);
+      const side = g.imageSide * 8;
+      const pixels = new Uint8Array(side * side * 3).map((_, i) => (i * 2654435761) >>> 24);
+      // bos + image (side² tokens + start/end) + words, +1 generated token and <end>: 1,024 tokens of history
+      const words = 1024 - 2 - (1 + g.imageSide * g.imageSide + 2);
+      const text = Array.from({ length: words }, (_, i) => `w${(i * 7919) % g.words}`).join(" ");
+      const turn1: ChatMessage[] = [{ role: "user", content: [{ type: "image", image: { width: side, height: side, data: pixels } }, { type: "text", text }] }];
+      const turn2: ChatMessage[] = [{ role: "user", content: "w1 w2 w3 w4 w5 w6 w7 w8" }];
+      const samples: Sample[] = [];
+      for (let rep = 0; rep < opt("--reps", 1); rep++) {
+        log(`${name}: synthetic repetition ${rep + 1} (turn 1 prefill of ~1,024 tokens, then both turn-2 paths)…`);
+        samples.push(await sample(edge, model, syntheticCodec, 64, turn1, turn2, 1));
+      }
+      synthetic = { geometry: g, codec: syntheticCodec, chunk_tokens: 64, ...summarise(samples) };
+    }
+    byDecoder[name] = { fixture: { ...summarise(fx) }, synthetic };
   }
 
+  const primary = byDecoder[decoders[0][0]];
   const result = {
     bench: "e2e",
-    what: "turn-2 time to first token: cache restored from the edge (open + restore + question prefill) vs recomputing the history (vision tower + prefill of history and question)",
-    machine: { node: process.version, cpus: (await import("node:os")).cpus().length },
+    what: "turn-2 time to first token: cache restored from the edge (open + restore + question prefill) vs recomputing the history (vision tower + prefill of history and question), both on the same decoder",
+    machine: { node: process.version, cpus: (await import("node:os")).cpus().length, webgpu_adapter: adapter },
     store: "the Worker under wrangler's unstable_startWorker (local workerd, loopback HTTP)",
-    decoder: "CPU (model/ absorbed MLA, f64)",
-    fixture: { model: "tiny-qwen-vl converted by `mla-edge convert --strategy high --svd md --d-kv 16` (client/demo/model)", vision: vision.kind, codec: fixtureCodec, chunk_tokens: 16, ...summarise(fx) },
-    synthetic,
+    decoder: decoders[0][0],
+    decoders: {
+      webgpu: "WebGPU MLA kernels (kernels/, dawn.node on SwiftShader: a CPU, not a GPU) for attention; projections, MLP and W_uv in f64 on the host",
+      cpu: "CPU reference (model/ absorbed MLA, f64)",
+    },
+    fixture: { model: "tiny-qwen-vl converted by `mla-edge convert --strategy high --svd md --d-kv 16` (client/demo/model)", vision: vision.kind, codec: fixtureCodec, chunk_tokens: 16, ...primary.fixture },
+    synthetic: primary.synthetic,
+    by_decoder: byDecoder,
   };
   if (asJson) process.stdout.write(`${JSON.stringify(result)}\n`);
   else console.log(JSON.stringify(result, null, 2));
@@ -148,3 +229,4 @@ try {
 } finally {
   await edge.stop();
 }
+process.exit(0); // dawn.node keeps the process alive otherwise (platform.md §9.2)

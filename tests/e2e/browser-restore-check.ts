@@ -1,10 +1,16 @@
 // In-page harness of the Chromium e2e test (bundled by the demo server as /restore-check.js): the Node e2e loop —
 // uninterrupted vs restored-per-turn sessions — run inside the browser with the page's own runtime (ORT WebGPU/wasm
-// vision, wasm codec) against the edge store behind the demo server.
+// vision, wasm codec, the decoder on the page's WebGPU kernels) against the edge store behind the demo server, plus a
+// third session on the CPU reference decoder with the same image embeddings, to compare the decoders' answers.
 
 import type { ChatMessage, ChatSession, MlaEdge } from "../../client/index.ts";
-import type { ChatModel } from "../../client/runtime/chat-model.ts";
-import { patchBytesToImage } from "../../client/runtime/image.ts";
+import { withDecoderKernels, type ChatModel } from "../../client/runtime/chat-model.ts";
+import { imageToPatchBytes, patchBytesToImage } from "../../client/runtime/image.ts";
+import { sharedCacheLayout } from "../../client/runtime/decoder-kernels.ts";
+import { createMlaSession } from "../../model/create-session.ts";
+import { DecoderSession } from "../../model/decoder-session.ts";
+import { MlaKernelAttentionBackend } from "../../model/mla/kernel-attention.ts";
+import { codecSlotQuantizer, SlotSealing } from "../../model/mla/slot-sealing.ts";
 import type { MlaCacheSnapshot } from "../../model/mla/attention.ts";
 import { base64ToBytes } from "../../model/vision-tower.ts";
 
@@ -22,6 +28,11 @@ export interface CheckResult {
   readonly visionCallsOnRestore: number;
   readonly cachedTokenErrors: number;
   readonly cacheDiffs: number;
+  /** Turns where the page's decoder (WebGPU kernels) and the CPU reference answered differently. */
+  readonly cpuMismatches: string[];
+  /** "webgpu/kernels" when the page decoded on the WebGPU kernels. */
+  readonly decoder: string;
+  readonly restoreDecoders: string[];
 }
 
 function sameCache(a: MlaCacheSnapshot, b: MlaCacheSnapshot): boolean {
@@ -38,27 +49,91 @@ export async function runRestoreCheck(client: MlaEdge, model: ChatModel, cases: 
   let visionCallsOnRestore = 0;
   let cachedTokenErrors = 0;
   let cacheDiffs = 0;
+  const cpuMismatches: string[] = [];
+  const restoreDecoders = new Set<string>();
+  let decoder = "";
+  const cpuModel = withDecoderKernels(model, null);
   for (const [ci, c] of cases.entries()) {
     const image = patchBytesToImage(base64ToBytes(c.patches_u8), { rows: 4, cols: 4, cellPixels: 8 });
     const msgs = (t: number): ChatMessage[] =>
       t === 0 ? [{ role: "user", content: [{ type: "image", image }, { type: "text", text: c.questions[0] }] }] : [{ role: "user", content: c.questions[t] }];
     const a = await client.sessions.create({ codec, chunkTokens: 16 });
     let b: ChatSession = await client.sessions.create({ codec, chunkTokens: 16 });
+    const r = await client.sessions.create({ model: cpuModel, codec, chunkTokens: 16 });
+    decoder = `${a.decoderChoice.kind}/${a.decoderChoice.path}`;
     for (let t = 0; t < c.questions.length; t++) {
       if (t > 0) {
         const before = model.vision.calls;
         b = await client.sessions.open(b.id, b.token);
         visionCallsOnRestore += model.vision.calls - before;
-        if (!sameCache(a.inspectCache(), b.inspectCache())) cacheDiffs++;
+        restoreDecoders.add(b.restoreStats?.decoder ?? "none");
+        if (!sameCache(await a.inspectCache(), await b.inspectCache())) cacheDiffs++;
       }
       const prefix = b.length;
       const ra = await a.chat({ messages: msgs(t), maxTokens: 4 });
       const rb = await b.chat({ messages: msgs(t), maxTokens: 4 });
+      const rr = await r.chat({ messages: msgs(t), maxTokens: 4 });
+      if (ra.tokenIds.join() !== rr.tokenIds.join()) cpuMismatches.push(`case ${ci} turn ${t}: ${ra.message.content} vs cpu ${rr.message.content}`);
       if (ra.tokenIds.join() !== rb.tokenIds.join()) mismatches.push(`case ${ci} turn ${t}: ${ra.message.content} vs ${rb.message.content}`);
       if (rb.usage.cached_tokens !== (t === 0 ? 0 : prefix)) cachedTokenErrors++;
       if (rb.message.content === c.answers[t]) correct++;
       turns++;
     }
   }
-  return { cases: cases.length, turns, mismatches, correct, visionCallsOnRestore, cachedTokenErrors, cacheDiffs };
+  return { cases: cases.length, turns, mismatches, correct, visionCallsOnRestore, cachedTokenErrors, cacheDiffs, cpuMismatches, decoder, restoreDecoders: [...restoreDecoders] };
+}
+
+export interface LogitsCheck {
+  /** Per case: max |webgpu − cpu| / max |cpu| over every logits row of the true 3-turn sequence. */
+  readonly relErr: number[];
+  readonly rows: number;
+}
+
+/**
+ * Logits of the page's WebGPU decoder vs the CPU reference (same slot sealing, same image embeddings from the page's
+ * vision tower): turn 1 as one causal block, every later token as a decode step.
+ */
+export async function runLogitsCheck(model: ChatModel, cases: readonly CheckCase[]): Promise<LogitsCheck> {
+  const kernels = model.kernels;
+  if (kernels === null) throw new Error("the page has no WebGPU kernels");
+  const codec = { bits: 4, group: 32, axis: "token", rope: "int8" } as const;
+  const C = 16;
+  const w = model.weights;
+  const spec = model.spec;
+  const dims = { latentWidth: spec.kvHeads * spec.dKv, ropeWidth: spec.kvHeads * spec.ropeDims, ropeDims: spec.ropeDims };
+  const sealing = () => new SlotSealing(spec.layers, C, dims.latentWidth, dims.ropeWidth, codecSlotQuantizer(model.codec, codec, dims));
+  const tok = model.template.tokenizer;
+  const relErr: number[] = [];
+  let rows = 0;
+  for (const c of cases) {
+    const image = patchBytesToImage(base64ToBytes(c.patches_u8), { rows: 4, cols: 4, cellPixels: 8 });
+    const turn = model.template.encode([{ role: "user", content: [{ type: "image", image }, { type: "text", text: c.questions[0] }] }], true);
+    const embeds = await model.vision.encode(Float32Array.from(imageToPatchBytes(image, model.patches), (v) => v / 255), 1);
+    const rest: number[] = [];
+    c.questions.forEach((q, i) => {
+      if (i > 0) rest.push(...tok.encode(q));
+      rest.push(...tok.encode(c.answers[i]), model.template.tokens.end);
+    });
+    const ref = createMlaSession(w, "absorbed", { defaultImageGrid: model.imageGrid, sealing: sealing() }).session;
+    const attention = new MlaKernelAttentionBackend(w, kernels, sharedCacheLayout(kernels, w, codec), sealing());
+    const gpu = new DecoderSession(w.config, w.shell, attention, { defaultImageGrid: model.imageGrid });
+    const a = [ref.append(turn.ids, { imageEmbeds: embeds, logits: "all" })];
+    const b = [await gpu.appendAsync(turn.ids, { imageEmbeds: embeds, logits: "all" })];
+    for (const t of rest) {
+      a.push(ref.append([t]));
+      b.push(await gpu.appendAsync([t]));
+    }
+    let num = 0;
+    let den = 0;
+    a.forEach((x, k) => {
+      for (let i = 0; i < x.length; i++) {
+        num = Math.max(num, Math.abs(x[i] - b[k][i]));
+        den = Math.max(den, Math.abs(x[i]));
+      }
+      rows += x.length / w.config.vocabSize;
+    });
+    relErr.push(num / den);
+    attention.destroy();
+  }
+  return { relErr, rows };
 }

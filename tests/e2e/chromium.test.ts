@@ -1,6 +1,7 @@
 // End to end in Chromium (Debian chromium, WebGPU on SwiftShader, playwright-core): the demo page against the real edge
-// store. (1) 50 eval cases in the page: every turn after a restore equals the uninterrupted session, caches are
-// bit-identical, restores never call the vision tower. (2) A real page reload: the page restores the session from the
+// store, decoding on the WebGPU MLA kernels. (1) 50 eval cases in the page: every turn after a restore into the GPU
+// cache equals the uninterrupted session, caches are bit-identical, restores never call the vision tower, and every
+// answer equals the CPU reference decoder's (same page, same image embeddings). (2) A real page reload: the page restores the session from the
 // edge (no vision call, usage.cached_tokens = restored prefix) and answers like an uninterrupted session.
 
 import { existsSync } from "node:fs";
@@ -8,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { startDemoServer, type DemoServer } from "../../client/demo/server.ts";
 import { startEdgeServer, type EdgeServer } from "./edge-server.ts";
-import type { CheckCase, CheckResult } from "./browser-restore-check.ts";
+import type { CheckCase, CheckResult, LogitsCheck } from "./browser-restore-check.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking", "--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--enable-unsafe-swiftshader"];
@@ -62,7 +63,7 @@ describe.skipIf(!existsSync(CHROMIUM))("chat demo in Chromium", () => {
 
   it(`should answer every turn of ${CASES} eval cases after a restore like the uninterrupted session (in the page)`, async () => {
     // a module script tag, not import() inside evaluate (vitest would rewrite that import)
-    await page.addScriptTag({ type: "module", content: 'import { runRestoreCheck } from "/restore-check.js"; window.runRestoreCheck = runRestoreCheck;' });
+    await page.addScriptTag({ type: "module", content: 'import { runRestoreCheck, runLogitsCheck } from "/restore-check.js"; window.runRestoreCheck = runRestoreCheck; window.runLogitsCheck = runLogitsCheck;' });
     await page.waitForFunction(() => "runRestoreCheck" in window);
     const result = await page.evaluate(async () => {
       const w = window as unknown as DemoWindow & { runRestoreCheck: (c: unknown, m: unknown, cases: CheckCase[]) => Promise<CheckResult> };
@@ -76,6 +77,18 @@ describe.skipIf(!existsSync(CHROMIUM))("chat demo in Chromium", () => {
     expect(result.visionCallsOnRestore).toBe(0);
     expect(result.cachedTokenErrors).toBe(0);
     expect(result.correct / result.turns).toBeGreaterThan(0.8);
+    expect(result.decoder).toBe("webgpu/kernels");
+    expect(result.restoreDecoders).toEqual(["webgpu"]);
+    expect(result.cpuMismatches).toEqual([]);
+    // logits of the page's WebGPU decoder vs the CPU reference: within 1e-4 relative (f32 attention vs f64)
+    const logits = await page.evaluate(async () => {
+      const w = window as unknown as DemoWindow & { runLogitsCheck: (m: unknown, cases: CheckCase[]) => Promise<LogitsCheck> };
+      const samples = (await (await fetch("/samples.json")).json()) as CheckCase[];
+      return w.runLogitsCheck(w.mlaDemo.model, samples.slice(0, 3));
+    });
+    expect(logits.relErr.length).toBe(3);
+    for (const e of logits.relErr) expect(e).toBeLessThan(1e-4);
+    expect(logits.rows).toBeGreaterThan(60);
   }, 600_000);
 
   it("should restore after a page reload without calling the vision tower, and answer like an uninterrupted session", async () => {

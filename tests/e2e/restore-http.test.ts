@@ -60,7 +60,7 @@ describe("restore from the edge over HTTP", () => {
           b = await client.sessions.open(b.id, b.token); // page reload: only id + token survive
           expect(model.vision.calls, "a restore must not run the vision tower").toBe(before);
           expect(b.turns).toBe(t);
-          expect(sameCache(a.inspectCache(), b.inspectCache()), `case ${cases.indexOf(c)} turn ${t}: restored cache differs`).toBe(true);
+          expect(sameCache(await a.inspectCache(), await b.inspectCache()), `case ${cases.indexOf(c)} turn ${t}: restored cache differs`).toBe(true);
         }
         const restoredPrefix = b.length;
         const visionBefore = model.vision.calls;
@@ -91,14 +91,14 @@ describe("restore from the edge over HTTP", () => {
     const caches: MlaCacheSnapshot[] = [];
     for (let t = 0; t < 3; t++) {
       answers.push((await s.chat({ messages: turnMessages(c, t), maxTokens: 4 })).tokenIds);
-      caches.push(s.inspectCache());
+      caches.push(await s.inspectCache());
     }
     const f = await s.fork(1);
     expect(f.id).not.toBe(s.id);
-    expect(sameCache(caches[0], f.inspectCache())).toBe(true);
+    expect(sameCache(caches[0], await f.inspectCache())).toBe(true);
     expect((await f.chat({ messages: turnMessages(c, 1), maxTokens: 4 })).tokenIds).toEqual(answers[1]);
     await s.truncate(2);
-    expect(sameCache(caches[1], s.inspectCache())).toBe(true);
+    expect(sameCache(caches[1], await s.inspectCache())).toBe(true);
     expect((await s.chat({ messages: turnMessages(c, 2), maxTokens: 4 })).tokenIds).toEqual(answers[2]);
   });
 

@@ -1,0 +1,79 @@
+// The chat decoder on the WebGPU kernels (dawn.node + Chromium's SwiftShader ICD, in a child process because dawn.node
+// reads VK_ICD_FILENAMES at start): over 50 eval cases its answers equal the CPU reference decoder's, a session restored
+// from the store before every turn (packed chunks written straight into the GPU cache) answers like the uninterrupted
+// one with a bit-identical cache, and logits agree with the CPU reference within 1e-4 relative.
+
+import { beforeAll, describe, expect, it } from "vitest";
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import type { DecoderReport } from "./webgpu-decoder-runner.ts";
+
+const ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
+const root = resolve(import.meta.dirname, "../..");
+const CASES = 50;
+/** max |gpu − cpu| / max |cpu| over all logits rows: f32 attention on the GPU vs f64 on the CPU (observed ≤ 6e-7). */
+const LOGITS_TOLERANCE = 1e-4;
+
+describe.skipIf(!existsSync(ICD))("chat decoder on WebGPU (Node, SwiftShader)", () => {
+  // Skipped only when Chromium's SwiftShader ICD is missing (the `chromium` apt package; CI installs it).
+  let report: DecoderReport | { fatal: string };
+
+  beforeAll(async () => {
+    const child = await new Promise<{ stdout: string; stderr: string; code: number | null }>((ok) => {
+      const p = spawn(process.execPath, ["--import", "tsx", "tests/client/webgpu-decoder-runner.ts", String(CASES)], {
+        cwd: root,
+        env: { ...process.env, VK_ICD_FILENAMES: ICD, LD_LIBRARY_PATH: ["/usr/lib/chromium", process.env.LD_LIBRARY_PATH].filter(Boolean).join(":") },
+      });
+      let stdout = "";
+      let stderr = "";
+      p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+      p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      p.on("close", (code) => ok({ stdout, stderr, code }));
+    });
+    try {
+      report = JSON.parse(child.stdout.trim().split("\n").pop() ?? "") as DecoderReport;
+    } catch {
+      report = { fatal: `no JSON from the child (exit ${child.code}): ${child.stderr.slice(-2000)}` };
+    }
+  }, 240_000);
+
+  const ok = (): DecoderReport => {
+    expect((report as { fatal?: string }).fatal).toBeUndefined();
+    return report as DecoderReport;
+  };
+
+  it("should decode on a real SwiftShader adapter through the kernels", () => {
+    const r = ok();
+    expect(r.adapter).toMatch(/swiftshader/i);
+    expect(r.decoder).toBe("webgpu/kernels");
+  });
+
+  it(`should give logits within ${LOGITS_TOLERANCE} (relative) of the CPU reference, prefill block and decode steps`, () => {
+    const r = ok();
+    expect(r.logitsRelErr.length).toBe(4);
+    for (const e of r.logitsRelErr) expect(e).toBeLessThan(LOGITS_TOLERANCE);
+    expect(r.logitsRows).toBeGreaterThan(100);
+    expect(r.argmaxDiffs).toBe(0);
+  });
+
+  it(`should answer every turn of ${CASES} eval cases like the CPU reference decoder`, () => {
+    const r = ok();
+    expect(r.turns).toBe(3 * CASES);
+    expect(r.cpuMismatches).toEqual([]);
+    expect(r.correct / r.turns).toBeGreaterThan(0.8);
+  });
+
+  it("should answer after a restore into the GPU cache like the uninterrupted GPU session, with a bit-identical cache", () => {
+    const r = ok();
+    expect(r.restoreMismatches).toEqual([]);
+    expect(r.cacheDiffs).toBe(0);
+  });
+
+  it("should compile the pipelines once for the model, not per session or step", () => {
+    const r = ok();
+    // split + combine (+ dequantize for inspecting the cache), all created before the first chat case ended
+    expect(r.pipelines).toBeLessThanOrEqual(3);
+    expect(r.pipelines).toBe(r.pipelinesAfterFirstCase);
+  });
+});
