@@ -3,14 +3,19 @@
 // (fp16 scale | fp16 zero << 16) for one group — read with unpack2x16float without shader-f16.
 import type { QuantizedBlock } from "../format/codec/types.ts";
 import type { CacheLayout } from "./geometry.ts";
-import { KernelInputError, UnsupportedLayoutError } from "./errors.ts";
+import { KernelInputError } from "./errors.ts";
 
-/** Checks that a latent block and a rope block of the same rows match the cache encoding. */
-export function validateSealedBlocks(layout: CacheLayout, latent: QuantizedBlock, rope: QuantizedBlock): number {
+/** Checks that a latent block and a rope block of the same rows, written at `tokenStart`, match the cache encoding. */
+export function validateSealedBlocks(layout: CacheLayout, tokenStart: number, latent: QuantizedBlock, rope: QuantizedBlock): number {
   const g = layout.geometry;
-  if (latent.axis !== "token") {
-    throw new UnsupportedLayoutError(
-      "channel-axis latent groups are not read by the GPU kernels; dequantize the chunk on the host and re-quantize it token-axis, or keep it in the f32 tail",
+  if (!Number.isInteger(tokenStart) || tokenStart < 0) throw new KernelInputError(`tokenStart must be ≥ 0, got ${tokenStart}`);
+  if (latent.axis !== layout.latentAxis) {
+    throw new KernelInputError(`latent block is ${latent.axis}-axis; this cache stores ${layout.latentAxis}-axis groups`);
+  }
+  // Channel-axis groups span tokens: a block must cover whole groups and start on a group boundary.
+  if (layout.latentAxis === "channel" && (tokenStart % layout.latentGroup !== 0 || latent.rows % layout.latentGroup !== 0)) {
+    throw new KernelInputError(
+      `channel-axis blocks must start and end on a ${layout.latentGroup}-token group boundary, got tokens [${tokenStart}, ${tokenStart + latent.rows})`,
     );
   }
   if (latent.cols !== g.latentWidth || latent.bits !== layout.encoding.latentBits || latent.group !== layout.latentGroup) {

@@ -37,14 +37,6 @@ export class KernelInputError extends KernelError {
   }
 }
 
-/** A stored layout the GPU path does not read (e.g. channel-axis latent groups). */
-export class UnsupportedLayoutError extends KernelError {
-  override readonly name = "UnsupportedLayoutError";
-  constructor(message: string) {
-    super("unsupported_layout", message);
-  }
-}
-
 /** Growing the cache would pass a device limit (maxStorageBufferBindingSize / maxBufferSize). */
 export class CacheCapacityError extends KernelError {
   override readonly name = "CacheCapacityError";

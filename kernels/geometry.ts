@@ -1,4 +1,4 @@
-// Geometry of one MLA attention layer and the stored encoding of its cache (docs/codec.md, token axis),
+// Geometry of one MLA attention layer and the stored encoding of its cache (docs/codec.md, either latent axis),
 // plus every size the kernels and cache stores derive from them. Validated once, shared by GPU, CPU and references.
 import { GeometryError } from "./errors.ts";
 
@@ -20,12 +20,19 @@ export interface MlaGeometry {
 
 export type LatentBits = 8 | 4 | 2;
 export type RopeEncoding = "fp16" | "int8" | "int4";
+export type LatentAxis = "token" | "channel";
 
-/** How sealed tokens are stored. Only token-axis groups are read by the kernels. */
+/** How sealed tokens are stored. */
 export interface CacheEncoding {
   readonly latentBits: LatentBits;
-  /** Requested group (32, 64, 128); the effective group is min(group, D_c) as in docs/codec.md. */
+  /**
+   * Token axis: g consecutive channels of one token; the codec's group (32, 64, 128), effective g = min(group, D_c).
+   * Channel axis: g consecutive tokens of one channel; pass the blocks' effective group min(group, chunk rows), a power
+   * of two ≤ 128 (e.g. 16 for 16-token chunks with group 32).
+   */
   readonly latentGroup: number;
+  /** Latent grouping axis (docs/codec.md); token by default. Rope keys are always token-axis per KV head. */
+  readonly latentAxis?: LatentAxis;
   readonly rope: RopeEncoding;
 }
 
@@ -36,9 +43,13 @@ export const PAGE_TOKENS = 64;
 export interface CacheLayout {
   readonly geometry: MlaGeometry;
   readonly encoding: CacheEncoding;
-  /** Effective latent group g = min(group, D_c). */
+  readonly latentAxis: LatentAxis;
+  /** Effective latent group: min(group, D_c) channels (token axis) or the given number of tokens (channel axis). */
   readonly latentGroup: number;
-  /** Latent groups per token D_c/g (one u32 = fp16 scale | fp16 zero << 16 each). */
+  /**
+   * Latent scale words per token, D_c/g (one u32 = fp16 scale | fp16 zero << 16 each). Channel axis: the codec's
+   * [rows/g][D_c] words of a group of g tokens, so a block starting at token t (g | t) still begins at word t·D_c/g.
+   */
   readonly latentGroupsPerToken: number;
   readonly latentWordsPerToken: number;
   /** n_kv·r. */
@@ -78,10 +89,18 @@ export function cacheLayout(geometry: MlaGeometry, encoding: CacheEncoding): Cac
   if (latentBits !== 8 && latentBits !== 4 && latentBits !== 2) {
     throw new GeometryError(`latentBits must be 8, 4 or 2, got ${String(latentBits)}`);
   }
-  if (latentGroup !== 32 && latentGroup !== 64 && latentGroup !== 128) {
+  const latentAxis = encoding.latentAxis ?? "token";
+  if (latentAxis !== "token" && latentAxis !== "channel") {
+    throw new GeometryError(`latentAxis must be token or channel, got ${String(latentAxis)}`);
+  }
+  if (latentAxis === "token" && latentGroup !== 32 && latentGroup !== 64 && latentGroup !== 128) {
     throw new GeometryError(`latentGroup must be 32, 64 or 128, got ${latentGroup}`);
   }
-  const g = Math.min(latentGroup, latentWidth);
+  if (latentAxis === "channel" && !(Number.isInteger(latentGroup) && latentGroup >= 1 && latentGroup <= 128 && (latentGroup & (latentGroup - 1)) === 0)) {
+    throw new GeometryError(`a channel-axis latentGroup must be a power of two ≤ 128 (the blocks' effective group), got ${latentGroup}`);
+  }
+  const g = latentAxis === "token" ? Math.min(latentGroup, latentWidth) : latentGroup;
+  // Channel axis: D_c/g scale words per token must be whole so each token range maps to whole words.
   if (latentWidth % g !== 0) throw new GeometryError(`latentWidth (${latentWidth}) must be a multiple of the group ${g}`);
   const ropeWidth = kvHeads * ropeDims;
   const ropeBits = rope === "fp16" ? 16 : rope === "int8" ? 8 : rope === "int4" ? 4 : 0;
@@ -96,6 +115,7 @@ export function cacheLayout(geometry: MlaGeometry, encoding: CacheEncoding): Cac
   return {
     geometry,
     encoding,
+    latentAxis,
     latentGroup: g,
     latentGroupsPerToken,
     latentWordsPerToken,

@@ -55,8 +55,7 @@ export class LatentCacheCpu implements LatentCache {
 
   writeSealed(layer: number, tokenStart: number, latent: QuantizedBlock, rope: QuantizedBlock): void {
     checkLayer(layer, this.layers);
-    validateSealedBlocks(this.layout, latent, rope);
-    if (!Number.isInteger(tokenStart) || tokenStart < 0) throw new KernelInputError(`tokenStart must be ≥ 0, got ${tokenStart}`);
+    validateSealedBlocks(this.layout, tokenStart, latent, rope);
     this.#ensureCapacity(tokenStart + latent.rows);
     const w = this.#words[layer];
     const r = this.#regions;
@@ -112,16 +111,14 @@ export class LatentCacheCpu implements LatentCache {
         out.set(this.#tails[layer].subarray((tok - this.#sealedLength) * ts, (tok - this.#sealedLength + 1) * ts), o);
         continue;
       }
-      for (let grp = 0; grp < L.latentGroupsPerToken; grp++) {
-        const sz = w[r.latentScales + tok * L.latentGroupsPerToken + grp];
-        const s = halfToNumber(sz & 0xffff);
-        const z = halfToNumber(sz >>> 16);
-        for (let k = 0; k < L.latentGroup; k++) {
-          const c = grp * L.latentGroup + k;
-          const e = tok * g.latentWidth + c;
-          const q = (w[r.latentCodes + Math.floor(e / lvpw)] >>> ((e % lvpw) * lb)) & lmask;
-          out[o + c] = q * s + z;
-        }
+      // Token axis: one word per g channels of this token; channel axis: one word per channel of its g-token group.
+      const channelAxis = L.latentAxis === "channel";
+      const szBase = r.latentScales + (channelAxis ? Math.floor(tok / L.latentGroup) * g.latentWidth : tok * L.latentGroupsPerToken);
+      for (let c = 0; c < g.latentWidth; c++) {
+        const sz = w[szBase + (channelAxis ? c : Math.floor(c / L.latentGroup))];
+        const e = tok * g.latentWidth + c;
+        const q = (w[r.latentCodes + Math.floor(e / lvpw)] >>> ((e % lvpw) * lb)) & lmask;
+        out[o + c] = q * halfToNumber(sz & 0xffff) + halfToNumber(sz >>> 16);
       }
       for (let kv = 0; kv < g.kvHeads; kv++) {
         let s = 0;

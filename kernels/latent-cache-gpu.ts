@@ -77,8 +77,7 @@ export class LatentCacheGpu implements LatentCache {
 
   writeSealed(layer: number, tokenStart: number, latent: QuantizedBlock, rope: QuantizedBlock): void {
     checkLayer(layer, this.layers);
-    const rows = validateSealedBlocks(this.layout, latent, rope);
-    if (!Number.isInteger(tokenStart) || tokenStart < 0) throw new KernelInputError(`tokenStart must be ≥ 0, got ${tokenStart}`);
+    const rows = validateSealedBlocks(this.layout, tokenStart, latent, rope);
     this.#ensureCapacity(tokenStart + rows);
     const q = this.ctx.device.queue;
     const buf = this.#layerBuffers[layer];

@@ -48,11 +48,13 @@ export function createMlaAttentionSplitProgram(layout: CacheLayout): KernelProgr
   const cpt = Math.ceil(g.latentWidth / SPLIT_WORKGROUP);
   // Channel tile for the q̃ slice in workgroup memory: HB·spaces·TILE·4 B ≤ 4 KiB.
   const tile = g.latentWidth % 64 === 0 ? 64 : 32;
-  // Every thread owns CPT whole channels inside one quantization group and one or more whole code words.
-  const aligned = g.latentWidth % SPLIT_WORKGROUP === 0 && (cpt & (cpt - 1)) === 0 && layout.latentGroup % cpt === 0;
+  // Every thread owns CPT whole channels inside one quantization group and one or more whole code words. Channel-axis
+  // caches have one scale per channel, so they take the per-element path.
+  const aligned =
+    layout.latentAxis === "token" && g.latentWidth % SPLIT_WORKGROUP === 0 && (cpt & (cpt - 1)) === 0 && layout.latentGroup % cpt === 0;
   const cacheHint = [
     `h${g.heads}`, `kv${g.kvHeads}`, `r${g.ropeDims}`, `dc${g.latentWidth}`, `s${g.spaces}`,
-    `lb${layout.encoding.latentBits}`, `lg${layout.latentGroup}`, `rb${layout.ropeBits}`,
+    `lb${layout.encoding.latentBits}`, `lg${layout.latentGroup}`, `ax${layout.latentAxis[0]}`, `rb${layout.ropeBits}`,
     `hb${hb}`, `t${tile}`, `a${aligned ? 1 : 0}`, `wg${SPLIT_WORKGROUP}`,
   ].join("-");
   return {
@@ -248,9 +250,8 @@ ${lines((h) => `    var s${h} = sr[${h}];`)}
           let wBase = P.latCodesOff + (j * DC + c0) / LVPW;
           for (var w = 0u; w < TILE / LVPW; w++) {
             let word = cache[wBase + w];
-            let sz = latentScaleZero(j, c0 + w * LVPW);
-            for (var k = 0u; k < LVPW; k++) {
-              let x = f32((word >> (k * LBITS)) & LMASK) * sz.x + sz.y;
+${layout.latentAxis === "token" ? "            let sz = latentScaleZero(j, c0 + w * LVPW);\n" : ""}            for (var k = 0u; k < LVPW; k++) {
+${layout.latentAxis === "token" ? "" : "              let sz = latentScaleZero(j, c0 + w * LVPW + k);\n"}              let x = f32((word >> (k * LBITS)) & LMASK) * sz.x + sz.y;
               let ci = qRow + w * LVPW + k;
 ${lines((h) => `              s${h} += qTile[${h}u * ST + ci] * x;`)}
             }

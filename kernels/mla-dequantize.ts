@@ -22,7 +22,7 @@ export function createMlaDequantizeProgram(layout: CacheLayout): KernelProgram {
   const g = layout.geometry;
   return {
     name: "mla-dequantize",
-    cacheHint: `kv${g.kvHeads}-r${g.ropeDims}-dc${g.latentWidth}-lb${layout.encoding.latentBits}-lg${layout.latentGroup}-rb${layout.ropeBits}-wg${DEQUANT_WORKGROUP}`,
+    cacheHint: `kv${g.kvHeads}-r${g.ropeDims}-dc${g.latentWidth}-lb${layout.encoding.latentBits}-lg${layout.latentGroup}-ax${layout.latentAxis[0]}-rb${layout.ropeBits}-wg${DEQUANT_WORKGROUP}`,
     workgroupSize: DEQUANT_WORKGROUP,
     getShaderSource: (features) => `${shaderPreamble(features)}
 ${dequantUniforms.wgsl}

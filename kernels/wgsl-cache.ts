@@ -1,4 +1,4 @@
-// WGSL that reads the stored cache layout (docs/codec.md, token axis): packed latent codes, fp16 scale|zero words,
+// WGSL that reads the stored cache layout (docs/codec.md, either latent axis): packed latent codes, fp16 scale|zero words,
 // rope keys (fp16 pairs or int8/int4 codes with a per-KV-head scale|zero), the bit-packed modality and the f32 tail.
 //
 // u32 word w of the latent codes holds elements e = w·(32/b) … w·(32/b)+32/b−1 of the row-major [token][D_c] index,
@@ -83,7 +83,7 @@ ${b.modality === undefined ? "" : `@group(0) @binding(${b.modality}) var<storage
 ${fp16PairWgsl(features)}
 /** (scale, zero) of the latent group holding channel c of a sealed token. */
 fn latentScaleZero(tok: u32, c: u32) -> vec2<f32> {
-  return fp16Pair(cache[P.latSzOff + tok * LGPT + c / LG]);
+  ${layout.latentAxis === "token" ? "return fp16Pair(cache[P.latSzOff + tok * LGPT + c / LG]);" : "return fp16Pair(cache[P.latSzOff + (tok / LG) * DC + c]);"}
 }
 
 fn latentAt(tok: u32, c: u32) -> f32 {

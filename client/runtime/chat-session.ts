@@ -256,9 +256,9 @@ export class ChatSession {
     const quantizer = raw ? null : codecSlotQuantizer(this.model.codec, o.codec, { latentWidth, ropeWidth, ropeDims: spec.ropeDims });
     this.sealing = new SlotSealing(spec.layers, o.chunkTokens, latentWidth, ropeWidth, quantizer);
     if (this.attention instanceof MlaKernelAttentionBackend) this.attention.destroy();
-    this.choice = chooseDecoder(this.model.kernels, w, o.codec, raw);
+    this.choice = chooseDecoder(this.model.kernels, w, o.codec, raw, o.chunkTokens);
     if (this.choice.path === "kernels" && this.model.kernels !== null) {
-      this.attention = new MlaKernelAttentionBackend(w, this.model.kernels, sharedCacheLayout(this.model.kernels, w, o.codec), this.sealing);
+      this.attention = new MlaKernelAttentionBackend(w, this.model.kernels, sharedCacheLayout(this.model.kernels, w, o.codec, o.chunkTokens), this.sealing);
       this.decoder = new DecoderSession(w.config, w.shell, this.attention, { defaultImageGrid: this.model.imageGrid });
     } else {
       const { session, backend } = createMlaSession(w, "absorbed", { defaultImageGrid: this.model.imageGrid, sealing: this.sealing });

@@ -30,27 +30,27 @@ export async function createDecoderKernels(options: GpuContextOptions = {}): Pro
 }
 
 /** What a session of `model` with `codec` decodes with. */
-export function chooseDecoder(kernels: MlaBackend | null, model: MlaModelWeights, codec: CodecParams, raw: boolean): DecoderChoice {
+export function chooseDecoder(kernels: MlaBackend | null, model: MlaModelWeights, codec: CodecParams, raw: boolean, chunkTokens: number): DecoderChoice {
   if (kernels === null) return { kind: "cpu", path: "reference", fallback: "no attention kernels (no WebGPU adapter)" };
-  const why = kernelUnsupportedReason(model, codec, raw);
+  const why = kernelUnsupportedReason(model, codec, raw, chunkTokens);
   if (why !== null) return { kind: "cpu", path: "reference", fallback: why };
   return { kind: kernels.kind, path: "kernels", fallback: null };
 }
 
 const layouts = new WeakMap<MlaBackend, Map<string, CacheLayout>>();
 
-/** One layout object per (kernels, model geometry, codec): the kernels keep one runner (pipelines, scratch) per layout. */
-export function sharedCacheLayout(kernels: MlaBackend, model: MlaModelWeights, codec: CodecParams): CacheLayout {
+/** One layout object per (kernels, model geometry, codec, chunk): the kernels keep one runner (pipelines, scratch) per layout. */
+export function sharedCacheLayout(kernels: MlaBackend, model: MlaModelWeights, codec: CodecParams, chunkTokens: number): CacheLayout {
   let byKey = layouts.get(kernels);
   if (!byKey) {
     byKey = new Map();
     layouts.set(kernels, byKey);
   }
   const c = model.config;
-  const key = JSON.stringify([c.numHeads, c.numKvHeads, c.headDim, model.ropeDims, model.dKv, model.latentSpaces, codec.bits, codec.group, codec.rope]);
+  const key = JSON.stringify([c.numHeads, c.numKvHeads, c.headDim, model.ropeDims, model.dKv, model.latentSpaces, codec.bits, codec.group, codec.axis, codec.axis === "channel" ? chunkTokens : 0, codec.rope]);
   let layout = byKey.get(key);
   if (!layout) {
-    layout = kernelCacheLayout(model, codec);
+    layout = kernelCacheLayout(model, codec, chunkTokens);
     byKey.set(key, layout);
   }
   return layout;

@@ -25,11 +25,14 @@ export class KernelAttentionError extends Error {
 }
 
 /** Why the kernels cannot hold this model's cache with this codec (null when they can). */
-export function kernelUnsupportedReason(model: MlaModelWeights, codec: CodecParams, raw: boolean): string | null {
+export function kernelUnsupportedReason(model: MlaModelWeights, codec: CodecParams, raw: boolean, chunkTokens: number): string | null {
   const D = model.dKv * model.config.numKvHeads;
   if (raw) return "lossless (raw) storage keeps every token in the f32 tail, which the kernels' cache bounds to one slot";
-  if (codec.axis !== "token") return "the kernels read token-axis latent groups only (this session's codec is channel-axis)";
   if (D % 32 !== 0) return `the kernels need D_c = n_kv·d_kv to be a multiple of 32, this model's is ${D}`;
+  const g = latentGroup(codec, chunkTokens);
+  if (codec.axis === "channel" && (D % g !== 0 || (g & (g - 1)) !== 0)) {
+    return `channel-axis groups of ${g} tokens need a power of two dividing D_c = ${D}`;
+  }
   if (model.config.numHeads % model.config.numKvHeads !== 0) return "n_h must be a multiple of n_kv";
   const rw = model.config.numKvHeads * model.ropeDims;
   const bits = codec.rope === "fp16" ? 16 : codec.rope === "int8" ? 8 : 4;
@@ -37,12 +40,17 @@ export function kernelUnsupportedReason(model: MlaModelWeights, codec: CodecPara
   return null;
 }
 
-/** The kernels' cache layout of a model's latent cache sealed with `codec`. */
-export function kernelCacheLayout(model: MlaModelWeights, codec: CodecParams): CacheLayout {
+/** The latent group the sealed chunks carry: channel-axis groups span tokens, so a chunk caps them at its rows. */
+function latentGroup(codec: CodecParams, chunkTokens: number): number {
+  return codec.axis === "channel" ? Math.min(codec.group, chunkTokens) : codec.group;
+}
+
+/** The kernels' cache layout of a model's latent cache sealed with `codec` in chunks of `chunkTokens`. */
+export function kernelCacheLayout(model: MlaModelWeights, codec: CodecParams, chunkTokens: number): CacheLayout {
   const c = model.config;
   return cacheLayout(
     { heads: c.numHeads, kvHeads: c.numKvHeads, ropeDims: model.ropeDims, latentWidth: model.dKv * c.numKvHeads, headDim: c.headDim, spaces: model.latentSpaces },
-    { latentBits: codec.bits as LatentBits, latentGroup: codec.group, rope: codec.rope as RopeEncoding },
+    { latentBits: codec.bits as LatentBits, latentGroup: latentGroup(codec, chunkTokens), latentAxis: codec.axis, rope: codec.rope as RopeEncoding },
   );
 }
 

@@ -65,8 +65,8 @@ function recomputeDecoder(model: ChatModel, codec: CodecParams, chunkTokens: num
   const spec = model.spec;
   const dims = { latentWidth: spec.kvHeads * spec.dKv, ropeWidth: spec.kvHeads * spec.ropeDims, ropeDims: spec.ropeDims };
   const sealing = new SlotSealing(spec.layers, chunkTokens, dims.latentWidth, dims.ropeWidth, codecSlotQuantizer(model.codec, codec, dims));
-  if (model.kernels !== null && chooseDecoder(model.kernels, w, codec, false).path === "kernels") {
-    const attention = new MlaKernelAttentionBackend(w, model.kernels, sharedCacheLayout(model.kernels, w, codec), sealing);
+  if (model.kernels !== null && chooseDecoder(model.kernels, w, codec, false, chunkTokens).path === "kernels") {
+    const attention = new MlaKernelAttentionBackend(w, model.kernels, sharedCacheLayout(model.kernels, w, codec, chunkTokens), sealing);
     return { session: new DecoderSession(w.config, w.shell, attention, { defaultImageGrid: model.imageGrid }), dispose: () => attention.destroy() };
   }
   return { session: createMlaSession(w, "absorbed", { defaultImageGrid: model.imageGrid, sealing }).session, dispose: () => undefined };

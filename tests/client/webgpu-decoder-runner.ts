@@ -77,7 +77,7 @@ try {
   const V = w.config.vocabSize;
   for (const c of cases.slice(0, 4)) {
     const ref = createMlaSession(w, "absorbed", { defaultImageGrid: cpuModel.imageGrid, sealing: sealing() }).session;
-    const gpuAttention = new MlaKernelAttentionBackend(w, kernels, sharedCacheLayout(kernels, w, CODEC), sealing());
+    const gpuAttention = new MlaKernelAttentionBackend(w, kernels, sharedCacheLayout(kernels, w, CODEC, C), sealing());
     const dev = new DecoderSession(w.config, w.shell, gpuAttention, { defaultImageGrid: cpuModel.imageGrid });
     const embeds = runVisionTower(fx.vision, patchesFromU8(base64ToBytes(c.patches_u8)));
     const first = [...imagePrefixTokens(fx.tokenizer, 16), ...fx.tokenizer.encode(c.turns[0].question)];

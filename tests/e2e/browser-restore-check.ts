@@ -115,7 +115,7 @@ export async function runLogitsCheck(model: ChatModel, cases: readonly CheckCase
       rest.push(...tok.encode(c.answers[i]), model.template.tokens.end);
     });
     const ref = createMlaSession(w, "absorbed", { defaultImageGrid: model.imageGrid, sealing: sealing() }).session;
-    const attention = new MlaKernelAttentionBackend(w, kernels, sharedCacheLayout(kernels, w, codec), sealing());
+    const attention = new MlaKernelAttentionBackend(w, kernels, sharedCacheLayout(kernels, w, codec, C), sealing());
     const gpu = new DecoderSession(w.config, w.shell, attention, { defaultImageGrid: model.imageGrid });
     const a = [ref.append(turn.ids, { imageEmbeds: embeds, logits: "all" })];
     const b = [await gpu.appendAsync(turn.ids, { imageEmbeds: embeds, logits: "all" })];

@@ -78,7 +78,7 @@ export function buildCaseData(c: KernelCase): CaseData {
   for (let start = 0; start < sealedLength; start += PAGE_TOKENS) {
     const lat = latent.subarray(start * dc, (start + PAGE_TOKENS) * dc);
     const rp = rope.subarray(start * rw, (start + PAGE_TOKENS) * rw);
-    const latBlock = quantizeBlock(lat, PAGE_TOKENS, dc, c.encoding.latentBits, c.encoding.latentGroup, "token");
+    const latBlock = quantizeBlock(lat, PAGE_TOKENS, dc, c.encoding.latentBits, c.encoding.latentGroup, c.encoding.latentAxis ?? "token");
     const ropeBlock: QuantizedBlock =
       rw === 0
         ? { ...fp16Block(rp, PAGE_TOKENS, 0), bits: layout.ropeBits }

@@ -58,6 +58,9 @@ export const KERNEL_CASES: readonly KernelCase[] = [
   { name: "qwen dc256 int2 g32 int4-rope L=128 image only", geometry: qwenGeometry(256), encoding: { latentBits: 2, latentGroup: 32, rope: "int4" }, length: 128, queryCount: 1, modality: "image", seed: 6 },
   { name: "qwen dc256 append 37 @ L=300", geometry: qwenGeometry(256), encoding: int4, length: 300, queryCount: 37, modality: "spans", seed: 7 },
   { name: "single space n_h=4 n_kv=4 dc64 int8 append 70 @ L=150", geometry: { heads: 4, kvHeads: 4, ropeDims: 8, latentWidth: 64, headDim: 64, spaces: 1 }, encoding: { latentBits: 8, latentGroup: 64, rope: "fp16" }, length: 150, queryCount: 70, modality: "text", seed: 8 },
+  // Channel-axis (KIVI-style) latent groups: one scale per channel per g tokens.
+  { name: "qwen dc256 int4 channel-axis g64 L=200 spans", geometry: qwenGeometry(256), encoding: { ...int4, latentAxis: "channel" }, length: 200, queryCount: 1, modality: "spans", seed: 9, initialCapacity: 64 },
+  { name: "qwen dc128 int2 channel-axis g32 fp16-rope append 20 @ L=150", geometry: qwenGeometry(128), encoding: { latentBits: 2, latentGroup: 32, latentAxis: "channel", rope: "fp16" }, length: 150, queryCount: 20, modality: "interleaved", seed: 10 },
   ...[11, 12, 13].map((seed, i): KernelCase => ({
     name: `random geometry #${seed}`,
     ...randomGeometry(seed),

@@ -5,7 +5,7 @@ import { mlaAttentionRef } from "../../kernels/mla-attention.ref.ts";
 import { dequantizeBlockRef } from "../../kernels/mla-dequantize.ref.ts";
 import { createCpuBackend, createMlaBackend } from "../../kernels/backend.ts";
 import { cacheLayout, type MlaGeometry } from "../../kernels/geometry.ts";
-import { GeometryError, KernelInputError, UnsupportedLayoutError } from "../../kernels/errors.ts";
+import { GeometryError, KernelInputError } from "../../kernels/errors.ts";
 import { referenceCodec } from "../../format/codec/reference.ts";
 import { splitWorkgroupBytes } from "../../kernels/mla-attention-split.ts";
 import { planSplits } from "../../kernels/mla-attention.ts";
@@ -155,9 +155,26 @@ describe("input validation", () => {
   const r = Float32Array.from({ length: 64 * 128 }, () => rnd());
   const rope = quantizeBlock(r, 64, 128, 8, 32, "token");
 
-  it("should reject channel-axis latent chunks with UnsupportedLayoutError", () => {
+  it("should reject a latent block whose axis is not the cache's", () => {
     const cache = createCpuBackend().createCache(layout, { layers: 1 });
-    expect(() => cache.writeSealed(0, 0, quantizeBlock(x, 64, 256, 4, 64, "channel"), rope)).toThrow(UnsupportedLayoutError);
+    expect(() => cache.writeSealed(0, 0, quantizeBlock(x, 64, 256, 4, 64, "channel"), rope)).toThrow(/channel-axis; this cache stores token-axis/);
+    const channelCache = createCpuBackend().createCache(cacheLayout(qwenGeometry(256), { latentBits: 4, latentGroup: 64, latentAxis: "channel", rope: "int8" }), { layers: 1 });
+    expect(() => channelCache.writeSealed(0, 0, quantizeBlock(x, 64, 256, 4, 64, "token"), rope)).toThrow(KernelInputError);
+  });
+
+  it("should reject channel-axis blocks that do not start and end on a token-group boundary", () => {
+    const channel32 = cacheLayout(qwenGeometry(256), { latentBits: 4, latentGroup: 32, latentAxis: "channel", rope: "int8" });
+    const cache = createCpuBackend().createCache(channel32, { layers: 1 });
+    const x32 = x.subarray(0, 32 * 256);
+    const rope32 = quantizeBlock(r.subarray(0, 32 * 128), 32, 128, 8, 32, "token");
+    expect(() => cache.writeSealed(0, 16, quantizeBlock(x32, 32, 256, 4, 32, "channel"), rope32)).toThrow(/32-token group boundary/);
+    expect(() => cache.writeSealed(0, 32, quantizeBlock(x32, 32, 256, 4, 32, "channel"), rope32)).not.toThrow();
+  });
+
+  it("should take a channel-axis group as the blocks' effective group (a power of two ≤ 128)", () => {
+    expect(cacheLayout(qwenGeometry(256), { latentBits: 4, latentGroup: 16, latentAxis: "channel", rope: "int8" }).latentGroupsPerToken).toBe(16);
+    expect(() => cacheLayout(qwenGeometry(256), { latentBits: 4, latentGroup: 16, rope: "int8" })).toThrow(GeometryError);
+    expect(() => cacheLayout(qwenGeometry(256), { latentBits: 4, latentGroup: 48, latentAxis: "channel", rope: "int8" })).toThrow(/power of two/);
   });
 
   it("should reject blocks whose bits or group differ from the cache encoding", () => {

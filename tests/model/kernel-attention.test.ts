@@ -1,6 +1,7 @@
 // The decoder's async loop over the attention kernels (model/mla/kernel-attention.ts), in process on the kernels' f32
 // CPU fallback: logits track the f64 CPU reference (same slot sealing) through a causal prefill block and decode steps;
-// a truncation inside a sealed slot unseals it and decodes the same tokens again bit-identically; the synchronous
+// (token- and channel-axis codecs); a truncation inside a sealed slot unseals it and decodes the same tokens again
+// bit-identically; the synchronous
 // `append` refuses an async backend; unsupported sessions fall back to the CPU reference with a reason.
 
 import { beforeAll, describe, expect, it } from "vitest";
@@ -18,6 +19,8 @@ import { demoChatModel, fullRankChatModel, readEvalCases, tinyFixture, type Eval
 import { relativeError } from "./helpers.ts";
 
 const CODEC: CodecParams = { bits: 4, group: 32, axis: "token", rope: "int8" };
+/** KIVI-style: one scale per latent channel per slot of C tokens (the effective group is min(32, C)). */
+const CHANNEL_CODEC: CodecParams = { bits: 4, group: 32, axis: "channel", rope: "int8" };
 const C = 8;
 let model: ChatModel;
 let cases: EvalCase[];
@@ -27,15 +30,15 @@ beforeAll(async () => {
   cases = await readEvalCases(3);
 });
 
-function sealing(m: ChatModel): SlotSealing {
+function sealing(m: ChatModel, codec = CODEC): SlotSealing {
   const s = m.spec;
   const dims = { latentWidth: s.kvHeads * s.dKv, ropeWidth: s.kvHeads * s.ropeDims, ropeDims: s.ropeDims };
-  return new SlotSealing(s.layers, C, dims.latentWidth, dims.ropeWidth, codecSlotQuantizer(m.codec, CODEC, dims));
+  return new SlotSealing(s.layers, C, dims.latentWidth, dims.ropeWidth, codecSlotQuantizer(m.codec, codec, dims));
 }
 
-function kernelDecoder(m: ChatModel): { session: DecoderSession; attention: MlaKernelAttentionBackend } {
+function kernelDecoder(m: ChatModel, codec = CODEC): { session: DecoderSession; attention: MlaKernelAttentionBackend } {
   const w = m.weights;
-  const attention = new MlaKernelAttentionBackend(w, createCpuBackend(), kernelCacheLayout(w, CODEC), sealing(m), { initialCapacity: 64 });
+  const attention = new MlaKernelAttentionBackend(w, createCpuBackend(), kernelCacheLayout(w, codec, C), sealing(m, codec), { initialCapacity: 64 });
   return { session: new DecoderSession(w.config, w.shell, attention, { defaultImageGrid: m.imageGrid }), attention };
 }
 
@@ -68,6 +71,16 @@ describe("MLA attention through the kernels", () => {
     }
   });
 
+  it("should track the f64 CPU reference with a channel-axis codec (per-channel scales over each slot)", async () => {
+    const { first, rest, embeds } = await sequence(cases[0]);
+    const ref = createMlaSession(model.weights, "absorbed", { defaultImageGrid: model.imageGrid, sealing: sealing(model, CHANNEL_CODEC) }).session;
+    const { session, attention } = kernelDecoder(model, CHANNEL_CODEC);
+    expect(attention.cache.layout.latentAxis).toBe("channel");
+    expect(relativeError(await session.appendAsync(first, { imageEmbeds: embeds, logits: "all" }), ref.append(first, { imageEmbeds: embeds, logits: "all" }))).toBeLessThan(1e-4);
+    for (const t of rest) expect(relativeError(await session.appendAsync([t]), ref.append([t]))).toBeLessThan(1e-4);
+    expect(attention.cache.sealedLength).toBeGreaterThan(0);
+  });
+
   it("should unseal a slot on truncation and decode the dropped tokens again bit-identically", async () => {
     const { first, rest, embeds } = await sequence(cases[0]);
     const { session, attention } = kernelDecoder(model);
@@ -92,11 +105,11 @@ describe("MLA attention through the kernels", () => {
   it("should fall back to the CPU reference, saying why, where the kernels cannot hold the cache", async () => {
     const kernels = createCpuBackend();
     const w = model.weights;
-    expect(chooseDecoder(kernels, w, CODEC, false)).toEqual({ kind: "cpu", path: "kernels", fallback: null });
-    expect(chooseDecoder(null, w, CODEC, false).fallback).toMatch(/no WebGPU adapter/);
-    expect(chooseDecoder(kernels, w, { ...CODEC, axis: "channel" }, false).fallback).toMatch(/token-axis/);
-    expect(chooseDecoder(kernels, w, CODEC, true).fallback).toMatch(/raw/);
+    expect(chooseDecoder(kernels, w, CODEC, false, C)).toEqual({ kind: "cpu", path: "kernels", fallback: null });
+    expect(chooseDecoder(kernels, w, CHANNEL_CODEC, false, C)).toEqual({ kind: "cpu", path: "kernels", fallback: null });
+    expect(chooseDecoder(null, w, CODEC, false, C).fallback).toMatch(/no WebGPU adapter/);
+    expect(chooseDecoder(kernels, w, CODEC, true, C).fallback).toMatch(/raw/);
     const full = await fullRankChatModel(); // D_c = 112
-    expect(chooseDecoder(kernels, full.weights, { ...CODEC, group: 128 }, false).fallback).toMatch(/multiple of 32, this model's is 112/);
+    expect(chooseDecoder(kernels, full.weights, { ...CODEC, group: 128 }, false, C).fallback).toMatch(/multiple of 32, this model's is 112/);
   });
 });
