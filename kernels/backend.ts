@@ -23,6 +23,8 @@ export interface MlaBackend {
   attention(cache: LatentCache, layer: number, q: MlaQueries, opts?: RunOptions): Promise<MlaAttentionOutput>;
   /** f32 rows [latent | rope] of tokens [start, start + count). */
   dequantize(cache: LatentCache, layer: number, start: number, count: number, opts?: RunOptions): Promise<Float32Array>;
+  /** Resolves once every write and dispatch queued so far has finished on the device (timing the upload of a restore). */
+  flush(): Promise<void>;
 }
 
 export class GpuBackend implements MlaBackend {
@@ -55,6 +57,11 @@ export class GpuBackend implements MlaBackend {
   dequantize(cache: LatentCache, layer: number, start: number, count: number, opts: RunOptions = {}): Promise<Float32Array> {
     return dequantizeCacheGpu(this.ctx, asGpu(cache), layer, start, count, opts);
   }
+
+  async flush(): Promise<void> {
+    await this.ctx.device.queue.onSubmittedWorkDone();
+    this.ctx.throwIfFailed();
+  }
 }
 
 export class CpuBackend implements MlaBackend {
@@ -72,6 +79,7 @@ export class CpuBackend implements MlaBackend {
     }
     return c.readRows(layer, start, count);
   }
+  async flush(): Promise<void> {}
 }
 
 function asGpu(cache: LatentCache): LatentCacheGpu {

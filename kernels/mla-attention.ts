@@ -1,6 +1,7 @@
 // Host runner of absorbed MLA attention on the GPU: decode (one query) and append (a causal block of new tokens that
 // are already written to the cache). Pipelines are created once per geometry; scratch buffers (queries, partials,
-// outputs) grow geometrically and are reused across steps.
+// outputs, the readback staging buffer) grow geometrically and are reused across steps, and so are bind groups while
+// the buffers they name stay the same. One step runs at a time per runner: steps share the scratch.
 import { PAGE_TOKENS, queryStride, type CacheLayout } from "./geometry.ts";
 import { KernelInputError } from "./errors.ts";
 import type { GpuContext } from "./gpu-context.ts";
@@ -9,7 +10,7 @@ import { packQueries, validateQueries, type MlaAttentionOutput, type MlaQueries 
 import { createMlaAttentionSplitProgram, headBlock, partialSizes, splitUniforms } from "./mla-attention-split.ts";
 import { combineUniforms, createMlaAttentionCombineProgram, MAX_SPLITS } from "./mla-attention-combine.ts";
 import type { KernelProgram } from "./program.ts";
-import { BufferUsage } from "./gpu-flags.ts";
+import { BufferUsage, MapModeRead } from "./gpu-flags.ts";
 
 export interface MlaAttentionOptions {
   /** Workgroups pass 1 aims for; more splits use more partial traffic. Default 64. */
@@ -39,6 +40,16 @@ interface Scratch {
   out: GPUBuffer;
   splitParams: GPUBuffer;
   combineParams: GPUBuffer;
+  /** MAP_READ copy of `out`, so a step needs no buffer creation at all. */
+  staging: GPUBuffer;
+}
+
+/** Bind groups of one cache layer buffer, valid while its tail/modality buffers and the scratch are the same. */
+interface SplitBinding {
+  readonly tail: GPUBuffer;
+  readonly modality: GPUBuffer;
+  readonly scratch: Scratch;
+  readonly bind: GPUBindGroup;
 }
 
 export class MlaAttentionGpu {
@@ -48,6 +59,10 @@ export class MlaAttentionGpu {
   readonly #targetWorkgroups: number;
   #scratch: Scratch | null = null;
   #scratchFor = { queries: 0, partialRows: 0 };
+  #splitBinds = new WeakMap<GPUBuffer, SplitBinding>();
+  #combineBind: { scratch: Scratch; bind: GPUBindGroup } | null = null;
+  /** Tail of the chain of `run` calls: each waits for the previous one, since they share scratch and staging. */
+  #queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     readonly ctx: GpuContext,
@@ -76,14 +91,30 @@ export class MlaAttentionGpu {
     return this.run(cache, layer, q, opts);
   }
 
-  async run(cache: LatentCacheGpu, layer: number, q: MlaQueries, opts: { poison?: boolean } = {}): Promise<MlaAttentionOutput> {
+  /** Encodes, submits and reads back one step; concurrent calls run one after another. */
+  run(cache: LatentCacheGpu, layer: number, q: MlaQueries, opts: { poison?: boolean } = {}): Promise<MlaAttentionOutput> {
     validateQueries(this.layout.geometry, q);
+    const step = this.#queue.then(() => this.#runNow(cache, layer, q, opts.poison ?? false));
+    this.#queue = step.catch(() => undefined);
+    return step;
+  }
+
+  async #runNow(cache: LatentCacheGpu, layer: number, q: MlaQueries, poison: boolean): Promise<MlaAttentionOutput> {
     const enc = this.ctx.device.createCommandEncoder({ label: "mla-attention" });
-    const { out, outValues, massOffset } = await this.encode(enc, cache, layer, q.queryCount, opts.poison ?? false);
-    this.ctx.device.queue.writeBuffer(this.#scratch!.query, 0, packQueries(this.layout.geometry, q));
+    const { out, outValues, massOffset } = await this.encode(enc, cache, layer, q.queryCount, poison);
+    const s = this.#scratch!;
+    const bytes = outValues * 4;
+    enc.copyBufferToBuffer(out, 0, s.staging, 0, Math.ceil(bytes / 4) * 4);
+    this.ctx.device.queue.writeBuffer(s.query, 0, packQueries(this.layout.geometry, q));
     this.ctx.device.queue.submit([enc.finish()]);
-    const flat = await this.ctx.readFloat32(out, 0, outValues);
-    return unpackOutput(this.layout, q.queryCount, flat, massOffset);
+    await s.staging.mapAsync(MapModeRead, 0, Math.ceil(bytes / 16) * 16);
+    try {
+      this.ctx.throwIfFailed();
+      const flat = new Float32Array(s.staging.getMappedRange(0, Math.ceil(bytes / 16) * 16).slice(0, bytes));
+      return unpackOutput(this.layout, q.queryCount, flat, massOffset);
+    } finally {
+      s.staging.unmap();
+    }
   }
 
   /** Writes queries for `encode` (packed as `packQueries`). */
@@ -92,7 +123,10 @@ export class MlaAttentionGpu {
     this.ctx.device.queue.writeBuffer(this.#scratch!.query, 0, packed);
   }
 
-  /** Records both passes into `enc`; queries must be written (`writeQueries`) before submit. */
+  /**
+   * Records both passes into `enc`; queries must be written (`writeQueries`) before submit. Callers that encode
+   * themselves own the scratch until their submit completes: do not interleave with `run` on the same runner.
+   */
   async encode(
     enc: GPUCommandEncoder,
     cache: LatentCacheGpu,
@@ -138,30 +172,8 @@ export class MlaAttentionGpu {
       this.ctx.poison(s.acc);
       this.ctx.poison(s.out);
     }
-    const d = this.ctx.device;
-    const splitBind = d.createBindGroup({
-      label: "mla-attention-split",
-      layout: split.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: s.splitParams } },
-        { binding: 1, resource: { buffer: s.query } },
-        { binding: 2, resource: { buffer: cache.layerBuffer(layer) } },
-        { binding: 3, resource: { buffer: cache.tailBuffer(layer) } },
-        { binding: 4, resource: { buffer: cache.modalityBuffer } },
-        { binding: 5, resource: { buffer: s.stats } },
-        { binding: 6, resource: { buffer: s.acc } },
-      ],
-    });
-    const combineBind = d.createBindGroup({
-      label: "mla-attention-combine",
-      layout: combine.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: s.combineParams } },
-        { binding: 1, resource: { buffer: s.stats } },
-        { binding: 2, resource: { buffer: s.acc } },
-        { binding: 3, resource: { buffer: s.out } },
-      ],
-    });
+    const splitBind = this.#splitBind(split, s, cache, layer);
+    const combineBind = this.#combineBindFor(combine, s);
     const pass = enc.beginComputePass({ label: "mla-attention" });
     pass.setPipeline(split);
     pass.setBindGroup(0, splitBind);
@@ -177,6 +189,48 @@ export class MlaAttentionGpu {
   destroy(): void {
     if (this.#scratch) for (const b of Object.values(this.#scratch)) b.destroy();
     this.#scratch = null;
+    this.#combineBind = null;
+    this.#splitBinds = new WeakMap();
+  }
+
+  // Bind groups are keyed by the cache's layer buffer, which is replaced (not resized) when the cache grows.
+  #splitBind(split: GPUComputePipeline, s: Scratch, cache: LatentCacheGpu, layer: number): GPUBindGroup {
+    const layerBuffer = cache.layerBuffer(layer);
+    const tail = cache.tailBuffer(layer);
+    const modality = cache.modalityBuffer;
+    const hit = this.#splitBinds.get(layerBuffer);
+    if (hit && hit.tail === tail && hit.modality === modality && hit.scratch === s) return hit.bind;
+    const bind = this.ctx.device.createBindGroup({
+      label: "mla-attention-split",
+      layout: split.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: s.splitParams } },
+        { binding: 1, resource: { buffer: s.query } },
+        { binding: 2, resource: { buffer: layerBuffer } },
+        { binding: 3, resource: { buffer: tail } },
+        { binding: 4, resource: { buffer: modality } },
+        { binding: 5, resource: { buffer: s.stats } },
+        { binding: 6, resource: { buffer: s.acc } },
+      ],
+    });
+    this.#splitBinds.set(layerBuffer, { tail, modality, scratch: s, bind });
+    return bind;
+  }
+
+  #combineBindFor(combine: GPUComputePipeline, s: Scratch): GPUBindGroup {
+    if (this.#combineBind?.scratch === s) return this.#combineBind.bind;
+    const bind = this.ctx.device.createBindGroup({
+      label: "mla-attention-combine",
+      layout: combine.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: s.combineParams } },
+        { binding: 1, resource: { buffer: s.stats } },
+        { binding: 2, resource: { buffer: s.acc } },
+        { binding: 3, resource: { buffer: s.out } },
+      ],
+    });
+    this.#combineBind = { scratch: s, bind };
+    return bind;
   }
 
   #ensureScratch(queries: number, partialRows: number): void {
@@ -189,20 +243,22 @@ export class MlaAttentionGpu {
     const ps = partialSizes(this.layout);
     const uniformBuffer = (label: string, bytes: number): GPUBuffer =>
       this.ctx.device.createBuffer({ label, size: bytes, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+    const outBytes = Math.ceil((nq * g.spaces * g.heads * (g.latentWidth + 1) * 4) / 16) * 16;
     this.#scratch = {
       query: this.ctx.storageBuffer("mla-attention-query", nq * queryStride(g) * 4),
       stats: this.ctx.storageBuffer("mla-attention-stats", rows * ps.stats * 4),
       acc: this.ctx.storageBuffer("mla-attention-acc", rows * ps.acc * 4),
-      out: this.ctx.storageBuffer("mla-attention-out", nq * g.spaces * g.heads * (g.latentWidth + 1) * 4),
+      out: this.ctx.storageBuffer("mla-attention-out", outBytes),
       splitParams: old?.splitParams ?? uniformBuffer("mla-attention-split-params", splitUniforms.byteLength),
       combineParams: old?.combineParams ?? uniformBuffer("mla-attention-combine-params", combineUniforms.byteLength),
+      staging: this.ctx.device.createBuffer({ label: "mla-attention-staging", size: outBytes, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }),
     };
     if (old) {
       // Carry queries already written for this step over to the grown buffer.
       const enc = this.ctx.device.createCommandEncoder({ label: "mla-attention-scratch-grow" });
       enc.copyBufferToBuffer(old.query, 0, this.#scratch.query, 0, Math.min(old.query.size, this.#scratch.query.size));
       this.ctx.device.queue.submit([enc.finish()]);
-      for (const b of [old.query, old.stats, old.acc, old.out]) b.destroy();
+      for (const b of [old.query, old.stats, old.acc, old.out, old.staging]) b.destroy();
     }
     this.#scratchFor = { queries: nq, partialRows: rows };
   }

@@ -3,7 +3,7 @@
 // fill), the partial last slot as f32 tail rows — and the absorbed attention runs as one causal append dispatch per
 // block and layer (decode = a block of one). Projections and W_uv stay on the host (block-projections.ts).
 
-import { GpuBackend, type MlaBackend } from "../../kernels/backend.ts";
+import type { MlaBackend } from "../../kernels/backend.ts";
 import { cacheLayout, type CacheLayout, type LatentBits, type RopeEncoding } from "../../kernels/geometry.ts";
 import type { LatentCache } from "../../kernels/latent-cache.ts";
 import type { CodecParams, QuantizedBlock } from "../../format/codec/types.ts";
@@ -54,15 +54,6 @@ export function kernelCacheLayout(model: MlaModelWeights, codec: CodecParams, ch
   );
 }
 
-/** One in-flight kernel call per MlaBackend: runners share scratch buffers between the sessions of a model. */
-const queues = new WeakMap<MlaBackend, Promise<unknown>>();
-function serialised<T>(kernels: MlaBackend, task: () => Promise<T>): Promise<T> {
-  const prev = queues.get(kernels) ?? Promise.resolve();
-  const next = prev.then(task, task);
-  queues.set(kernels, next.catch(() => undefined));
-  return next;
-}
-
 export interface KernelAttentionOptions {
   /** Initial token capacity of the cache (grows by doubling). Default 1024. */
   readonly initialCapacity?: number;
@@ -108,7 +99,7 @@ export class MlaKernelAttentionBackend implements AttentionBackend {
     if (layer === 0) this.recordModality(start, block.modality);
     this.writeRows(layer, start, Float32Array.from(proj.latent), Float32Array.from(proj.kRope), n);
     const queries = absorbedQueries(this.model, layer, proj.q, n);
-    const result = await serialised(this.kernels, () => this.kernels.attention(this.cache, layer, queries));
+    const result = await this.kernels.attention(this.cache, layer, queries);
     const { numHeads: nh, headDim: dh, hiddenSize: d } = this.model.config;
     const o = new Float64Array(n * nh * dh);
     headOutputs(this.model, layer, result, o);
@@ -143,7 +134,7 @@ export class MlaKernelAttentionBackend implements AttentionBackend {
 
   /** Waits until every queued write reached the device (restore timing: the GPU upload stage). */
   async flush(): Promise<void> {
-    if (this.kernels instanceof GpuBackend) await this.kernels.ctx.device.queue.onSubmittedWorkDone();
+    await this.kernels.flush();
   }
 
   /** The cache as the kernels read it (sealed slots dequantized by the dequantize kernel), every layer. */
@@ -156,7 +147,7 @@ export class MlaKernelAttentionBackend implements AttentionBackend {
       const latent = new Float32Array(n * D);
       const kRope = new Float32Array(n * R);
       if (n > 0) {
-        const rows = await serialised(this.kernels, () => this.kernels.dequantize(this.cache, l, 0, n));
+        const rows = await this.kernels.dequantize(this.cache, l, 0, n);
         for (let t = 0; t < n; t++) {
           latent.set(rows.subarray(t * (D + R), t * (D + R) + D), t * D);
           kRope.set(rows.subarray(t * (D + R) + D, (t + 1) * (D + R)), t * R);

@@ -1,7 +1,7 @@
 // Pass criteria shared by every backend's test: relative error vs the f64 reference, and structural checks.
 import { expect } from "vitest";
 import type { KernelCase } from "./cases.ts";
-import type { CaseResult, SessionResult } from "./harness.ts";
+import type { CaseResult, ConcurrentResult, SessionResult } from "./harness.ts";
 
 /** Relative error bound on dequantized inputs (issue acceptance criterion). */
 export const MAX_RELATIVE_ERROR = 1e-4;
@@ -21,6 +21,12 @@ export function expectCaseResult(c: KernelCase, r: CaseResult | { name: string; 
   if (c.geometry.spaces === 2 && c.modality === "image") expect(r.massTotal[0]).toBe(0);
   // In-place growth: O(log) reallocations, never one per chunk.
   expect(r.reallocations).toBeLessThanOrEqual(Math.ceil(Math.log2(Math.max(1, r.capacity / 64))));
+}
+
+export function expectConcurrentResult(r: ConcurrentResult | undefined): void {
+  expect(r).toBeDefined();
+  expect(r!.calls).toBe(4);
+  expect(r!.worst).toBeLessThanOrEqual(MAX_RELATIVE_ERROR);
 }
 
 export function expectSessionResult(r: SessionResult | undefined): void {

@@ -60,6 +60,45 @@ export async function runCase(backend: MlaBackend, c: KernelCase): Promise<CaseR
   }
 }
 
+export interface ConcurrentResult {
+  /** Attention calls in flight at once. */
+  readonly calls: number;
+  /** Worst relative error of any call's outputs vs its own f64 reference. */
+  readonly worst: number;
+}
+
+/**
+ * Two sessions of one layout (the runner and its scratch are shared) fire four steps without awaiting each other, as
+ * two chats of one page do: each result must be its own session's, not the other's.
+ */
+export async function runConcurrentSteps(backend: MlaBackend, c: KernelCase): Promise<ConcurrentResult> {
+  const datas = [buildCaseData(c), buildCaseData({ ...c, seed: c.seed + 1000 })];
+  const layout = datas[0].layout;
+  const caches = datas.map((d) => {
+    const cache = backend.createCache(layout, { layers: 1, initialCapacity: 64 });
+    for (const ch of d.chunks) cache.writeSealed(0, ch.start, ch.latent, ch.rope);
+    cache.writeTail(0, d.tailLatent, d.tailRope, d.tailRows);
+    cache.writeModality(0, d.modality);
+    cache.commit({ sealedLength: d.sealedLength, length: c.length });
+    return cache;
+  });
+  try {
+    const order = [0, 1, 0, 1];
+    const outs = await Promise.all(order.map((i) => backend.attention(caches[i], 0, datas[i].queries)));
+    const refs = datas.map((d) => mlaAttentionRef(c.geometry, d.dense, d.queries));
+    let worst = 0;
+    outs.forEach((out, k) => {
+      const ref = refs[order[k]];
+      for (let m = 0; m < c.geometry.spaces; m++) {
+        worst = Math.max(worst, relativeError(out.latentOut[m], ref.latentOut[m]), relativeError(out.mass[m], ref.mass[m]));
+      }
+    });
+    return { calls: order.length, worst };
+  } finally {
+    for (const cache of caches) cache.destroy();
+  }
+}
+
 /** Runs every case, catching per-case failures so one broken case does not hide the others. */
 export async function runCases(backend: MlaBackend, cases: readonly KernelCase[]): Promise<Array<CaseResult | { name: string; error: string }>> {
   const results: Array<CaseResult | { name: string; error: string }> = [];

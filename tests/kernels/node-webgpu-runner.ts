@@ -3,7 +3,7 @@
 import { create, globals } from "webgpu";
 import { createGpuBackend } from "../../kernels/backend.ts";
 import { KERNEL_CASES, SESSION_CASE } from "./cases.ts";
-import { runCases, runSessionSteps } from "./harness.ts";
+import { runCases, runConcurrentSteps, runSessionSteps } from "./harness.ts";
 
 Object.assign(globalThis, globals);
 const gpu = create([]) as unknown as GPU;
@@ -17,6 +17,7 @@ try {
   const pipelinesBeforeSession = backend.ctx.pipelineCount;
   // The session reuses a layout the cases compiled already: no new pipeline may appear.
   const session = await runSessionSteps(backend, SESSION_CASE);
+  const concurrent = await runConcurrentSteps(backend, SESSION_CASE);
   const device = backend.ctx.device;
   console.log(
     JSON.stringify({
@@ -26,6 +27,7 @@ try {
       pipelinesBeforeSession,
       results,
       session,
+      concurrent,
     }),
   );
 } catch (e) {

@@ -12,8 +12,8 @@ import { planSplits } from "../../kernels/mla-attention.ts";
 import { MAX_SPLITS } from "../../kernels/mla-attention-combine.ts";
 import { KERNEL_CASES, SESSION_CASE, qwenGeometry } from "./cases.ts";
 import { normalSource, relativeError } from "./case-data.ts";
-import { expectCaseResult, expectSessionResult } from "./expected.ts";
-import { runCase, runSessionSteps } from "./harness.ts";
+import { expectCaseResult, expectConcurrentResult, expectSessionResult } from "./expected.ts";
+import { runCase, runConcurrentSteps, runSessionSteps } from "./harness.ts";
 import { fp16Block, quantizeBlock } from "./pack.ts";
 
 describe("f64 absorbed reference", () => {
@@ -140,6 +140,10 @@ describe("CPU fallback (f32)", () => {
 
   it("should follow a session: decode steps across a chunk seal, then an appended turn", async () => {
     expectSessionResult(await runSessionSteps(backend, SESSION_CASE));
+  });
+
+  it("should give each of four concurrent steps of two sessions its own result", async () => {
+    expectConcurrentResult(await runConcurrentSteps(backend, SESSION_CASE));
   });
 
   it("should be what createMlaBackend picks when WebGPU is absent", async () => {

@@ -3,13 +3,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolve } from "node:path";
 import { KERNEL_CASES } from "./cases.ts";
 import { chromiumAvailable, openInChromium, type BrowserSession } from "./chromium.ts";
-import { expectCaseResult, expectSessionResult } from "./expected.ts";
-import type { CaseResult, SessionResult } from "./harness.ts";
+import { expectCaseResult, expectConcurrentResult, expectSessionResult } from "./expected.ts";
+import type { CaseResult, ConcurrentResult, SessionResult } from "./harness.ts";
 
 // Skipped only when /usr/bin/chromium is missing; CI installs it.
 describe.skipIf(!chromiumAvailable())("MLA kernels in Chromium (WebGPU on SwiftShader)", () => {
   let session: BrowserSession;
-  let out: { adapter: string; results: Array<CaseResult | { name: string; error: string }>; session: SessionResult };
+  let out: { adapter: string; results: Array<CaseResult | { name: string; error: string }>; session: SessionResult; concurrent: ConcurrentResult };
 
   beforeAll(async () => {
     session = await openInChromium(resolve(import.meta.dirname, "browser-entry.ts"));
@@ -29,6 +29,10 @@ describe.skipIf(!chromiumAvailable())("MLA kernels in Chromium (WebGPU on SwiftS
 
   it("should follow a session: decode steps across a chunk seal, then an appended turn", () => {
     expectSessionResult(out.session);
+  });
+
+  it("should give each of four concurrent steps of two sessions its own result", () => {
+    expectConcurrentResult(out.concurrent);
   });
 
   for (const [i, c] of KERNEL_CASES.entries()) {

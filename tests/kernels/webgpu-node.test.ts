@@ -5,8 +5,8 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { KERNEL_CASES } from "./cases.ts";
-import { expectCaseResult, expectSessionResult } from "./expected.ts";
-import type { CaseResult, SessionResult } from "./harness.ts";
+import { expectCaseResult, expectConcurrentResult, expectSessionResult } from "./expected.ts";
+import type { CaseResult, ConcurrentResult, SessionResult } from "./harness.ts";
 
 const ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
 const root = resolve(import.meta.dirname, "../..");
@@ -19,6 +19,7 @@ describe.skipIf(!existsSync(ICD))("MLA kernels on Node WebGPU (SwiftShader)", ()
     pipelinesBeforeSession?: number;
     results: Array<CaseResult | { name: string; error: string }>;
     session?: SessionResult;
+    concurrent?: ConcurrentResult;
     fatal?: string;
   };
   let parsed: Parsed = { adapter: "", pipelines: 0, results: [], fatal: "child did not run" };
@@ -55,6 +56,10 @@ describe.skipIf(!existsSync(ICD))("MLA kernels on Node WebGPU (SwiftShader)", ()
 
   it("should follow a session: decode steps across a chunk seal, then an appended turn", () => {
     expectSessionResult(parsed.session);
+  });
+
+  it("should give each of four concurrent steps of two sessions its own result", () => {
+    expectConcurrentResult(parsed.concurrent);
   });
 
   for (const [i, c] of KERNEL_CASES.entries()) {
