@@ -8,6 +8,7 @@ import { sleep } from "./internal/utils/sleep.ts";
 import { Sessions } from "./resources/sessions.ts";
 import { StoreSessions } from "./resources/store-sessions.ts";
 import type { ChatModel } from "./runtime/chat-model.ts";
+import { TurnReporter, type TelemetryOptions } from "./telemetry/turn-reporter.ts";
 
 export type Fetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
@@ -26,6 +27,11 @@ export interface ClientOptions {
   readonly timeout?: number;
   /** The chat model `sessions.create/open` use when a call names none. */
   readonly model?: ChatModel;
+  /**
+   * Opt-in timing reports to the edge's `POST /v1/telemetry` after every turn (TTFT, TPOT, tokens, restore split and
+   * reuse): `true` or options. Off by default. `client.telemetry.flush()` posts what is queued.
+   */
+  readonly telemetry?: boolean | TelemetryOptions;
 }
 
 export interface RequestOptions {
@@ -48,6 +54,8 @@ export class MlaEdge {
   readonly maxRetries: number;
   readonly timeout: number;
   readonly model: ChatModel | undefined;
+  /** The report queue when `telemetry` is on, else null. */
+  readonly telemetry: TurnReporter | null;
   private readonly fetchImpl: Fetch;
 
   readonly sessions: Sessions;
@@ -79,6 +87,13 @@ export class MlaEdge {
     if (options.fetch === undefined && typeof globalThis.fetch !== "function") throw new Errors.MlaEdgeError("no fetch: pass `fetch` in the client options");
     // browsers throw "Illegal invocation" for a fetch called without `this` = the global object
     this.fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    const t = options.telemetry;
+    this.telemetry =
+      t === undefined || t === false
+        ? null
+        : new TurnReporter(async (batch, token) => {
+            await this.request({ method: "POST", path: "/v1/telemetry", body: batch, token: this.apiKey ?? token, maxRetries: 1 });
+          }, t === true ? {} : t);
     this.sessions = new Sessions(this);
     this.store = { sessions: new StoreSessions(this) };
   }

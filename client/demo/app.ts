@@ -134,7 +134,8 @@ async function main(): Promise<void> {
     ref: { id: "tiny-qwen-vl", conversion: "high-r8-md-svd-dkv16" },
     kernels,
   });
-  const client = createClient({ baseUrl: location.origin, apiKey: cfg.apiKey, model });
+  // Opt-in timing reports: the operator dashboard (/dashboard on the edge) shows the demo's TTFT, TPOT and restores.
+  const client = createClient({ baseUrl: location.origin, apiKey: cfg.apiKey, model, telemetry: true });
   state.samples = (await (await fetch("/samples.json")).json()) as Sample[];
   const refresh = () => renderStats(vision.kind, () => vision.calls);
 

@@ -10,6 +10,7 @@ import { HttpSessionStore } from "../internal/http-store.ts";
 import type { ChatModel } from "../runtime/chat-model.ts";
 import { ChatSession } from "../runtime/chat-session.ts";
 import { checkSessionCodec } from "../runtime/session-cache.ts";
+import type { ClientTurnReport } from "../../format/telemetry/client-report.ts";
 
 export interface SessionCreateParams {
   /** Default: the client's `model`. */
@@ -38,12 +39,22 @@ export class Sessions extends APIResource {
       { spec: model.spec, model: model.ref, codec: params.codec, chunkTokens, ...(params.ttlSeconds !== undefined ? { ttlSeconds: params.ttlSeconds } : {}), ...(params.storage !== undefined ? { storage: params.storage } : {}) },
       { signal: params.signal },
     );
-    return ChatSession.fresh(model, new HttpSessionStore(this._client.store.sessions, created.id, created.token), { codec: params.codec, chunkTokens, storage: params.storage });
+    return ChatSession.fresh(model, new HttpSessionStore(this._client.store.sessions, created.id, created.token), {
+      codec: params.codec,
+      chunkTokens,
+      storage: params.storage,
+      onReport: this.reportSink(created.token),
+    });
   }
 
   /** Restores session `id` with its token: streams its chunks into the decoder cache; no image is re-encoded. */
   async open(id: string, token: string, params: SessionOpenParams = {}): Promise<ChatSession> {
-    return ChatSession.open(this.modelOf(params.model), new HttpSessionStore(this._client.store.sessions, id, token), params.signal);
+    return ChatSession.open(this.modelOf(params.model), new HttpSessionStore(this._client.store.sessions, id, token), params.signal, this.reportSink(token));
+  }
+
+  private reportSink(token: string): ((r: ClientTurnReport) => void) | undefined {
+    const reporter = this._client.telemetry;
+    return reporter ? (r) => reporter.add(r, token) : undefined;
   }
 
   private modelOf(model: ChatModel | undefined): ChatModel {

@@ -7,6 +7,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex, specHashHex } from "../../format/hash/spec-hash.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
 import type { AppendControl, Manifest, MediaSpan, SessionStorage } from "../../format/wire/messages.ts";
+import type { ClientTurnReport } from "../../format/telemetry/client-report.ts";
 import { plannedChunkBytes } from "../../format/chunk/index.ts";
 import { createMlaSession } from "../../model/create-session.ts";
 import { argmaxExcluding, DecoderSession } from "../../model/decoder-session.ts";
@@ -63,6 +64,8 @@ export interface ChatSessionOptions {
   readonly chunkTokens: number;
   /** Default "quantized". */
   readonly storage?: SessionStorage;
+  /** Receives each committed turn's timing report (opt-in client telemetry, client/telemetry/). */
+  readonly onReport?: (report: ClientTurnReport) => void;
 }
 
 /** One macrotask turn (setImmediate in Node: after pending I/O callbacks; setTimeout(0) elsewhere). */
@@ -87,6 +90,8 @@ export class ChatSession {
   private slotBytes = new Map<number, number>();
   private busy = false;
   private lastRestore: RestoreStats | null = null;
+  /** The latest restore until a turn's report carries it. */
+  private unreportedRestore: RestoreStats | null = null;
 
   private constructor(
     readonly model: ChatModel,
@@ -102,7 +107,7 @@ export class ChatSession {
   }
 
   /** Restores a stored session: reads its manifest, streams every chunk into the decoder cache. */
-  static async open(model: ChatModel, store: SessionStore, signal?: AbortSignal): Promise<ChatSession> {
+  static async open(model: ChatModel, store: SessionStore, signal?: AbortSignal, onReport?: (report: ClientTurnReport) => void): Promise<ChatSession> {
     const manifest = await store.manifest(signal);
     const expected = specHashHex(model.spec);
     if (manifest.specHash !== expected) {
@@ -112,7 +117,7 @@ export class ChatSession {
       // same geometry, other weights: the stored latents would be meaningless to this model
       throw new RuntimeError("bad_model", `session ${store.id} holds the cache of ${manifest.model.id} (${manifest.model.conversion}), not of ${model.ref.id} (${model.ref.conversion})`);
     }
-    const s = new ChatSession(model, store, { codec: manifest.codec, chunkTokens: manifest.chunkTokens, storage: manifest.storage });
+    const s = new ChatSession(model, store, { codec: manifest.codec, chunkTokens: manifest.chunkTokens, storage: manifest.storage, onReport });
     s.enter();
     try {
       await s.restoreUnlocked(signal, manifest);
@@ -349,6 +354,7 @@ export class ChatSession {
       uploadMs: kernels ? done.sinkMs + finishMs : 0,
       decoder: this.choice.kind,
     };
+    this.unreportedRestore = this.lastRestore;
     return this.lastRestore;
   }
 
@@ -444,6 +450,7 @@ export class ChatSession {
         kv_bytes: kv.stored,
         kv_bytes_uncompressed: kv.uncompressed,
       };
+      this.report(result.seq, usage, startLength);
       yield { type: "done", message: { role: "assistant", content: template.decode(generated) }, tokenIds: generated, usage };
     } finally {
       // An aborted or failed turn leaves nothing behind: the cache returns to the last committed state.
@@ -455,6 +462,38 @@ export class ChatSession {
       }
       this.busy = false;
     }
+  }
+
+  /**
+   * Hands the turn's report to the telemetry sink. The first turn after a restore carries the restore: its tokens that
+   * this turn attended to as restored (the cache still held them when the turn began) and those it had to prefill again.
+   */
+  private report(seq: number, usage: ChatUsage, startLength: number): void {
+    const sink = this.options.onReport;
+    const restore = this.unreportedRestore;
+    this.unreportedRestore = null;
+    if (!sink) return;
+    const reused = restore ? Math.min(restore.tokens, startLength) : 0;
+    sink({
+      sessionId: this.store.id,
+      turnSeq: seq,
+      ttftMs: usage.ttft_ms,
+      ...(usage.completion_tokens > 1 ? { tpotMs: usage.tpot_ms } : {}),
+      inputTokens: usage.prompt_tokens,
+      outputTokens: usage.completion_tokens,
+      ...(restore
+        ? {
+            restore: {
+              restoredTokens: restore.tokens,
+              reusedTokens: reused,
+              recomputedTokens: 0,
+              fetchMs: restore.fetchMs,
+              decodeMs: restore.decodeMs,
+              uploadMs: restore.uploadMs,
+            },
+          }
+        : {}),
+    });
   }
 
   /** Flattened token-major positions of the tokens [start, start + n) recorded in the cache bridge. */

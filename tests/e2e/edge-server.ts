@@ -10,6 +10,8 @@ import { unstable_startWorker } from "wrangler";
 export interface EdgeServer {
   readonly url: string;
   readonly apiKey: string;
+  /** Bearer key of /metrics and the dashboard data. */
+  readonly operatorKey: string;
   stop(): Promise<void>;
 }
 
@@ -19,8 +21,9 @@ export async function startEdgeServer(): Promise<EdgeServer> {
   Object.assign(process.env, { WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_HIDE_BANNER: "true" });
   const dir = mkdtempSync(join(tmpdir(), "mla-edge-e2e-"));
   const apiKey = `e2e-key-${Math.random().toString(36).slice(2)}`;
+  const operatorKey = `e2e-operator-${Math.random().toString(36).slice(2)}`;
   const envFile = join(dir, "secrets.env");
-  writeFileSync(envFile, `TENANT_KEYS='${JSON.stringify({ e2e: apiKey })}'\nSIGNING_SECRET=e2e-signing-secret-0123456789\n`);
+  writeFileSync(envFile, `TENANT_KEYS='${JSON.stringify({ e2e: apiKey })}'\nSIGNING_SECRET=e2e-signing-secret-0123456789\nOPERATOR_KEY=${operatorKey}\n`);
   const worker = await unstable_startWorker({
     config: join(ROOT, "wrangler.jsonc"),
     envFiles: [envFile],
@@ -31,6 +34,7 @@ export async function startEdgeServer(): Promise<EdgeServer> {
     return {
       url,
       apiKey,
+      operatorKey,
       async stop() {
         await worker.dispose();
         rmSync(dir, { recursive: true, force: true });

@@ -102,6 +102,34 @@ describe("restore from the edge over HTTP", () => {
     expect((await s.chat({ messages: turnMessages(c, 2), maxTokens: 4 })).tokenIds).toEqual(answers[2]);
   });
 
+  it("should report turns and the restore to the edge's /metrics when telemetry is on", async () => {
+    const metric = async (name: string): Promise<number> => {
+      const text = await (await fetch(`${edge.url}/metrics`, { headers: { authorization: `Bearer ${edge.operatorKey}` } })).text();
+      const line = text.split("\n").find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{}`));
+      return line === undefined ? 0 : Number(line.split(" ").pop());
+    };
+    const reporting = createClient({ baseUrl: edge.url, apiKey: edge.apiKey, model: client.model, telemetry: { flushIntervalMs: 60_000 } });
+    const before = { reports: await metric("mla_edge_client_reports_total"), cached: await metric("mla_edge_prompt_tokens_cached_total"), restored: await metric("mla_edge_client_restored_tokens_total") };
+    const c = cases[1];
+    const s = await reporting.sessions.create({ codec: CODEC, chunkTokens: CHUNK_TOKENS });
+    await s.chat({ messages: turnMessages(c, 0), maxTokens: 4 });
+    const reopened = await reporting.sessions.open(s.id, s.token);
+    const restored = reopened.length;
+    const r = await reopened.chat({ messages: turnMessages(c, 1), maxTokens: 4 });
+    expect(r.usage.cached_tokens).toBe(restored);
+    await reporting.telemetry!.flush();
+    expect(reporting.telemetry!.counters).toMatchObject({ sent: 2, dropped: 0 });
+    // the Worker aggregates within its flush delay (250 ms)
+    let reports = 0;
+    for (let i = 0; i < 40 && reports < before.reports + 2; i++) {
+      await new Promise((ok) => setTimeout(ok, 100));
+      reports = await metric("mla_edge_client_reports_total");
+    }
+    expect(reports - before.reports).toBe(2);
+    expect((await metric("mla_edge_client_restored_tokens_total")) - before.restored).toBe(restored);
+    expect((await metric("mla_edge_prompt_tokens_cached_total")) - before.cached).toBe(restored);
+  });
+
   it("should reject a wrong token with AuthenticationError and an unknown session with NotFoundError", async () => {
     const s = await client.sessions.create({ codec: CODEC, chunkTokens: CHUNK_TOKENS });
     await expect(client.sessions.open(s.id, "not-a-token")).rejects.toBeInstanceOf(AuthenticationError);
