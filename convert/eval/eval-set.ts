@@ -1,7 +1,7 @@
 // The fixture's multi-turn eval set (fixtures/tiny-qwen-vl/README.md): one JSON object a line with the image's cell
 // patches (`patches_u8`, base64) and three turns (kind, question, answer).
 
-import { readFile } from "node:fs/promises";
+import { parseJsonlRecords, readTextFile } from "../jsonl-records.ts";
 import { base64ToBytes, patchesFromU8 } from "../../model/vision-tower.ts";
 import { EvalError } from "./errors.ts";
 
@@ -23,34 +23,20 @@ function isTurn(t: unknown): t is EvalTurn {
   return o !== null && typeof o === "object" && typeof o.kind === "string" && typeof o.question === "string" && typeof o.answer === "string";
 }
 
+const fail = (message: string): EvalError => new EvalError("bad_eval_file", message);
+
 /** Parses eval.jsonl text; `limit` keeps the first cases only (the doc matrix uses 100). */
 export function parseEvalSet(text: string, label: string, limit = Infinity): EvalCase[] {
-  const out: EvalCase[] = [];
-  const lines = text.split("\n");
-  for (let i = 0; i < lines.length && out.length < limit; i++) {
-    const line = lines[i].trim();
-    if (line.length === 0) continue;
-    let j: Record<string, unknown>;
-    try {
-      j = JSON.parse(line) as Record<string, unknown>;
-    } catch (e) {
-      throw new EvalError("bad_eval_file", `${label}:${i + 1}: not JSON (${(e as Error).message})`);
-    }
+  const out = parseJsonlRecords(text, label, limit, (j, where): EvalCase => {
     if (typeof j.patches_u8 !== "string" || !Array.isArray(j.turns) || j.turns.length === 0 || !j.turns.every(isTurn)) {
-      throw new EvalError("bad_eval_file", `${label}:${i + 1}: an eval case needs patches_u8 (base64) and turns [{kind, question, answer}]`);
+      throw fail(`${where}: an eval case needs patches_u8 (base64) and turns [{kind, question, answer}]`);
     }
-    out.push({ patches: patchesFromU8(base64ToBytes(j.patches_u8)), turns: j.turns as EvalTurn[] });
-  }
-  if (out.length === 0) throw new EvalError("bad_eval_file", `${label}: no eval cases`);
+    return { patches: patchesFromU8(base64ToBytes(j.patches_u8)), turns: j.turns as EvalTurn[] };
+  }, fail);
+  if (out.length === 0) throw fail(`${label}: no eval cases`);
   return out;
 }
 
 export async function readEvalSet(path: string, limit = Infinity): Promise<EvalCase[]> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (e) {
-    throw new EvalError("bad_eval_file", `cannot read ${path}: ${(e as Error).message}`);
-  }
-  return parseEvalSet(text, path, limit);
+  return parseEvalSet(await readTextFile(path, fail), path, limit);
 }
