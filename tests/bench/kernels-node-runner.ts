@@ -26,6 +26,25 @@ const gpu = create([]) as unknown as GPU;
 // onnxruntime-web's WebGPU EP asks `navigator.gpu` for its device; Node 20 has no navigator.
 Object.defineProperty(globalThis, "navigator", { value: { gpu, userAgent: `node ${process.version}` }, configurable: true });
 
+/**
+ * onnxruntime-web's threaded wasm writes from views of its SharedArrayBuffer memory; dawn.node's writeBuffer rejects
+ * those ("Invalid argument") where browsers accept them, so copy such views into a plain buffer first.
+ */
+function acceptSharedMemoryWrites(queue: GPUQueue): void {
+  const proto = Object.getPrototypeOf(queue) as { writeBuffer: (...args: unknown[]) => void };
+  const original = proto.writeBuffer;
+  proto.writeBuffer = function (this: GPUQueue, buffer: unknown, offset: unknown, data: unknown, ...rest: unknown[]) {
+    if (ArrayBuffer.isView(data) && data.buffer instanceof SharedArrayBuffer) {
+      const copy = new Uint8Array(data.byteLength);
+      copy.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      const unit = data instanceof DataView ? 1 : (data as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
+      const [dataOffset = 0, size] = rest as [number | undefined, number | undefined];
+      return original.call(this, buffer, offset, copy, dataOffset * unit, size === undefined ? undefined : size * unit);
+    }
+    return original.call(this, buffer, offset, data, ...rest);
+  };
+}
+
 let code = 0;
 try {
   const ortDir = values["ort-dir"];
@@ -34,13 +53,15 @@ try {
   // One device for both, with the adapter's buffer limits: the f32 GQA baseline at 64K+ tokens is > 128 MiB per binding.
   const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) throw new Error("requestAdapter() returned null");
-  ort.env.webgpu.device = await adapter.requestDevice({
+  const device = await adapter.requestDevice({
     requiredFeatures: adapter.features.has("shader-f16") ? ["shader-f16"] : [],
     requiredLimits: {
       maxBufferSize: adapter.limits.maxBufferSize,
       maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
     },
   });
+  acceptSharedMemoryWrites(device.queue);
+  ort.env.webgpu.device = device;
   const r = await runKernelBench(ort, {
     contexts: values.contexts.split(",").map(Number),
     minMs: Number(values["min-ms"]),

@@ -72,7 +72,7 @@ export function kernelBenchReport(r: KernelBenchResult, ctx: ReportContext): Rec
     },
     bytesRatioVsGqa: { f32: round(GQA_BYTES_F32 / r.bytesPerTokenMla), bf16: round(GQA_BYTES_BF16 / r.bytesPerTokenMla) },
     target: "≥ 3× faster than the GQA baseline at 4K and beyond",
-    // null when onnxruntime-web could not run here (its WebGPU EP fails on dawn.node with "Invalid argument").
+    // null when onnxruntime-web could not run here (its row then carries ortGqaError).
     targetMet: rows.some((x) => x.context >= 4096 && x.speedupVsOrtGqa === null)
       ? null
       : rows.filter((x) => x.context >= 4096).every((x) => (x.speedupVsOrtGqa ?? 0) >= 3),
