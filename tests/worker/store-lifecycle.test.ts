@@ -215,7 +215,7 @@ describe("TTL and leases", () => {
     const before = await rows(tenant);
     const key = "0".repeat(63) + "1";
     const target = shard(tenant, 0);
-    await runInDurableObject(target, (o: ChunkObject) => o.put(key, new Uint8Array([1, 2, 3]), "some-session", "upload:x", Date.now() + 60_000));
+    await runInDurableObject(target, (o: ChunkObject) => o.put(key, new Uint8Array([1, 2, 3]), "some-session", "upload:x", Date.now() + 60_000, 0));
     expect((await rows(tenant)).rows - before.rows).toBe(1);
     // The upload never commits; move its lease into the past (as if 15 minutes had passed) and fire the alarm.
     await runInDurableObject(target, (_o: ChunkObject, state) => {

@@ -7,18 +7,23 @@ import { FrameError, FrameType, decodeJsonPayload, type FrameReader } from "../.
 import type { AppendResult } from "../../format/wire/messages.ts";
 import type { Env } from "../env.ts";
 import { ApiError, badRequest, notFound, tooLarge, turnConflict } from "../errors.ts";
-import { chunkObjectName, sessionObjectName, shardOf, type KeyContext } from "../keys.ts";
+import { sessionObjectName, shardOf, type KeyContext } from "../keys.ts";
 import { MAX_APPEND_BODY_BYTES, UPLOAD_LEASE_MS } from "../limits.ts";
 import { toCacheSpec, type ChunkRef, type TurnRecord } from "../objects/session-types.ts";
+import { chunkShardStub } from "../objects/stubs.ts";
 import { chunkBytesFor } from "./chunk-bytes.ts";
 import { parseControl } from "./control.ts";
 import { planUploads, type TokenWindow } from "./plan.ts";
+import { recordAppendChunks, type ChunkOutcome, type WaitUntil } from "./telemetry.ts";
+import { bf16GqaBytes } from "./uncompressed-bytes.ts";
 
 export interface AppendTarget {
   readonly env: Env;
   readonly tenant: string;
   readonly sessionId: string;
   readonly salt: Uint8Array;
+  /** The request's execution context: telemetry flushes run under its waitUntil. */
+  readonly ctx: WaitUntil;
 }
 
 function concat<T extends Uint8Array | Uint32Array | Int32Array>(a: T, b: T, make: (n: number) => T): T {
@@ -78,8 +83,9 @@ export async function appendTurn(t: AppendTarget, reader: FrameReader, requireEn
   const tag = `upload:${crypto.randomUUID()}`;
   const leaseUntil = Date.now() + UPLOAD_LEASE_MS;
   const shards = new Set<number>();
-  const chunks = (shard: number) => t.env.CHUNKS.get(t.env.CHUNKS.idFromName(chunkObjectName(t.tenant, shard)));
+  const chunks = (shard: number) => chunkShardStub(t.env, t.tenant, shard);
   const refs: ChunkRef[] = [];
+  const outcomes: ChunkOutcome[] = [];
   let stored = 0;
   let bytes = 0;
   let committed = false;
@@ -93,10 +99,12 @@ export async function appendTurn(t: AppendTarget, reader: FrameReader, requireEn
       await inFlight;
       const shard = shardOf(unit.key);
       shards.add(shard);
+      const uncompressed = bf16GqaBytes(spec, unit.tokenCount, unit.layerCount);
       inFlight = chunks(shard)
-        .put(unit.key, chunk, t.sessionId, tag, leaseUntil)
+        .put(unit.key, chunk, t.sessionId, tag, leaseUntil, uncompressed)
         .then((r) => {
           if (r.created) stored++;
+          outcomes.push({ slot: unit.slot, tokens: unit.tokenCount, bytes: chunk.length, bytesUncompressed: uncompressed, created: r.created });
         });
       refs.push({ ...unit, sealed: unit.codec.sealed, bytes: chunk.length });
       bytes += chunk.length;
@@ -118,13 +126,14 @@ export async function appendTurn(t: AppendTarget, reader: FrameReader, requireEn
       media: input.media,
       nextPosition: maxPosition + 1,
       bytesStored: bytes,
-      bytesUncompressed: input.tokenIds.length * 2 * spec.layers * spec.kvHeads * spec.headDim * 2,
+      bytesUncompressed: bf16GqaBytes(spec, input.tokenIds.length, spec.layers),
       createdAt: Date.now(),
     };
     const outcome = await session.commitTurn(input.expectedSeq, turn, refs);
     if (outcome.status === "not_found") throw notFound("the session was deleted during the append");
     if (outcome.status === "conflict") throw turnConflict(outcome.head, input.expectedSeq);
     committed = true;
+    recordAppendChunks(t.env, t.ctx, t.sessionId, outcomes);
     return {
       seq: turn.seq,
       tokenStart: turn.tokenStart,

@@ -5,11 +5,20 @@ import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.ts";
 import { blobBytes, paramBatches, sqlOne, sqlRows, sqlRun } from "../sql.ts";
 
-const SCHEMA_VERSION = 1;
+/** v2: `uncompressed` column (bf16 GQA size of the row's tokens × layers) so freed rows report what they held. */
+const SCHEMA_VERSION = 2;
 
 export interface PutResult {
   /** False when the key existed (dedupe): the bytes were not stored again. */
   readonly created: boolean;
+}
+
+/** What a release dropped: holds, and the rows (with their stored and uncompressed-equivalent bytes) left unheld. */
+export interface ReleaseResult {
+  readonly holds: number;
+  readonly rows: number;
+  readonly bytes: number;
+  readonly bytesUncompressed: number;
 }
 
 export interface ChunkStats {
@@ -34,7 +43,13 @@ export class ChunkObject extends DurableObject<Env> {
     const v = sqlOne<{ v: number }>(this.#sql, "SELECT v FROM meta WHERE k = 'schema_version'");
     if (v !== null && v.v >= SCHEMA_VERSION) return;
     this.ctx.storage.transactionSync(() => {
-      sqlRun(this.#sql, "CREATE TABLE IF NOT EXISTS chunks (key TEXT PRIMARY KEY, bytes BLOB NOT NULL, size INTEGER NOT NULL, created_at INTEGER NOT NULL)");
+      sqlRun(
+        this.#sql,
+        "CREATE TABLE IF NOT EXISTS chunks (key TEXT PRIMARY KEY, bytes BLOB NOT NULL, size INTEGER NOT NULL, created_at INTEGER NOT NULL, uncompressed INTEGER NOT NULL DEFAULT 0)",
+      );
+      // v1 tables lack the column; their rows report 0 uncompressed bytes when freed (the gauge clamps at 0).
+      const cols = sqlRows<{ name: string }>(this.#sql, "SELECT name FROM pragma_table_info('chunks')");
+      if (!cols.some((c) => c.name === "uncompressed")) sqlRun(this.#sql, "ALTER TABLE chunks ADD COLUMN uncompressed INTEGER NOT NULL DEFAULT 0");
       sqlRun(
         this.#sql,
         "CREATE TABLE IF NOT EXISTS holds (key TEXT NOT NULL, holder TEXT NOT NULL, tag TEXT NOT NULL, expires_at INTEGER, PRIMARY KEY (key, holder, tag))",
@@ -45,12 +60,23 @@ export class ChunkObject extends DurableObject<Env> {
     });
   }
 
-  /** Stores `bytes` under `key` unless present, and adds a hold leased until `leaseUntil` (ms). */
-  async put(key: string, bytes: Uint8Array, holder: string, tag: string, leaseUntil: number): Promise<PutResult> {
+  /**
+   * Stores `bytes` under `key` unless present, and adds a hold leased until `leaseUntil` (ms). `uncompressed` is the
+   * bf16 GQA size of the row's tokens × layers (worker/append/uncompressed-bytes.ts), kept for eviction reports.
+   */
+  async put(key: string, bytes: Uint8Array, holder: string, tag: string, leaseUntil: number, uncompressed: number): Promise<PutResult> {
     let created = false;
     this.ctx.storage.transactionSync(() => {
       if (sqlOne(this.#sql, "SELECT 1 AS x FROM chunks WHERE key = ?", key) === null) {
-        sqlRun(this.#sql, "INSERT INTO chunks (key, bytes, size, created_at) VALUES (?, ?, ?, ?)", key, bytes, bytes.length, Date.now());
+        sqlRun(
+          this.#sql,
+          "INSERT INTO chunks (key, bytes, size, created_at, uncompressed) VALUES (?, ?, ?, ?, ?)",
+          key,
+          bytes,
+          bytes.length,
+          Date.now(),
+          uncompressed,
+        );
         created = true;
       }
       sqlRun(this.#sql, "INSERT INTO holds (key, holder, tag, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", key, holder, tag, leaseUntil);
@@ -83,24 +109,28 @@ export class ChunkObject extends DurableObject<Env> {
   }
 
   /** Drops the holds of `holder` (one tag, or all when null) and every row left without a hold. */
-  release(holder: string, tag: string | null): { holds: number; rows: number } {
-    let holds = 0;
-    let rows = 0;
-    this.ctx.storage.transactionSync(() => {
+  release(holder: string, tag: string | null): ReleaseResult {
+    return this.ctx.storage.transactionSync((): ReleaseResult => {
       const dropped =
         tag === null
           ? sqlRows<{ key: string }>(this.#sql, "DELETE FROM holds WHERE holder = ? RETURNING key", holder)
           : sqlRows<{ key: string }>(this.#sql, "DELETE FROM holds WHERE holder = ? AND tag = ? RETURNING key", holder, tag);
-      holds = dropped.length;
-      rows = this.#collect([...new Set(dropped.map((d) => d.key))]);
+      return { holds: dropped.length, ...this.#collect([...new Set(dropped.map((d) => d.key))]) };
     });
-    return { holds, rows };
   }
 
   /** The stored bytes of `key`, or null. */
   get(key: string): Uint8Array | null {
     const row = sqlOne<{ bytes: ArrayBuffer }>(this.#sql, "SELECT bytes FROM chunks WHERE key = ?", key);
     return row === null ? null : blobBytes(row.bytes);
+  }
+
+  /**
+   * The stored bytes of each key, in order (null where missing): one RPC for the several chunks a restore needs from
+   * this shard, instead of one round trip each.
+   */
+  getMany(keys: readonly string[]): Array<Uint8Array | null> {
+    return keys.map((key) => this.get(key));
   }
 
   stats(): ChunkStats {
@@ -123,15 +153,21 @@ export class ChunkObject extends DurableObject<Env> {
     if (next?.t != null) await this.ctx.storage.setAlarm(next.t);
   }
 
-  /** Deletes the rows among `keys` that no hold references; returns how many. */
-  #collect(keys: string[]): number {
+  /** Deletes the rows among `keys` that no hold references; returns how many, with the bytes they held. */
+  #collect(keys: string[]): Omit<ReleaseResult, "holds"> {
     let rows = 0;
+    let bytes = 0;
+    let bytesUncompressed = 0;
     for (const batch of paramBatches(keys, 1)) {
       const marks = batch.map(() => "?").join(", ");
-      const sql = `DELETE FROM chunks WHERE key IN (${marks}) AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.key = chunks.key) RETURNING key`;
-      rows += sqlRows(this.#sql, sql, ...batch).length;
+      const sql = `DELETE FROM chunks WHERE key IN (${marks}) AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.key = chunks.key) RETURNING size, uncompressed`;
+      for (const r of sqlRows<{ size: number; uncompressed: number }>(this.#sql, sql, ...batch)) {
+        rows++;
+        bytes += r.size;
+        bytesUncompressed += r.uncompressed;
+      }
     }
-    return rows;
+    return { rows, bytes, bytesUncompressed };
   }
 
   async #armAlarm(at: number): Promise<void> {

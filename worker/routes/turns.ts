@@ -14,7 +14,13 @@ export const turns = new Hono<AppEnv>();
 
 async function target(c: AppContext): Promise<AppendTarget> {
   const tenant = c.get("tenant");
-  return { env: c.env, tenant, sessionId: c.req.param("id") ?? "", salt: await tenantSalt(requireSecret(c.env.SIGNING_SECRET, "SIGNING_SECRET"), tenant) };
+  return {
+    env: c.env,
+    tenant,
+    sessionId: c.req.param("id") ?? "",
+    salt: await tenantSalt(requireSecret(c.env.SIGNING_SECRET, "SIGNING_SECRET"), tenant),
+    ctx: c.executionCtx,
+  };
 }
 
 turns.post("/:id/turns", sessionAuth("write"), async (c) => {

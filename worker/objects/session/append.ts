@@ -1,0 +1,54 @@
+// The append path inside the SessionObject: what an append needs to know first (head, and the tokens of the unfilled
+// last slot that its chunks re-cover), and the atomic commit of a turn against the expected sequence number.
+import type { MediaSpan } from "../../../format/wire/messages.ts";
+import { sqlOne, sqlRows } from "../../sql.ts";
+import type { AppendContext, ChunkRef, CommitOutcome, TurnRecord } from "../session-types.ts";
+import type { SessionHost } from "./host.ts";
+import { turnFromRow, type TurnRow } from "./schema.ts";
+import { liveSession } from "./ttl.ts";
+
+export async function appendContext(host: SessionHost): Promise<AppendContext | null> {
+  const meta = await liveSession(host, true);
+  if (meta === null) return null;
+  const { sql } = host.tables;
+  const { head, tokens, nextPosition } = host.tables.headState();
+  const c = meta.chunkTokens;
+  const tailStart = Math.floor(tokens / c) * c;
+  const n = tokens - tailStart;
+  const tailTokenIds = new Uint32Array(n);
+  const tailModality = new Uint8Array(n);
+  const tailPositions = new Int32Array(3 * n);
+  const tailMedia: MediaSpan[] = [];
+  if (n > 0) {
+    const rows = sqlRows<TurnRow>(sql, "SELECT * FROM turns WHERE token_start + token_count > ? ORDER BY seq", tailStart);
+    for (const t of rows.map(turnFromRow)) {
+      const from = Math.max(t.tokenStart, tailStart);
+      const i0 = from - t.tokenStart;
+      const cnt = t.tokenStart + t.tokenCount - from;
+      tailTokenIds.set(t.tokenIds.subarray(i0, i0 + cnt), from - tailStart);
+      tailModality.set(t.modality.subarray(i0, i0 + cnt), from - tailStart);
+      tailPositions.set(t.positions.subarray(3 * i0, 3 * (i0 + cnt)), 3 * (from - tailStart));
+      for (const m of t.media) if (m.start + m.length > tailStart) tailMedia.push(m);
+    }
+  }
+  const prevSlot = tailStart / c - 1;
+  const prev =
+    prevSlot < 0 ? null : sqlOne<{ prefix: string }>(sql, "SELECT prefix FROM refs WHERE slot = ? AND token_count = ? ORDER BY seq DESC LIMIT 1", prevSlot, c);
+  if (prevSlot >= 0 && prev === null) throw new Error(`session ${meta.id}: slot ${prevSlot} has no full chunk although it is filled`);
+  return { meta, head, tokens, nextPosition, tailStart, tailTokenIds, tailModality, tailPositions, tailMedia, prevPrefix: prev?.prefix ?? null };
+}
+
+/**
+ * Commits a turn atomically: the head must still be expectedSeq − 1 (else conflict, nothing written). The caller has
+ * made the holds of every ref permanent before calling, so a visible turn never lacks a chunk.
+ */
+export function commitTurn(host: SessionHost, expectedSeq: number, turn: TurnRecord, refs: readonly ChunkRef[]): CommitOutcome {
+  const { tables } = host;
+  if (tables.readSession() === null) return { status: "not_found" };
+  return host.ctx.storage.transactionSync((): CommitOutcome => {
+    const { head, tokens } = tables.headState();
+    if (head !== expectedSeq - 1 || turn.seq !== expectedSeq || turn.tokenStart !== tokens) return { status: "conflict", head };
+    tables.insertTurn(turn, refs);
+    return { status: "ok" };
+  });
+}

@@ -1,0 +1,109 @@
+// SQL schema of one SessionObject (session row, turns, chunk refs), its versioned migration, and row ↔ record mapping.
+import type { MediaSpan } from "../../../format/wire/messages.ts";
+import { blobBytes, sqlOne, sqlRun } from "../../sql.ts";
+import type { ChunkRef, TurnRecord } from "../session-types.ts";
+
+export const SCHEMA_VERSION = 1;
+
+export type SessionRow = {
+  id: string;
+  tenant: string;
+  state: string;
+  meta: string;
+  expires_at: number;
+};
+
+export type TurnRow = {
+  seq: number;
+  tag: string;
+  token_start: number;
+  token_count: number;
+  token_ids: ArrayBuffer;
+  modality: ArrayBuffer;
+  positions: ArrayBuffer;
+  media: string;
+  next_position: number;
+  bytes_stored: number;
+  bytes_uncompressed: number;
+  created_at: number;
+};
+
+export type RefRow = {
+  seq: number;
+  slot: number;
+  layer_start: number;
+  layer_count: number;
+  sealed: number;
+  token_start: number;
+  token_count: number;
+  chunk_key: string;
+  bytes: number;
+  prefix: string;
+};
+
+/** True when this object's storage already holds the schema (a session was created here once). */
+export function hasSessionSchema(sql: SqlStorage): boolean {
+  return sqlOne(sql, "SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = 'session'") !== null;
+}
+
+/** Creates or upgrades the tables; a no-op when the stored schema version is current. */
+export function migrateSessionSchema(storage: DurableObjectStorage): void {
+  const sql = storage.sql;
+  sqlRun(sql, "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)");
+  const v = sqlOne<{ v: number }>(sql, "SELECT v FROM meta WHERE k = 'schema_version'");
+  if (v !== null && v.v >= SCHEMA_VERSION) return;
+  storage.transactionSync(() => {
+    sqlRun(
+      sql,
+      "CREATE TABLE IF NOT EXISTS session (one INTEGER PRIMARY KEY CHECK (one = 1), id TEXT NOT NULL, tenant TEXT NOT NULL, state TEXT NOT NULL, meta TEXT NOT NULL, expires_at INTEGER NOT NULL)",
+    );
+    sqlRun(
+      sql,
+      `CREATE TABLE IF NOT EXISTS turns (seq INTEGER PRIMARY KEY, tag TEXT NOT NULL, token_start INTEGER NOT NULL, token_count INTEGER NOT NULL,
+        token_ids BLOB NOT NULL, modality BLOB NOT NULL, positions BLOB NOT NULL, media TEXT NOT NULL, next_position INTEGER NOT NULL,
+        bytes_stored INTEGER NOT NULL, bytes_uncompressed INTEGER NOT NULL, created_at INTEGER NOT NULL)`,
+    );
+    sqlRun(
+      sql,
+      `CREATE TABLE IF NOT EXISTS refs (seq INTEGER NOT NULL, slot INTEGER NOT NULL, layer_start INTEGER NOT NULL, layer_count INTEGER NOT NULL,
+        sealed INTEGER NOT NULL, token_start INTEGER NOT NULL, token_count INTEGER NOT NULL, chunk_key TEXT NOT NULL, bytes INTEGER NOT NULL,
+        prefix TEXT NOT NULL, PRIMARY KEY (seq, slot, layer_start))`,
+    );
+    sqlRun(sql, "CREATE INDEX IF NOT EXISTS refs_by_slot ON refs (slot, seq)");
+    sqlRun(sql, "INSERT INTO meta (k, v) VALUES ('schema_version', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", SCHEMA_VERSION);
+  });
+}
+
+/** Little-endian bytes of a typed array, copied (the BLOB column owns them). */
+export const toBytes = (a: Uint32Array | Int32Array | Uint8Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice();
+
+export function refFromRow(r: RefRow): ChunkRef {
+  return {
+    slot: r.slot,
+    layerStart: r.layer_start,
+    layerCount: r.layer_count,
+    sealed: r.sealed === 1,
+    tokenStart: r.token_start,
+    tokenCount: r.token_count,
+    key: r.chunk_key,
+    bytes: r.bytes,
+    prefix: r.prefix,
+  };
+}
+
+export function turnFromRow(r: TurnRow): TurnRecord {
+  return {
+    seq: r.seq,
+    tag: r.tag,
+    tokenStart: r.token_start,
+    tokenCount: r.token_count,
+    tokenIds: new Uint32Array(blobBytes(r.token_ids).slice().buffer),
+    modality: blobBytes(r.modality).slice(),
+    positions: new Int32Array(blobBytes(r.positions).slice().buffer),
+    media: JSON.parse(r.media) as MediaSpan[],
+    nextPosition: r.next_position,
+    bytesStored: r.bytes_stored,
+    bytesUncompressed: r.bytes_uncompressed,
+    createdAt: r.created_at,
+  };
+}
