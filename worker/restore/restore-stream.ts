@@ -1,101 +1,37 @@
-// Restore: a framed stream of a session's chunks for a token range × layer range, in slot then layer order. Pulls one
-// chunk at a time from its ChunkObject (never the whole session in memory) and re-verifies it (CRC-32C, spec hash,
-// range) before sending: a bad row ends the stream with an error frame `corrupt_chunk`, never with its bytes.
-import { hexToBytes } from "@noble/hashes/utils.js";
-import { readChunkHeader } from "../../format/chunk/decode.ts";
-import { hashesEqual } from "../../format/hash/spec-hash.ts";
-import { ChunkError } from "../../format/chunk/types.ts";
+// Restore: a framed stream of a session's chunks for a token range × layer range, in slot then layer order. Rows are
+// read a bounded distance ahead (chunk-prefetch.ts, never the whole session in memory) and re-verified before sending:
+// a bad row ends the stream with an error frame `corrupt_chunk`, never with its bytes.
 import { FrameType, encodeFrameHeader, encodeJsonFrame } from "../../format/wire/frames.ts";
 import type { ErrorBody, RestoreHeader } from "../../format/wire/messages.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
-import { chunkObjectName, shardOf } from "../keys.ts";
 import type { ChunkRef } from "../objects/session-types.ts";
+import { recordEvent } from "../telemetry/index.ts";
+import { ChunkPrefetcher } from "./chunk-prefetch.ts";
 
-/** A chunk read that has not answered by then is retried once, then fails the stream (never a silent stall). */
-export const CHUNK_LOAD_TIMEOUT_MS = 20_000;
+export { CHUNK_LOAD_TIMEOUT_MS, RESTORE_READ_AHEAD_BYTES, loadVerifiedChunk } from "./chunk-prefetch.ts";
 
-class LoadTimeout extends Error {
-  override readonly name = "LoadTimeout";
+export interface RestoreSource {
+  readonly env: Env;
+  /** The request's execution context: the stream's telemetry flush runs under its waitUntil. */
+  readonly ctx: { waitUntil(promise: Promise<unknown>): void };
+  readonly tenant: string;
+  readonly sessionId: string;
+  readonly specHash: string;
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | null = null;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new LoadTimeout(`no answer in ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => {
-    if (timer !== null) clearTimeout(timer);
-  });
-}
-
-/** Fetches and re-verifies one chunk row; throws ApiError(500, corrupt_chunk) when it is missing or damaged. */
-export async function loadVerifiedChunk(env: Env, tenant: string, ref: ChunkRef, specHash: string): Promise<Uint8Array> {
-  const where = `chunk ${ref.key} (tokens ${ref.tokenStart}+${ref.tokenCount}, layers ${ref.layerStart}+${ref.layerCount})`;
-  const read = () => env.CHUNKS.get(env.CHUNKS.idFromName(chunkObjectName(tenant, shardOf(ref.key)))).get(ref.key);
-  let bytes: Uint8Array | null;
-  try {
-    bytes = await withTimeout(read(), CHUNK_LOAD_TIMEOUT_MS).catch((e: unknown) => {
-      if (e instanceof LoadTimeout) return withTimeout(read(), CHUNK_LOAD_TIMEOUT_MS);
-      throw e;
-    });
-  } catch (e) {
-    if (e instanceof LoadTimeout) throw new ApiError(500, "internal", `${where}: storage did not answer twice in ${CHUNK_LOAD_TIMEOUT_MS} ms`, "timeout");
-    throw e;
-  }
-  if (bytes === null) throw new ApiError(500, "corrupt_chunk", `${where} is missing from storage`, "missing");
-  try {
-    // CRC-32C over the whole row (readChunkHeader) proves the bytes are the ones verifyChunk accepted at upload, so the
-    // payload value checks are not repeated here; the spec hash and the range must still be the session's.
-    const h = readChunkHeader(bytes);
-    if (!hashesEqual(h.specHash, hexToBytes(specHash))) throw new ApiError(500, "corrupt_chunk", `${where}: stored row names another spec`, "spec_mismatch");
-    if (h.tokenStart !== ref.tokenStart || h.tokenCount !== ref.tokenCount || h.layerStart !== ref.layerStart || h.layerCount !== ref.layerCount) {
-      throw new ApiError(500, "corrupt_chunk", `${where}: stored row describes another range`, "range_mismatch");
-    }
-  } catch (e) {
-    if (e instanceof ChunkError) throw new ApiError(500, "corrupt_chunk", `${where} failed verification: ${e.message}`, e.code);
-    throw e;
-  }
-  return bytes;
-}
-
-/**
- * Bytes of chunks being loaded ahead of the one being sent. DO reads are latency-bound for small (sealed) chunks, so a
- * few are loaded in parallel from their shards; the budget keeps a stream's memory small when an isolate serves many.
- */
-export const RESTORE_READ_AHEAD_BYTES = 2_000_000;
-
-type Loaded = { ok: true; bytes: Uint8Array } | { ok: false; error: unknown };
+/** Tokens of [from, to) that lie before `tokenEnd` (what a stream that stopped there delivered in full). */
+const tokensBefore = (header: RestoreHeader, tokenEnd: number): number => Math.max(0, Math.min(header.to, tokenEnd) - header.from);
 
 /**
  * The restore body. The first chunk is loaded by the caller (so a corrupt first row can still be a plain 500 JSON
- * response); later failures become a type-4 error frame followed by the end of the stream.
+ * response); later failures become a type-4 error frame followed by the end of the stream. The stream is pulled: a
+ * client that reads slowly holds back the reads (at most the prefetch budget ahead), and one that goes away cancels it.
  */
-export function restoreStream(env: Env, tenant: string, specHash: string, header: RestoreHeader, refs: readonly ChunkRef[], first: Uint8Array | null): ReadableStream<Uint8Array> {
-  let sent = 0;
+export function restoreStream(src: RestoreSource, header: RestoreHeader, refs: readonly ChunkRef[], first: Uint8Array | null): ReadableStream<Uint8Array> {
+  const prefetch = new ChunkPrefetcher(src.env, src.tenant, refs, src.specHash, first);
   let sentHeader = false;
   let bytes = 0;
-  // Loads in flight, in stream order, for refs[sent], refs[sent + 1], …
-  const loads: Array<Promise<Loaded>> = [];
-  let loadedUpTo = 0;
-  const refill = (): void => {
-    let budget = RESTORE_READ_AHEAD_BYTES;
-    for (let i = sent; i < loadedUpTo; i++) budget -= refs[i].bytes;
-    while (loadedUpTo < refs.length && (loads.length === 0 || budget >= refs[loadedUpTo].bytes)) {
-      const i = loadedUpTo++;
-      budget -= refs[i].bytes;
-      loads.push(
-        i === 0 && first !== null
-          ? Promise.resolve({ ok: true, bytes: first })
-          : loadVerifiedChunk(env, tenant, refs[i], specHash).then(
-              (b): Loaded => ({ ok: true, bytes: b }),
-              (error: unknown): Loaded => ({ ok: false, error }),
-            ),
-      );
-    }
-  };
-  // Start reading before the client asks: the first loads overlap the response headers and the header frame.
-  refill();
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
@@ -104,30 +40,40 @@ export function restoreStream(env: Env, tenant: string, specHash: string, header
           controller.enqueue(encodeJsonFrame(FrameType.control, header));
           return;
         }
-        if (sent === refs.length) {
+        if (prefetch.taken === refs.length) {
           controller.enqueue(encodeJsonFrame(FrameType.control, { done: true, chunks: refs.length, bytes }));
           controller.close();
+          recordServed(src, header, tokensBefore(header, header.to), bytes, undefined);
           return;
         }
-        refill();
-        const loaded = await (loads.shift() as Promise<Loaded>);
-        const ref = refs[sent++];
+        const ref = refs[prefetch.taken];
+        const loaded = await prefetch.take();
         if (!loaded.ok) {
           const e = loaded.error;
-          const body: ErrorBody =
-            e instanceof ApiError ? e.body() : { error: { code: "internal", message: `reading chunk ${ref.key} failed: ${String(e)}` } };
+          const body: ErrorBody = e instanceof ApiError ? e.body() : { error: { code: "internal", message: `reading chunk ${ref.key} failed: ${String(e)}` } };
           controller.enqueue(encodeJsonFrame(FrameType.error, body));
           controller.close();
+          recordServed(src, header, tokensBefore(header, ref.tokenStart), bytes, body.error.code);
           return;
         }
         bytes += loaded.bytes.length;
         controller.enqueue(encodeFrameHeader(FrameType.chunk, loaded.bytes.length));
         controller.enqueue(loaded.bytes);
-        refill();
       },
     },
-    // The current chunk (its 5-byte frame header + payload are two queue entries) waits in the queue while the next
-    // ones load: sending and DO reads overlap.
+    // The current chunk (its 5-byte frame header and its row are two queue entries, so the row is never copied) waits
+    // in the queue while the next one is taken: sending and storage reads overlap.
     { highWaterMark: 2 },
   );
+}
+
+function recordServed(src: RestoreSource, header: RestoreHeader, hitTokens: number, bytes: number, errorCode: string | undefined): void {
+  recordEvent(src.env, src.ctx, {
+    kind: "restore_served",
+    sessionId: src.sessionId,
+    requestedTokens: header.to - header.from,
+    hitTokens,
+    bytes,
+    ...(errorCode !== undefined ? { errorCode } : {}),
+  });
 }

@@ -52,7 +52,8 @@ chunks.get("/:id/chunks", sessionAuth("read"), async (c) => {
   };
   // The first chunk is checked before the response starts, so a bad first row is a plain JSON error.
   const first = r.refs.length > 0 ? await loadVerifiedChunk(c.env, tenant, r.refs[0], r.meta.specHash) : null;
-  return new Response(restoreStream(c.env, tenant, r.meta.specHash, header, r.refs, first), {
+  const source = { env: c.env, ctx: c.executionCtx, tenant, sessionId: r.meta.id, specHash: r.meta.specHash };
+  return new Response(restoreStream(source, header, r.refs, first), {
     headers: { "content-type": FRAMES_CONTENT_TYPE, "cache-control": "no-store" },
   });
 });

@@ -93,6 +93,10 @@ export function applyToAggregate(s: AggregateState, e: TelemetryEvent): void {
     case "restore_served":
       addCounter(s, "restoreRequestedTokens", e.requestedTokens);
       addCounter(s, "restoreHitTokens", e.hitTokens);
+      addCounter(s, "restoresServed", 1, [e.errorCode === undefined ? "complete" : "failed"]);
+      addCounter(s, "restoreBytes", e.bytes);
+      // The response was a 200, so the request middleware saw no error: a mid-stream failure is counted here.
+      if (e.errorCode !== undefined) addCounter(s, "requestErrors", 1, ["restore", e.errorCode]);
       return;
     case "client_report": {
       const r = e.report;

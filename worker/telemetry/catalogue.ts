@@ -58,6 +58,8 @@ export const COUNTERS = {
   evictedChunks: counter("mla_edge_evicted_chunks_total", "KV chunks freed, by reason.", "reason"),
   restoreRequestedTokens: counter("mla_edge_restore_requested_tokens_total", "Tokens requested by restores (LMCache num_requested_tokens)."),
   restoreHitTokens: counter("mla_edge_restore_hit_tokens_total", "Requested restore tokens found and served (LMCache num_hit_tokens)."),
+  restoresServed: counter("mla_edge_restores_served_total", "Restore streams that ended, by outcome (complete, or failed mid-stream).", "outcome"),
+  restoreBytes: counter("mla_edge_restore_bytes_total", "KV chunk bytes sent by restores."),
   clientReports: counter("mla_edge_client_reports_total", "Client SDK turn reports accepted."),
   clientRestores: counter("mla_edge_client_restores_total", "Restores reported by clients."),
   clientRestoredTokens: counter("mla_edge_client_restored_tokens_total", "Tokens clients report as restored into the runtime."),

@@ -78,7 +78,10 @@ export interface RestoreServedEvent {
   readonly sessionId: string;
   readonly requestedTokens: number;
   readonly hitTokens: number;
+  /** Chunk bytes sent. */
   readonly bytes: number;
+  /** Set when the stream ended with an error frame after its 200 (e.g. `corrupt_chunk`); counted as a restore error. */
+  readonly errorCode?: string;
 }
 
 /** A validated client SDK report (format/telemetry). */

@@ -97,6 +97,7 @@ export function applyToSlot(slot: SeriesSlot, e: TelemetryEvent): void {
     case "restore_served":
       slot.restoreRequestedTokens += e.requestedTokens;
       slot.restoreHitTokens += e.hitTokens;
+      if (e.errorCode !== undefined) slot.errors += 1;
       return;
     case "client_report": {
       const r = e.report;
