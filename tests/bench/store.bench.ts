@@ -1,7 +1,9 @@
 // Edge-store load: 32 concurrent sessions against a real `wrangler dev`, each appending 8 turns of 256 tokens in the
 // Qwen2.5-VL-7B geometry (d_kv 64, int4 latent, packed client-side with the WASM codec) and restoring them; then the
 // restore time of one 4,096-token session vs the same tokens stored uncompressed (bf16 GQA K/V bytes, same store, same
-// run). `npm run bench:store -- --json` prints one JSON object on stdout; progress goes to stderr.
+// run). With `--telemetry both` (default) a second `wrangler dev` runs with TELEMETRY=off and the same appends go to
+// both, turn by turn in alternating order, so the recording overhead on append p50 is measured under the same machine
+// load. `npm run bench:store -- --json` prints one JSON object on stdout; progress goes to stderr.
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,8 +28,14 @@ const { values: args } = parseArgs({
     "chunk-tokens": { type: "string", default: "64" },
     "compare-tokens": { type: "string", default: "4096" },
     "compare-reps": { type: "string", default: "5" },
+    telemetry: { type: "string", default: "both" },
+    // Control run: the "off" server records too (A/A), so overheadPct shows the method's own noise floor.
+    aa: { type: "boolean", default: false },
   },
 });
+const TELEMETRY_MODES = args.telemetry === "both" ? (["on", "off"] as const) : args.telemetry === "on" || args.telemetry === "off" ? [args.telemetry] : null;
+if (TELEMETRY_MODES === null) throw new Error("--telemetry must be on, off or both");
+type TelemetryMode = "on" | "off";
 const SESSIONS = Number(args.sessions);
 const TURNS = Number(args.turns);
 const TURN_TOKENS = Number(args.tokens);
@@ -135,6 +143,15 @@ async function restore(server: DevServer, s: Client): Promise<number> {
   return bytes;
 }
 
+/** Append turns of 32 sessions on one server; appends of one turn run concurrently across sessions. */
+interface Load {
+  readonly server: DevServer;
+  readonly clients: Array<Client | null>;
+  readonly appendMs: number[];
+  appendedBytes: number;
+  appendWallMs: number;
+}
+
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "mla-edge-bench-"));
   const envFile = join(dir, "secrets.env");
@@ -146,41 +163,79 @@ async function main(): Promise<void> {
   const slots = Array.from({ length: slotsNeeded }, (_, s) => slotChunks(SPEC, sealed, s));
   const chunkBytes = slots[0].reduce((a, c) => a + c.length, 0);
 
-  log("starting wrangler dev");
-  const server = await startDev({ persistTo: join(dir, "state"), envFile });
+  const modes = TELEMETRY_MODES as readonly TelemetryMode[];
+  // The main figures (append, restore, comparison) come from the first mode: telemetry on, as deployed.
+  const primary = modes[0];
+  log(`starting wrangler dev (telemetry ${modes.join(" and ")})`);
+  const servers = new Map<TelemetryMode, DevServer>();
+  const reloads = new Map<TelemetryMode, number>();
   let errors = 0;
-  const appendMs: number[] = [];
   const restoreMs: number[] = [];
-  let appendedBytes = 0;
   let restoredBytes = 0;
   try {
-    log(`${SESSIONS} sessions × ${TURNS} turns × ${TURN_TOKENS} tokens, concurrently`);
+    for (const mode of modes) {
+      const srv = await startDev({ persistTo: join(dir, `state-${mode}`), envFile, vars: mode === "off" && !args.aa ? { TELEMETRY: "off" } : {} });
+      servers.set(mode, srv);
+      const count = (d: Buffer): void => {
+        const n = (d.toString().match(/Reloading local server/g) ?? []).length;
+        if (n > 0) {
+          reloads.set(mode, (reloads.get(mode) ?? 0) + n);
+          log(`[${mode}] wrangler dev reloaded the Worker (a bundled file changed): requests in flight may fail or stall`);
+        }
+      };
+      srv.child.stdout?.on("data", count);
+      srv.child.stderr?.on("data", count);
+    }
+    const server = servers.get(primary) as DevServer;
+    log(`${SESSIONS} sessions × ${TURNS} turns × ${TURN_TOKENS} tokens, concurrently${modes.length > 1 ? ", each turn on both servers in alternating order" : ""}`);
     const slotsPerTurn = TURN_TOKENS / C;
-    const t0 = performance.now();
-    const clients: Array<Client | null> = await Promise.all(
-      Array.from({ length: SESSIONS }, async (_, i) => {
-        try {
-          const s = await createSession(server, SPEC, "quantized");
-          for (let t = 0; t < TURNS; t++) {
+    const loads = new Map<TelemetryMode, Load>();
+    for (const mode of modes) {
+      const srv = servers.get(mode) as DevServer;
+      const clients = await Promise.all(
+        Array.from({ length: SESSIONS }, async (_, i) => {
+          try {
+            return await createSession(srv, SPEC, "quantized");
+          } catch (e) {
+            errors++;
+            log(`[${mode}] session ${i} create failed: ${String(e)}`);
+            return null;
+          }
+        }),
+      );
+      loads.set(mode, { server: srv, clients, appendMs: [], appendedBytes: 0, appendWallMs: 0 });
+    }
+    for (let t = 0; t < TURNS; t++) {
+      // ABBA order across turns, so neither mode always runs first (warmer caches, later machine load).
+      const order = t % 2 === 0 ? modes : [...modes].reverse();
+      for (const mode of order) {
+        const load = loads.get(mode) as Load;
+        const t0 = performance.now();
+        await Promise.all(
+          load.clients.map(async (s, i) => {
+            if (s === null) return;
             const frames = [encodeJsonFrame(FrameType.control, control(t + 1, t * TURN_TOKENS, TURN_TOKENS, i))];
             for (let k = 0; k < slotsPerTurn; k++) for (const c of slots[t * slotsPerTurn + k]) frames.push(encodeFrame(FrameType.chunk, c));
-            const a = performance.now();
-            await appendTurn(server, s, frames);
-            appendMs.push(performance.now() - a);
-            appendedBytes += slotsPerTurn * chunkBytes;
-          }
-          return s;
-        } catch (e) {
-          errors++;
-          log(`session ${i} append failed: ${String(e)}`);
-          return null;
-        }
-      }),
-    );
-    const appendWall = (performance.now() - t0) / 1000;
+            try {
+              const a = performance.now();
+              await appendTurn(load.server, s, frames);
+              load.appendMs.push(performance.now() - a);
+              load.appendedBytes += slotsPerTurn * chunkBytes;
+            } catch (e) {
+              errors++;
+              log(`[${mode}] session ${i} turn ${t + 1} append failed: ${String(e)}`);
+              load.clients[i] = null;
+            }
+          }),
+        );
+        load.appendWallMs += performance.now() - t0;
+      }
+    }
+    for (const mode of modes) if (mode !== primary) await (servers.get(mode) as DevServer).stop("SIGINT");
+    const main = loads.get(primary) as Load;
     const t1 = performance.now();
     await Promise.all(
-      clients.map(async (s) => {
+      main.clients.map(async (s) => {
         if (s === null) return;
         try {
           const a = performance.now();
@@ -229,8 +284,13 @@ async function main(): Promise<void> {
     }
     const medC = percentile([...timesC].sort((x, y) => x - y), 50);
     const medU = percentile([...timesU].sort((x, y) => x - y), 50);
-    appendMs.sort((x, y) => x - y);
+    for (const load of loads.values()) load.appendMs.sort((x, y) => x - y);
+    const appendMs = main.appendMs;
     restoreMs.sort((x, y) => x - y);
+    const on = loads.get("on");
+    const off = loads.get("off");
+    const p50On = on === undefined ? NaN : percentile(on.appendMs, 50);
+    const p50Off = off === undefined ? NaN : percentile(off.appendMs, 50);
     const result = {
       bench: "store",
       machine: { cpus: cpus().length, node: process.version, server: "wrangler dev 4.86 (local workerd), loopback HTTP" },
@@ -248,9 +308,10 @@ async function main(): Promise<void> {
         count: appendMs.length,
         p50Ms: round(percentile(appendMs, 50)),
         p99Ms: round(percentile(appendMs, 99)),
-        mbPerS: round(appendedBytes / 1e6 / appendWall),
-        bytes: appendedBytes,
-        wallS: round(appendWall, 2),
+        mbPerS: round(main.appendedBytes / 1e6 / (main.appendWallMs / 1000)),
+        bytes: main.appendedBytes,
+        wallS: round(main.appendWallMs / 1000, 2),
+        telemetry: primary,
       },
       restore: {
         count: restoreMs.length,
@@ -261,6 +322,9 @@ async function main(): Promise<void> {
         wallS: round(restoreWall, 2),
       },
       errors,
+      // wrangler dev reloads the Worker when a bundled file changes; requests in flight then fail (POST: 503) or wait
+      // in wrangler's proxy retry queue until another request arrives (GET: a restore "stall"). Non-zero = rerun.
+      devServerReloads: Object.fromEntries(modes.map((mode) => [mode, reloads.get(mode) ?? 0])),
       comparison: {
         tokens: COMPARE_TOKENS,
         compressed: { bytes: bytesC, restoreMsMedian: round(medC), restoreMs: timesC.map((x) => round(x)) },
@@ -275,11 +339,27 @@ async function main(): Promise<void> {
         target: 8,
         meetsTarget: medU / medC >= 8 && errors === 0,
       },
+      telemetryOverhead:
+        on === undefined || off === undefined
+          ? null
+          : {
+              appendP50OnMs: round(p50On),
+              appendP50OffMs: round(p50Off),
+              appendP99OnMs: round(percentile(on.appendMs, 99)),
+              appendP99OffMs: round(percentile(off.appendMs, 99)),
+              appends: { on: on.appendMs.length, off: off.appendMs.length },
+              overheadPct: round(((p50On - p50Off) / p50Off) * 100, 2),
+              target: 5,
+              meetsTarget: (p50On - p50Off) / p50Off <= 0.05,
+              method: args.aa
+                ? "A/A control: two wrangler dev servers, both recording; overheadPct is the method's noise, not telemetry"
+                : "two wrangler dev servers (TELEMETRY unset / TELEMETRY=off), every turn of the 32 sessions sent to both in ABBA order",
+            },
     };
     if (args.json) process.stdout.write(`${JSON.stringify(result)}\n`);
     else process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } finally {
-    await server.stop("SIGINT");
+    for (const srv of servers.values()) await srv.stop("SIGINT");
     await rm(dir, { recursive: true, force: true });
   }
 }
