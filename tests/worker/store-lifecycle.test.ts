@@ -271,7 +271,9 @@ describe("WebSocket append", () => {
         const check = () => (messages.length >= n || closed !== null ? resolve() : setTimeout(check, 5));
         check();
       });
-    ws.addEventListener("message", (e) => messages.push(String(e.data)));
+    ws.addEventListener("message", (e) => {
+      messages.push(String(e.data));
+    });
     ws.addEventListener("close", (e) => {
       closed = { code: e.code, reason: e.reason };
     });

@@ -9,7 +9,8 @@ import type { ChunkObject } from "../../worker/objects/chunk-object.ts";
 import type { SessionObject } from "../../worker/objects/session-object.ts";
 import { chunkStubFor } from "../../worker/objects/stubs.ts";
 import { flushTelemetry } from "../../worker/telemetry/index.ts";
-import { Conversation, type BuiltTurn } from "./helpers/conversation.ts";
+import { encodeJsonFrame, FrameType } from "../../format/wire/frames.ts";
+import { concatFrames, Conversation, type BuiltTurn } from "./helpers/conversation.ts";
 import { append, call, createSession, OPERATOR_KEY, readRestore, testEnv, TINY_C, TINY_CODEC, TINY_SPEC, type Session } from "./helpers/store.ts";
 
 type Scrape = ReadonlyMap<string, number>;
@@ -216,6 +217,61 @@ describe("store telemetry", () => {
       'mla_edge_evictions_total{reason="ttl"}': 1,
       'mla_edge_evicted_chunks_total{reason="ttl"}': 2,
       'mla_edge_kv_bytes_freed_total{reason="ttl"}': storedBytes(turn),
+    });
+  });
+
+  it("should record each WebSocket turn as one append (with its error code), and not the upgrade", async () => {
+    const s = await createSession("alpha");
+    const conv = new Conversation(TINY_SPEC, TINY_CODEC, TINY_C);
+    const names = [
+      'mla_edge_requests_total{op="append",status="201"}',
+      'mla_edge_requests_total{op="append",status="409"}',
+      'mla_edge_requests_total{op="append",status="101"}',
+      'mla_edge_request_errors_total{op="append",code="turn_conflict"}',
+      'mla_edge_request_bytes_total{op="append"}',
+      'mla_edge_request_duration_seconds_count{op="append"}',
+      "mla_edge_chunks_written_total",
+    ];
+    const s0 = await scrape();
+    const res = await call(`/v1/sessions/${s.id}/turns/ws?token=${s.token}`, { headers: { upgrade: "websocket" } });
+    expect(res.status).toBe(101);
+    const ws = res.webSocket;
+    if (ws === null) throw new Error("no websocket");
+    ws.accept();
+    const messages: string[] = [];
+    let closed = false;
+    ws.addEventListener("message", (e) => {
+      messages.push(String(e.data));
+    });
+    ws.addEventListener("close", () => {
+      closed = true;
+    });
+    const until = (done: () => boolean) =>
+      new Promise<void>((resolve) => {
+        const check = () => (done() ? resolve() : setTimeout(check, 5));
+        check();
+      });
+    const t1 = conv.build(5);
+    const b1 = concatFrames(t1.frames);
+    ws.send(b1);
+    await until(() => messages.length >= 1);
+    conv.accept(t1);
+    const t2 = conv.build(4);
+    const b2 = concatFrames(t2.frames);
+    ws.send(b2);
+    await until(() => messages.length >= 2);
+    conv.accept(t2);
+    const stale = encodeJsonFrame(FrameType.control, { ...conv.build(2).control, expectedSeq: 1 });
+    ws.send(stale);
+    await until(() => closed);
+    expect(moved(s0, await scrape(), names)).toEqual({
+      'mla_edge_requests_total{op="append",status="201"}': 2,
+      'mla_edge_requests_total{op="append",status="409"}': 1,
+      'mla_edge_requests_total{op="append",status="101"}': 0,
+      'mla_edge_request_errors_total{op="append",code="turn_conflict"}': 1,
+      'mla_edge_request_bytes_total{op="append"}': b1.length + b2.length + stale.length,
+      'mla_edge_request_duration_seconds_count{op="append"}': 3,
+      mla_edge_chunks_written_total: t1.chunks.length + t2.chunks.length,
     });
   });
 });

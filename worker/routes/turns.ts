@@ -9,6 +9,7 @@ import { requireSecret, tenantSalt } from "../auth/tenants.ts";
 import type { AppContext, AppEnv } from "../context.ts";
 import { ApiError, badRequest, tooLarge } from "../errors.ts";
 import { APPEND_FRAME_LIMITS, MAX_APPEND_BODY_BYTES } from "../limits.ts";
+import { recordEvent } from "../telemetry/index.ts";
 
 export const turns = new Hono<AppEnv>();
 
@@ -56,8 +57,27 @@ turns.get("/:id/turns/ws", sessionAuth("write"), async (c) => {
   });
   // Binary messages may arrive as ArrayBuffer or Blob; a promise chain keeps their order while Blobs are read.
   let order: Promise<void> = Promise.resolve();
+  // Each turn is one append in telemetry, timed from its first message to its answer (the 101 itself is not recorded).
+  let turnStart: number | null = null;
+  let turnBytesIn = 0;
+  const recordTurn = (status: number, bytesOut: number, errorCode?: string): void => {
+    recordEvent(c.env, c.executionCtx, {
+      kind: "operation",
+      op: "append",
+      status,
+      durationMs: performance.now() - (turnStart ?? performance.now()),
+      bytesIn: turnBytesIn,
+      bytesOut,
+      sessionId: t.sessionId,
+      ...(errorCode !== undefined ? { errorCode } : {}),
+    });
+    turnStart = null;
+    turnBytesIn = 0;
+  };
   server.addEventListener("message", (event) => {
     const data: unknown = event.data;
+    turnStart ??= performance.now();
+    turnBytesIn += typeof data === "string" ? data.length : data instanceof Blob ? data.size : (data as ArrayBuffer | ArrayBufferView).byteLength;
     order = order.then(async () => {
       if (typeof data === "string") push?.error(badRequest("send frames as binary messages"));
       else if (data instanceof Blob) push?.enqueue(new Uint8Array(await data.arrayBuffer()));
@@ -79,7 +99,9 @@ turns.get("/:id/turns/ws", sessionAuth("write"), async (c) => {
     try {
       for (;;) {
         const result = await appendTurn(t, reader, false);
-        server.send(JSON.stringify(result));
+        const answer = JSON.stringify(result);
+        server.send(answer);
+        recordTurn(201, answer.length);
       }
     } catch (e) {
       const err = e instanceof ApiError ? e : new ApiError(500, "internal", `append failed: ${String(e)}`);
@@ -89,6 +111,7 @@ turns.get("/:id/turns/ws", sessionAuth("write"), async (c) => {
         return;
       }
       const body: ErrorBody = err.body();
+      recordTurn(err.status, JSON.stringify(body).length, err.code);
       try {
         server.send(JSON.stringify(body));
         server.close(closeCode(err.status), err.code);

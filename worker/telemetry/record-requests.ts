@@ -47,13 +47,15 @@ export function recordRequests(options: RecordRequestsOptions = {}): MiddlewareH
     const start = performance.now();
     const bytesIn = contentLength(c.req.raw.headers);
     await next();
-    const ctx = executionContextOf(c);
     const res = c.res;
+    // A WebSocket upgrade is not an operation: the route records each turn sent over the socket (routes/turns.ts).
+    if (res.status === 101) return;
+    const ctx = executionContextOf(c);
     const event = (durationMs: number, bytesOut: number): OperationEvent => build(route, res.status, errorCodeOf(c.error), durationMs, bytesIn, bytesOut);
     const length = res.headers.get("content-length");
     // Streamed bodies (restore) are timed and counted through to their last byte; others at the headers. A body the
     // client abandons never reaches flush() and is not recorded.
-    if (streamed.has(route.op) && res.body !== null && length === null && res.status !== 101) {
+    if (streamed.has(route.op) && res.body !== null && length === null) {
       let bytesOut = 0;
       const counter = new TransformStream<Uint8Array, Uint8Array>({
         transform(chunk, controller) {
