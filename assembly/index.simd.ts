@@ -17,6 +17,7 @@ import { STATUS_OK } from "./status";
 export const HAS_SIMD = true;
 export { reserve } from "./common";
 export { errorIndex } from "./status";
+export { crc32c } from "./crc32c";
 
 // Token axis: a group must fill whole 16-value steps. Channel axis: 16 whole columns per step, which also keeps
 // every row's packed codes byte-aligned for 2-bit codes.

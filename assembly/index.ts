@@ -16,6 +16,7 @@ import { STATUS_OK } from "./status";
 export const HAS_SIMD = false;
 export { reserve } from "./common";
 export { errorIndex } from "./status";
+export { crc32c } from "./crc32c";
 
 /** Quantizes a row-major rows×cols float32 block at inPtr; codes, scales and zeros as in docs/codec.md. */
 export function quantize(inPtr: usize, rows: i32, cols: i32, bits: i32, g: i32, axis: i32, codesPtr: usize, scalesPtr: usize, zerosPtr: usize): i32 {

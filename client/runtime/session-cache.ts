@@ -350,7 +350,7 @@ export class CacheAssembler {
   add(bytes: Uint8Array): void {
     const t0 = clock();
     const { spec, params, chunkTokens: C } = this.options;
-    const chunk = decodeChunk(bytes, spec);
+    const chunk = decodeChunk(bytes, spec, this.options.codec.crc32c);
     const h = chunk.header;
     const where = `chunk tokens ${h.tokenStart}..${h.tokenStart + h.tokenCount - 1}, layers ${h.layerStart}..${h.layerStart + h.layerCount - 1}`;
     const c = h.codec;

@@ -3,7 +3,7 @@
 // a ChunkError naming the problem. Arrays returned by decodeChunk are views into `bytes` where alignment allows.
 import { type CacheSpec } from "../cache-spec.ts";
 import type { QuantizedBlock } from "../codec/types.ts";
-import { crc32c } from "../hash/crc32c.ts";
+import { crc32c, type Crc32c } from "../hash/crc32c.ts";
 import { hashesEqual, specHash as hashSpec } from "../hash/spec-hash.ts";
 import { checkCodeTail, checkFinite, checkFp16, checkZeroPadding } from "./checks.ts";
 import { checkByteLengthLimit, readFixedHeader } from "./header.ts";
@@ -16,7 +16,7 @@ interface Parsed {
   readonly layout: ChunkLayout;
 }
 
-function parse(bytes: Uint8Array): Parsed {
+function parse(bytes: Uint8Array, crc: Crc32c): Parsed {
   const fixed = readFixedHeader(bytes);
   checkByteLengthLimit(fixed.byteLength);
   const layout = chunkLayout(fixed.geometry, fixed.codec, fixed.tokenCount, fixed.layerCount, "invalid_header");
@@ -30,7 +30,7 @@ function parse(bytes: Uint8Array): Parsed {
     throw new ChunkError("invalid_header", `${bytes.length - layout.byteLength} trailing bytes after the ${layout.byteLength}-byte chunk`);
   }
   const stored = new DataView(bytes.buffer, bytes.byteOffset, bytes.length).getUint32(layout.checksumOffset, true);
-  const actual = crc32c(bytes.subarray(0, layout.checksumOffset));
+  const actual = crc(bytes.subarray(0, layout.checksumOffset));
   if (stored !== actual) {
     throw new ChunkError("checksum_mismatch", `CRC-32C is 0x${hex8(actual)} but the chunk says 0x${hex8(stored)}: corrupted in storage or transit`);
   }
@@ -60,8 +60,8 @@ function parse(bytes: Uint8Array): Parsed {
  * CRC-32C over the whole chunk, modality values. Cheap (one CRC pass); use verifyChunk to also check the spec hash and
  * the payload's values.
  */
-export function readChunkHeader(bytes: Uint8Array): ParsedChunkHeader {
-  return parse(bytes).header;
+export function readChunkHeader(bytes: Uint8Array, crc: Crc32c = crc32c): ParsedChunkHeader {
+  return parse(bytes, crc).header;
 }
 
 /**
@@ -69,16 +69,16 @@ export function readChunkHeader(bytes: Uint8Array): ParsedChunkHeader {
  * `expectedSpecHash` (spec_mismatch) and the payload (zero padding, finite fp16 scales/zeros/values, finite raw floats,
  * zero unused code bits). The Worker runs this on every upload.
  */
-export function verifyChunk(bytes: Uint8Array, expectedSpecHash: Uint8Array): ParsedChunkHeader {
-  const { header, layout } = parse(bytes);
+export function verifyChunk(bytes: Uint8Array, expectedSpecHash: Uint8Array, crc: Crc32c = crc32c): ParsedChunkHeader {
+  const { header, layout } = parse(bytes, crc);
   checkSpecHash(header, expectedSpecHash);
   for (let l = 0; l < header.layerCount; l++) readLayer(bytes, layout, l, header.layerStart + l);
   return header;
 }
 
 /** Decodes a chunk of `spec`'s cache: verifyChunk's checks, then the geometry against the spec, then the layers. */
-export function decodeChunk(bytes: Uint8Array, spec: CacheSpec): DecodedChunk {
-  const { header, layout } = parse(bytes);
+export function decodeChunk(bytes: Uint8Array, spec: CacheSpec, crc: Crc32c = crc32c): DecodedChunk {
+  const { header, layout } = parse(bytes, crc);
   checkSpecHash(header, hashSpec(spec));
   const g = header.geometry;
   const s = geometryOfSpec(spec);

@@ -2,7 +2,7 @@
 // the layout that (spec, codec, tokens) imply, so a writer bug is a ChunkError here and never a chunk readers choke on.
 import { latentWidth, ropeWidth, type CacheSpec } from "../cache-spec.ts";
 import type { QuantizedBlock } from "../codec/types.ts";
-import { crc32c } from "../hash/crc32c.ts";
+import { crc32c, type Crc32c } from "../hash/crc32c.ts";
 import { hashesEqual, specHash as hashSpec } from "../hash/spec-hash.ts";
 import { FORMAT_VERSION, WIRE_BITS, WIRE_GROUPS } from "./constants.ts";
 import { checkCodeTail, checkFinite, checkFp16 } from "./checks.ts";
@@ -25,7 +25,7 @@ export function checkChunkCodec(codec: ChunkCodec): void {
  * Encodes a chunk. `chunk.header.specHash` must be the hash of `spec`; the layers must be quantized blocks shaped as
  * the codec implies (sealed) or float32 arrays of tokens × width (raw). Equal inputs always give equal bytes.
  */
-export function encodeChunk(spec: CacheSpec, chunk: DecodedChunk): Uint8Array {
+export function encodeChunk(spec: CacheSpec, chunk: DecodedChunk, crc: Crc32c = crc32c): Uint8Array {
   const h = chunk.header;
   if (h.version !== FORMAT_VERSION) {
     throw new ChunkError("invalid_input", `header version ${h.version}: this writer writes version ${FORMAT_VERSION} only`);
@@ -64,8 +64,8 @@ export function encodeChunk(spec: CacheSpec, chunk: DecodedChunk): Uint8Array {
     const base = layout.firstLayerOffset + l * layout.layerStride;
     writeLayer(out, base, chunk.layers[l], layout.latent, layout.rope, h.codec.sealed, h.layerStart + l);
   }
-  const crc = crc32c(out.subarray(0, layout.checksumOffset));
-  new DataView(out.buffer).setUint32(layout.checksumOffset, crc, true);
+  const checksum = crc(out.subarray(0, layout.checksumOffset));
+  new DataView(out.buffer).setUint32(layout.checksumOffset, checksum, true);
   return out;
 }
 

@@ -66,7 +66,7 @@ export function packChunk(codec: Codec, spec: CacheSpec, params: ChunkCodec, inp
     modality: input.modality,
     positions: input.positions,
   };
-  return encodeChunk(spec, { header, layers });
+  return encodeChunk(spec, { header, layers }, codec.crc32c);
 }
 
 function quantizeRope(codec: Codec, spec: CacheSpec, params: ChunkCodec, rope: Float32Array, tokens: number, width: number): QuantizedBlock {
@@ -81,7 +81,7 @@ function quantizeRope(codec: Codec, spec: CacheSpec, params: ChunkCodec, rope: F
 
 /** Decodes and validates a chunk of `spec` and returns float32 values (dequantized with `codec` when sealed). */
 export function unpackChunk(codec: Codec, bytes: Uint8Array, spec: CacheSpec): UnpackedChunk {
-  const chunk = decodeChunk(bytes, spec);
+  const chunk = decodeChunk(bytes, spec, codec.crc32c);
   const layers = chunk.layers.map((layer): LayerValues => {
     if (layer.kind === "raw") return { latent: layer.latent.slice(), rope: layer.rope.slice() };
     return {

@@ -28,9 +28,11 @@ export interface CodecExports {
   fromFp16(inPtr: number, n: number, outPtr: number): number;
   widenF16(inPtr: number, n: number, outPtr: number): void;
   widenBf16(inPtr: number, n: number, outPtr: number): void;
+  /** CRC-32C of n bytes at ptr continuing from `previous` (u32; returned as a signed i32 by the JS API). */
+  crc32c(ptr: number, n: number, previous: number): number;
 }
 
-const FUNCTION_EXPORTS = ["reserve", "errorIndex", "quantize", "dequantize", "toFp16", "fromFp16", "widenF16", "widenBf16"] as const;
+const FUNCTION_EXPORTS = ["reserve", "errorIndex", "quantize", "dequantize", "toFp16", "fromFp16", "widenF16", "widenBf16", "crc32c"] as const;
 
 /** Narrows an instance's exports to CodecExports, or returns what is missing. */
 export function checkCodecExports(exports: WebAssembly.Exports): { ok: true; exports: CodecExports } | { ok: false; missing: string[] } {

@@ -1,6 +1,7 @@
 // Plain-TypeScript reference codec (kind "reference"): the contract of docs/codec.md written out step by step with
 // Math.fround after every float32 operation. The WASM builds must match it bit for bit (codes, scales, zeros, floats).
 // Double rounding is harmless here: f64 carries ≥ 2·24 + 2 bits, so fround(a op b) is the float32 result of + − × ÷.
+import { crc32c } from "../hash/crc32c.ts";
 import { f16IsNonFinite, f16ToF32, f16ToF32Bits, f32ToF16Bits, F16_MAX } from "./fp16.ts";
 import {
   checkLength,
@@ -155,4 +156,5 @@ export const referenceCodec: Codec = {
   toFp16Block,
   dequantize: (block, out) => (block.bits === 16 ? dequantizeFp16(block, out) : dequantizeCodes(block, out)),
   widen,
+  crc32c,
 };

@@ -61,4 +61,6 @@ export interface Codec {
   dequantize(block: QuantizedBlock, out?: Float32Array): Float32Array;
   /** Widens float16 or bfloat16 bit patterns to float32. */
   widen(input: Uint16Array, kind: "f16" | "bf16", out?: Float32Array): Float32Array;
+  /** CRC-32C of `bytes` continuing from `previous`, equal to format/hash/crc32c.ts (the chunk checksum). */
+  readonly crc32c: (bytes: Uint8Array, previous?: number) => number;
 }

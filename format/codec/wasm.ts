@@ -192,6 +192,20 @@ class WasmCodec implements Codec {
     return result;
   }
 
+  // An arrow property, so `codec.crc32c` can be passed around as a plain function (chunk encode/decode take one).
+  readonly crc32c = (bytes: Uint8Array, previous = 0): number => {
+    // The whole slab (10 bytes per value) is one byte window; longer inputs go through it piece by piece.
+    const slab = this.slabFor(this.defaultElements);
+    const window = 10 * slab.elements;
+    let crc = previous >>> 0;
+    for (let i0 = 0; i0 < bytes.length; i0 += window) {
+      const piece = bytes.subarray(i0, Math.min(bytes.length, i0 + window));
+      this.u8.set(piece, slab.floatPtr);
+      crc = this.ex.crc32c(slab.floatPtr, piece.length, crc) >>> 0;
+    }
+    return crc;
+  };
+
   private dequantizeFp16(block: QuantizedBlock, out: Float32Array | undefined): Float32Array {
     const n = fp16BlockElements(block);
     const result = outputArray(out, n);

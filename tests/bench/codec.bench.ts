@@ -6,6 +6,7 @@ import { cpus } from "node:os";
 import { loadNodeCodec } from "../../format/codec/node.ts";
 import { referenceCodec } from "../../format/codec/reference.ts";
 import type { Bits, Codec, QuantizedBlock } from "../../format/codec/types.ts";
+import { crc32c } from "../../format/hash/crc32c.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -68,7 +69,7 @@ function sameFloats(a: Float32Array, b: Float32Array): boolean {
 interface Measurement {
   impl: string;
   bits: Bits | null;
-  op: "quantize" | "dequantize" | "memcpy" | "toFp16" | "fromFp16";
+  op: "quantize" | "dequantize" | "memcpy" | "toFp16" | "fromFp16" | "crc32c";
   medianMs: number;
   gbps: number;
   runsMs: number[];
@@ -157,6 +158,22 @@ for (const bits of BITS) {
   bitIdentical &&= refBlock !== undefined && sameBlock(fp16Blocks[0], refBlock) && sameBlock(fp16Blocks[1], refBlock);
 }
 
+// CRC-32C (the chunk checksum) over the same bytes: the codec's wasm against format/hash's TypeScript slicing-by-8.
+let crcAgrees = true;
+{
+  const bytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+  const impls: Array<[string, (b: Uint8Array) => number]> = [
+    ["wasm-simd", simd.crc32c],
+    ["wasm-scalar", scalar.crc32c],
+    ["typescript", (b) => crc32c(b)],
+  ];
+  const expected = crc32c(bytes);
+  for (const [, f] of impls) crcAgrees &&= f(bytes) === expected;
+  const runs: number[][] = impls.map(() => []);
+  for (let r = 0; r < reps; r++) impls.forEach(([, f], i) => runs[i].push(timeMs(() => f(bytes))));
+  impls.forEach(([impl], i) => record(impl, null, "crc32c", runs[i]));
+}
+
 const find = (impl: string, bits: Bits | null, op: Measurement["op"]): Measurement => {
   const m = measurements.find((x) => x.impl === impl && x.bits === bits && x.op === op);
   if (!m) throw new Error(`missing ${impl} ${bits} ${op}`);
@@ -205,6 +222,7 @@ const result = {
     runsMs: runsMs.map((x) => Number(x.toFixed(2))),
   })),
   ratios,
+  crc32c: { agrees: crcAgrees, wasmSimdOverTypescript: find("wasm-simd", null, "crc32c").gbps / find("typescript", null, "crc32c").gbps },
   targets,
 };
 

@@ -3,6 +3,7 @@
 // the fp16 oracle in helpers.ts, never from another implementation.
 import { describe, expect, it } from "vitest";
 import { CodecError, type Axis, type Bits, type Codec, type CodecErrorCode, type QuantizedBlock } from "../../format/codec/types.ts";
+import { bitwiseCrc32c } from "../format/chunk-fixtures.ts";
 import { bf16Value, floatBits, fp16Value, oracleRoundDown, oracleRoundNearestEven, oracleRoundUp, randomBlock, rng, type Distribution } from "./helpers.ts";
 
 const BITS: readonly Bits[] = [8, 4, 2];
@@ -359,6 +360,37 @@ export function describeCodecSuite(label: string, getCodec: () => Codec): void {
         expectCodecError(() => codec.widen(all, "f8" as "f16"), "invalid_params");
         expectCodecError(() => codec.widen(new Int16Array(4) as unknown as Uint16Array, "f16"), "invalid_shape");
         expectCodecError(() => codec.widen(all, "f16", new Float32Array(3)), "invalid_shape");
+      });
+    });
+
+    describe("crc32c", () => {
+      const next = rng(2024);
+      // Long enough for the four-way interleaved path (≥ 1 KiB), several wasm windows with the tiny slabs, odd tails.
+      const data = new Uint8Array(70_011).map(() => Math.floor(next() * 256));
+
+      it("matches the RFC 3720 check value and the bit-at-a-time definition at every length class and offset", () => {
+        const codec = getCodec();
+        expect(codec.crc32c(new TextEncoder().encode("123456789"))).toBe(0xe3069283);
+        expect(codec.crc32c(new Uint8Array(0))).toBe(0);
+        for (const n of [1, 7, 8, 9, 31, 1023, 1024, 1031, 1055, 4096, 65_537, 70_000]) {
+          for (const offset of [0, 3]) {
+            const view = data.subarray(offset, offset + n);
+            expect(codec.crc32c(view), `n=${n} offset=${offset}`).toBe(bitwiseCrc32c(view));
+          }
+        }
+      });
+
+      it("continues from a previous CRC, so split input gives the CRC of the whole", () => {
+        const codec = getCodec();
+        const whole = bitwiseCrc32c(data);
+        for (const cut of [0, 1, 1024, 4099, 35_000, 70_011]) {
+          expect(codec.crc32c(data.subarray(cut), codec.crc32c(data.subarray(0, cut))), `cut ${cut}`).toBe(whole);
+        }
+      });
+
+      it("works as a detached function (chunk encode/decode take it that way)", () => {
+        const crc = getCodec().crc32c;
+        expect(crc(data.subarray(0, 5000))).toBe(bitwiseCrc32c(data.subarray(0, 5000)));
       });
     });
   });

@@ -19,7 +19,7 @@ export function chunkBytesFor(frame: Frame, unit: UploadUnit, spec: CacheSpec, s
   if (frame.type === FrameType.chunk) {
     let header: ParsedChunkHeader;
     try {
-      header = verifyChunk(frame.payload, specHash);
+      header = verifyChunk(frame.payload, specHash, workerCodec().crc32c);
     } catch (e) {
       if (e instanceof ChunkError) throw invalidChunk(`${describe(unit)}: ${e.message}`, e.code);
       throw e;

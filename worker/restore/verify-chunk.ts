@@ -3,6 +3,7 @@
 import { readChunkHeader } from "../../format/chunk/decode.ts";
 import { ChunkError } from "../../format/chunk/types.ts";
 import { hashesEqual } from "../../format/hash/spec-hash.ts";
+import { workerCodec } from "../codec.ts";
 import { ApiError } from "../errors.ts";
 import type { ChunkRef } from "../objects/session-types.ts";
 
@@ -14,9 +15,9 @@ export function verifyStoredChunk(bytes: Uint8Array | null, ref: ChunkRef, specH
   const where = describeRef(ref);
   if (bytes === null) throw new ApiError(500, "corrupt_chunk", `${where} is missing from storage`, "missing");
   try {
-    // CRC-32C over the whole row (readChunkHeader) proves the bytes are the ones verifyChunk accepted at upload, so the
+    // CRC-32C over the whole row (readChunkHeader, with the WASM codec's CRC) proves the bytes are the ones verifyChunk accepted at upload, so the
     // payload value checks are not repeated here; the spec hash and the range must still be the session's.
-    const h = readChunkHeader(bytes);
+    const h = readChunkHeader(bytes, workerCodec().crc32c);
     if (!hashesEqual(h.specHash, specHash)) throw new ApiError(500, "corrupt_chunk", `${where}: stored row names another spec`, "spec_mismatch");
     if (h.tokenStart !== ref.tokenStart || h.tokenCount !== ref.tokenCount || h.layerStart !== ref.layerStart || h.layerCount !== ref.layerCount) {
       throw new ApiError(500, "corrupt_chunk", `${where}: stored row describes another range`, "range_mismatch");
