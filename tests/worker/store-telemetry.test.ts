@@ -171,6 +171,25 @@ describe("store telemetry", () => {
     });
   });
 
+  it("should record a restore as one request timed to its end, with its exact body bytes", async () => {
+    const s = await createSession("alpha");
+    await commit(s, new Conversation(TINY_SPEC, TINY_CODEC, TINY_C), 6);
+    const names = [
+      'mla_edge_requests_total{op="restore",status="200"}',
+      'mla_edge_response_bytes_total{op="restore"}',
+      'mla_edge_request_duration_seconds_count{op="restore"}',
+    ];
+    const s0 = await scrape();
+    const res = await call(`/v1/sessions/${s.id}/chunks`, { headers: s.auth });
+    expect(res.status).toBe(200);
+    const body = new Uint8Array(await res.arrayBuffer());
+    expect(moved(s0, await scrape(), names)).toEqual({
+      'mla_edge_requests_total{op="restore",status="200"}': 1,
+      'mla_edge_response_bytes_total{op="restore"}': body.length,
+      'mla_edge_request_duration_seconds_count{op="restore"}': 1,
+    });
+  });
+
   it("should count a truncate's freed rows, and a delete's, with their bytes", async () => {
     const s = await createSession("alpha");
     const conv = new Conversation(TINY_SPEC, TINY_CODEC, TINY_C);
