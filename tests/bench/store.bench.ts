@@ -17,6 +17,7 @@ import type { CodecParams, RopePolicy } from "../../format/codec/types.ts";
 import { encodeFrame, encodeJsonFrame, FrameType, FRAMES_CONTENT_TYPE, readFrames, type FrameLimits } from "../../format/wire/frames.ts";
 import type { AppendControl, SessionCreated } from "../../format/wire/messages.ts";
 import { startDev, type DevServer } from "../../scripts/dev.mjs";
+import { processGroupCpuMs } from "./process-cpu.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -349,15 +350,27 @@ async function main(): Promise<void> {
     const timesU: number[] = [];
     let bytesC = 0;
     let bytesU = 0;
+    // The server's CPU per restore (wrangler + workerd, not this client): steadier than wall time on a shared machine.
+    const cpuC: number[] = [];
+    const cpuU: number[] = [];
+    const serverCpu = (): number | null => processGroupCpuMs(server.child.pid as number);
     for (let r = 0; r < COMPARE_REPS; r++) {
       // Interleaved so both see the same machine state.
+      let c0 = serverCpu();
       let a = performance.now();
       bytesC = await restore(server, compressed);
       timesC.push(performance.now() - a);
+      let c1 = serverCpu();
+      if (c0 !== null && c1 !== null) cpuC.push(c1 - c0);
+      c0 = serverCpu();
       a = performance.now();
       bytesU = await restore(server, uncompressed);
       timesU.push(performance.now() - a);
+      c1 = serverCpu();
+      if (c0 !== null && c1 !== null) cpuU.push(c1 - c0);
     }
+    const medCpuC = cpuC.length > 0 ? percentile([...cpuC].sort((x, y) => x - y), 50) : null;
+    const medCpuU = cpuU.length > 0 ? percentile([...cpuU].sort((x, y) => x - y), 50) : null;
     const medC = percentile([...timesC].sort((x, y) => x - y), 50);
     const medU = percentile([...timesU].sort((x, y) => x - y), 50);
     for (const load of loads.values()) load.appendMs.sort((x, y) => x - y);
@@ -403,15 +416,18 @@ async function main(): Promise<void> {
       devServerReloads: Object.fromEntries(modes.map((mode) => [mode, reloads.get(mode) ?? 0])),
       comparison: {
         tokens: COMPARE_TOKENS,
-        compressed: { bytes: bytesC, restoreMsMedian: round(medC), restoreMs: timesC.map((x) => round(x)) },
+        compressed: { bytes: bytesC, restoreMsMedian: round(medC), restoreMs: timesC.map((x) => round(x)), serverCpuMsMedian: medCpuC },
         uncompressed: {
           bytes: bytesU,
           bf16GqaBytes: COMPARE_TOKENS * BF16_GQA_BYTES_PER_TOKEN,
           restoreMsMedian: round(medU),
           restoreMs: timesU.map((x) => round(x)),
+          serverCpuMsMedian: medCpuU,
         },
         bytesRatio: round(bytesU / bytesC, 2),
         restoreSpeedup: round(medU / medC, 2),
+        // Linux only (null elsewhere): the server's CPU per uncompressed restore over per compressed one.
+        serverCpuRatio: medCpuC !== null && medCpuU !== null && medCpuC > 0 ? round(medCpuU / medCpuC, 2) : null,
         target: 8,
         meetsTarget: medU / medC >= 8 && errors === 0,
       },
