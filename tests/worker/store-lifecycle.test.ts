@@ -9,7 +9,7 @@ import { CHUNK_SHARDS, chunkObjectName, sessionObjectName } from "../../worker/k
 import type { ChunkObject } from "../../worker/objects/chunk-object.ts";
 import type { SessionObject } from "../../worker/objects/session-object.ts";
 import { concatFrames, Conversation } from "./helpers/conversation.ts";
-import { append, call, createSession, errorOf, readRestore, testEnv, TINY_C, TINY_CODEC, TINY_SPEC, type Session } from "./helpers/store.ts";
+import { append, call, createSession, errorOf, openTurnSocket, readRestore, testEnv, TINY_C, TINY_CODEC, TINY_SPEC, type Session } from "./helpers/store.ts";
 
 const IMAGE_A = "a1".repeat(32);
 const IMAGE_B = "b2".repeat(32);
@@ -259,24 +259,7 @@ describe("WebSocket append", () => {
   it("should commit turn after turn from binary frames and report errors with a close code", async () => {
     const s = await createSession("alpha");
     const conv = new Conversation(TINY_SPEC, TINY_CODEC, TINY_C);
-    const res = await call(`/v1/sessions/${s.id}/turns/ws?token=${s.token}`, { headers: { upgrade: "websocket" } });
-    expect(res.status).toBe(101);
-    const ws = res.webSocket;
-    if (ws === null) throw new Error("no websocket");
-    ws.accept();
-    const messages: string[] = [];
-    let closed: { code: number; reason: string } | null = null;
-    const waitFor = (n: number) =>
-      new Promise<void>((resolve) => {
-        const check = () => (messages.length >= n || closed !== null ? resolve() : setTimeout(check, 5));
-        check();
-      });
-    ws.addEventListener("message", (e) => {
-      messages.push(String(e.data));
-    });
-    ws.addEventListener("close", (e) => {
-      closed = { code: e.code, reason: e.reason };
-    });
+    const { ws, messages, closed, waitForMessages: waitFor, waitForClose } = await openTurnSocket(s);
 
     const t1 = conv.build(5);
     // Split one turn across messages at odd offsets: framing is a byte stream.
@@ -296,11 +279,8 @@ describe("WebSocket append", () => {
     ws.send(encodeJsonFrame(FrameType.control, { ...conv.build(2).control, expectedSeq: 1 }));
     await waitFor(3);
     expect(JSON.parse(messages[2])).toMatchObject({ error: { code: "turn_conflict" } });
-    await new Promise<void>((resolve) => {
-      const check = () => (closed !== null ? resolve() : setTimeout(check, 5));
-      check();
-    });
-    expect(closed).toMatchObject({ code: 4409 });
+    await waitForClose();
+    expect(closed()).toMatchObject({ code: 4409 });
     expect((await manifest(s)).head).toBe(2);
   });
 

@@ -11,7 +11,7 @@ import { chunkStubFor } from "../../worker/objects/stubs.ts";
 import { flushTelemetry } from "../../worker/telemetry/index.ts";
 import { encodeJsonFrame, FrameType } from "../../format/wire/frames.ts";
 import { concatFrames, Conversation, type BuiltTurn } from "./helpers/conversation.ts";
-import { append, call, createSession, OPERATOR_KEY, readRestore, testEnv, TINY_C, TINY_CODEC, TINY_SPEC, type Session } from "./helpers/store.ts";
+import { append, call, createSession, OPERATOR_KEY, openTurnSocket, readRestore, testEnv, TINY_C, TINY_CODEC, TINY_SPEC, type Session } from "./helpers/store.ts";
 
 type Scrape = ReadonlyMap<string, number>;
 
@@ -252,37 +252,21 @@ describe("store telemetry", () => {
       "mla_edge_chunks_written_total",
     ];
     const s0 = await scrape();
-    const res = await call(`/v1/sessions/${s.id}/turns/ws?token=${s.token}`, { headers: { upgrade: "websocket" } });
-    expect(res.status).toBe(101);
-    const ws = res.webSocket;
-    if (ws === null) throw new Error("no websocket");
-    ws.accept();
-    const messages: string[] = [];
-    let closed = false;
-    ws.addEventListener("message", (e) => {
-      messages.push(String(e.data));
-    });
-    ws.addEventListener("close", () => {
-      closed = true;
-    });
-    const until = (done: () => boolean) =>
-      new Promise<void>((resolve) => {
-        const check = () => (done() ? resolve() : setTimeout(check, 5));
-        check();
-      });
+    const { ws, messages, waitForMessages, waitForClose } = await openTurnSocket(s);
     const t1 = conv.build(5);
     const b1 = concatFrames(t1.frames);
     ws.send(b1);
-    await until(() => messages.length >= 1);
+    await waitForMessages(1);
     conv.accept(t1);
     const t2 = conv.build(4);
     const b2 = concatFrames(t2.frames);
     ws.send(b2);
-    await until(() => messages.length >= 2);
+    await waitForMessages(2);
     conv.accept(t2);
     const stale = encodeJsonFrame(FrameType.control, { ...conv.build(2).control, expectedSeq: 1 });
     ws.send(stale);
-    await until(() => closed);
+    await waitForClose();
+    expect(JSON.parse(messages[2])).toMatchObject({ error: { code: "turn_conflict" } });
     expect(moved(s0, await scrape(), names)).toEqual({
       'mla_edge_requests_total{op="append",status="201"}': 2,
       'mla_edge_requests_total{op="append",status="409"}': 1,

@@ -88,3 +88,44 @@ export async function readRestore(res: Response): Promise<Restored> {
   if (header === null) throw new Error("restore stream without a header frame");
   return { header, chunks, end, error };
 }
+
+/** A WebSocket append connection: the JSON messages received so far and the close, once it comes. */
+export interface TurnSocket {
+  readonly ws: WebSocket;
+  readonly messages: string[];
+  readonly closed: () => { code: number; reason: string } | null;
+  /** Resolves once `n` messages arrived or the socket closed. */
+  waitForMessages(n: number): Promise<void>;
+  waitForClose(): Promise<void>;
+}
+
+/** Opens `/turns/ws` with the session token in the query (as browsers must), expecting the 101. */
+export async function openTurnSocket(s: Session): Promise<TurnSocket> {
+  const res = await call(`/v1/sessions/${s.id}/turns/ws?token=${s.token}`, { headers: { upgrade: "websocket" } });
+  if (res.status !== 101 || res.webSocket === null) throw new Error(`expected a WebSocket upgrade, got ${res.status}`);
+  const ws = res.webSocket;
+  ws.accept();
+  const messages: string[] = [];
+  let closed: { code: number; reason: string } | null = null;
+  ws.addEventListener("message", (e) => {
+    messages.push(String(e.data));
+  });
+  ws.addEventListener("close", (e) => {
+    closed = { code: e.code, reason: e.reason };
+  });
+  const until = (done: () => boolean): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (done()) resolve();
+        else setTimeout(check, 5);
+      };
+      check();
+    });
+  return {
+    ws,
+    messages,
+    closed: () => closed,
+    waitForMessages: (n) => until(() => messages.length >= n || closed !== null),
+    waitForClose: () => until(() => closed !== null),
+  };
+}
