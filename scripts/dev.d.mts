@@ -18,4 +18,6 @@ export declare function startDev(options: {
   envFile?: string;
   stdio?: "inherit" | "pipe";
   readyTimeoutMs?: number;
+  /** Use wrangler's shared dev registry (npm start) instead of one of the server's own (tests, benchmarks). */
+  sharedRegistry?: boolean;
 }): Promise<DevServer>;

@@ -3,7 +3,9 @@
 // integration tests (tests/store) and the store benchmark. The child runs in its own process group so stop() and
 // kill() reach wrangler's workerd children too.
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -40,15 +42,19 @@ export function devArgs({ port, persistTo, inspectorPort, vars = {}, envFile }) 
 }
 
 /**
- * Spawns wrangler dev and resolves once GET /v1/health answers 200.
- * @param {{port?: number, persistTo: string, vars?: Record<string,string>, envFile?: string, stdio?: "inherit"|"pipe", readyTimeoutMs?: number}} options
+ * Spawns wrangler dev and resolves once GET /v1/health answers 200. Unless `sharedRegistry` is set, the server gets
+ * its own dev registry (WRANGLER_REGISTRY_PATH in a temp dir): wrangler's default is one registry for every local
+ * `wrangler dev`, so concurrent test and benchmark servers of the same Worker name would see each other's entries.
+ * `npm start` keeps the shared one, so other local Workers can still bind to the store.
+ * @param {{port?: number, persistTo: string, vars?: Record<string,string>, envFile?: string, stdio?: "inherit"|"pipe", readyTimeoutMs?: number, sharedRegistry?: boolean}} options
  */
 export async function startDev(options) {
   const port = options.port ?? (await freePort());
   const inspectorPort = await freePort();
+  const registry = options.sharedRegistry ? null : mkdtempSync(join(tmpdir(), "mla-edge-registry-"));
   const child = spawn(process.execPath, devArgs({ ...options, port, inspectorPort }), {
     cwd: ROOT,
-    env: { ...process.env, ...OFFLINE_ENV },
+    env: { ...process.env, ...OFFLINE_ENV, ...(registry !== null ? { WRANGLER_REGISTRY_PATH: registry } : {}) },
     stdio: options.stdio === "inherit" ? "inherit" : ["ignore", "pipe", "pipe"],
     detached: true,
   });
@@ -63,9 +69,13 @@ export async function startDev(options) {
   const deadline = Date.now() + (options.readyTimeoutMs ?? 60_000);
   let ready = false;
   while (!ready) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`wrangler dev exited before it was ready:\n${log}`);
+    if (child.exitCode !== null || child.signalCode !== null) {
+      if (registry !== null) rmSync(registry, { recursive: true, force: true });
+      throw new Error(`wrangler dev exited before it was ready:\n${log}`);
+    }
     if (Date.now() > deadline) {
       killGroup(child, "SIGKILL");
+      if (registry !== null) rmSync(registry, { recursive: true, force: true });
       throw new Error(`wrangler dev not ready after ${options.readyTimeoutMs ?? 60_000} ms:\n${log}`);
     }
     try {
@@ -91,6 +101,7 @@ export async function startDev(options) {
       // workerd children of a SIGKILLed wrangler may outlive it for a moment: make sure the group is gone.
       killGroup(child, "SIGKILL");
       await waitGroupGone(child.pid);
+      if (registry !== null) rmSync(registry, { recursive: true, force: true });
     },
   };
 }

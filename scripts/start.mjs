@@ -17,7 +17,7 @@ if (!existsSync(secretsFile)) {
 const tenantLine = readFileSync(secretsFile, "utf8").split("\n").find((l) => l.startsWith("TENANT_KEYS="));
 console.error(`mla-edge: local secrets in ${secretsFile} (${tenantLine ?? "TENANT_KEYS missing"})`);
 
-const server = await startDev({ port: Number(process.env.PORT ?? 8787), persistTo: stateDir, envFile: secretsFile, stdio: "inherit" });
+const server = await startDev({ port: Number(process.env.PORT ?? 8787), persistTo: stateDir, envFile: secretsFile, stdio: "inherit", sharedRegistry: true });
 console.error(`mla-edge: edge store ready at ${server.url} (state in ${stateDir})`);
 const { startDemoServer } = await import("../client/demo/serve.mjs");
 const apiKey = Object.values(JSON.parse((tenantLine ?? "").slice("TENANT_KEYS=".length).replace(/^'|'$/g, "")))[0];

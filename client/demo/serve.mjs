@@ -19,7 +19,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   }
   const line = readFileSync(secrets, "utf8").split("\n").find((l) => l.startsWith("TENANT_KEYS="));
   const apiKey = Object.values(JSON.parse(line.slice("TENANT_KEYS=".length).replace(/^'|'$/g, "")))[0];
-  const edge = await startDev({ port: Number(process.env.EDGE_PORT ?? 8787), persistTo: join(ROOT, ".state"), envFile: secrets, stdio: "inherit" });
+  const edge = await startDev({ port: Number(process.env.EDGE_PORT ?? 8787), persistTo: join(ROOT, ".state"), envFile: secrets, stdio: "inherit", sharedRegistry: true });
   const demo = await startDemoServer({ edgeUrl: edge.url, apiKey, port: Number(process.env.DEMO_PORT ?? 8788) });
   console.error(`mla-edge demo: chat page at ${demo.url} (edge store ${edge.url})`);
   for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => void Promise.all([demo.close(), edge.stop("SIGINT")]).then(() => process.exit(0)));
