@@ -33,7 +33,7 @@ const { values: args } = parseArgs({
     // Control run: the "off" server records too (A/A), so overheadPct shows the method's own noise floor.
     aa: { type: "boolean", default: false },
     // Sequential appends sent to both servers in alternating (ABBA) pairs: the overhead estimate with a low noise floor.
-    "overhead-pairs": { type: "string", default: "128" },
+    "overhead-pairs": { type: "string", default: "256" },
   },
 });
 const TELEMETRY_MODES = args.telemetry === "both" ? (["on", "off"] as const) : args.telemetry === "on" || args.telemetry === "off" ? [args.telemetry] : null;
@@ -46,7 +46,7 @@ const COMPARE_TOKENS = Number(args["compare-tokens"]);
 const COMPARE_REPS = Number(args["compare-reps"]);
 const OVERHEAD_PAIRS = Number(args["overhead-pairs"]);
 /** Sessions the paired phase spreads its appends over (turn = pair / this), so no session grows long. */
-const OVERHEAD_SESSIONS = 16;
+const OVERHEAD_SESSIONS = 32;
 const ROPE = args.rope as RopePolicy;
 if (!["fp16", "int8", "int4"].includes(ROPE)) throw new Error("--rope must be fp16, int8 or int4");
 const C = Number(args["chunk-tokens"]);
