@@ -9,6 +9,7 @@ import type { CodecParams } from "../../format/codec/types.ts";
 import type { AppendControl, Manifest, MediaSpan, SessionStorage } from "../../format/wire/messages.ts";
 import type { ClientTurnReport } from "../../format/telemetry/client-report.ts";
 import { plannedChunkBytes } from "../../format/chunk/index.ts";
+import { bf16GqaBytes } from "../../format/size/bytes-per-token.ts";
 import { createMlaSession } from "../../model/create-session.ts";
 import { argmaxExcluding, DecoderSession } from "../../model/decoder-session.ts";
 import type { MlaAttentionBackend, MlaCacheSnapshot } from "../../model/mla/attention.ts";
@@ -155,7 +156,7 @@ export class ChatSession {
     let stored = 0;
     for (const b of this.slotBytes.values()) stored += b;
     const s = this.model.spec;
-    return { stored, uncompressed: this.decoder.length * 2 * s.layers * s.kvHeads * s.headDim * 2 };
+    return { stored, uncompressed: bf16GqaBytes(s, this.decoder.length, s.layers) };
   }
 
   /** Which decoder this session runs (WebGPU kernels, their CPU fallback, or the CPU reference) and why. */

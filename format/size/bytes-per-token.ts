@@ -56,6 +56,11 @@ function ropePolicyBits(rope: RopePolicy): number {
   return rope === "fp16" ? 16 : rope === "int8" ? 8 : 4;
 }
 
+/** The original model's bf16 K + V cache for `tokens` tokens over `layers` layers: 2 · n_kv · d_h · 2 bytes each. */
+export function bf16GqaBytes(spec: Pick<CacheSpec, "kvHeads" | "headDim">, tokens: number, layers: number): number {
+  return tokens * layers * 2 * spec.kvHeads * spec.headDim * 2;
+}
+
 /** Bytes per token over all layers of `spec`'s cache, original and MLA, bf16 and quantized. */
 export function cacheBytesPerToken(spec: CacheSpec, options: QuantOptions): CacheBytesPerToken {
   const opts: Required<QuantOptions> = {
@@ -68,7 +73,7 @@ export function cacheBytesPerToken(spec: CacheSpec, options: QuantOptions): Cach
   const L = spec.layers;
   const dc = latentWidth(spec);
   const rw = ropeWidth(spec);
-  const originalBf16 = 2 * L * spec.kvHeads * spec.headDim * 2;
+  const originalBf16 = bf16GqaBytes(spec, 1, L);
   const mlaBf16 = L * (dc + rw) * 2;
 
   const latentCodes = (L * dc * opts.bits) / 8;

@@ -4,6 +4,7 @@
 // the ChunkObject alarm) or a visible turn whose chunks are all held — never a visible turn with a missing chunk.
 import { hexToBytes } from "@noble/hashes/utils.js";
 import { FrameError, FrameType, decodeJsonPayload, type FrameReader } from "../../format/wire/frames.ts";
+import { bf16GqaBytes } from "../../format/size/bytes-per-token.ts";
 import type { AppendResult } from "../../format/wire/messages.ts";
 import type { Env } from "../env.ts";
 import { ApiError, badRequest, notFound, tooLarge, turnConflict } from "../errors.ts";
@@ -11,11 +12,11 @@ import { sessionObjectName, shardOf, type KeyContext } from "../keys.ts";
 import { MAX_APPEND_BODY_BYTES, UPLOAD_LEASE_MS } from "../limits.ts";
 import { toCacheSpec, type ChunkRef, type TurnRecord } from "../objects/session-types.ts";
 import { chunkShardStub } from "../objects/stubs.ts";
+import type { WaitUntil } from "../telemetry/index.ts";
 import { chunkBytesFor } from "./chunk-bytes.ts";
 import { parseControl } from "./control.ts";
 import { planUploads, type TokenWindow } from "./plan.ts";
-import { recordAppendChunks, type ChunkOutcome, type WaitUntil } from "./telemetry.ts";
-import { bf16GqaBytes } from "./uncompressed-bytes.ts";
+import { recordAppendChunks, type ChunkOutcome } from "./telemetry.ts";
 
 export interface AppendTarget {
   readonly env: Env;

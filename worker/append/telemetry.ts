@@ -1,11 +1,7 @@
 // What a committed append reports to telemetry: chunks newly stored (with stored and bf16-equivalent bytes) and chunks
 // found already stored (dedupe hits). Tokens count per slot, once: a slot whose every chunk was a hit is a hit.
 import type { Env } from "../env.ts";
-import { recordEvent } from "../telemetry/index.ts";
-
-export interface WaitUntil {
-  waitUntil(promise: Promise<unknown>): void;
-}
+import { recordEvent, type WaitUntil } from "../telemetry/index.ts";
 
 /** One chunk put of an append: its slot, tokens, sizes, and whether the row was new (false = dedupe hit). */
 export interface ChunkOutcome {

@@ -62,7 +62,7 @@ export class ChunkObject extends DurableObject<Env> {
 
   /**
    * Stores `bytes` under `key` unless present, and adds a hold leased until `leaseUntil` (ms). `uncompressed` is the
-   * bf16 GQA size of the row's tokens × layers (worker/append/uncompressed-bytes.ts), kept for eviction reports.
+   * bf16 GQA size of the row's tokens × layers (format/size `bf16GqaBytes`), kept for eviction reports.
    */
   async put(key: string, bytes: Uint8Array, holder: string, tag: string, leaseUntil: number, uncompressed: number): Promise<PutResult> {
     let created = false;

@@ -6,7 +6,7 @@ import type { ErrorBody, RestoreHeader } from "../../format/wire/messages.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import type { ChunkRef } from "../objects/session-types.ts";
-import { recordEvent } from "../telemetry/index.ts";
+import { recordEvent, type WaitUntil } from "../telemetry/index.ts";
 import { ChunkPrefetcher } from "./chunk-prefetch.ts";
 
 export { CHUNK_LOAD_TIMEOUT_MS, RESTORE_READ_AHEAD_BYTES, loadVerifiedChunk } from "./chunk-prefetch.ts";
@@ -14,7 +14,7 @@ export { CHUNK_LOAD_TIMEOUT_MS, RESTORE_READ_AHEAD_BYTES, loadVerifiedChunk } fr
 export interface RestoreSource {
   readonly env: Env;
   /** The request's execution context: the stream's telemetry flush runs under its waitUntil. */
-  readonly ctx: { waitUntil(promise: Promise<unknown>): void };
+  readonly ctx: WaitUntil;
   readonly tenant: string;
   readonly sessionId: string;
   readonly specHash: string;
