@@ -113,11 +113,15 @@ export function chunkKey(ctx: KeyContext, prefix: string, sealed: boolean, layer
   return new KeyWriter().str("mla-edge/chunk/v1").hex(prefix).u32(sealed ? 1 : 0).u32(layerStart).u32(layerCount).bytes(ctx.salt).digest();
 }
 
-/** Chunk rows of a tenant are spread over this many ChunkObjects by the key's first hex digit. */
+/** Chunk rows of a tenant are spread over this many ChunkObjects. */
 export const CHUNK_SHARDS = 16;
 
-export function shardOf(key: string): number {
-  return parseInt(key[0], 16) % CHUNK_SHARDS;
+/**
+ * The shard of a hash's first hex digit. Chunks are placed by their row group's anchor (worker/row-groups.ts); rows
+ * stored before row groups were placed by their own key (the migrated `shard` of their refs).
+ */
+export function shardOf(hash: string): number {
+  return parseInt(hash[0], 16) % CHUNK_SHARDS;
 }
 
 export function chunkObjectName(tenant: string, shard: number): string {

@@ -21,6 +21,12 @@ export const UPLOAD_LEASE_MS = 15 * 60 * 1000;
 export const DEFAULT_TTL_SECONDS = 7 * 24 * 3600;
 export const MAX_TTL_SECONDS = 90 * 24 * 3600;
 
+/**
+ * Bytes of one stored row: the DO row limit is 2 MB and MAX_CHUNK_BYTES leaves room for the row's other columns. A row
+ * packs one or more chunks; a chunk alone never exceeds it (planChunkLayerRanges).
+ */
+export const MAX_ROW_BYTES = MAX_CHUNK_BYTES;
+
 /** Tokens per sealed chunk a session may choose (the chunk format's own per-chunk bound). */
 export const MAX_SESSION_CHUNK_TOKENS = 1024;
 

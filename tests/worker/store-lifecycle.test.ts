@@ -9,7 +9,7 @@ import { CHUNK_SHARDS, chunkObjectName, sessionObjectName } from "../../worker/k
 import type { ChunkObject } from "../../worker/objects/chunk-object.ts";
 import type { SessionObject } from "../../worker/objects/session-object.ts";
 import { concatFrames, Conversation } from "./helpers/conversation.ts";
-import { append, call, createSession, errorOf, openTurnSocket, readRestore, testEnv, TINY_C, TINY_CODEC, TINY_SPEC, type Session } from "./helpers/store.ts";
+import { append, call, createSession, errorOf, flipStoredChunkByte, openTurnSocket, readRestore, testEnv, TINY_C, TINY_CODEC, TINY_SPEC, type Session } from "./helpers/store.ts";
 
 const IMAGE_A = "a1".repeat(32);
 const IMAGE_B = "b2".repeat(32);
@@ -18,15 +18,16 @@ function shard(tenant: string, s: number) {
   return testEnv.CHUNKS.get(testEnv.CHUNKS.idFromName(chunkObjectName(tenant, s)));
 }
 
-async function rows(tenant: string): Promise<{ rows: number; holds: number }> {
-  let r = 0;
-  let h = 0;
+/** Rows, the chunks they pack and the holds on them, over every shard of a tenant. */
+async function rows(tenant: string): Promise<{ rows: number; chunks: number; holds: number }> {
+  const total = { rows: 0, chunks: 0, holds: 0 };
   for (let s = 0; s < CHUNK_SHARDS; s++) {
     const st = await runInDurableObject(shard(tenant, s), (o: ChunkObject) => o.stats());
-    r += st.rows;
-    h += st.holds;
+    total.rows += st.rows;
+    total.chunks += st.chunks;
+    total.holds += st.holds;
   }
-  return { rows: r, holds: h };
+  return total;
 }
 
 async function commit(s: Session, conv: Conversation, count: number, opts = {}): Promise<AppendResult> {
@@ -63,15 +64,17 @@ describe("dedupe and tenancy", () => {
     const ra = await commit(a, convA, 10, { image: { hash: IMAGE_A, at: 2, length: 4 } });
     expect(ra.chunksStored).toBe(3);
     const afterA = await rows(tenant);
-    expect(afterA.rows - before.rows).toBe(3);
+    // Full slots 0 and 1 pack into one row; the raw tail of slot 2 is a row of its own (the next turn replaces it).
+    expect([afterA.rows - before.rows, afterA.chunks - before.chunks]).toEqual([2, 3]);
 
     const b = await createSession(tenant);
     const convB = new Conversation(TINY_SPEC, TINY_CODEC, TINY_C, seed);
     const rb = await commit(b, convB, 10, { image: { hash: IMAGE_A, at: 2, length: 4 } });
     expect([rb.chunksStored, rb.chunksReused]).toEqual([0, 3]);
     const afterB = await rows(tenant);
-    expect(afterB.rows).toBe(afterA.rows);
-    expect(afterB.holds - afterA.holds).toBe(3);
+    expect([afterB.rows, afterB.chunks]).toEqual([afterA.rows, afterA.chunks]);
+    expect(afterB.holds - afterA.holds).toBe(2); // one per row
+
 
     // Same tokens, different image: the slots holding image tokens (and every later slot, by the chain) get new rows.
     const c = await createSession(tenant);
@@ -88,7 +91,8 @@ describe("dedupe and tenancy", () => {
     const b = await createSession("beta");
     const r = await commit(b, new Conversation(TINY_SPEC, TINY_CODEC, TINY_C, seed), 8);
     expect([r.chunksStored, r.chunksReused]).toEqual([2, 0]);
-    expect((await rows("beta")).rows - betaBefore.rows).toBe(2);
+    const betaAfter = await rows("beta");
+    expect([betaAfter.rows - betaBefore.rows, betaAfter.chunks - betaBefore.chunks]).toEqual([1, 2]);
     const keysA = (await readRestore(await call(`/v1/sessions/${a.id}/chunks`, { headers: a.auth }))).header.chunks.map((c) => c.key);
     const keysB = (await readRestore(await call(`/v1/sessions/${b.id}/chunks`, { headers: b.auth }))).header.chunks.map((c) => c.key);
     expect(keysA.every((k) => /^[0-9a-f]{64}$/.test(k))).toBe(true);
@@ -110,7 +114,7 @@ describe("fork, truncate, delete", () => {
     const fork: Session = { ...forkCreated, tenant, auth: { authorization: `Bearer ${forkCreated.token}` } };
     const after = await rows(tenant);
     expect(after.rows).toBe(before.rows);
-    expect(after.holds - before.holds).toBe(2); // turn 1's two chunks
+    expect(after.holds - before.holds).toBe(2); // turn 1's two rows: sealed slot 0 and the raw tail of slot 1
 
     const fm = await manifest(fork);
     expect([fm.head, fm.tokens, fm.parent]).toEqual([1, 6, { id: s.id, seq: 1 }]);
@@ -148,7 +152,9 @@ describe("fork, truncate, delete", () => {
     const afterTurn1 = await restoreBytes(s);
     const rowsAfter1 = await rows(tenant);
     await commit(s, conv, 7);
-    expect((await rows(tenant)).rows - rowsAfter1.rows).toBe(3); // sealed slots 1, 2 and tail of slot 3
+    const rowsAfter2 = await rows(tenant);
+    // Sealed slots 1 and 2 in one row, the raw tail of slot 3 in another.
+    expect([rowsAfter2.rows - rowsAfter1.rows, rowsAfter2.chunks - rowsAfter1.chunks]).toEqual([2, 3]);
     const res = await post(s, "/truncate", { toSeq: 1 });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ head: 1, tokens: 6 });
@@ -169,7 +175,8 @@ describe("fork, truncate, delete", () => {
     const before = await rows(tenant);
     const s = await createSession(tenant);
     await commit(s, new Conversation(TINY_SPEC, TINY_CODEC, TINY_C), 9);
-    expect((await rows(tenant)).rows - before.rows).toBe(3);
+    const after = await rows(tenant);
+    expect([after.rows - before.rows, after.chunks - before.chunks]).toEqual([2, 3]);
     expect((await call(`/v1/sessions/${s.id}`, { method: "DELETE", headers: s.auth })).status).toBe(204);
     expect(await rows(tenant)).toEqual(before);
     expect((await call(`/v1/sessions/${s.id}`, { method: "DELETE", headers: s.auth })).status).toBe(404);
@@ -215,7 +222,7 @@ describe("TTL and leases", () => {
     const before = await rows(tenant);
     const key = "0".repeat(63) + "1";
     const target = shard(tenant, 0);
-    await runInDurableObject(target, (o: ChunkObject) => o.put(key, new Uint8Array([1, 2, 3]), "some-session", "upload:x", Date.now() + 60_000, 0));
+    await runInDurableObject(target, (o: ChunkObject) => o.putChunks([{ key, bytes: new Uint8Array([1, 2, 3]), uncompressed: 0 }], "some-session", "upload:x", Date.now() + 60_000));
     expect((await rows(tenant)).rows - before.rows).toBe(1);
     // The upload never commits; move its lease into the past (as if 15 minutes had passed) and fire the alarm.
     await runInDurableObject(target, (_o: ChunkObject, state) => {
@@ -227,15 +234,7 @@ describe("TTL and leases", () => {
 });
 
 describe("corruption", () => {
-  async function corrupt(tenant: string, key: string): Promise<void> {
-    const stub = testEnv.CHUNKS.get(testEnv.CHUNKS.idFromName(chunkObjectName(tenant, parseInt(key[0], 16))));
-    await runInDurableObject(stub, (_o: ChunkObject, state) => {
-      const row = state.storage.sql.exec<{ bytes: ArrayBuffer }>("SELECT bytes FROM chunks WHERE key = ?", key).one();
-      const b = new Uint8Array(row.bytes.slice(0));
-      b[Math.floor(b.length / 2)] ^= 0x01;
-      state.storage.sql.exec("UPDATE chunks SET bytes = ? WHERE key = ?", b, key);
-    });
-  }
+  const corrupt = (tenant: string, key: string) => flipStoredChunkByte(tenant, key);
 
   it("should report a flipped byte as corrupt_chunk: 500 JSON for the first chunk, an error frame later, never the data", async () => {
     const tenant = "alpha";

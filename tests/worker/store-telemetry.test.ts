@@ -5,13 +5,11 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { cacheBytesPerToken } from "../../format/size/bytes-per-token.ts";
 import { sessionObjectName } from "../../worker/keys.ts";
-import type { ChunkObject } from "../../worker/objects/chunk-object.ts";
 import type { SessionObject } from "../../worker/objects/session-object.ts";
-import { chunkStubFor } from "../../worker/objects/stubs.ts";
 import { flushTelemetry } from "../../worker/telemetry/index.ts";
 import { encodeJsonFrame, FrameType } from "../../format/wire/frames.ts";
 import { concatFrames, Conversation, type BuiltTurn } from "./helpers/conversation.ts";
-import { append, call, createSession, OPERATOR_KEY, openTurnSocket, readRestore, testEnv, TINY_C, TINY_CODEC, TINY_SPEC, type Session } from "./helpers/store.ts";
+import { append, call, createSession, flipStoredChunkByte, OPERATOR_KEY, openTurnSocket, readRestore, testEnv, TINY_C, TINY_CODEC, TINY_SPEC, type Session } from "./helpers/store.ts";
 
 type Scrape = ReadonlyMap<string, number>;
 
@@ -153,12 +151,7 @@ describe("store telemetry", () => {
 
     // Flip a byte of the second row: the stream sends slot 0 (4 tokens), then an error frame.
     const key = full.header.chunks[1].key;
-    await runInDurableObject(chunkStubFor(testEnv, "alpha", key), (_o: ChunkObject, state) => {
-      const row = state.storage.sql.exec<{ bytes: ArrayBuffer }>("SELECT bytes FROM chunks WHERE key = ?", key).one();
-      const bytes = new Uint8Array(row.bytes.slice(0));
-      bytes[bytes.length >> 1] ^= 0x10;
-      state.storage.sql.exec("UPDATE chunks SET bytes = ? WHERE key = ?", bytes, key);
-    });
+    await flipStoredChunkByte("alpha", key, 0x10);
     const broken = await readRestore(await call(`/v1/sessions/${s.id}/chunks`, { headers: s.auth }));
     expect(broken.error?.code).toBe("corrupt_chunk");
     expect(moved(s1, await scrape(), RESTORE_COUNTERS)).toEqual({

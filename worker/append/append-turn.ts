@@ -8,14 +8,14 @@ import { bf16GqaBytes } from "../../format/size/bytes-per-token.ts";
 import type { AppendResult } from "../../format/wire/messages.ts";
 import type { Env } from "../env.ts";
 import { ApiError, badRequest, notFound, tooLarge, turnConflict } from "../errors.ts";
-import { sessionObjectName, shardOf, type KeyContext } from "../keys.ts";
+import { sessionObjectName, type KeyContext } from "../keys.ts";
 import { MAX_APPEND_BODY_BYTES, UPLOAD_LEASE_MS } from "../limits.ts";
 import { toCacheSpec, type ChunkRef, type TurnRecord } from "../objects/session-types.ts";
 import { chunkShardStub } from "../objects/stubs.ts";
 import type { WaitUntil } from "../telemetry/index.ts";
 import { chunkBytesFor } from "./chunk-bytes.ts";
 import { parseControl } from "./control.ts";
-import { planUploads, type TokenWindow } from "./plan.ts";
+import { planUploads, type TokenWindow, type UploadUnit } from "./plan.ts";
 import { recordAppendChunks, type ChunkOutcome } from "./telemetry.ts";
 
 export interface AppendTarget {
@@ -78,7 +78,7 @@ export async function appendTurn(t: AppendTarget, reader: FrameReader, requireEn
     chunkTokens: meta.chunkTokens,
     salt: t.salt,
   };
-  const units = await planUploads(spec, keyCtx, window, ctx.prevPrefix);
+  const units = await planUploads(spec, keyCtx, window, ctx.prevPrefix, ctx.groupAnchor);
   const specHash = hexToBytes(meta.specHash);
 
   const tag = `upload:${crypto.randomUUID()}`;
@@ -87,28 +87,44 @@ export async function appendTurn(t: AppendTarget, reader: FrameReader, requireEn
   const chunks = (shard: number) => chunkShardStub(t.env, t.tenant, shard);
   const refs: ChunkRef[] = [];
   const outcomes: ChunkOutcome[] = [];
-  let stored = 0;
   let bytes = 0;
   let committed = false;
   try {
-    // One put in flight while the next frame is read and verified: network read and DO write overlap.
+    // The chunks of one row group's full slots go to their shard in one put, so they pack into one row; a partial
+    // (tail) slot's chunks go alone, as the next turn replaces them. One put is in flight while the next batch is
+    // read and verified: network read and DO write overlap.
     let inFlight: Promise<void> = Promise.resolve();
-    for (const unit of units) {
-      const frame = await nextFrame(reader);
-      if (frame === null) throw badRequest(`body ended before the chunk for tokens ${unit.tokenStart}+${unit.tokenCount}, layers ${unit.layerStart}+${unit.layerCount} (${refs.length} of ${units.length} chunks received)`, "truncated");
-      const chunk = chunkBytesFor(frame, unit, spec, specHash, window);
+    let batch: Array<{ unit: UploadUnit; bytes: Uint8Array; uncompressed: number }> = [];
+    const putBatch = async () => {
+      const b = batch;
+      batch = [];
       await inFlight;
-      const shard = shardOf(unit.key);
+      const shard = b[0].unit.shard;
       shards.add(shard);
-      const uncompressed = bf16GqaBytes(spec, unit.tokenCount, unit.layerCount);
       inFlight = chunks(shard)
-        .put(unit.key, chunk, t.sessionId, tag, leaseUntil, uncompressed)
-        .then((r) => {
-          if (r.created) stored++;
-          outcomes.push({ slot: unit.slot, tokens: unit.tokenCount, bytes: chunk.length, bytesUncompressed: uncompressed, created: r.created });
+        .putChunks(
+          b.map((x) => ({ key: x.unit.key, bytes: x.bytes, uncompressed: x.uncompressed })),
+          t.sessionId,
+          tag,
+          leaseUntil,
+        )
+        .then((places) => {
+          places.forEach((p, i) => {
+            const { unit, bytes: chunk, uncompressed } = b[i];
+            refs.push({ ...unit, sealed: unit.codec.sealed, bytes: chunk.length, row: p.row, offset: p.offset });
+            outcomes.push({ slot: unit.slot, tokens: unit.tokenCount, bytes: chunk.length, bytesUncompressed: uncompressed, created: p.created });
+          });
         });
-      refs.push({ ...unit, sealed: unit.codec.sealed, bytes: chunk.length });
+    };
+    const full = (u: UploadUnit) => u.tokenCount === meta.chunkTokens;
+    for (const [i, unit] of units.entries()) {
+      const frame = await nextFrame(reader);
+      if (frame === null) throw badRequest(`body ended before the chunk for tokens ${unit.tokenStart}+${unit.tokenCount}, layers ${unit.layerStart}+${unit.layerCount} (${i} of ${units.length} chunks received)`, "truncated");
+      const chunk = chunkBytesFor(frame, unit, spec, specHash, window);
+      batch.push({ unit, bytes: chunk, uncompressed: bf16GqaBytes(spec, unit.tokenCount, unit.layerCount) });
       bytes += chunk.length;
+      const next = units[i + 1];
+      if (next === undefined || !full(unit) || !full(next) || next.group !== unit.group || next.shard !== unit.shard) await putBatch();
     }
     await inFlight;
     if (requireEnd && (await nextFrame(reader)) !== null) throw badRequest(`unexpected frame after the ${units.length} chunks of the turn`);
@@ -139,8 +155,8 @@ export async function appendTurn(t: AppendTarget, reader: FrameReader, requireEn
       seq: turn.seq,
       tokenStart: turn.tokenStart,
       tokenCount: turn.tokenCount,
-      chunksStored: stored,
-      chunksReused: refs.length - stored,
+      chunksStored: outcomes.filter((o) => o.created).length,
+      chunksReused: outcomes.filter((o) => !o.created).length,
       bytes,
       nextPosition: turn.nextPosition,
     };

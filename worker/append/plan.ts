@@ -1,12 +1,13 @@
 // What an append must upload, in order: for each slot the turn touches (the unfilled last slot of the session
 // included), the layer ranges of planChunkLayerRanges — sealed chunks for filled slots, a raw tail for the last partial
-// one — with the key of each.
+// one — with the key of each and the shard of its row group (worker/row-groups.ts).
 import type { CacheSpec } from "../../format/cache-spec.ts";
 import { planChunkLayerRanges } from "../../format/chunk/plan.ts";
 import type { ChunkCodec } from "../../format/chunk/types.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
 import type { MediaSpan } from "../../format/wire/messages.ts";
-import { chunkKey, slotPrefix, ZERO_PREFIX, type KeyContext } from "../keys.ts";
+import { chunkKey, shardOf, slotPrefix, ZERO_PREFIX, type KeyContext } from "../keys.ts";
+import { rowGroupSlots } from "../row-groups.ts";
 
 /** One expected chunk. */
 export interface UploadUnit {
@@ -18,6 +19,9 @@ export interface UploadUnit {
   readonly codec: ChunkCodec;
   readonly key: string;
   readonly prefix: string;
+  /** Row group (slot ÷ G) and the shard its anchor picks. */
+  readonly group: number;
+  readonly shard: number;
 }
 
 /** Per-token data of [base, end): the session tail followed by the new turn. */
@@ -33,17 +37,23 @@ export function chunkCodecOf(codec: CodecParams, sealed: boolean): ChunkCodec {
   return { sealed, bits: codec.bits, group: codec.group, axis: codec.axis, rope: codec.rope };
 }
 
-/** Units for the tokens of `window` (which starts at a slot boundary), chaining keys from `prevPrefix`. */
+/**
+ * Units for the tokens of `window` (which starts at a slot boundary), chaining keys from `prevPrefix`. `groupAnchor`
+ * is the anchor of the first slot's row group when that group starts before the window (AppendContext.groupAnchor).
+ */
 export async function planUploads(
   spec: CacheSpec,
   keyCtx: KeyContext,
   window: TokenWindow,
   prevPrefix: string | null,
+  groupAnchor: string | null,
 ): Promise<UploadUnit[]> {
   const c = keyCtx.chunkTokens;
+  const groupSlots = rowGroupSlots(spec, keyCtx.codec, keyCtx.storage, c);
   const end = window.base + window.tokenIds.length;
   const units: UploadUnit[] = [];
   let previous = prevPrefix ?? ZERO_PREFIX;
+  let anchor = groupAnchor;
   for (let start = window.base; start < end; start += c) {
     const count = Math.min(c, end - start);
     const sealed = count === c && keyCtx.storage === "quantized";
@@ -55,10 +65,14 @@ export async function planUploads(
       positions: window.positions.subarray(3 * i0, 3 * (i0 + count)),
       media: window.media,
     });
+    const slot = start / c;
+    if (slot % groupSlots === 0) anchor = prefix;
+    if (anchor === null) throw new Error(`slot ${slot}: the anchor of its row group is unknown`);
+    const shard = shardOf(anchor);
     const codec = chunkCodecOf(keyCtx.codec, sealed);
     for (const r of planChunkLayerRanges(spec, codec, count)) {
       units.push({
-        slot: start / c,
+        slot,
         tokenStart: start,
         tokenCount: count,
         layerStart: r.layerStart,
@@ -66,6 +80,8 @@ export async function planUploads(
         codec,
         key: await chunkKey(keyCtx, prefix, sealed, r.layerStart, r.layerCount),
         prefix,
+        group: Math.floor(slot / groupSlots),
+        shard,
       });
     }
     previous = prefix;

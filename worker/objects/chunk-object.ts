@@ -1,28 +1,49 @@
 // Content-addressed chunk rows of one tenant shard, with holds: a row lives while any (holder, tag) holds it.
-// Holder = a session id; tag = the upload that produced the turn (leased until the turn commits, then permanent).
-// Dedupe = same key ⇒ no new row, one more hold. Expired upload leases are reaped by the alarm.
+// A row packs one or more chunks (up to the row budget) so a restore reads few, large rows; `members` says where each
+// chunk lives. Holder = a session id; tag = the upload that produced the turn (leased until the turn commits, then
+// permanent). Dedupe is per chunk: a chunk whose key is already a member is not stored again, its row gets one more hold.
+// Expired upload leases are reaped by the alarm.
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.ts";
+import { MAX_ROW_BYTES } from "../limits.ts";
 import { blobBytes, paramBatches, sqlOne, sqlRows, sqlRun } from "../sql.ts";
 
-/** v2: `uncompressed` column (bf16 GQA size of the row's tokens × layers) so freed rows report what they held. */
-const SCHEMA_VERSION = 2;
+/** v2: `uncompressed` column (bf16 GQA size of the row's chunks) so freed rows report what they held. v3: `members`. */
+const SCHEMA_VERSION = 3;
 
-export interface PutResult {
-  /** False when the key existed (dedupe): the bytes were not stored again. */
+/** A chunk for putChunks: its key, verified bytes and the bf16 GQA size of its tokens × layers (format/size `bf16GqaBytes`). */
+export interface ChunkPut {
+  readonly key: string;
+  readonly bytes: Uint8Array;
+  readonly uncompressed: number;
+}
+
+/** Where a chunk lives: its row and byte offset there. `created` is false when it was stored before (dedupe). */
+export interface ChunkPlace {
+  readonly row: string;
+  readonly offset: number;
   readonly created: boolean;
 }
 
-/** What a release dropped: holds, and the rows (with their stored and uncompressed-equivalent bytes) left unheld. */
+/** Bytes [offset, offset + length) of a row. */
+export interface RowSpan {
+  readonly row: string;
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** What a release dropped: holds, and the rows (with their chunks, stored and uncompressed-equivalent bytes) left unheld. */
 export interface ReleaseResult {
   readonly holds: number;
   readonly rows: number;
+  readonly chunks: number;
   readonly bytes: number;
   readonly bytesUncompressed: number;
 }
 
 export interface ChunkStats {
   readonly rows: number;
+  readonly chunks: number;
   readonly bytes: number;
   readonly holds: number;
   readonly leasedHolds: number;
@@ -56,33 +77,58 @@ export class ChunkObject extends DurableObject<Env> {
       );
       sqlRun(this.#sql, "CREATE INDEX IF NOT EXISTS holds_by_holder ON holds (holder, tag)");
       sqlRun(this.#sql, "CREATE INDEX IF NOT EXISTS holds_by_expiry ON holds (expires_at) WHERE expires_at IS NOT NULL");
+      // v3: rows written before packing hold one chunk each, under the chunk's own key.
+      sqlRun(this.#sql, "CREATE TABLE IF NOT EXISTS members (chunk TEXT PRIMARY KEY, row_key TEXT NOT NULL, at INTEGER NOT NULL, length INTEGER NOT NULL)");
+      sqlRun(this.#sql, "CREATE INDEX IF NOT EXISTS members_by_row ON members (row_key)");
+      sqlRun(this.#sql, "INSERT OR IGNORE INTO members (chunk, row_key, at, length) SELECT key, key, 0, size FROM chunks");
       sqlRun(this.#sql, "INSERT INTO meta (k, v) VALUES ('schema_version', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", SCHEMA_VERSION);
     });
   }
 
   /**
-   * Stores `bytes` under `key` unless present, and adds a hold leased until `leaseUntil` (ms). `uncompressed` is the
-   * bf16 GQA size of the row's tokens × layers (format/size `bf16GqaBytes`), kept for eviction reports.
+   * Stores the chunks not stored yet, packed in order into rows of at most MAX_ROW_BYTES (a new row is keyed by its
+   * first chunk's key), and adds a hold of (holder, tag), leased until `leaseUntil` (ms), on every row that holds one
+   * of `chunks`. Returns where each chunk lives, in order.
    */
-  async put(key: string, bytes: Uint8Array, holder: string, tag: string, leaseUntil: number, uncompressed: number): Promise<PutResult> {
-    let created = false;
+  async putChunks(chunks: readonly ChunkPut[], holder: string, tag: string, leaseUntil: number): Promise<ChunkPlace[]> {
+    const places: ChunkPlace[] = [];
     this.ctx.storage.transactionSync(() => {
-      if (sqlOne(this.#sql, "SELECT 1 AS x FROM chunks WHERE key = ?", key) === null) {
-        sqlRun(
-          this.#sql,
-          "INSERT INTO chunks (key, bytes, size, created_at, uncompressed) VALUES (?, ?, ?, ?, ?)",
-          key,
-          bytes,
-          bytes.length,
-          Date.now(),
-          uncompressed,
-        );
-        created = true;
+      let pack: Array<{ chunk: ChunkPut; index: number }> = [];
+      let packBytes = 0;
+      const writePack = () => {
+        if (pack.length === 0) return;
+        const row = pack[0].chunk.key;
+        const bytes = new Uint8Array(packBytes);
+        let at = 0;
+        let uncompressed = 0;
+        for (const { chunk, index } of pack) {
+          bytes.set(chunk.bytes, at);
+          sqlRun(this.#sql, "INSERT INTO members (chunk, row_key, at, length) VALUES (?, ?, ?, ?)", chunk.key, row, at, chunk.bytes.length);
+          places[index] = { row, offset: at, created: true };
+          at += chunk.bytes.length;
+          uncompressed += chunk.uncompressed;
+        }
+        sqlRun(this.#sql, "INSERT INTO chunks (key, bytes, size, created_at, uncompressed) VALUES (?, ?, ?, ?, ?)", row, bytes, bytes.length, Date.now(), uncompressed);
+        pack = [];
+        packBytes = 0;
+      };
+      chunks.forEach((chunk, index) => {
+        const m = sqlOne<{ row_key: string; at: number }>(this.#sql, "SELECT row_key, at FROM members WHERE chunk = ?", chunk.key);
+        if (m !== null) {
+          places[index] = { row: m.row_key, offset: m.at, created: false };
+          return;
+        }
+        if (packBytes + chunk.bytes.length > MAX_ROW_BYTES) writePack();
+        pack.push({ chunk, index });
+        packBytes += chunk.bytes.length;
+      });
+      writePack();
+      for (const row of new Set(places.map((p) => p.row))) {
+        sqlRun(this.#sql, "INSERT INTO holds (key, holder, tag, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", row, holder, tag, leaseUntil);
       }
-      sqlRun(this.#sql, "INSERT INTO holds (key, holder, tag, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", key, holder, tag, leaseUntil);
     });
     await this.#armAlarm(leaseUntil);
-    return { created };
+    return places;
   }
 
   /** Makes the leased holds of (holder, tag) permanent: the turn that uses them is about to commit. */
@@ -91,7 +137,7 @@ export class ChunkObject extends DurableObject<Env> {
   }
 
   /**
-   * Adds permanent holds for keys that must exist already (fork: the parent holds them). Returns the keys that are
+   * Adds permanent holds on rows that must exist already (fork: the parent holds them). Returns the row keys that are
    * missing; nothing is held when any is missing.
    */
   hold(entries: ReadonlyArray<{ key: string; tag: string }>, holder: string): string[] {
@@ -119,27 +165,25 @@ export class ChunkObject extends DurableObject<Env> {
     });
   }
 
-  /** The stored bytes of `key`, or null. */
-  get(key: string): Uint8Array | null {
-    const row = sqlOne<{ bytes: ArrayBuffer }>(this.#sql, "SELECT bytes FROM chunks WHERE key = ?", key);
-    return row === null ? null : blobBytes(row.bytes);
-  }
-
   /**
-   * The stored bytes of each key, in order (null where missing): one RPC for the several chunks a restore needs from
-   * this shard, instead of one round trip each.
+   * The bytes of each span, in order (null where the row is missing; shorter when the row is): one RPC for the spans a
+   * restore needs from this shard. substr keeps the rest of a row out of the RPC.
    */
-  getMany(keys: readonly string[]): Array<Uint8Array | null> {
-    return keys.map((key) => this.get(key));
+  readSpans(spans: readonly RowSpan[]): Array<Uint8Array | null> {
+    return spans.map((s) => {
+      const row = sqlOne<{ b: ArrayBuffer }>(this.#sql, "SELECT substr(bytes, ?, ?) AS b FROM chunks WHERE key = ?", s.offset + 1, s.length, s.row);
+      return row === null ? null : blobBytes(row.b);
+    });
   }
 
   stats(): ChunkStats {
     const c = sqlOne<{ rows: number; bytes: number | null }>(this.#sql, "SELECT COUNT(*) AS rows, SUM(size) AS bytes FROM chunks");
+    const m = sqlOne<{ chunks: number }>(this.#sql, "SELECT COUNT(*) AS chunks FROM members");
     const h = sqlOne<{ holds: number; leased: number | null }>(
       this.#sql,
       "SELECT COUNT(*) AS holds, SUM(CASE WHEN expires_at IS NULL THEN 0 ELSE 1 END) AS leased FROM holds",
     );
-    return { rows: c?.rows ?? 0, bytes: c?.bytes ?? 0, holds: h?.holds ?? 0, leasedHolds: h?.leased ?? 0 };
+    return { rows: c?.rows ?? 0, chunks: m?.chunks ?? 0, bytes: c?.bytes ?? 0, holds: h?.holds ?? 0, leasedHolds: h?.leased ?? 0 };
   }
 
   /** Reaps expired upload leases (a crashed or abandoned append) and re-arms for the next one. Idempotent. */
@@ -153,21 +197,24 @@ export class ChunkObject extends DurableObject<Env> {
     if (next?.t != null) await this.ctx.storage.setAlarm(next.t);
   }
 
-  /** Deletes the rows among `keys` that no hold references; returns how many, with the bytes they held. */
+  /** Deletes the rows among `keys` that no hold references, with their members; returns what they held. */
   #collect(keys: string[]): Omit<ReleaseResult, "holds"> {
     let rows = 0;
+    let chunks = 0;
     let bytes = 0;
     let bytesUncompressed = 0;
     for (const batch of paramBatches(keys, 1)) {
       const marks = batch.map(() => "?").join(", ");
-      const sql = `DELETE FROM chunks WHERE key IN (${marks}) AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.key = chunks.key) RETURNING size, uncompressed`;
-      for (const r of sqlRows<{ size: number; uncompressed: number }>(this.#sql, sql, ...batch)) {
+      const sql = `DELETE FROM chunks WHERE key IN (${marks}) AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.key = chunks.key) RETURNING key, size, uncompressed`;
+      const freed = sqlRows<{ key: string; size: number; uncompressed: number }>(this.#sql, sql, ...batch);
+      for (const r of freed) {
         rows++;
         bytes += r.size;
         bytesUncompressed += r.uncompressed;
+        chunks += sqlRun(this.#sql, "DELETE FROM members WHERE row_key = ?", r.key);
       }
     }
-    return { rows, bytes, bytesUncompressed };
+    return { rows, chunks, bytes, bytesUncompressed };
   }
 
   async #armAlarm(at: number): Promise<void> {

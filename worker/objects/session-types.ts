@@ -45,7 +45,7 @@ export interface TurnRecord {
   readonly createdAt: number;
 }
 
-/** One chunk a turn uploaded: a slot × a layer range. */
+/** One chunk a turn uploaded: a slot × a layer range, and where it is stored. */
 export interface ChunkRef {
   readonly slot: number;
   readonly layerStart: number;
@@ -57,6 +57,10 @@ export interface ChunkRef {
   readonly bytes: number;
   /** Slot prefix hash the key derives from (the chain input of the next slot). */
   readonly prefix: string;
+  /** The ChunkObject shard, the row there that holds the chunk (several chunks may share a row) and its offset in it. */
+  readonly shard: number;
+  readonly row: string;
+  readonly offset: number;
 }
 
 /** What an append needs before reading chunks: the head and the tokens of the unfilled last slot. */
@@ -74,6 +78,11 @@ export interface AppendContext {
   readonly tailMedia: readonly MediaSpan[];
   /** Prefix hash of the slot before the tail slot (null at slot 0). */
   readonly prevPrefix: string | null;
+  /**
+   * Prefix hash of the first slot of the tail slot's row group when that slot lies before the tail (its anchor:
+   * worker/row-groups.ts), else null (the append computes it).
+   */
+  readonly groupAnchor: string | null;
 }
 
 export interface ForkSnapshot {

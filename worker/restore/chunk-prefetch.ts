@@ -1,10 +1,12 @@
-// Ordered, bounded read-ahead of a restore's chunk rows. The refs ahead of the one being sent are read while it is
-// sent, up to a byte budget; the refs of one refill that live on the same shard are read in one RPC (getMany), and
-// every read has a deadline, so a restore never waits on storage without bound.
+// Ordered, bounded read-ahead of a restore's chunks. Consecutive chunks that lie back to back in one row are read as
+// one span; the spans ahead of the chunk being sent are read while it is sent, up to a byte budget; the spans of one
+// refill that live on the same shard are read in one RPC (readSpans), and every read has a deadline, so a restore
+// never waits on storage without bound.
 import { hexToBytes } from "@noble/hashes/utils.js";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
-import { shardOf } from "../keys.ts";
+import { MAX_ROW_BYTES } from "../limits.ts";
+import type { RowSpan } from "../objects/chunk-object.ts";
 import type { ChunkRef } from "../objects/session-types.ts";
 import { chunkShardStub } from "../objects/stubs.ts";
 import { describeRef, verifyStoredChunk } from "./verify-chunk.ts";
@@ -13,10 +15,10 @@ import { describeRef, verifyStoredChunk } from "./verify-chunk.ts";
 export const CHUNK_LOAD_TIMEOUT_MS = 20_000;
 
 /**
- * Bytes of rows read ahead of the one being sent. It bounds a stream's memory when an isolate serves many streams
- * (128 MB isolates); refills start once half of it has been sent, so each refill is large enough to batch.
+ * Bytes of chunks read ahead of the one being sent: two full rows, so the next row is always on its way while one is
+ * sent. It bounds a stream's memory when an isolate serves many streams (128 MB isolates).
  */
-export const RESTORE_READ_AHEAD_BYTES = 2_000_000;
+export const RESTORE_READ_AHEAD_BYTES = 2 * MAX_ROW_BYTES;
 
 export type Loaded = { readonly ok: true; readonly bytes: Uint8Array } | { readonly ok: false; readonly error: unknown };
 
@@ -37,10 +39,32 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 
 type ShardStub = ReturnType<typeof chunkShardStub>;
 
-/** Reads `refs`' rows from one shard in one RPC, retrying once on a timeout. */
-async function readShard(stub: ShardStub, refs: readonly ChunkRef[]): Promise<Array<Uint8Array | null>> {
-  const keys = refs.map((r) => r.key);
-  const read = () => stub.getMany(keys);
+/** One span read: refs[first, first + count) lie back to back in one row of one shard. */
+interface SpanRead extends RowSpan {
+  readonly shard: number;
+  readonly first: number;
+  readonly count: number;
+}
+
+/** Groups refs into span reads, in order. */
+function spanReads(refs: readonly ChunkRef[]): SpanRead[] {
+  const reads: SpanRead[] = [];
+  for (let i = 0; i < refs.length; i++) {
+    const r = refs[i];
+    const last = reads.at(-1);
+    if (last !== undefined && last.shard === r.shard && last.row === r.row && last.offset + last.length === r.offset && last.length + r.bytes <= MAX_ROW_BYTES) {
+      reads[reads.length - 1] = { ...last, length: last.length + r.bytes, count: last.count + 1 };
+    } else {
+      reads.push({ shard: r.shard, row: r.row, offset: r.offset, length: r.bytes, first: i, count: 1 });
+    }
+  }
+  return reads;
+}
+
+/** Reads `spans` from one shard in one RPC, retrying once on a timeout; `what` names the first chunk for errors. */
+async function readShard(stub: ShardStub, spans: readonly RowSpan[], what: ChunkRef): Promise<Array<Uint8Array | null>> {
+  const plain = spans.map((s) => ({ row: s.row, offset: s.offset, length: s.length }));
+  const read = () => stub.readSpans(plain);
   try {
     return await withTimeout(read(), CHUNK_LOAD_TIMEOUT_MS).catch((e: unknown) => {
       if (e instanceof LoadTimeout) return withTimeout(read(), CHUNK_LOAD_TIMEOUT_MS);
@@ -48,23 +72,25 @@ async function readShard(stub: ShardStub, refs: readonly ChunkRef[]): Promise<Ar
     });
   } catch (e) {
     if (e instanceof LoadTimeout) {
-      throw new ApiError(500, "internal", `${describeRef(refs[0])}: storage did not answer twice in ${CHUNK_LOAD_TIMEOUT_MS} ms`, "timeout");
+      throw new ApiError(500, "internal", `${describeRef(what)}: storage did not answer twice in ${CHUNK_LOAD_TIMEOUT_MS} ms`, "timeout");
     }
     throw e;
   }
 }
 
-/** Fetches and re-verifies one chunk row; throws ApiError(500, corrupt_chunk) when it is missing or damaged. */
-export async function loadVerifiedChunk(env: Env, tenant: string, ref: ChunkRef, specHash: string): Promise<Uint8Array> {
-  const [bytes] = await readShard(chunkShardStub(env, tenant, shardOf(ref.key)), [ref]);
-  return verifyStoredChunk(bytes, ref, hexToBytes(specHash));
+/** The chunk of `ref` within the bytes of a span read that starts at `spanOffset` (null when the row came back short). */
+function sliceChunk(span: Uint8Array | null, spanOffset: number, ref: ChunkRef): Uint8Array | null {
+  if (span === null) return null;
+  const at = ref.offset - spanOffset;
+  return span.subarray(at, Math.min(span.length, at + ref.bytes));
 }
 
-/** Hands out the verified rows of `refs` in order; `first`, when given, is refs[0]'s row already read and verified. */
+/** Hands out the verified chunks of `refs` in order. */
 export class ChunkPrefetcher {
   readonly #env: Env;
   readonly #tenant: string;
   readonly #refs: readonly ChunkRef[];
+  readonly #reads: readonly SpanRead[];
   readonly #specHash: Uint8Array;
   readonly #budget: number;
   /** Loads of refs[#next …] in order. */
@@ -72,20 +98,18 @@ export class ChunkPrefetcher {
   /** One stub per shard for the whole stream (stubs belong to this request; never shared across requests). */
   readonly #stubs = new Map<number, ShardStub>();
   #next = 0;
+  /** Refs whose loads are issued, and span reads issued. */
   #issued = 0;
+  #issuedReads = 0;
   #aheadBytes = 0;
 
-  constructor(env: Env, tenant: string, refs: readonly ChunkRef[], specHash: string, first: Uint8Array | null, budget = RESTORE_READ_AHEAD_BYTES) {
+  constructor(env: Env, tenant: string, refs: readonly ChunkRef[], specHash: string, budget = RESTORE_READ_AHEAD_BYTES) {
     this.#env = env;
     this.#tenant = tenant;
     this.#refs = refs;
     this.#specHash = hexToBytes(specHash);
     this.#budget = budget;
-    if (first !== null && refs.length > 0) {
-      this.#loads.push(Promise.resolve({ ok: true, bytes: first }));
-      this.#issued = 1;
-      this.#aheadBytes = refs[0].bytes;
-    }
+    this.#reads = spanReads(refs);
     this.#refill();
   }
 
@@ -94,7 +118,7 @@ export class ChunkPrefetcher {
     return this.#next;
   }
 
-  /** The next ref's row (or why it could not be read); call at most refs.length times. */
+  /** The next ref's chunk (or why it could not be read); call at most refs.length times. */
   async take(): Promise<Loaded> {
     if (this.#next >= this.#refs.length) throw new RangeError("every chunk of the restore was taken");
     this.#refill();
@@ -105,48 +129,51 @@ export class ChunkPrefetcher {
     return loaded;
   }
 
-  /** Issues the reads that fit the budget once at most half of it is in flight, one RPC per shard. */
+  /** Issues the span reads that fit the budget once at most half of it is in flight, one RPC per shard. */
   #refill(): void {
-    const refs = this.#refs;
-    if (this.#issued >= refs.length) return;
+    const reads = this.#reads;
+    if (this.#issuedReads >= reads.length) return;
     if (this.#issued > this.#next && this.#aheadBytes > this.#budget / 2) return;
-    const batch: number[] = [];
-    while (this.#issued < refs.length && (this.#issued === this.#next || this.#aheadBytes + refs[this.#issued].bytes <= this.#budget)) {
-      batch.push(this.#issued);
-      this.#aheadBytes += refs[this.#issued].bytes;
-      this.#issued++;
+    const batch: SpanRead[] = [];
+    while (this.#issuedReads < reads.length && (this.#issued === this.#next || this.#aheadBytes + reads[this.#issuedReads].length <= this.#budget)) {
+      const read = reads[this.#issuedReads++];
+      batch.push(read);
+      this.#aheadBytes += read.length;
+      this.#issued += read.count;
     }
-    const byShard = new Map<number, number[]>();
-    for (const i of batch) {
-      const shard = shardOf(refs[i].key);
-      const list = byShard.get(shard);
-      if (list === undefined) byShard.set(shard, [i]);
-      else list.push(i);
+    const byShard = new Map<number, SpanRead[]>();
+    for (const read of batch) {
+      const list = byShard.get(read.shard);
+      if (list === undefined) byShard.set(read.shard, [read]);
+      else list.push(read);
     }
     const results = new Map<number, Promise<Loaded>>();
-    for (const [shard, indices] of byShard) {
+    for (const [shard, list] of byShard) {
       let stub = this.#stubs.get(shard);
       if (stub === undefined) {
         stub = chunkShardStub(this.#env, this.#tenant, shard);
         this.#stubs.set(shard, stub);
       }
-      const read = readShard(stub, indices.map((i) => refs[i]));
-      indices.forEach((i, j) => {
-        results.set(
-          i,
-          read.then(
-            (rows): Loaded => {
-              try {
-                return { ok: true, bytes: verifyStoredChunk(rows[j], refs[i], this.#specHash) };
-              } catch (error) {
-                return { ok: false, error };
-              }
-            },
-            (error: unknown): Loaded => ({ ok: false, error }),
-          ),
-        );
+      const done = readShard(stub, list, this.#refs[list[0].first]);
+      list.forEach((read, j) => {
+        for (let i = read.first; i < read.first + read.count; i++) {
+          const ref = this.#refs[i];
+          results.set(
+            i,
+            done.then(
+              (spans): Loaded => {
+                try {
+                  return { ok: true, bytes: verifyStoredChunk(sliceChunk(spans[j], read.offset, ref), ref, this.#specHash) };
+                } catch (error) {
+                  return { ok: false, error };
+                }
+              },
+              (error: unknown): Loaded => ({ ok: false, error }),
+            ),
+          );
+        }
       });
     }
-    for (const i of batch) this.#loads.push(results.get(i) as Promise<Loaded>);
+    for (const read of batch) for (let i = read.first; i < read.first + read.count; i++) this.#loads.push(results.get(i) as Promise<Loaded>);
   }
 }

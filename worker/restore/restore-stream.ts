@@ -1,15 +1,15 @@
-// Restore: a framed stream of a session's chunks for a token range × layer range, in slot then layer order. Rows are
+// Restore: a framed stream of a session's chunks for a token range × layer range, in slot then layer order. Chunks are
 // read a bounded distance ahead (chunk-prefetch.ts, never the whole session in memory) and re-verified before sending:
-// a bad row ends the stream with an error frame `corrupt_chunk`, never with its bytes.
+// a bad chunk ends the stream with an error frame `corrupt_chunk`, never with its bytes.
 import { FrameType, encodeFrameHeader, encodeJsonFrame } from "../../format/wire/frames.ts";
 import type { ErrorBody, RestoreHeader } from "../../format/wire/messages.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import type { ChunkRef } from "../objects/session-types.ts";
 import { recordEvent, type WaitUntil } from "../telemetry/index.ts";
-import { ChunkPrefetcher } from "./chunk-prefetch.ts";
+import { ChunkPrefetcher, type Loaded } from "./chunk-prefetch.ts";
 
-export { CHUNK_LOAD_TIMEOUT_MS, RESTORE_READ_AHEAD_BYTES, loadVerifiedChunk } from "./chunk-prefetch.ts";
+export { CHUNK_LOAD_TIMEOUT_MS, RESTORE_READ_AHEAD_BYTES } from "./chunk-prefetch.ts";
 
 export interface RestoreSource {
   readonly env: Env;
@@ -24,12 +24,15 @@ export interface RestoreSource {
 const tokensBefore = (header: RestoreHeader, tokenEnd: number): number => Math.max(0, Math.min(header.to, tokenEnd) - header.from);
 
 /**
- * The restore body. The first chunk is loaded by the caller (so a corrupt first row can still be a plain 500 JSON
- * response); later failures become a type-4 error frame followed by the end of the stream. The stream is pulled: a
- * client that reads slowly holds back the reads (at most the prefetch budget ahead), and one that goes away cancels it.
+ * Opens the restore body. It waits for the first chunk (read with the rest of its row span), so a missing or corrupt
+ * first row throws and becomes a plain 500 JSON response; later failures become a type-4 error frame followed by the
+ * end of the stream. The stream is pulled: a client that reads slowly holds back the reads (at most the read-ahead
+ * budget ahead), and one that goes away cancels it.
  */
-export function restoreStream(src: RestoreSource, header: RestoreHeader, refs: readonly ChunkRef[], first: Uint8Array | null): ReadableStream<Uint8Array> {
-  const prefetch = new ChunkPrefetcher(src.env, src.tenant, refs, src.specHash, first);
+export async function openRestoreStream(src: RestoreSource, header: RestoreHeader, refs: readonly ChunkRef[]): Promise<ReadableStream<Uint8Array>> {
+  const prefetch = new ChunkPrefetcher(src.env, src.tenant, refs, src.specHash);
+  let first: Loaded | null = refs.length > 0 ? await prefetch.take() : null;
+  if (first !== null && !first.ok) throw first.error;
   let sentHeader = false;
   let bytes = 0;
   return new ReadableStream<Uint8Array>(
@@ -40,14 +43,15 @@ export function restoreStream(src: RestoreSource, header: RestoreHeader, refs: r
           controller.enqueue(encodeJsonFrame(FrameType.control, header));
           return;
         }
-        if (prefetch.taken === refs.length) {
+        if (first === null && prefetch.taken === refs.length) {
           controller.enqueue(encodeJsonFrame(FrameType.control, { done: true, chunks: refs.length, bytes }));
           controller.close();
           recordServed(src, header, tokensBefore(header, header.to), bytes, undefined);
           return;
         }
-        const ref = refs[prefetch.taken];
-        const loaded = await prefetch.take();
+        const ref = refs[first === null ? prefetch.taken : 0];
+        const loaded = first ?? (await prefetch.take());
+        first = null;
         if (!loaded.ok) {
           const e = loaded.error;
           const body: ErrorBody = e instanceof ApiError ? e.body() : { error: { code: "internal", message: `reading chunk ${ref.key} failed: ${String(e)}` } };
@@ -61,8 +65,8 @@ export function restoreStream(src: RestoreSource, header: RestoreHeader, refs: r
         controller.enqueue(loaded.bytes);
       },
     },
-    // The current chunk (its 5-byte frame header and its row are two queue entries, so the row is never copied) waits
-    // in the queue while the next one is taken: sending and storage reads overlap.
+    // The current chunk (its 5-byte frame header and its bytes are two queue entries, so the chunk is never copied)
+    // waits in the queue while the next one is taken: sending and storage reads overlap.
     { highWaterMark: 2 },
   );
 }

@@ -1,4 +1,4 @@
-// Operator route: chunk-row statistics of a tenant (rows, bytes, holds) summed over its shards. Off unless OPERATOR_KEY
+// Operator route: chunk-row statistics of a tenant (rows, the chunks they pack, bytes, holds) summed over its shards. Off unless OPERATOR_KEY
 // is set; used by operators and by the integration tests to count rows.
 import { Hono } from "hono";
 import { keyMatches, requireSecret, TENANT_ID_PATTERN } from "../auth/tenants.ts";
@@ -21,6 +21,6 @@ admin.get("/tenants/:tenant/chunks", async (c) => {
   const shards = await Promise.all(
     Array.from({ length: CHUNK_SHARDS }, (_, s) => c.env.CHUNKS.get(c.env.CHUNKS.idFromName(chunkObjectName(tenant, s))).stats()),
   );
-  const sum = (k: "rows" | "bytes" | "holds" | "leasedHolds"): number => shards.reduce((a, s) => a + s[k], 0);
-  return c.json({ tenant, rows: sum("rows"), bytes: sum("bytes"), holds: sum("holds"), leasedHolds: sum("leasedHolds") });
+  const sum = (k: "rows" | "chunks" | "bytes" | "holds" | "leasedHolds"): number => shards.reduce((a, s) => a + s[k], 0);
+  return c.json({ tenant, rows: sum("rows"), chunks: sum("chunks"), bytes: sum("bytes"), holds: sum("holds"), leasedHolds: sum("leasedHolds") });
 });

@@ -5,7 +5,7 @@ import type { RestoreHeader } from "../../format/wire/messages.ts";
 import { sessionAuth } from "../auth/middleware.ts";
 import { sessionStub, type AppEnv } from "../context.ts";
 import { badRequest, notFound } from "../errors.ts";
-import { loadVerifiedChunk, restoreStream } from "../restore/restore-stream.ts";
+import { openRestoreStream } from "../restore/restore-stream.ts";
 
 export const chunks = new Hono<AppEnv>();
 
@@ -51,9 +51,8 @@ chunks.get("/:id/chunks", sessionAuth("read"), async (c) => {
     })),
   };
   // The first chunk is checked before the response starts, so a bad first row is a plain JSON error.
-  const first = r.refs.length > 0 ? await loadVerifiedChunk(c.env, tenant, r.refs[0], r.meta.specHash) : null;
   const source = { env: c.env, ctx: c.executionCtx, tenant, sessionId: r.meta.id, specHash: r.meta.specHash };
-  return new Response(restoreStream(source, header, r.refs, first), {
+  return new Response(await openRestoreStream(source, header, r.refs), {
     headers: { "content-type": FRAMES_CONTENT_TYPE, "cache-control": "no-store" },
   });
 });

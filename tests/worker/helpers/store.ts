@@ -1,12 +1,14 @@
 // Calls into the edge-store Worker from tests running inside workerd: the Worker's fetch with the test bindings plus
 // test-only secrets (no secrets live in wrangler.jsonc), and helpers to create sessions and read restore streams.
-import { createExecutionContext, env } from "cloudflare:test";
+import { createExecutionContext, env, runInDurableObject } from "cloudflare:test";
 import type { CacheSpec } from "../../../format/cache-spec.ts";
 import type { CodecParams } from "../../../format/codec/types.ts";
 import { decodeJsonPayload, FrameType, FRAMES_CONTENT_TYPE, readFrames, type FrameLimits } from "../../../format/wire/frames.ts";
 import type { ErrorBody, RestoreHeader, SessionCreated } from "../../../format/wire/messages.ts";
 import worker from "../../../worker/index.ts";
 import type { Env } from "../../../worker/env.ts";
+import { CHUNK_SHARDS, chunkObjectName } from "../../../worker/keys.ts";
+import type { ChunkObject } from "../../../worker/objects/chunk-object.ts";
 import { concatFrames } from "./conversation.ts";
 
 export const TENANT_KEYS = { alpha: "alpha-key-0123456789abcdef", beta: "beta-key-0123456789abcdef" } as const;
@@ -128,4 +130,26 @@ export async function openTurnSocket(s: Session): Promise<TurnSocket> {
     waitForMessages: (n) => until(() => messages.length >= n || closed !== null),
     waitForClose: () => until(() => closed !== null),
   };
+}
+
+/**
+ * Flips bits of one stored chunk, wherever it lies: the shard and row come from the chunk's `members` entry (a row may
+ * pack several chunks), and the flipped byte is in the middle of the chunk's own bytes.
+ */
+export async function flipStoredChunkByte(tenant: string, chunkKey: string, mask = 0x01): Promise<void> {
+  for (let s = 0; s < CHUNK_SHARDS; s++) {
+    const stub = testEnv.CHUNKS.get(testEnv.CHUNKS.idFromName(chunkObjectName(tenant, s)));
+    const found = await runInDurableObject(stub, (_o: ChunkObject, state) => {
+      const sql = state.storage.sql;
+      const m = sql.exec<{ row_key: string; at: number; length: number }>("SELECT row_key, at, length FROM members WHERE chunk = ?", chunkKey).toArray()[0];
+      if (m === undefined) return false;
+      const row = sql.exec<{ bytes: ArrayBuffer }>("SELECT bytes FROM chunks WHERE key = ?", m.row_key).one();
+      const b = new Uint8Array(row.bytes.slice(0));
+      b[m.at + (m.length >> 1)] ^= mask;
+      sql.exec("UPDATE chunks SET bytes = ? WHERE key = ?", b, m.row_key);
+      return true;
+    });
+    if (found) return;
+  }
+  throw new Error(`chunk ${chunkKey} is stored on no shard of ${tenant}`);
 }

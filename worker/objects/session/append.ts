@@ -2,10 +2,16 @@
 // last slot that its chunks re-cover), and the atomic commit of a turn against the expected sequence number.
 import type { MediaSpan } from "../../../format/wire/messages.ts";
 import { sqlOne, sqlRows } from "../../sql.ts";
-import type { AppendContext, ChunkRef, CommitOutcome, TurnRecord } from "../session-types.ts";
+import { rowGroupSlots } from "../../row-groups.ts";
+import { toCacheSpec, type AppendContext, type ChunkRef, type CommitOutcome, type TurnRecord } from "../session-types.ts";
 import type { SessionHost } from "./host.ts";
 import { turnFromRow, type TurnRow } from "./schema.ts";
 import { liveSession } from "./ttl.ts";
+
+/** The chain prefix of a filled slot (null when the slot is not filled). */
+function prefixOfFullSlot(sql: SqlStorage, slot: number, chunkTokens: number): string | null {
+  return sqlOne<{ prefix: string }>(sql, "SELECT prefix FROM refs WHERE slot = ? AND token_count = ? ORDER BY seq DESC LIMIT 1", slot, chunkTokens)?.prefix ?? null;
+}
 
 export async function appendContext(host: SessionHost): Promise<AppendContext | null> {
   const meta = await liveSession(host, true);
@@ -31,11 +37,27 @@ export async function appendContext(host: SessionHost): Promise<AppendContext | 
       for (const m of t.media) if (m.start + m.length > tailStart) tailMedia.push(m);
     }
   }
-  const prevSlot = tailStart / c - 1;
-  const prev =
-    prevSlot < 0 ? null : sqlOne<{ prefix: string }>(sql, "SELECT prefix FROM refs WHERE slot = ? AND token_count = ? ORDER BY seq DESC LIMIT 1", prevSlot, c);
-  if (prevSlot >= 0 && prev === null) throw new Error(`session ${meta.id}: slot ${prevSlot} has no full chunk although it is filled`);
-  return { meta, head, tokens, nextPosition, tailStart, tailTokenIds, tailModality, tailPositions, tailMedia, prevPrefix: prev?.prefix ?? null };
+  const filledPrefix = (slot: number): string => {
+    const p = prefixOfFullSlot(sql, slot, c);
+    if (p === null) throw new Error(`session ${meta.id}: slot ${slot} has no full chunk although it is filled`);
+    return p;
+  };
+  const tailSlot = tailStart / c;
+  const groupSlots = rowGroupSlots(toCacheSpec(meta.spec), meta.codec, meta.storage, c);
+  const anchorSlot = Math.floor(tailSlot / groupSlots) * groupSlots;
+  return {
+    meta,
+    head,
+    tokens,
+    nextPosition,
+    tailStart,
+    tailTokenIds,
+    tailModality,
+    tailPositions,
+    tailMedia,
+    prevPrefix: tailSlot > 0 ? filledPrefix(tailSlot - 1) : null,
+    groupAnchor: anchorSlot < tailSlot ? filledPrefix(anchorSlot) : null,
+  };
 }
 
 /**

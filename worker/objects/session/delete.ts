@@ -23,7 +23,7 @@ export async function destroySession(host: SessionHost, reason: DestroyReason): 
   const freed = await Promise.all(Array.from({ length: CHUNK_SHARDS }, (_, shard) => chunkShardStub(env, row.tenant, shard).release(row.id, null)));
   await ctx.storage.deleteAll();
   tables.forget();
-  const chunks = freed.reduce((s, f) => s + f.rows, 0);
+  const chunks = freed.reduce((s, f) => s + f.chunks, 0);
   if (chunks > 0 || reason !== "cleanup") {
     recordEvent(env, ctx, {
       kind: "eviction",

@@ -1,7 +1,6 @@
 // Copy-on-write fork: the parent hands out its turns and refs up to a turn; the child writes them as a pending session,
 // adds its own holds on the parent's chunks (no bytes copied) and only then becomes active.
 import { sqlRows } from "../../sql.ts";
-import { shardOf } from "../../keys.ts";
 import type { ForkSnapshot, SessionMeta } from "../session-types.ts";
 import { chunkShardStub } from "../stubs.ts";
 import { destroySession } from "./delete.ts";
@@ -29,7 +28,7 @@ export async function snapshot(host: SessionHost, atSeq: number): Promise<ForkSn
 /**
  * Becomes a fork: writes the copied turns as a pending session (alarm armed), adds this session's holds on the
  * parent's chunks (no bytes copied), then activates. A crash before activation leaves a pending session whose alarm
- * releases the holds. Returns the keys that no longer exist (the parent was deleted meanwhile): the fork is undone.
+ * releases the holds. Returns the rows that no longer exist (the parent was deleted meanwhile): the fork is undone.
  */
 export async function initFork(host: SessionHost, meta: SessionMeta, snap: ForkSnapshot): Promise<InitForkOutcome> {
   const { ctx, env, tables } = host;
@@ -46,13 +45,15 @@ export async function initFork(host: SessionHost, meta: SessionMeta, snap: ForkS
   });
   await ctx.storage.setAlarm(Date.now() + FORK_LEASE_MS);
   const tagOf = new Map(snap.turns.map((t) => [t.seq, t.tag]));
-  const perShard = new Map<number, Array<{ key: string; tag: string }>>();
+  // One hold per (row, turn tag): chunks that share a row share its hold.
+  const perShard = new Map<number, Map<string, { key: string; tag: string }>>();
   for (const r of snap.refs) {
-    const list = perShard.get(shardOf(r.key)) ?? [];
-    list.push({ key: r.key, tag: tagOf.get(r.seq) ?? "" });
-    perShard.set(shardOf(r.key), list);
+    const tag = tagOf.get(r.seq) ?? "";
+    const rows = perShard.get(r.shard) ?? new Map<string, { key: string; tag: string }>();
+    rows.set(`${r.row}\u0000${tag}`, { key: r.row, tag });
+    perShard.set(r.shard, rows);
   }
-  const missing = (await Promise.all([...perShard].map(([shard, entries]) => chunkShardStub(env, meta.tenant, shard).hold(entries, meta.id)))).flat();
+  const missing = (await Promise.all([...perShard].map(([shard, entries]) => chunkShardStub(env, meta.tenant, shard).hold([...entries.values()], meta.id)))).flat();
   if (missing.length > 0) {
     await destroySession(host, "cleanup");
     return { status: "missing", keys: missing };

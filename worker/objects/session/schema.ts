@@ -1,9 +1,11 @@
 // SQL schema of one SessionObject (session row, turns, chunk refs), its versioned migration, and row ↔ record mapping.
 import type { MediaSpan } from "../../../format/wire/messages.ts";
-import { blobBytes, sqlOne, sqlRun } from "../../sql.ts";
+import { CHUNK_SHARDS } from "../../keys.ts";
+import { blobBytes, sqlOne, sqlRows, sqlRun } from "../../sql.ts";
 import type { ChunkRef, TurnRecord } from "../session-types.ts";
 
-export const SCHEMA_VERSION = 1;
+/** v2: refs name the shard, row and offset that hold each chunk (rows may pack several chunks). */
+export const SCHEMA_VERSION = 2;
 
 export type SessionRow = {
   id: string;
@@ -39,6 +41,9 @@ export type RefRow = {
   chunk_key: string;
   bytes: number;
   prefix: string;
+  shard: number;
+  row_key: string;
+  row_offset: number;
 };
 
 /** True when this object's storage already holds the schema (a session was created here once). */
@@ -67,8 +72,16 @@ export function migrateSessionSchema(storage: DurableObjectStorage): void {
       sql,
       `CREATE TABLE IF NOT EXISTS refs (seq INTEGER NOT NULL, slot INTEGER NOT NULL, layer_start INTEGER NOT NULL, layer_count INTEGER NOT NULL,
         sealed INTEGER NOT NULL, token_start INTEGER NOT NULL, token_count INTEGER NOT NULL, chunk_key TEXT NOT NULL, bytes INTEGER NOT NULL,
-        prefix TEXT NOT NULL, PRIMARY KEY (seq, slot, layer_start))`,
+        prefix TEXT NOT NULL, shard INTEGER NOT NULL, row_key TEXT NOT NULL, row_offset INTEGER NOT NULL, PRIMARY KEY (seq, slot, layer_start))`,
     );
+    // v1 refs: one chunk per row, keyed and sharded by the chunk key's first hex digit (worker/keys.ts shardOf).
+    const cols = sqlRows<{ name: string }>(sql, "SELECT name FROM pragma_table_info('refs')").map((c) => c.name);
+    if (!cols.includes("shard")) {
+      sqlRun(sql, "ALTER TABLE refs ADD COLUMN shard INTEGER NOT NULL DEFAULT 0");
+      sqlRun(sql, "ALTER TABLE refs ADD COLUMN row_key TEXT NOT NULL DEFAULT ''");
+      sqlRun(sql, "ALTER TABLE refs ADD COLUMN row_offset INTEGER NOT NULL DEFAULT 0");
+      sqlRun(sql, `UPDATE refs SET shard = (instr('0123456789abcdef', substr(chunk_key, 1, 1)) - 1) % ${CHUNK_SHARDS}, row_key = chunk_key`);
+    }
     sqlRun(sql, "CREATE INDEX IF NOT EXISTS refs_by_slot ON refs (slot, seq)");
     sqlRun(sql, "INSERT INTO meta (k, v) VALUES ('schema_version', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", SCHEMA_VERSION);
   });
@@ -88,6 +101,9 @@ export function refFromRow(r: RefRow): ChunkRef {
     key: r.chunk_key,
     bytes: r.bytes,
     prefix: r.prefix,
+    shard: r.shard,
+    row: r.row_key,
+    offset: r.row_offset,
   };
 }
 

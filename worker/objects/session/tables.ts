@@ -93,8 +93,8 @@ export class SessionTables {
     for (const r of refs) {
       sqlRun(
         this.sql,
-        `INSERT INTO refs (seq, slot, layer_start, layer_count, sealed, token_start, token_count, chunk_key, bytes, prefix)
-          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO refs (seq, slot, layer_start, layer_count, sealed, token_start, token_count, chunk_key, bytes, prefix, shard, row_key,
+          row_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         t.seq,
         r.slot,
         r.layerStart,
@@ -105,6 +105,9 @@ export class SessionTables {
         r.key,
         r.bytes,
         r.prefix,
+        r.shard,
+        r.row,
+        r.offset,
       );
     }
   }

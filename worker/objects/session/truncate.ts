@@ -1,6 +1,5 @@
 // Truncate (edit / regenerate): drops the turns after a sequence number, then releases the holds only they had; rows
 // left without a hold are freed by their shards and reported as a `truncate` eviction.
-import { shardOf } from "../../keys.ts";
 import { sqlRows, sqlRun } from "../../sql.ts";
 import { recordEvent } from "../../telemetry/index.ts";
 import { chunkShardStub } from "../stubs.ts";
@@ -17,9 +16,9 @@ export async function truncate(host: SessionHost, toSeq: number): Promise<Trunca
   const dropped = ctx.storage.transactionSync(() => {
     const { head } = tables.headState();
     if (toSeq > head) return null;
-    const rows = sqlRows<{ tag: string; chunk_key: string }>(
+    const rows = sqlRows<{ tag: string; shard: number }>(
       tables.sql,
-      "SELECT t.tag AS tag, r.chunk_key AS chunk_key FROM turns t JOIN refs r ON r.seq = t.seq WHERE t.seq > ?",
+      "SELECT DISTINCT t.tag AS tag, r.shard AS shard FROM turns t JOIN refs r ON r.seq = t.seq WHERE t.seq > ?",
       toSeq,
     );
     sqlRun(tables.sql, "DELETE FROM refs WHERE seq > ?", toSeq);
@@ -28,14 +27,8 @@ export async function truncate(host: SessionHost, toSeq: number): Promise<Trunca
   });
   if (dropped === null) return { status: "bad_seq", head: tables.headState().head };
   // After the turns are gone: a crash here leaks holds (freed when the session is deleted), never loses a chunk.
-  const byShardTag = new Set(dropped.map((d) => `${shardOf(d.chunk_key)}\u0000${d.tag}`));
-  const freed = await Promise.all(
-    [...byShardTag].map((st) => {
-      const [shard, tag] = st.split("\u0000");
-      return chunkShardStub(env, meta.tenant, Number(shard)).release(meta.id, tag);
-    }),
-  );
-  const chunks = freed.reduce((s, f) => s + f.rows, 0);
+  const freed = await Promise.all(dropped.map((d) => chunkShardStub(env, meta.tenant, d.shard).release(meta.id, d.tag)));
+  const chunks = freed.reduce((s, f) => s + f.chunks, 0);
   if (chunks > 0) {
     recordEvent(env, ctx, {
       kind: "eviction",
