@@ -39,4 +39,6 @@ export const APPEND_FRAME_LIMITS: FrameLimits = {
   [FrameType.chunk]: MAX_CHUNK_BYTES,
   [FrameType.latents]: 32 * 1024 * 1024,
   [FrameType.error]: 0,
+  // Chunk runs are what restores send; appends send one chunk per frame.
+  [FrameType.chunks]: 0,
 };

@@ -1,7 +1,8 @@
 // The raw edge-store API (docs/api.md), one method per route: create (tenant key), manifest, append a framed turn,
 // restore stream, fork, truncate, delete, mint a token. Session routes authenticate with the session token.
 
-import { MAX_CHUNK_BYTES } from "../../format/chunk/types.ts";
+import { ChunkError, MAX_CHUNK_BYTES } from "../../format/chunk/types.ts";
+import { splitChunkRun } from "../../format/wire/chunk-run.ts";
 import { encodeFrameHeader, encodeJsonFrame, FrameError, FrameType, FRAMES_CONTENT_TYPE, decodeJsonPayload, readFrames, type FrameLimits } from "../../format/wire/frames.ts";
 import type {
   AppendControl,
@@ -48,12 +49,13 @@ export interface TruncateResult {
   readonly tokens: number;
 }
 
-/** What a restore stream's reader accepts per frame (a chunk is one DO row). */
+/** What a restore stream's reader accepts per frame (a chunk, or a run of the chunks of one row, is at most one DO row). */
 const RESTORE_FRAME_LIMITS: FrameLimits = {
   [FrameType.control]: 16 * 1024 * 1024,
   [FrameType.chunk]: MAX_CHUNK_BYTES,
   [FrameType.latents]: 0,
   [FrameType.error]: 64 * 1024,
+  [FrameType.chunks]: MAX_CHUNK_BYTES,
 };
 
 /** The framed body of one append: control frame, then one chunk frame per chunk. */
@@ -96,11 +98,13 @@ export async function* parseRestoreStream(body: ReadableStream<Uint8Array>): Asy
         } else {
           throw new StreamFormatError("unexpected_frame", "restore stream has a second header");
         }
-      } else if (frame.type === FrameType.chunk) {
+      } else if (frame.type === FrameType.chunk || frame.type === FrameType.chunks) {
         if (!sawHeader) throw new StreamFormatError("unexpected_frame", "restore stream sent a chunk before its header");
-        chunks++;
-        bytes += frame.payload.length;
-        yield { type: "chunk", bytes: frame.payload };
+        for (const chunk of frame.type === FrameType.chunk ? [frame.payload] : splitRun(frame.payload)) {
+          chunks++;
+          bytes += chunk.length;
+          yield { type: "chunk", bytes: chunk };
+        }
       } else {
         throw new StreamFormatError("unexpected_frame", `restore stream has a frame of type ${frame.type}`);
       }
@@ -111,6 +115,16 @@ export async function* parseRestoreStream(body: ReadableStream<Uint8Array>): Asy
   }
   if (!sawHeader) throw new StreamFormatError("unexpected_frame", "restore stream ended without a header");
   if (trailer === null) throw new StreamFormatError("truncated", `restore stream ended after ${chunks} chunks without its trailer`);
+}
+
+/** The chunks of a chunk-run frame; a run that does not split into whole chunks is a malformed stream. */
+function splitRun(payload: Uint8Array): Uint8Array[] {
+  try {
+    return splitChunkRun(payload);
+  } catch (e) {
+    if (e instanceof ChunkError) throw new StreamFormatError("bad_frame", e.message, { cause: e });
+    throw e;
+  }
 }
 
 export class StoreSessions extends APIResource {

@@ -11,6 +11,11 @@ export const FrameType = {
   latents: 3,
   /** UTF-8 JSON `{error:{code,message}}`: the stream failed here and nothing after it is data. */
   error: 4,
+  /**
+   * Several packed chunks back to back, each delimited by its own header's byteLength (format/wire/chunk-run.ts): a
+   * restore sends the chunks that one stored row holds for the range in one frame. Restore streams only.
+   */
+  chunks: 5,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 

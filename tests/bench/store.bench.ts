@@ -134,7 +134,7 @@ async function appendTurn(server: DevServer, s: Client, frames: Uint8Array[]): P
   await res.arrayBuffer();
 }
 
-const LIMITS: FrameLimits = { 1: 1 << 24, 2: 1 << 21, 3: 0, 4: 1 << 16 };
+const LIMITS: FrameLimits = { 1: 1 << 24, 2: 1 << 21, 3: 0, 4: 1 << 16, 5: 1 << 21 };
 
 /** Restores the whole session, reading every frame; returns chunk bytes received. */
 async function restore(server: DevServer, s: Client): Promise<number> {
@@ -144,7 +144,7 @@ async function restore(server: DevServer, s: Client): Promise<number> {
   let bytes = 0;
   for await (const f of readFrames(res.body, LIMITS)) {
     if (f.type === FrameType.error) throw new Error(`restore error frame: ${new TextDecoder().decode(f.payload)}`);
-    if (f.type === FrameType.chunk) bytes += f.payload.length;
+    if (f.type === FrameType.chunk || f.type === FrameType.chunks) bytes += f.payload.length;
   }
   return bytes;
 }

@@ -139,7 +139,7 @@ describe("append body", () => {
   it("should frame the control message then each chunk", async () => {
     const control = { expectedSeq: 2, tokenIds: [7, 8], modality: [0, 0], positions: [5, 5, 5, 6, 6, 6] };
     const body = encodeAppendBody({ control, chunks: [new Uint8Array([1, 2, 3]), new Uint8Array([9])] });
-    const frames = await collect(readFrames(streamOf([body]), { 1: 1 << 20, 2: 1 << 20, 3: 0, 4: 0 }));
+    const frames = await collect(readFrames(streamOf([body]), { 1: 1 << 20, 2: 1 << 20, 3: 0, 4: 0, 5: 0 }));
     expect(frames.map((f) => f.type)).toEqual([FrameType.control, FrameType.chunk, FrameType.chunk]);
     expect(JSON.parse(new TextDecoder().decode(frames[0].payload))).toEqual(control);
     expect(Array.from(frames[1].payload)).toEqual([1, 2, 3]);
@@ -163,6 +163,24 @@ describe("restore stream parser (malformed input)", () => {
     await expect(collect(parseRestoreStream(streamOf([header, chunk.subarray(0, 7)])))).rejects.toMatchObject({ code: "bad_frame" });
     await expect(collect(parseRestoreStream(streamOf([header, chunk, trailer(2, 8)])))).rejects.toBeInstanceOf(StreamFormatError);
     await expect(collect(parseRestoreStream(streamOf([chunk])))).rejects.toMatchObject({ code: "unexpected_frame" });
+  });
+
+  it("should yield each chunk of a chunk-run frame (one stored row's chunks) and count them against the trailer", async () => {
+    // Splitting reads only the magic and the byteLength field (offset 76) of each chunk.
+    const fakeChunk = (length: number, fill: number): Uint8Array => {
+      const c = new Uint8Array(length).fill(fill);
+      c.set([0x4d, 0x4c, 0x41, 0x43]);
+      new DataView(c.buffer).setUint32(76, length, true);
+      return c;
+    };
+    const a = fakeChunk(96, 1);
+    const b = fakeChunk(84, 2);
+    const run = encodeFrame(FrameType.chunks, new Uint8Array([...a, ...b]));
+    const evs = await collect(parseRestoreStream(streamOf([header, chunk, run, trailer(3, 4 + 96 + 84)])));
+    expect(evs.map((e) => (e.type === "chunk" ? [...e.bytes] : e.type))).toEqual(["header", [4, 5, 6, 7], [...a], [...b]]);
+    await expect(collect(parseRestoreStream(streamOf([header, run, trailer(1, 180)])))).rejects.toMatchObject({ code: "truncated" });
+    const cut = encodeFrame(FrameType.chunks, new Uint8Array([...a, ...b.subarray(0, 83)]));
+    await expect(collect(parseRestoreStream(streamOf([header, cut, trailer(2, 179)])))).rejects.toMatchObject({ name: "StreamFormatError", code: "bad_frame" });
   });
 
   it("should surface an error frame as an APIError with the store's code", async () => {

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDev, type DevServer } from "../../scripts/dev.mjs";
+import { splitChunkRun } from "../../format/wire/chunk-run.ts";
 import { decodeJsonPayload, FrameType, FRAMES_CONTENT_TYPE, readFrames, type FrameLimits } from "../../format/wire/frames.ts";
 import type { AppendResult, ErrorBody, Manifest, RestoreHeader, SessionCreated } from "../../format/wire/messages.ts";
 import type { CacheSpec } from "../../format/cache-spec.ts";
@@ -64,7 +65,7 @@ async function manifest(s: Client): Promise<Manifest> {
   return (await res.json()) as Manifest;
 }
 
-const LIMITS: FrameLimits = { 1: 1 << 24, 2: 1 << 22, 3: 0, 4: 1 << 16 };
+const LIMITS: FrameLimits = { 1: 1 << 24, 2: 1 << 22, 3: 0, 4: 1 << 16, 5: 1 << 22 };
 
 async function restore(s: Client): Promise<{ status: number; header: RestoreHeader | null; chunks: Uint8Array[]; error: ErrorBody["error"] | null }> {
   const res = await fetch(`${server?.url}/v1/sessions/${s.id}/chunks`, { headers: auth(s) });
@@ -75,6 +76,7 @@ async function restore(s: Client): Promise<{ status: number; header: RestoreHead
   for await (const f of readFrames(res.body, LIMITS)) {
     if (f.type === FrameType.control && header === null) header = decodeJsonPayload(f.payload) as RestoreHeader;
     else if (f.type === FrameType.chunk) chunks.push(f.payload);
+    else if (f.type === FrameType.chunks) chunks.push(...splitChunkRun(f.payload));
     else if (f.type === FrameType.error) error = (decodeJsonPayload(f.payload) as ErrorBody).error;
   }
   return { status: res.status, header, chunks, error };

@@ -1,5 +1,6 @@
 // format/wire: the framing shared by the Worker and the client SDK — round trips through streams split at every byte,
-// golden header bytes, malformed input (truncated, unknown type, over the limit), and the proxy latents payload.
+// golden header bytes, malformed input (truncated, unknown type, over the limit), the proxy latents payload, and chunk
+// runs (several chunks in one restore frame).
 import { describe, expect, it } from "vitest";
 import {
   decodeJsonPayload,
@@ -13,8 +14,14 @@ import {
   type FrameLimits,
 } from "../../format/wire/frames.ts";
 import { decodeLatents, encodeLatents, LatentsDtype, LatentsError, latentsPayloadBytes } from "../../format/wire/latents.ts";
+import { latentWidth, ropeWidth, type CacheSpec } from "../../format/cache-spec.ts";
+import { readChunkHeader } from "../../format/chunk/decode.ts";
+import { packChunk } from "../../format/chunk/pack.ts";
+import { ChunkError } from "../../format/chunk/types.ts";
+import { referenceCodec } from "../../format/codec/reference.ts";
+import { splitChunkRun } from "../../format/wire/chunk-run.ts";
 
-const LIMITS: FrameLimits = { 1: 1024, 2: 64, 3: 64, 4: 64 };
+const LIMITS: FrameLimits = { 1: 1024, 2: 64, 3: 64, 4: 64, 5: 64 };
 
 function streamOf(bytes: Uint8Array, splits: number[]): ReadableStream<Uint8Array> {
   const cuts = [0, ...splits.filter((s) => s > 0 && s < bytes.length), bytes.length];
@@ -127,5 +134,44 @@ describe("proxy latents", () => {
     reserved[2] = 1;
     expect(() => decodeLatents(reserved)).toThrow(/reserved/);
     expect(() => encodeLatents(header, layers.slice(0, 1))).toThrow(LatentsError);
+  });
+});
+
+describe("chunk runs", () => {
+  const spec: CacheSpec = { layers: 2, heads: 2, kvHeads: 1, headDim: 8, ropeDims: 2, dKv: 4, latentSpaces: 1, mropeSection: [1, 1, 2] };
+  const pack = (tokenStart: number, tokens: number, sealed: boolean): Uint8Array =>
+    packChunk(referenceCodec, spec, { sealed, bits: 4, group: 32, axis: "token", rope: "int8" }, {
+      tokenStart,
+      modality: new Uint8Array(tokens),
+      positions: Int32Array.from({ length: 3 * tokens }, (_, i) => tokenStart + Math.floor(i / 3)),
+      layerStart: 0,
+      layers: [0, 1].map((l) => ({
+        latent: Float32Array.from({ length: tokens * latentWidth(spec) }, (_, i) => Math.sin(i + l + tokenStart)),
+        rope: Float32Array.from({ length: tokens * ropeWidth(spec) }, (_, i) => Math.cos(i + l + tokenStart)),
+      })),
+    });
+  const chunks = [pack(0, 4, true), pack(4, 4, true), pack(8, 3, false)];
+  const run = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  chunks.reduce((at, c) => (run.set(c, at), at + c.length), 0);
+
+  it("should split a run into its chunks, as aligned views, each of which reads back", () => {
+    const pieces = splitChunkRun(run);
+    expect(pieces.map((p) => [...p])).toEqual(chunks.map((c) => [...c]));
+    expect(pieces.map((p) => p.byteOffset)).toEqual([0, chunks[0].length, chunks[0].length + chunks[1].length]);
+    expect(pieces.every((p) => p.byteOffset % 4 === 0 && p.buffer === run.buffer)).toBe(true);
+    expect(pieces.map((p) => readChunkHeader(p).tokenStart)).toEqual([0, 4, 8]);
+    expect(splitChunkRun(new Uint8Array(0))).toEqual([]);
+  });
+
+  it("should refuse a run cut inside a chunk or its header, a byte that is not a chunk, and a bad declared length", () => {
+    expect(() => splitChunkRun(run.subarray(0, run.length - 1))).toThrow(expect.objectContaining({ code: "truncated" }));
+    expect(() => splitChunkRun(run.subarray(0, chunks[0].length + 40))).toThrow(expect.objectContaining({ code: "truncated" }));
+    const shifted = run.slice(1);
+    expect(() => splitChunkRun(shifted)).toThrow(expect.objectContaining({ code: "bad_magic" }));
+    const lying = run.slice();
+    new DataView(lying.buffer).setUint32(76, 8, true); // byteLength field of the first chunk, below a header
+    expect(() => splitChunkRun(lying)).toThrow(expect.objectContaining({ code: "invalid_header" }));
+    new DataView(lying.buffer).setUint32(76, chunks[0].length + 4, true); // runs into the next chunk: its magic is off
+    expect(() => splitChunkRun(lying)).toThrow(ChunkError);
   });
 });

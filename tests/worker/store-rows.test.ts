@@ -1,6 +1,6 @@
 // Row packing inside workerd: the full slots of a row group that one turn uploads share one row (never above the row
 // budget) on the shard of the group's anchor, also when the turn starts inside a group; restores of whole and partial
-// ranges return exactly the uploaded chunks; dedupe is per chunk, whatever the turn boundaries were.
+// ranges return exactly the uploaded chunks, one frame per row span; dedupe is per chunk, whatever the turn boundaries were.
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { qwen25vl7bSpec } from "../../format/cache-spec.ts";
@@ -89,6 +89,8 @@ describe("row packing", () => {
     // Exactly the uploaded bytes: slots 0-1 from turn 1, slots 2-6 from turn 2.
     const uploaded = [t1.turn.chunks[0], t1.turn.chunks[1], ...t2.turn.chunks].map((c) => [...c.bytes]);
     expect(restored.chunks.map((c) => [...c])).toEqual(uploaded);
+    // One frame per row span: slots 0-1, 2-3 and 4-6 each arrive as a chunk run.
+    expect(restored.frames).toEqual([2, 2, 3]);
 
     const p = await placements(tenant, refs.map((c) => c.key));
     // Group 0 (slots 0-3) on one shard: turn 2 placed slots 2-3 by slot 0's prefix, which turn 1 stored.
@@ -109,6 +111,7 @@ describe("row packing", () => {
     expect(mid.chunks.map((c) => [...c])).toEqual([uploaded[5]]);
     const two = await restoreChunks(s, `?from=${3 * C}&to=${5 * C}`);
     expect(two.chunks.map((c) => [...c])).toEqual([uploaded[3], uploaded[4]]);
+    expect(two.frames).toEqual([1, 1]);
   });
 
   it("should dedupe per chunk whatever the turn boundaries: one turn reuses the chunks another session stored in two", async () => {

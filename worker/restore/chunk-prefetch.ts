@@ -20,7 +20,13 @@ export const CHUNK_LOAD_TIMEOUT_MS = 20_000;
  */
 export const RESTORE_READ_AHEAD_BYTES = 2 * MAX_ROW_BYTES;
 
-export type Loaded = { readonly ok: true; readonly bytes: Uint8Array } | { readonly ok: false; readonly error: unknown };
+/**
+ * One span read, verified: refs[first, first + count) as consecutive chunks of `bytes`; or, when the read or a chunk
+ * failed, the chunks before the first bad one (`good`, each verified) and why the next one could not be sent.
+ */
+export type LoadedSpan =
+  | { readonly ok: true; readonly first: number; readonly count: number; readonly bytes: Uint8Array }
+  | { readonly ok: false; readonly first: number; readonly good: readonly Uint8Array[]; readonly error: unknown };
 
 class LoadTimeout extends Error {
   override readonly name = "LoadTimeout";
@@ -85,7 +91,7 @@ function sliceChunk(span: Uint8Array | null, spanOffset: number, ref: ChunkRef):
   return span.subarray(at, Math.min(span.length, at + ref.bytes));
 }
 
-/** Hands out the verified chunks of `refs` in order. */
+/** Hands out the verified spans of `refs`' chunks in order. */
 export class ChunkPrefetcher {
   readonly #env: Env;
   readonly #tenant: string;
@@ -93,14 +99,12 @@ export class ChunkPrefetcher {
   readonly #reads: readonly SpanRead[];
   readonly #specHash: Uint8Array;
   readonly #budget: number;
-  /** Loads of refs[#next …] in order. */
-  readonly #loads: Array<Promise<Loaded>> = [];
+  /** Loads of reads[#next …] in order. */
+  readonly #loads: Array<Promise<LoadedSpan>> = [];
   /** One stub per shard for the whole stream (stubs belong to this request; never shared across requests). */
   readonly #stubs = new Map<number, ShardStub>();
   #next = 0;
-  /** Refs whose loads are issued, and span reads issued. */
   #issued = 0;
-  #issuedReads = 0;
   #aheadBytes = 0;
 
   constructor(env: Env, tenant: string, refs: readonly ChunkRef[], specHash: string, budget = RESTORE_READ_AHEAD_BYTES) {
@@ -113,17 +117,17 @@ export class ChunkPrefetcher {
     this.#refill();
   }
 
-  /** Refs handed out so far. */
-  get taken(): number {
-    return this.#next;
+  /** True when every span was handed out. */
+  get done(): boolean {
+    return this.#next === this.#reads.length;
   }
 
-  /** The next ref's chunk (or why it could not be read); call at most refs.length times. */
-  async take(): Promise<Loaded> {
-    if (this.#next >= this.#refs.length) throw new RangeError("every chunk of the restore was taken");
+  /** The next span (or what of it could be verified, and why not the rest); call only while !done. */
+  async take(): Promise<LoadedSpan> {
+    if (this.done) throw new RangeError("every span of the restore was taken");
     this.#refill();
-    const loaded = await (this.#loads.shift() as Promise<Loaded>);
-    this.#aheadBytes -= this.#refs[this.#next].bytes;
+    const loaded = await (this.#loads.shift() as Promise<LoadedSpan>);
+    this.#aheadBytes -= this.#reads[this.#next].length;
     this.#next++;
     this.#refill();
     return loaded;
@@ -132,48 +136,57 @@ export class ChunkPrefetcher {
   /** Issues the span reads that fit the budget once at most half of it is in flight, one RPC per shard. */
   #refill(): void {
     const reads = this.#reads;
-    if (this.#issuedReads >= reads.length) return;
+    if (this.#issued >= reads.length) return;
     if (this.#issued > this.#next && this.#aheadBytes > this.#budget / 2) return;
-    const batch: SpanRead[] = [];
-    while (this.#issuedReads < reads.length && (this.#issued === this.#next || this.#aheadBytes + reads[this.#issuedReads].length <= this.#budget)) {
-      const read = reads[this.#issuedReads++];
-      batch.push(read);
-      this.#aheadBytes += read.length;
-      this.#issued += read.count;
+    const batch: number[] = [];
+    while (this.#issued < reads.length && (this.#issued === this.#next || this.#aheadBytes + reads[this.#issued].length <= this.#budget)) {
+      batch.push(this.#issued);
+      this.#aheadBytes += reads[this.#issued].length;
+      this.#issued++;
     }
-    const byShard = new Map<number, SpanRead[]>();
-    for (const read of batch) {
-      const list = byShard.get(read.shard);
-      if (list === undefined) byShard.set(read.shard, [read]);
-      else list.push(read);
+    const byShard = new Map<number, number[]>();
+    for (const r of batch) {
+      const list = byShard.get(reads[r].shard);
+      if (list === undefined) byShard.set(reads[r].shard, [r]);
+      else list.push(r);
     }
-    const results = new Map<number, Promise<Loaded>>();
+    const results = new Map<number, Promise<LoadedSpan>>();
     for (const [shard, list] of byShard) {
       let stub = this.#stubs.get(shard);
       if (stub === undefined) {
         stub = chunkShardStub(this.#env, this.#tenant, shard);
         this.#stubs.set(shard, stub);
       }
-      const done = readShard(stub, list, this.#refs[list[0].first]);
-      list.forEach((read, j) => {
-        for (let i = read.first; i < read.first + read.count; i++) {
-          const ref = this.#refs[i];
-          results.set(
-            i,
-            done.then(
-              (spans): Loaded => {
-                try {
-                  return { ok: true, bytes: verifyStoredChunk(sliceChunk(spans[j], read.offset, ref), ref, this.#specHash) };
-                } catch (error) {
-                  return { ok: false, error };
-                }
-              },
-              (error: unknown): Loaded => ({ ok: false, error }),
-            ),
-          );
-        }
+      const done = readShard(
+        stub,
+        list.map((r) => reads[r]),
+        this.#refs[reads[list[0]].first],
+      );
+      list.forEach((r, j) => {
+        const read = reads[r];
+        results.set(
+          r,
+          done.then(
+            (spans) => this.#verify(read, spans[j]),
+            (error: unknown): LoadedSpan => ({ ok: false, first: read.first, good: [], error }),
+          ),
+        );
       });
     }
-    for (const read of batch) for (let i = read.first; i < read.first + read.count; i++) this.#loads.push(results.get(i) as Promise<Loaded>);
+    for (const r of batch) this.#loads.push(results.get(r) as Promise<LoadedSpan>);
+  }
+
+  /** Verifies each chunk of a span read; stops at the first bad one. */
+  #verify(read: SpanRead, span: Uint8Array | null): LoadedSpan {
+    const good: Uint8Array[] = [];
+    for (let i = read.first; i < read.first + read.count; i++) {
+      const ref = this.#refs[i];
+      try {
+        good.push(verifyStoredChunk(sliceChunk(span, read.offset, ref), ref, this.#specHash));
+      } catch (error) {
+        return { ok: false, first: read.first, good, error };
+      }
+    }
+    return { ok: true, first: read.first, count: read.count, bytes: span as Uint8Array };
   }
 }

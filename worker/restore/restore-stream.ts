@@ -1,13 +1,13 @@
 // Restore: a framed stream of a session's chunks for a token range × layer range, in slot then layer order. Chunks are
-// read a bounded distance ahead (chunk-prefetch.ts, never the whole session in memory) and re-verified before sending:
-// a bad chunk ends the stream with an error frame `corrupt_chunk`, never with its bytes.
+// read a row span at a time, a bounded distance ahead (chunk-prefetch.ts, never the whole session in memory), and
+// re-verified before sending: a bad chunk ends the stream with an error frame `corrupt_chunk`, never with its bytes.
 import { FrameType, encodeFrameHeader, encodeJsonFrame } from "../../format/wire/frames.ts";
 import type { ErrorBody, RestoreHeader } from "../../format/wire/messages.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import type { ChunkRef } from "../objects/session-types.ts";
 import { recordEvent, type WaitUntil } from "../telemetry/index.ts";
-import { ChunkPrefetcher, type Loaded } from "./chunk-prefetch.ts";
+import { ChunkPrefetcher, type LoadedSpan } from "./chunk-prefetch.ts";
 
 export { CHUNK_LOAD_TIMEOUT_MS, RESTORE_READ_AHEAD_BYTES } from "./chunk-prefetch.ts";
 
@@ -24,15 +24,16 @@ export interface RestoreSource {
 const tokensBefore = (header: RestoreHeader, tokenEnd: number): number => Math.max(0, Math.min(header.to, tokenEnd) - header.from);
 
 /**
- * Opens the restore body. It waits for the first chunk (read with the rest of its row span), so a missing or corrupt
- * first row throws and becomes a plain 500 JSON response; later failures become a type-4 error frame followed by the
- * end of the stream. The stream is pulled: a client that reads slowly holds back the reads (at most the read-ahead
- * budget ahead), and one that goes away cancels it.
+ * Opens the restore body. It waits for the first span (the first chunk and the ones after it in the same row), so a
+ * missing or corrupt first chunk throws and becomes a plain 500 JSON response; later failures become a type-4 error
+ * frame, after the verified chunks before it, followed by the end of the stream. A span of one chunk is a chunk frame
+ * (type 2), a longer one a chunk-run frame (type 5). The stream is pulled: a client that reads slowly holds back the
+ * reads (at most the read-ahead budget ahead), and one that goes away cancels it.
  */
 export async function openRestoreStream(src: RestoreSource, header: RestoreHeader, refs: readonly ChunkRef[]): Promise<ReadableStream<Uint8Array>> {
   const prefetch = new ChunkPrefetcher(src.env, src.tenant, refs, src.specHash);
-  let first: Loaded | null = refs.length > 0 ? await prefetch.take() : null;
-  if (first !== null && !first.ok) throw first.error;
+  let first: LoadedSpan | null = prefetch.done ? null : await prefetch.take();
+  if (first !== null && !first.ok && first.good.length === 0) throw first.error;
   let sentHeader = false;
   let bytes = 0;
   return new ReadableStream<Uint8Array>(
@@ -43,29 +44,34 @@ export async function openRestoreStream(src: RestoreSource, header: RestoreHeade
           controller.enqueue(encodeJsonFrame(FrameType.control, header));
           return;
         }
-        if (first === null && prefetch.taken === refs.length) {
+        if (first === null && prefetch.done) {
           controller.enqueue(encodeJsonFrame(FrameType.control, { done: true, chunks: refs.length, bytes }));
           controller.close();
           recordServed(src, header, tokensBefore(header, header.to), bytes, undefined);
           return;
         }
-        const ref = refs[first === null ? prefetch.taken : 0];
-        const loaded = first ?? (await prefetch.take());
+        const span = first ?? (await prefetch.take());
         first = null;
-        if (!loaded.ok) {
-          const e = loaded.error;
-          const body: ErrorBody = e instanceof ApiError ? e.body() : { error: { code: "internal", message: `reading chunk ${ref.key} failed: ${String(e)}` } };
-          controller.enqueue(encodeJsonFrame(FrameType.error, body));
-          controller.close();
-          recordServed(src, header, tokensBefore(header, ref.tokenStart), bytes, body.error.code);
+        if (span.ok) {
+          bytes += span.bytes.length;
+          controller.enqueue(encodeFrameHeader(span.count === 1 ? FrameType.chunk : FrameType.chunks, span.bytes.length));
+          controller.enqueue(span.bytes);
           return;
         }
-        bytes += loaded.bytes.length;
-        controller.enqueue(encodeFrameHeader(FrameType.chunk, loaded.bytes.length));
-        controller.enqueue(loaded.bytes);
+        for (const chunk of span.good) {
+          bytes += chunk.length;
+          controller.enqueue(encodeFrameHeader(FrameType.chunk, chunk.length));
+          controller.enqueue(chunk);
+        }
+        const ref = refs[span.first + span.good.length];
+        const e = span.error;
+        const body: ErrorBody = e instanceof ApiError ? e.body() : { error: { code: "internal", message: `reading chunk ${ref.key} failed: ${String(e)}` } };
+        controller.enqueue(encodeJsonFrame(FrameType.error, body));
+        controller.close();
+        recordServed(src, header, tokensBefore(header, ref.tokenStart), bytes, body.error.code);
       },
     },
-    // The current chunk (its 5-byte frame header and its bytes are two queue entries, so the chunk is never copied)
+    // The current span (its 5-byte frame header and its bytes are two queue entries, so the row span is never copied)
     // waits in the queue while the next one is taken: sending and storage reads overlap.
     { highWaterMark: 2 },
   );

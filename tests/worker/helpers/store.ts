@@ -4,6 +4,7 @@ import { createExecutionContext, env, runInDurableObject } from "cloudflare:test
 import type { CacheSpec } from "../../../format/cache-spec.ts";
 import type { CodecParams } from "../../../format/codec/types.ts";
 import { decodeJsonPayload, FrameType, FRAMES_CONTENT_TYPE, readFrames, type FrameLimits } from "../../../format/wire/frames.ts";
+import { splitChunkRun } from "../../../format/wire/chunk-run.ts";
 import type { ErrorBody, RestoreHeader, SessionCreated } from "../../../format/wire/messages.ts";
 import worker from "../../../worker/index.ts";
 import type { Env } from "../../../worker/env.ts";
@@ -65,11 +66,13 @@ export async function errorOf(res: Response): Promise<ErrorBody["error"]> {
   return ((await res.json()) as ErrorBody).error;
 }
 
-const RESTORE_LIMITS: FrameLimits = { 1: 1 << 24, 2: 1 << 22, 3: 0, 4: 1 << 16 };
+const RESTORE_LIMITS: FrameLimits = { 1: 1 << 24, 2: 1 << 22, 3: 0, 4: 1 << 16, 5: 1 << 22 };
 
 export interface Restored {
   readonly header: RestoreHeader;
   readonly chunks: Uint8Array[];
+  /** Chunks per chunk-carrying frame, in order (1 for a chunk frame, n for a run of n). */
+  readonly frames: number[];
   readonly end: { done: boolean; chunks: number; bytes: number } | null;
   readonly error: ErrorBody["error"] | null;
 }
@@ -79,16 +82,20 @@ export async function readRestore(res: Response): Promise<Restored> {
   if (res.body === null) throw new Error("restore without a body");
   let header: RestoreHeader | null = null;
   const chunks: Uint8Array[] = [];
+  const frames: number[] = [];
   let end: Restored["end"] = null;
   let error: Restored["error"] = null;
   for await (const f of readFrames(res.body, RESTORE_LIMITS)) {
     if (f.type === FrameType.control && header === null) header = decodeJsonPayload(f.payload) as RestoreHeader;
     else if (f.type === FrameType.control) end = decodeJsonPayload(f.payload) as Restored["end"];
-    else if (f.type === FrameType.chunk) chunks.push(f.payload);
-    else if (f.type === FrameType.error) error = (decodeJsonPayload(f.payload) as ErrorBody).error;
+    else if (f.type === FrameType.chunk || f.type === FrameType.chunks) {
+      const run = f.type === FrameType.chunk ? [f.payload] : splitChunkRun(f.payload);
+      chunks.push(...run);
+      frames.push(run.length);
+    } else if (f.type === FrameType.error) error = (decodeJsonPayload(f.payload) as ErrorBody).error;
   }
   if (header === null) throw new Error("restore stream without a header frame");
-  return { header, chunks, end, error };
+  return { header, chunks, frames, end, error };
 }
 
 /** A WebSocket append connection: the JSON messages received so far and the close, once it comes. */
