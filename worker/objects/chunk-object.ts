@@ -7,9 +7,7 @@ import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.ts";
 import { MAX_ROW_BYTES } from "../limits.ts";
 import { blobBytes, paramBatches, sqlOne, sqlRows, sqlRun } from "../sql.ts";
-
-/** v2: `uncompressed` column (bf16 GQA size of the row's chunks) so freed rows report what they held. v3: `members`. */
-const SCHEMA_VERSION = 3;
+import { migrateChunkSchema } from "./chunk-schema.ts";
 
 /** A chunk for putChunks: its key, verified bytes and the bf16 GQA size of its tokens × layers (format/size `bf16GqaBytes`). */
 export interface ChunkPut {
@@ -56,33 +54,7 @@ export class ChunkObject extends DurableObject<Env> {
     super(ctx, env);
     this.#sql = ctx.storage.sql;
     // DDL inside blockConcurrencyWhile: no request sees a half-created schema.
-    void ctx.blockConcurrencyWhile(async () => this.#migrate());
-  }
-
-  #migrate(): void {
-    sqlRun(this.#sql, "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)");
-    const v = sqlOne<{ v: number }>(this.#sql, "SELECT v FROM meta WHERE k = 'schema_version'");
-    if (v !== null && v.v >= SCHEMA_VERSION) return;
-    this.ctx.storage.transactionSync(() => {
-      sqlRun(
-        this.#sql,
-        "CREATE TABLE IF NOT EXISTS chunks (key TEXT PRIMARY KEY, bytes BLOB NOT NULL, size INTEGER NOT NULL, created_at INTEGER NOT NULL, uncompressed INTEGER NOT NULL DEFAULT 0)",
-      );
-      // v1 tables lack the column; their rows report 0 uncompressed bytes when freed (the gauge clamps at 0).
-      const cols = sqlRows<{ name: string }>(this.#sql, "SELECT name FROM pragma_table_info('chunks')");
-      if (!cols.some((c) => c.name === "uncompressed")) sqlRun(this.#sql, "ALTER TABLE chunks ADD COLUMN uncompressed INTEGER NOT NULL DEFAULT 0");
-      sqlRun(
-        this.#sql,
-        "CREATE TABLE IF NOT EXISTS holds (key TEXT NOT NULL, holder TEXT NOT NULL, tag TEXT NOT NULL, expires_at INTEGER, PRIMARY KEY (key, holder, tag))",
-      );
-      sqlRun(this.#sql, "CREATE INDEX IF NOT EXISTS holds_by_holder ON holds (holder, tag)");
-      sqlRun(this.#sql, "CREATE INDEX IF NOT EXISTS holds_by_expiry ON holds (expires_at) WHERE expires_at IS NOT NULL");
-      // v3: rows written before packing hold one chunk each, under the chunk's own key.
-      sqlRun(this.#sql, "CREATE TABLE IF NOT EXISTS members (chunk TEXT PRIMARY KEY, row_key TEXT NOT NULL, at INTEGER NOT NULL, length INTEGER NOT NULL)");
-      sqlRun(this.#sql, "CREATE INDEX IF NOT EXISTS members_by_row ON members (row_key)");
-      sqlRun(this.#sql, "INSERT OR IGNORE INTO members (chunk, row_key, at, length) SELECT key, key, 0, size FROM chunks");
-      sqlRun(this.#sql, "INSERT INTO meta (k, v) VALUES ('schema_version', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", SCHEMA_VERSION);
-    });
+    void ctx.blockConcurrencyWhile(async () => migrateChunkSchema(ctx.storage));
   }
 
   /**
