@@ -136,17 +136,21 @@ async function appendTurn(server: DevServer, s: Client, frames: Uint8Array[]): P
 
 const LIMITS: FrameLimits = { 1: 1 << 24, 2: 1 << 21, 3: 0, 4: 1 << 16, 5: 1 << 21 };
 
-/** Restores the whole session, reading every frame; returns chunk bytes received. */
-async function restore(server: DevServer, s: Client): Promise<number> {
+/** Restores the whole session, reading every frame; returns the chunk bytes and the frames that carried them. */
+async function restore(server: DevServer, s: Client): Promise<{ bytes: number; frames: number }> {
   // A restore that stalls is an error, reported after 60 s instead of undici's 300 s default.
   const res = await fetch(`${server.url}/v1/sessions/${s.id}/chunks`, { headers: s.auth, signal: AbortSignal.timeout(60_000) });
   if (res.status !== 200 || res.body === null) throw new Error(`restore: ${res.status} ${await res.text()}`);
   let bytes = 0;
+  let frames = 0;
   for await (const f of readFrames(res.body, LIMITS)) {
     if (f.type === FrameType.error) throw new Error(`restore error frame: ${new TextDecoder().decode(f.payload)}`);
-    if (f.type === FrameType.chunk || f.type === FrameType.chunks) bytes += f.payload.length;
+    if (f.type === FrameType.chunk || f.type === FrameType.chunks) {
+      bytes += f.payload.length;
+      frames++;
+    }
   }
-  return bytes;
+  return { bytes, frames };
 }
 
 /** Append turns of 32 sessions on one server; appends of one turn run concurrently across sessions. */
@@ -317,7 +321,7 @@ async function main(): Promise<void> {
         if (s === null) return;
         try {
           const a = performance.now();
-          const bytes = await restore(server, s);
+          const { bytes } = await restore(server, s);
           restoredBytes += bytes;
           const ms = performance.now() - a;
           restoreMs.push(ms);
@@ -351,6 +355,9 @@ async function main(): Promise<void> {
     const timesU: number[] = [];
     let bytesC = 0;
     let bytesU = 0;
+    // Chunk frames per restore: one per stored row span (a compressed row packs a row group's slots).
+    let framesC = 0;
+    let framesU = 0;
     // The server's CPU per restore (wrangler + workerd, not this client): steadier than wall time on a shared machine.
     const cpuC: number[] = [];
     const cpuU: number[] = [];
@@ -362,13 +369,13 @@ async function main(): Promise<void> {
       // Interleaved so both see the same machine state.
       let c0 = serverCpu();
       let a = performance.now();
-      bytesC = await restore(server, compressed);
+      ({ bytes: bytesC, frames: framesC } = await restore(server, compressed));
       timesC.push(performance.now() - a);
       let c1 = serverCpu();
       if (c0 !== null && c1 !== null) cpuC.push(c1 - c0);
       c0 = serverCpu();
       a = performance.now();
-      bytesU = await restore(server, uncompressed);
+      ({ bytes: bytesU, frames: framesU } = await restore(server, uncompressed));
       timesU.push(performance.now() - a);
       c1 = serverCpu();
       if (c0 !== null && c1 !== null) cpuU.push(c1 - c0);
@@ -420,9 +427,10 @@ async function main(): Promise<void> {
       devServerReloads: Object.fromEntries(modes.map((mode) => [mode, reloads.get(mode) ?? 0])),
       comparison: {
         tokens: COMPARE_TOKENS,
-        compressed: { bytes: bytesC, restoreMsMedian: round(medC), restoreMs: timesC.map((x) => round(x)), serverCpuMsMedian: medCpuC },
+        compressed: { bytes: bytesC, frames: framesC, restoreMsMedian: round(medC), restoreMs: timesC.map((x) => round(x)), serverCpuMsMedian: medCpuC },
         uncompressed: {
           bytes: bytesU,
+          frames: framesU,
           bf16GqaBytes: COMPARE_TOKENS * BF16_GQA_BYTES_PER_TOKEN,
           restoreMsMedian: round(medU),
           restoreMs: timesU.map((x) => round(x)),
