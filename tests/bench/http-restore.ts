@@ -1,7 +1,6 @@
-// A restore read with node:http and an incremental frame scanner that copies no chunk bytes: the lightest client Node
-// has, so the store comparison measures the store rather than the client. Node's fetch (undici, WHATWG streams) costs
-// ≈ 15 ms more per request and ≈ 1.5× more per byte on this machine (a plain Node server: 402 KB × 64 in 14 ms with
-// node:http, 22–33 ms with fetch), which on its own pulls a 9.1× byte ratio down to 5–7×.
+// A restore read with node:http and an incremental frame scanner that copies no chunk bytes, for bench:store's timed
+// comparison: a lighter client than fetch (undici, WHATWG streams, a copy per frame), so the comparison weighs the
+// store more and the client less. In bench:store runs both restores were faster this way (docs/api.md).
 import http from "node:http";
 import { FRAME_HEADER_BYTES, FrameType } from "../../format/wire/frames.ts";
 
