@@ -1,4 +1,5 @@
 // Types shared by the WASM codec wrapper and the TypeScript reference codec (docs/codec.md).
+import type { Crc32c } from "../hash/crc32c.ts";
 
 /** Code width of a quantized block. 16 means fp16 (no scales): the rope policy `fp16` and nothing else. */
 export type Bits = 8 | 4 | 2;
@@ -62,5 +63,5 @@ export interface Codec {
   /** Widens float16 or bfloat16 bit patterns to float32. */
   widen(input: Uint16Array, kind: "f16" | "bf16", out?: Float32Array): Float32Array;
   /** CRC-32C of `bytes` continuing from `previous`, equal to format/hash/crc32c.ts (the chunk checksum). */
-  readonly crc32c: (bytes: Uint8Array, previous?: number) => number;
+  readonly crc32c: Crc32c;
 }

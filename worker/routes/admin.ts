@@ -1,10 +1,11 @@
-// Operator route: chunk-row statistics of a tenant (rows, the chunks they pack, bytes, holds) summed over its shards. Off unless OPERATOR_KEY
-// is set; used by operators and by the integration tests to count rows.
+// Operator route: chunk-row statistics of a tenant (rows, the chunks they pack, bytes, holds) summed over its shards.
+// Off unless OPERATOR_KEY is set; used by operators and by the integration tests to count rows.
 import { Hono } from "hono";
 import { keyMatches, requireSecret, TENANT_ID_PATTERN } from "../auth/tenants.ts";
 import type { AppEnv } from "../context.ts";
 import { ApiError, badRequest, notFound } from "../errors.ts";
-import { CHUNK_SHARDS, chunkObjectName } from "../keys.ts";
+import { CHUNK_SHARDS } from "../keys.ts";
+import { chunkShardStub } from "../objects/stubs.ts";
 
 export const admin = new Hono<AppEnv>();
 
@@ -19,7 +20,7 @@ admin.get("/tenants/:tenant/chunks", async (c) => {
   const tenant = c.req.param("tenant");
   if (!TENANT_ID_PATTERN.test(tenant)) throw badRequest("bad tenant id");
   const shards = await Promise.all(
-    Array.from({ length: CHUNK_SHARDS }, (_, s) => c.env.CHUNKS.get(c.env.CHUNKS.idFromName(chunkObjectName(tenant, s))).stats()),
+    Array.from({ length: CHUNK_SHARDS }, (_, s) => chunkShardStub(c.env, tenant, s).stats()),
   );
   const sum = (k: "rows" | "chunks" | "bytes" | "holds" | "leasedHolds"): number => shards.reduce((a, s) => a + s[k], 0);
   return c.json({ tenant, rows: sum("rows"), chunks: sum("chunks"), bytes: sum("bytes"), holds: sum("holds"), leasedHolds: sum("leasedHolds") });
