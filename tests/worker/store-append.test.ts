@@ -1,16 +1,13 @@
 // Append and restore inside workerd: turns become visible whole, chunks are verified against the control message,
 // restore streams exactly the bytes uploaded (newest chunk per slot), and every rejected append stores nothing.
-import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { decodeChunk, packChunk } from "../../format/chunk/index.ts";
 import { referenceCodec } from "../../format/codec/reference.ts";
 import { f16ToF32, f32ToF16Bits } from "../../format/codec/fp16.ts";
 import { encodeFrame, encodeJsonFrame, FrameType } from "../../format/wire/frames.ts";
 import type { AppendResult, Manifest } from "../../format/wire/messages.ts";
-import type { ChunkObject } from "../../worker/objects/chunk-object.ts";
-import { CHUNK_SHARDS, chunkObjectName } from "../../worker/keys.ts";
 import { Conversation } from "./helpers/conversation.ts";
-import { append, call, createSession, errorOf, readRestore, testEnv, TINY_C, TINY_CODEC, TINY_SPEC, type Session } from "./helpers/store.ts";
+import { append, call, createSession, errorOf, readRestore, tenantChunkStats, TINY_C, TINY_CODEC, TINY_SPEC, type Session } from "./helpers/store.ts";
 
 const IMAGE = "ab".repeat(32);
 
@@ -18,20 +15,6 @@ async function manifest(s: Session): Promise<Manifest> {
   const res = await call(`/v1/sessions/${s.id}`, { headers: s.auth });
   expect(res.status).toBe(200);
   return (await res.json()) as Manifest;
-}
-
-async function tenantRows(tenant: string): Promise<{ rows: number; holds: number; leased: number }> {
-  let rows = 0;
-  let holds = 0;
-  let leased = 0;
-  for (let shard = 0; shard < CHUNK_SHARDS; shard++) {
-    const stub = testEnv.CHUNKS.get(testEnv.CHUNKS.idFromName(chunkObjectName(tenant, shard)));
-    const st = await runInDurableObject(stub, (o: ChunkObject) => o.stats());
-    rows += st.rows;
-    holds += st.holds;
-    leased += st.leasedHolds;
-  }
-  return { rows, holds, leased };
 }
 
 async function appendTurn(s: Session, conv: Conversation, count: number, opts = {}): Promise<AppendResult> {
@@ -167,14 +150,14 @@ describe("append", () => {
 describe("append: rejected turns store nothing", () => {
   async function expectRejected(frames: Uint8Array[], status: number, code: string, reason?: string): Promise<void> {
     const s = await createSession("beta");
-    const before = await tenantRows("beta");
+    const before = await tenantChunkStats("beta");
     const res = await append(s, frames);
     expect(res.status).toBe(status);
     const err = await errorOf(res);
     expect(err.code).toBe(code);
     if (reason !== undefined) expect(err.reason).toBe(reason);
     expect((await manifest(s)).head).toBe(0);
-    expect(await tenantRows("beta")).toEqual(before);
+    expect(await tenantChunkStats("beta")).toEqual(before);
   }
 
   const conv = () => new Conversation(TINY_SPEC, TINY_CODEC, TINY_C);

@@ -5,30 +5,15 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { encodeJsonFrame, FrameType } from "../../format/wire/frames.ts";
 import type { AppendResult, Manifest, SessionCreated } from "../../format/wire/messages.ts";
-import { CHUNK_SHARDS, chunkObjectName, sessionObjectName } from "../../worker/keys.ts";
+import { sessionObjectName } from "../../worker/keys.ts";
 import type { ChunkObject } from "../../worker/objects/chunk-object.ts";
 import type { SessionObject } from "../../worker/objects/session-object.ts";
+import { chunkShardStub } from "../../worker/objects/stubs.ts";
 import { concatFrames, Conversation } from "./helpers/conversation.ts";
-import { append, call, createSession, errorOf, flipStoredChunkByte, openTurnSocket, readRestore, testEnv, TINY_C, TINY_CODEC, TINY_SPEC, type Session } from "./helpers/store.ts";
+import { append, call, createSession, errorOf, flipStoredChunkByte, openTurnSocket, readRestore, tenantChunkStats, testEnv, TINY_C, TINY_CODEC, TINY_SPEC, type Session } from "./helpers/store.ts";
 
 const IMAGE_A = "a1".repeat(32);
 const IMAGE_B = "b2".repeat(32);
-
-function shard(tenant: string, s: number) {
-  return testEnv.CHUNKS.get(testEnv.CHUNKS.idFromName(chunkObjectName(tenant, s)));
-}
-
-/** Rows, the chunks they pack and the holds on them, over every shard of a tenant. */
-async function rows(tenant: string): Promise<{ rows: number; chunks: number; holds: number }> {
-  const total = { rows: 0, chunks: 0, holds: 0 };
-  for (let s = 0; s < CHUNK_SHARDS; s++) {
-    const st = await runInDurableObject(shard(tenant, s), (o: ChunkObject) => o.stats());
-    total.rows += st.rows;
-    total.chunks += st.chunks;
-    total.holds += st.holds;
-  }
-  return total;
-}
 
 async function commit(s: Session, conv: Conversation, count: number, opts = {}): Promise<AppendResult> {
   const turn = conv.build(count, opts);
@@ -57,13 +42,13 @@ const COUNTED = "beta";
 describe("dedupe and tenancy", () => {
   it("should reuse the rows of a shared prefix (system prompt + same image) within a tenant", async () => {
     const tenant = COUNTED;
-    const before = await rows(tenant);
+    const before = await tenantChunkStats(tenant);
     const seed = 4242;
     const a = await createSession(tenant);
     const convA = new Conversation(TINY_SPEC, TINY_CODEC, TINY_C, seed);
     const ra = await commit(a, convA, 10, { image: { hash: IMAGE_A, at: 2, length: 4 } });
     expect(ra.chunksStored).toBe(3);
-    const afterA = await rows(tenant);
+    const afterA = await tenantChunkStats(tenant);
     // Full slots 0 and 1 pack into one row; the raw tail of slot 2 is a row of its own (the next turn replaces it).
     expect([afterA.rows - before.rows, afterA.chunks - before.chunks]).toEqual([2, 3]);
 
@@ -71,7 +56,7 @@ describe("dedupe and tenancy", () => {
     const convB = new Conversation(TINY_SPEC, TINY_CODEC, TINY_C, seed);
     const rb = await commit(b, convB, 10, { image: { hash: IMAGE_A, at: 2, length: 4 } });
     expect([rb.chunksStored, rb.chunksReused]).toEqual([0, 3]);
-    const afterB = await rows(tenant);
+    const afterB = await tenantChunkStats(tenant);
     expect([afterB.rows, afterB.chunks]).toEqual([afterA.rows, afterA.chunks]);
     expect(afterB.holds - afterA.holds).toBe(2); // one per row
 
@@ -87,11 +72,11 @@ describe("dedupe and tenancy", () => {
     const seed = 777;
     const a = await createSession("alpha");
     await commit(a, new Conversation(TINY_SPEC, TINY_CODEC, TINY_C, seed), 8);
-    const betaBefore = await rows("beta");
+    const betaBefore = await tenantChunkStats("beta");
     const b = await createSession("beta");
     const r = await commit(b, new Conversation(TINY_SPEC, TINY_CODEC, TINY_C, seed), 8);
     expect([r.chunksStored, r.chunksReused]).toEqual([2, 0]);
-    const betaAfter = await rows("beta");
+    const betaAfter = await tenantChunkStats("beta");
     expect([betaAfter.rows - betaBefore.rows, betaAfter.chunks - betaBefore.chunks]).toEqual([1, 2]);
     const keysA = (await readRestore(await call(`/v1/sessions/${a.id}/chunks`, { headers: a.auth }))).header.chunks.map((c) => c.key);
     const keysB = (await readRestore(await call(`/v1/sessions/${b.id}/chunks`, { headers: b.auth }))).header.chunks.map((c) => c.key);
@@ -107,12 +92,12 @@ describe("fork, truncate, delete", () => {
     const conv = new Conversation(TINY_SPEC, TINY_CODEC, TINY_C);
     await commit(s, conv, 6);
     await commit(s, conv, 5);
-    const before = await rows(tenant);
+    const before = await tenantChunkStats(tenant);
     const res = await post(s, "/fork", { atSeq: 1 });
     expect(res.status).toBe(201);
     const forkCreated = (await res.json()) as SessionCreated;
     const fork: Session = { ...forkCreated, tenant, auth: { authorization: `Bearer ${forkCreated.token}` } };
-    const after = await rows(tenant);
+    const after = await tenantChunkStats(tenant);
     expect(after.rows).toBe(before.rows);
     expect(after.holds - before.holds).toBe(2); // turn 1's two rows: sealed slot 0 and the raw tail of slot 1
 
@@ -150,16 +135,16 @@ describe("fork, truncate, delete", () => {
     const conv = new Conversation(TINY_SPEC, TINY_CODEC, TINY_C);
     await commit(s, conv, 6);
     const afterTurn1 = await restoreBytes(s);
-    const rowsAfter1 = await rows(tenant);
+    const rowsAfter1 = await tenantChunkStats(tenant);
     await commit(s, conv, 7);
-    const rowsAfter2 = await rows(tenant);
+    const rowsAfter2 = await tenantChunkStats(tenant);
     // Sealed slots 1 and 2 in one row, the raw tail of slot 3 in another.
     expect([rowsAfter2.rows - rowsAfter1.rows, rowsAfter2.chunks - rowsAfter1.chunks]).toEqual([2, 3]);
     const res = await post(s, "/truncate", { toSeq: 1 });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ head: 1, tokens: 6 });
     expect(await restoreBytes(s)).toEqual(afterTurn1);
-    expect(await rows(tenant)).toEqual(rowsAfter1);
+    expect(await tenantChunkStats(tenant)).toEqual(rowsAfter1);
 
     // Regenerate: a different turn 2 appends cleanly after the truncation.
     const regen = new Conversation(TINY_SPEC, TINY_CODEC, TINY_C, conv.seed);
@@ -172,13 +157,13 @@ describe("fork, truncate, delete", () => {
 
   it("should delete a session with all its holds and unshared rows", async () => {
     const tenant = COUNTED;
-    const before = await rows(tenant);
+    const before = await tenantChunkStats(tenant);
     const s = await createSession(tenant);
     await commit(s, new Conversation(TINY_SPEC, TINY_CODEC, TINY_C), 9);
-    const after = await rows(tenant);
+    const after = await tenantChunkStats(tenant);
     expect([after.rows - before.rows, after.chunks - before.chunks]).toEqual([2, 3]);
     expect((await call(`/v1/sessions/${s.id}`, { method: "DELETE", headers: s.auth })).status).toBe(204);
-    expect(await rows(tenant)).toEqual(before);
+    expect(await tenantChunkStats(tenant)).toEqual(before);
     expect((await call(`/v1/sessions/${s.id}`, { method: "DELETE", headers: s.auth })).status).toBe(404);
   });
 });
@@ -186,7 +171,7 @@ describe("fork, truncate, delete", () => {
 describe("TTL and leases", () => {
   it("should delete everything when the TTL alarm fires after expiry, and extend the TTL on access", async () => {
     const tenant = COUNTED;
-    const before = await rows(tenant);
+    const before = await tenantChunkStats(tenant);
     const s = await createSession(tenant, { ttlSeconds: 3600 });
     await commit(s, new Conversation(TINY_SPEC, TINY_CODEC, TINY_C), 5);
     const stub = testEnv.SESSIONS.get(testEnv.SESSIONS.idFromName(sessionObjectName(tenant, s.id)));
@@ -199,7 +184,7 @@ describe("TTL and leases", () => {
     });
     expect((await call(`/v1/sessions/${s.id}`, { headers: s.auth })).status).toBe(404);
     expect(await runDurableObjectAlarm(stub)).toBe(true);
-    expect(await rows(tenant)).toEqual(before);
+    expect(await tenantChunkStats(tenant)).toEqual(before);
     const leftover = await runInDurableObject(stub, (_o: SessionObject, state) =>
       state.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\'").toArray(),
     );
@@ -219,17 +204,17 @@ describe("TTL and leases", () => {
 
   it("should reap the rows of an abandoned upload when its lease expires", async () => {
     const tenant = COUNTED;
-    const before = await rows(tenant);
+    const before = await tenantChunkStats(tenant);
     const key = "0".repeat(63) + "1";
-    const target = shard(tenant, 0);
+    const target = chunkShardStub(testEnv, tenant, 0);
     await runInDurableObject(target, (o: ChunkObject) => o.putChunks([{ key, bytes: new Uint8Array([1, 2, 3]), uncompressed: 0 }], "some-session", "upload:x", Date.now() + 60_000));
-    expect((await rows(tenant)).rows - before.rows).toBe(1);
+    expect((await tenantChunkStats(tenant)).rows - before.rows).toBe(1);
     // The upload never commits; move its lease into the past (as if 15 minutes had passed) and fire the alarm.
     await runInDurableObject(target, (_o: ChunkObject, state) => {
       state.storage.sql.exec("UPDATE holds SET expires_at = ? WHERE tag = 'upload:x'", Date.now() - 1);
     });
     expect(await runDurableObjectAlarm(target)).toBe(true);
-    expect(await rows(tenant)).toEqual(before);
+    expect(await tenantChunkStats(tenant)).toEqual(before);
   });
 });
 

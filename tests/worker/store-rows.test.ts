@@ -7,9 +7,10 @@ import { qwen25vl7bSpec } from "../../format/cache-spec.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
 import { plannedChunkBytes } from "../../format/chunk/plan.ts";
 import type { AppendResult } from "../../format/wire/messages.ts";
-import { CHUNK_SHARDS, chunkObjectName } from "../../worker/keys.ts";
+import { CHUNK_SHARDS } from "../../worker/keys.ts";
 import { MAX_ROW_BYTES } from "../../worker/limits.ts";
 import type { ChunkObject } from "../../worker/objects/chunk-object.ts";
+import { chunkShardStub } from "../../worker/objects/stubs.ts";
 import { rowGroupSlots } from "../../worker/row-groups.ts";
 import { Conversation, type BuiltTurn } from "./helpers/conversation.ts";
 import { append, call, createSession, readRestore, testEnv, type Session } from "./helpers/store.ts";
@@ -31,8 +32,7 @@ interface Placement {
 async function placements(tenant: string, keys: readonly string[]): Promise<Placement[]> {
   const found = new Map<string, Placement>();
   for (let shard = 0; shard < CHUNK_SHARDS; shard++) {
-    const stub = testEnv.CHUNKS.get(testEnv.CHUNKS.idFromName(chunkObjectName(tenant, shard)));
-    const rows = await runInDurableObject(stub, (_o: ChunkObject, state) =>
+    const rows = await runInDurableObject(chunkShardStub(testEnv, tenant, shard), (_o: ChunkObject, state) =>
       state.storage.sql
         .exec<{ chunk: string; row_key: string; at: number; size: number }>(
           "SELECT m.chunk AS chunk, m.row_key AS row_key, m.at AS at, c.size AS size FROM members m JOIN chunks c ON c.key = m.row_key",

@@ -8,8 +8,9 @@ import { splitChunkRun } from "../../../format/wire/chunk-run.ts";
 import type { ErrorBody, RestoreHeader, SessionCreated } from "../../../format/wire/messages.ts";
 import worker from "../../../worker/index.ts";
 import type { Env } from "../../../worker/env.ts";
-import { CHUNK_SHARDS, chunkObjectName } from "../../../worker/keys.ts";
-import type { ChunkObject } from "../../../worker/objects/chunk-object.ts";
+import { CHUNK_SHARDS } from "../../../worker/keys.ts";
+import type { ChunkObject, ChunkStats } from "../../../worker/objects/chunk-object.ts";
+import { chunkShardStub } from "../../../worker/objects/stubs.ts";
 import { concatFrames } from "./conversation.ts";
 
 export const TENANT_KEYS = { alpha: "alpha-key-0123456789abcdef", beta: "beta-key-0123456789abcdef" } as const;
@@ -139,14 +140,23 @@ export async function openTurnSocket(s: Session): Promise<TurnSocket> {
   };
 }
 
+/** A tenant's chunk statistics (rows, the chunks they pack, bytes, holds, leased holds) summed over its shards. */
+export async function tenantChunkStats(tenant: string): Promise<ChunkStats> {
+  const total = { rows: 0, chunks: 0, bytes: 0, holds: 0, leasedHolds: 0 };
+  for (let s = 0; s < CHUNK_SHARDS; s++) {
+    const st = await runInDurableObject(chunkShardStub(testEnv, tenant, s), (o: ChunkObject) => o.stats());
+    for (const k of Object.keys(total) as Array<keyof ChunkStats>) total[k] += st[k];
+  }
+  return total;
+}
+
 /**
  * Flips bits of one stored chunk, wherever it lies: the shard and row come from the chunk's `members` entry (a row may
  * pack several chunks), and the flipped byte is in the middle of the chunk's own bytes.
  */
 export async function flipStoredChunkByte(tenant: string, chunkKey: string, mask = 0x01): Promise<void> {
   for (let s = 0; s < CHUNK_SHARDS; s++) {
-    const stub = testEnv.CHUNKS.get(testEnv.CHUNKS.idFromName(chunkObjectName(tenant, s)));
-    const found = await runInDurableObject(stub, (_o: ChunkObject, state) => {
+    const found = await runInDurableObject(chunkShardStub(testEnv, tenant, s), (_o: ChunkObject, state) => {
       const sql = state.storage.sql;
       const m = sql.exec<{ row_key: string; at: number; length: number }>("SELECT row_key, at, length FROM members WHERE chunk = ?", chunkKey).toArray()[0];
       if (m === undefined) return false;
