@@ -50,6 +50,26 @@ export function paramBatches<T>(items: readonly T[], paramsPerItem: number, extr
   return out;
 }
 
+/** True when `table` has a column `column` (for upgrades that add columns with ALTER TABLE). */
+export function hasColumn(sql: SqlStorage, table: string, column: string): boolean {
+  return sqlOne(sql, "SELECT 1 AS x FROM pragma_table_info(?) WHERE name = ?", table, column) !== null;
+}
+
+/**
+ * Runs `upgrade` in one transaction unless the object's `meta` table already records `version` (or later), then
+ * records it. `upgrade` must be idempotent DDL (IF NOT EXISTS, column checks): it also runs on an empty database.
+ */
+export function migrateToVersion(storage: DurableObjectStorage, version: number, upgrade: (sql: SqlStorage) => void): void {
+  const sql = storage.sql;
+  sqlRun(sql, "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)");
+  const v = sqlOne<{ v: number }>(sql, "SELECT v FROM meta WHERE k = 'schema_version'");
+  if (v !== null && v.v >= version) return;
+  storage.transactionSync(() => {
+    upgrade(sql);
+    sqlRun(sql, "INSERT INTO meta (k, v) VALUES ('schema_version', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", version);
+  });
+}
+
 /** BLOB column → bytes. */
 export function blobBytes(v: SqlStorageValue): Uint8Array {
   if (v instanceof ArrayBuffer) return new Uint8Array(v);

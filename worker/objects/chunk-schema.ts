@@ -1,23 +1,18 @@
 // SQL schema of one ChunkObject (rows, the chunks they pack, holds) and its versioned migration.
-import { sqlOne, sqlRows, sqlRun } from "../sql.ts";
+import { hasColumn, migrateToVersion, sqlRun } from "../sql.ts";
 
 /** v2: `uncompressed` column (bf16 GQA size of the row's chunks) so freed rows report what they held. v3: `members`. */
 export const CHUNK_SCHEMA_VERSION = 3;
 
 /** Creates or upgrades the tables; a no-op when the stored schema version is current. */
 export function migrateChunkSchema(storage: DurableObjectStorage): void {
-  const sql = storage.sql;
-  sqlRun(sql, "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)");
-  const v = sqlOne<{ v: number }>(sql, "SELECT v FROM meta WHERE k = 'schema_version'");
-  if (v !== null && v.v >= CHUNK_SCHEMA_VERSION) return;
-  storage.transactionSync(() => {
+  migrateToVersion(storage, CHUNK_SCHEMA_VERSION, (sql) => {
     sqlRun(
       sql,
       "CREATE TABLE IF NOT EXISTS chunks (key TEXT PRIMARY KEY, bytes BLOB NOT NULL, size INTEGER NOT NULL, created_at INTEGER NOT NULL, uncompressed INTEGER NOT NULL DEFAULT 0)",
     );
     // v1 tables lack the column; their rows report 0 uncompressed bytes when freed (the gauge clamps at 0).
-    const cols = sqlRows<{ name: string }>(sql, "SELECT name FROM pragma_table_info('chunks')");
-    if (!cols.some((c) => c.name === "uncompressed")) sqlRun(sql, "ALTER TABLE chunks ADD COLUMN uncompressed INTEGER NOT NULL DEFAULT 0");
+    if (!hasColumn(sql, "chunks", "uncompressed")) sqlRun(sql, "ALTER TABLE chunks ADD COLUMN uncompressed INTEGER NOT NULL DEFAULT 0");
     sqlRun(sql, "CREATE TABLE IF NOT EXISTS holds (key TEXT NOT NULL, holder TEXT NOT NULL, tag TEXT NOT NULL, expires_at INTEGER, PRIMARY KEY (key, holder, tag))");
     sqlRun(sql, "CREATE INDEX IF NOT EXISTS holds_by_holder ON holds (holder, tag)");
     sqlRun(sql, "CREATE INDEX IF NOT EXISTS holds_by_expiry ON holds (expires_at) WHERE expires_at IS NOT NULL");
@@ -25,6 +20,5 @@ export function migrateChunkSchema(storage: DurableObjectStorage): void {
     sqlRun(sql, "CREATE TABLE IF NOT EXISTS members (chunk TEXT PRIMARY KEY, row_key TEXT NOT NULL, at INTEGER NOT NULL, length INTEGER NOT NULL)");
     sqlRun(sql, "CREATE INDEX IF NOT EXISTS members_by_row ON members (row_key)");
     sqlRun(sql, "INSERT OR IGNORE INTO members (chunk, row_key, at, length) SELECT key, key, 0, size FROM chunks");
-    sqlRun(sql, "INSERT INTO meta (k, v) VALUES ('schema_version', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", CHUNK_SCHEMA_VERSION);
   });
 }

@@ -1,7 +1,7 @@
 // SQL schema of one SessionObject (session row, turns, chunk refs), its versioned migration, and row ↔ record mapping.
 import type { MediaSpan } from "../../../format/wire/messages.ts";
 import { CHUNK_SHARDS } from "../../keys.ts";
-import { blobBytes, sqlOne, sqlRows, sqlRun } from "../../sql.ts";
+import { blobBytes, hasColumn, migrateToVersion, sqlOne, sqlRun } from "../../sql.ts";
 import type { ChunkRef, TurnRecord } from "../session-types.ts";
 
 /** v2: refs name the shard, row and offset that hold each chunk (rows may pack several chunks). */
@@ -53,11 +53,7 @@ export function hasSessionSchema(sql: SqlStorage): boolean {
 
 /** Creates or upgrades the tables; a no-op when the stored schema version is current. */
 export function migrateSessionSchema(storage: DurableObjectStorage): void {
-  const sql = storage.sql;
-  sqlRun(sql, "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)");
-  const v = sqlOne<{ v: number }>(sql, "SELECT v FROM meta WHERE k = 'schema_version'");
-  if (v !== null && v.v >= SCHEMA_VERSION) return;
-  storage.transactionSync(() => {
+  migrateToVersion(storage, SCHEMA_VERSION, (sql) => {
     sqlRun(
       sql,
       "CREATE TABLE IF NOT EXISTS session (one INTEGER PRIMARY KEY CHECK (one = 1), id TEXT NOT NULL, tenant TEXT NOT NULL, state TEXT NOT NULL, meta TEXT NOT NULL, expires_at INTEGER NOT NULL)",
@@ -75,15 +71,13 @@ export function migrateSessionSchema(storage: DurableObjectStorage): void {
         prefix TEXT NOT NULL, shard INTEGER NOT NULL, row_key TEXT NOT NULL, row_offset INTEGER NOT NULL, PRIMARY KEY (seq, slot, layer_start))`,
     );
     // v1 refs: one chunk per row, keyed and sharded by the chunk key's first hex digit (worker/keys.ts shardOf).
-    const cols = sqlRows<{ name: string }>(sql, "SELECT name FROM pragma_table_info('refs')").map((c) => c.name);
-    if (!cols.includes("shard")) {
+    if (!hasColumn(sql, "refs", "shard")) {
       sqlRun(sql, "ALTER TABLE refs ADD COLUMN shard INTEGER NOT NULL DEFAULT 0");
       sqlRun(sql, "ALTER TABLE refs ADD COLUMN row_key TEXT NOT NULL DEFAULT ''");
       sqlRun(sql, "ALTER TABLE refs ADD COLUMN row_offset INTEGER NOT NULL DEFAULT 0");
       sqlRun(sql, `UPDATE refs SET shard = (instr('0123456789abcdef', substr(chunk_key, 1, 1)) - 1) % ${CHUNK_SHARDS}, row_key = chunk_key`);
     }
     sqlRun(sql, "CREATE INDEX IF NOT EXISTS refs_by_slot ON refs (slot, seq)");
-    sqlRun(sql, "INSERT INTO meta (k, v) VALUES ('schema_version', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", SCHEMA_VERSION);
   });
 }
 
