@@ -9,7 +9,6 @@ import type { ChunkRef } from "../objects/session-types.ts";
 import { recordEvent, type WaitUntil } from "../telemetry/index.ts";
 import { ChunkPrefetcher, type LoadedSpan } from "./chunk-prefetch.ts";
 
-
 export interface RestoreSource {
   readonly env: Env;
   /** The request's execution context: the stream's telemetry flush runs under its waitUntil. */
