@@ -105,6 +105,9 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
+/** Median of unsorted values (sorts a copy). */
+const median = (xs: readonly number[]): number => percentile([...xs].sort((x, y) => x - y), 50);
+
 const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
 
 interface Client {
@@ -211,9 +214,8 @@ async function pairedAppends(
     for (const [mode, x] of pair) (ms.get(mode) as number[]).push(x);
     ratios.push((pair.get("on") as number) / (pair.get("off") as number));
   }
-  const p50 = (xs: number[]): number => percentile([...xs].sort((x, y) => x - y), 50);
-  const on = p50(ms.get("on") as number[]);
-  const off = p50(ms.get("off") as number[]);
+  const on = median(ms.get("on") as number[]);
+  const off = median(ms.get("off") as number[]);
   return {
     errors,
     summary: {
@@ -221,7 +223,7 @@ async function pairedAppends(
       appendP50OnMs: round(on),
       appendP50OffMs: round(off),
       overheadPct: round(((on - off) / off) * 100, 2),
-      medianPairRatio: round(p50(ratios), 3),
+      medianPairRatio: round(median(ratios), 3),
     },
   };
 }
@@ -395,12 +397,12 @@ async function main(): Promise<void> {
       if ((await restore(server, uncompressed)).bytes !== bytesU) throw new Error("fetch and node:http restores differ in bytes");
       fetchU.push(performance.now() - a);
     }
-    const medCpuC = cpuC.length > 0 ? percentile([...cpuC].sort((x, y) => x - y), 50) : null;
-    const medCpuU = cpuU.length > 0 ? percentile([...cpuU].sort((x, y) => x - y), 50) : null;
-    const medC = percentile([...timesC].sort((x, y) => x - y), 50);
-    const medU = percentile([...timesU].sort((x, y) => x - y), 50);
-    const medFetchC = percentile([...fetchC].sort((x, y) => x - y), 50);
-    const medFetchU = percentile([...fetchU].sort((x, y) => x - y), 50);
+    const medCpuC = cpuC.length > 0 ? median(cpuC) : null;
+    const medCpuU = cpuU.length > 0 ? median(cpuU) : null;
+    const medC = median(timesC);
+    const medU = median(timesU);
+    const medFetchC = median(fetchC);
+    const medFetchU = median(fetchU);
     for (const load of loads.values()) load.appendMs.sort((x, y) => x - y);
     const appendMs = main.appendMs;
     restoreMs.sort((x, y) => x - y);
@@ -473,7 +475,7 @@ async function main(): Promise<void> {
               // Under 32-way concurrency one turn's p50 swings ±30 % with machine load, so this pooled figure's A/A
               // noise (--aa) is of the order of ±15 %: the paired sequential phase below is the overhead estimate.
               underLoadOverheadPct: round(((p50On - p50Off) / p50Off) * 100, 2),
-              perTurnP50Ms: { on: on.turnMs.map((t) => round(percentile([...t].sort((x, y) => x - y), 50))), off: off.turnMs.map((t) => round(percentile([...t].sort((x, y) => x - y), 50))) },
+              perTurnP50Ms: { on: on.turnMs.map((t) => round(median(t))), off: off.turnMs.map((t) => round(median(t))) },
               sequential: paired === null ? null : paired.summary,
               overheadPct: paired === null ? null : paired.summary.overheadPct,
               target: 5,
