@@ -78,7 +78,7 @@ export async function appendTurn(t: AppendTarget, reader: FrameReader, requireEn
     chunkTokens: meta.chunkTokens,
     salt: t.salt,
   };
-  const units = await planUploads(spec, keyCtx, window, ctx.prevPrefix, ctx.groupAnchor);
+  const units = await planUploads(spec, keyCtx, window, ctx);
   const specHash = hexToBytes(meta.specHash);
 
   const tag = `upload:${crypto.randomUUID()}`;

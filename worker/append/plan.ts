@@ -7,7 +7,6 @@ import type { ChunkCodec } from "../../format/chunk/types.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
 import type { MediaSpan } from "../../format/wire/messages.ts";
 import { chunkKey, shardOf, slotPrefix, ZERO_PREFIX, type KeyContext } from "../keys.ts";
-import { rowGroupSlots } from "../row-groups.ts";
 
 /** One expected chunk. */
 export interface UploadUnit {
@@ -37,23 +36,23 @@ export function chunkCodecOf(codec: CodecParams, sealed: boolean): ChunkCodec {
   return { sealed, bits: codec.bits, group: codec.group, axis: codec.axis, rope: codec.rope };
 }
 
-/**
- * Units for the tokens of `window` (which starts at a slot boundary), chaining keys from `prevPrefix`. `groupAnchor`
- * is the anchor of the first slot's row group when that group starts before the window (AppendContext.groupAnchor).
- */
-export async function planUploads(
-  spec: CacheSpec,
-  keyCtx: KeyContext,
-  window: TokenWindow,
-  prevPrefix: string | null,
-  groupAnchor: string | null,
-): Promise<UploadUnit[]> {
+/** Where the window starts in the session's chains: the previous slot's prefix and the row groups (AppendContext). */
+export interface ChainStart {
+  readonly prevPrefix: string | null;
+  /** Slots per row group. */
+  readonly groupSlots: number;
+  /** The anchor of the first slot's row group when that group starts before the window, else null. */
+  readonly groupAnchor: string | null;
+}
+
+/** Units for the tokens of `window` (which starts at a slot boundary), chaining keys and row groups from `chain`. */
+export async function planUploads(spec: CacheSpec, keyCtx: KeyContext, window: TokenWindow, chain: ChainStart): Promise<UploadUnit[]> {
   const c = keyCtx.chunkTokens;
-  const groupSlots = rowGroupSlots(spec, keyCtx.codec, keyCtx.storage, c);
+  const { groupSlots } = chain;
   const end = window.base + window.tokenIds.length;
   const units: UploadUnit[] = [];
-  let previous = prevPrefix ?? ZERO_PREFIX;
-  let anchor = groupAnchor;
+  let previous = chain.prevPrefix ?? ZERO_PREFIX;
+  let anchor = chain.groupAnchor;
   for (let start = window.base; start < end; start += c) {
     const count = Math.min(c, end - start);
     const sealed = count === c && keyCtx.storage === "quantized";

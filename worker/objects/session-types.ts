@@ -78,6 +78,8 @@ export interface AppendContext {
   readonly tailMedia: readonly MediaSpan[];
   /** Prefix hash of the slot before the tail slot (null at slot 0). */
   readonly prevPrefix: string | null;
+  /** Slots per row group (worker/row-groups.ts), the G that `groupAnchor` was found with. */
+  readonly groupSlots: number;
   /**
    * Prefix hash of the first slot of the tail slot's row group when that slot lies before the tail (its anchor:
    * worker/row-groups.ts), else null (the append computes it).

@@ -56,6 +56,7 @@ export async function appendContext(host: SessionHost): Promise<AppendContext | 
     tailPositions,
     tailMedia,
     prevPrefix: tailSlot > 0 ? filledPrefix(tailSlot - 1) : null,
+    groupSlots,
     groupAnchor: anchorSlot < tailSlot ? filledPrefix(anchorSlot) : null,
   };
 }
