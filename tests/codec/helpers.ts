@@ -2,17 +2,7 @@
 // IEEE 754 definition (value table + search), independent of the bit-level conversions under test.
 import type { QuantizedBlock } from "../../format/codec/types.ts";
 
-/** mulberry32: small, seeded, good enough to spread test cases. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 as rng } from "../helpers/mulberry32.ts";
 
 export type Distribution = "normal" | "wide" | "outliers" | "tiny" | "constant-groups" | "signed-zeros";
 

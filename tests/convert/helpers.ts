@@ -4,6 +4,8 @@ import type { TextModelConfig } from "../../convert/checkpoint/config.ts";
 import type { SequenceCapture } from "../../convert/calibration/capture.ts";
 import { pairStreams, ropeInvFreq, ropeTables } from "../../model/rope.ts";
 
+export { mulberry32 as rng } from "../helpers/mulberry32.ts";
+
 export const FIXTURE_DIR = new URL("../../fixtures/tiny-qwen-vl/", import.meta.url).pathname;
 export const CALIB_FILE = `${FIXTURE_DIR}calib.jsonl`;
 export const EVAL_FILE = `${FIXTURE_DIR}eval.jsonl`;
@@ -39,14 +41,3 @@ export function handCapture(config: TextModelConfig, q: Float64Array, k: Float64
   return { length: T, modality: modality ?? new Uint8Array(T), rope, layers: [{ x: new Float64Array(T * config.hiddenSize), q, k }] };
 }
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

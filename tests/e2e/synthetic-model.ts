@@ -11,6 +11,7 @@ import type { VisionTowerWeights } from "../../model/vision-tower.ts";
 import type { DecoderShellWeights, LayerShellWeights } from "../../model/weights.ts";
 import { createChatModel, type ChatModel } from "../../client/runtime/chat-model.ts";
 import { TypeScriptVisionEncoder } from "../../client/runtime/vision-encoder.ts";
+import { mulberry32 as rng } from "../helpers/mulberry32.ts";
 
 export interface SyntheticGeometry {
   readonly hidden: number;
@@ -27,16 +28,6 @@ export interface SyntheticGeometry {
 
 export const BENCH_GEOMETRY: SyntheticGeometry = { hidden: 1024, layers: 4, heads: 8, kvHeads: 2, headDim: 128, dKv: 64, intermediate: 2816, words: 1000, imageSide: 16 };
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function syntheticChatModel(g: SyntheticGeometry, codec: Codec, seed = 1): ChatModel {
   const rand = rng(seed);

@@ -7,6 +7,7 @@ import { dequantizeBlockRef } from "../../kernels/mla-dequantize.ref.ts";
 import type { MlaQueries } from "../../kernels/types.ts";
 import type { KernelCase, ModalityPattern } from "./cases.ts";
 import { fp16Block, quantizeBlock } from "./pack.ts";
+import { mulberry32 } from "../helpers/mulberry32.ts";
 
 export interface SealedChunk {
   readonly start: number;
@@ -31,14 +32,7 @@ export interface CaseData {
 
 /** mulberry32 + Box–Muller: deterministic normals in every runtime. */
 export function normalSource(seed: number): () => number {
-  let a = seed >>> 0;
-  const uniform = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const uniform = mulberry32(seed);
   return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
 }
 

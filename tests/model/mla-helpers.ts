@@ -2,18 +2,7 @@
 
 import type { TextModelConfig } from "../../convert/checkpoint/config.ts";
 import type { KvFactoriser } from "../../model/mla/build.ts";
-
-/** Deterministic pseudo-random numbers (mulberry32) for test weights and pair choices. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as rng } from "../helpers/mulberry32.ts";
 
 /** Random kept pairs: `count` of the 16 per (layer, KV head), ascending. */
 export function randomPairs(config: TextModelConfig, seed: number, count: number): number[][][] {
