@@ -13,8 +13,9 @@ import { patchBytesToImage } from "../../client/runtime/image.ts";
 import type { RgbImage } from "../../client/runtime/messages.ts";
 import { TypeScriptVisionEncoder, type VisionEncoder } from "../../client/runtime/vision-encoder.ts";
 import { base64ToBytes } from "../../model/vision-tower.ts";
+import { FIXTURE_DIR, type EvalCase } from "../model/helpers.ts";
 
-export const FIXTURE_DIR = new URL("../../fixtures/tiny-qwen-vl/", import.meta.url).pathname;
+export { FIXTURE_DIR, readEvalCases, type EvalCase } from "../model/helpers.ts";
 
 /** Kept pairs 0..3 (the highest frequencies) of every layer and KV head: r = 8. */
 export function highPairs(fx: TinyFixture, pairs = 4): number[][][] {
@@ -56,23 +57,6 @@ export async function fullRankChatModel(): Promise<ChatModel> {
     codec: loadNodeCodec(),
     rawConfig: fx.rawConfig,
   });
-}
-
-export interface EvalTurn {
-  readonly kind: string;
-  readonly question: string;
-  readonly answer: string;
-  readonly reference_model_answer: string;
-}
-
-export interface EvalCase {
-  readonly patches_u8: string;
-  readonly turns: readonly EvalTurn[];
-}
-
-export async function readEvalCases(count: number): Promise<EvalCase[]> {
-  const lines = (await readFile(join(FIXTURE_DIR, "eval.jsonl"), "utf8")).split("\n").filter((l) => l.length > 0);
-  return lines.slice(0, count).map((l) => JSON.parse(l) as EvalCase);
 }
 
 /** The case's image as the 32×32 RGB picture the SDK takes. */

@@ -9,6 +9,8 @@ export interface EvalTurn {
   readonly kind: string;
   readonly question: string;
   readonly answer: string;
+  /** What the fixture's own (unconverted) model answers: the reference the converted models are checked against. */
+  readonly reference_model_answer: string;
 }
 
 export interface EvalCase {
