@@ -115,7 +115,7 @@ export class ChunkPrefetcher {
     this.#specHash = hexToBytes(specHash);
     this.#budget = budget;
     this.#reads = spanReads(refs);
-    this.#refill();
+    this.#refill(1);
   }
 
   /** True when every span was handed out. */
@@ -126,7 +126,8 @@ export class ChunkPrefetcher {
   /** The next span (or what of it could be verified, and why not the rest); call only while !done. */
   async take(): Promise<LoadedSpan> {
     if (this.done) throw new RangeError("every span of the restore was taken");
-    this.#refill();
+    // The read-ahead starts once the first span is in hand: rows read before it would delay the response's first byte.
+    if (this.#next > 0) this.#refill();
     const loaded = await (this.#loads.shift() as Promise<LoadedSpan>);
     this.#aheadBytes -= this.#reads[this.#next].length;
     this.#next++;
@@ -134,13 +135,16 @@ export class ChunkPrefetcher {
     return loaded;
   }
 
-  /** Issues the span reads that fit the budget once at most half of it is in flight, one RPC per shard. */
-  #refill(): void {
+  /**
+   * Issues the span reads that fit the budget (at most `maxReads` of them) once at most half of it is in flight, one
+   * RPC per shard.
+   */
+  #refill(maxReads = Infinity): void {
     const reads = this.#reads;
     if (this.#issued >= reads.length) return;
     if (this.#issued > this.#next && this.#aheadBytes > this.#budget / 2) return;
     const batch: number[] = [];
-    while (this.#issued < reads.length && (this.#issued === this.#next || this.#aheadBytes + reads[this.#issued].length <= this.#budget)) {
+    while (batch.length < maxReads && this.#issued < reads.length && (this.#issued === this.#next || this.#aheadBytes + reads[this.#issued].length <= this.#budget)) {
       batch.push(this.#issued);
       this.#aheadBytes += reads[this.#issued].length;
       this.#issued++;
