@@ -15,7 +15,7 @@ describe.runIf(process.platform === "linux")("processGroupCpuMs", () => {
     kill = null;
   });
 
-  it("counts the CPU of every process in the group and nothing outside it", async () => {
+  it("counts the CPU of the group's process and nothing outside the group", async () => {
     const child = spawn(process.execPath, ["-e", SPIN], { detached: true, stdio: ["ignore", "pipe", "inherit"] });
     kill = () => process.kill(-(child.pid as number), "SIGKILL");
     await once(child.stdout, "data");

@@ -28,7 +28,6 @@ export interface SyntheticGeometry {
 
 export const BENCH_GEOMETRY: SyntheticGeometry = { hidden: 1024, layers: 4, heads: 8, kvHeads: 2, headDim: 128, dKv: 64, intermediate: 2816, words: 1000, imageSide: 16 };
 
-
 export function syntheticChatModel(g: SyntheticGeometry, codec: Codec, seed = 1): ChatModel {
   const rand = rng(seed);
   // uniform(±a) with std 1/sqrt(fanIn): keeps activations O(1) through the layers

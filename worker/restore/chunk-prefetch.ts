@@ -1,7 +1,7 @@
 // Ordered, bounded read-ahead of a restore's chunks. Consecutive chunks that lie back to back in one row are read as
-// one span; the spans ahead of the chunk being sent are read while it is sent, up to a byte budget; the spans of one
-// refill that live on the same shard are read in one RPC (readSpans), and every read has a deadline, so a restore
-// never waits on storage without bound.
+// one span; the first span is read alone, then the spans ahead of the one being sent are read while it is sent, up to
+// a byte budget; the spans of one refill that live on the same shard are read in one RPC (readSpans), and every read
+// has a deadline, so a restore never waits on storage without bound.
 import { hexToBytes } from "@noble/hashes/utils.js";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
