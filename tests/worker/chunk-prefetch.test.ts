@@ -7,7 +7,7 @@ import type { Env } from "../../worker/env.ts";
 import type { RowSpan } from "../../worker/objects/chunk-object.ts";
 import type { ChunkRef } from "../../worker/objects/session-types.ts";
 import { ChunkPrefetcher, type LoadedSpan } from "../../worker/restore/chunk-prefetch.ts";
-import { Conversation } from "./helpers/conversation.ts";
+import { concatFrames, Conversation } from "./helpers/conversation.ts";
 import { TINY_C, TINY_CODEC, TINY_SPEC } from "./helpers/store.ts";
 
 interface Layout {
@@ -29,9 +29,7 @@ function layout(): Layout {
   const refs: ChunkRef[] = [];
   for (let r = 0; r < 3; r++) {
     const [a, b] = [chunks[2 * r], chunks[2 * r + 1]];
-    const row = new Uint8Array(a.length + b.length);
-    row.set(a);
-    row.set(b, a.length);
+    const row = concatFrames([a, b]);
     const shard = r % 2;
     rows.get(shard)?.set(`row-${r}`, row);
     for (const [j, c] of [a, b].entries()) {
@@ -77,16 +75,6 @@ function fakeEnv(rows: Layout["rows"], calls: ReadCall[]): Env {
   return { CHUNKS } as unknown as Env;
 }
 
-const concat = (parts: readonly Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
-
 describe("ChunkPrefetcher", () => {
   it("hands out each row's span in order, reading the first alone and the rest within the budget", async () => {
     const { refs, chunks, rows } = layout();
@@ -108,8 +96,8 @@ describe("ChunkPrefetcher", () => {
       [2, 2],
       [4, 2],
     ]);
-    const sent = concat(spans.map((s) => (s.ok ? s.bytes : new Uint8Array())));
-    expect(sent).toEqual(concat(chunks));
+    const sent = concatFrames(spans.map((s) => (s.ok ? s.bytes : new Uint8Array())));
+    expect(sent).toEqual(concatFrames(chunks));
     await expect(prefetch.take()).rejects.toThrow(RangeError);
   });
 

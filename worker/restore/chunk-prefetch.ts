@@ -84,8 +84,10 @@ async function readShard(stub: ShardStub, spans: readonly RowSpan[], what: Chunk
   }
 }
 
-/** The chunk of `ref` within a span read that starts at `spanOffset`: null when the row is missing, cut short when the row
- * came back short (its verification then fails). */
+/**
+ * The chunk of `ref` within a span read that starts at `spanOffset`: null when the row is missing, cut short when the
+ * row came back short (its verification then fails).
+ */
 function sliceChunk(span: Uint8Array | null, spanOffset: number, ref: ChunkRef): Uint8Array | null {
   if (span === null) return null;
   const at = ref.offset - spanOffset;
