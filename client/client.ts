@@ -46,6 +46,23 @@ export interface RequestOptions {
   readonly signal?: AbortSignal;
   readonly maxRetries?: number;
   readonly timeout?: number;
+  /**
+   * For requests that are not retried (appends, creates): still resend, up to twice, a request that provably never
+   * reached the Worker (`neverDelivered`). An append carries its expected turn number, so a resend cannot commit twice.
+   */
+  readonly resendUndelivered?: boolean;
+}
+
+/**
+ * wrangler dev's proxy (4.86, under `npm start`) loses a request written on a pooled connection at the instant kj
+ * closes it for 5 s of idleness, and answers a POST with this text and 503 (workers-sdk #14641); the Worker never saw
+ * it. Production has no such proxy. Our Worker answers every error as JSON, so this plain-text body cannot be its own.
+ */
+const DEV_PROXY_UNDELIVERED = "Your worker restarted mid-request.";
+
+/** True when a non-OK answer came from wrangler's dev proxy for a request it never handed to the Worker. */
+export function neverDelivered(status: number, contentType: string | null, text: string): boolean {
+  return status === 503 && !(contentType ?? "").includes("json") && text.startsWith(DEV_PROXY_UNDELIVERED);
 }
 
 export class MlaEdge {
@@ -157,6 +174,7 @@ export class MlaEdge {
         continue;
       }
       const text = await response.text().catch(() => "");
+      if (opts.resendUndelivered && attempt < 2 && neverDelivered(response.status, response.headers.get("content-type"), text)) continue;
       let parsed: unknown;
       try {
         parsed = text.length > 0 ? JSON.parse(text) : undefined;

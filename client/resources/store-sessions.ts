@@ -130,7 +130,7 @@ function splitRun(payload: Uint8Array): Uint8Array[] {
 export class StoreSessions extends APIResource {
   /** Creates an empty session (tenant API key): its id and capability token. */
   create(body: CreateSessionRequest, options?: { signal?: AbortSignal }): APIPromise<SessionCreated> {
-    return this._client.request({ method: "POST", path: "/v1/sessions", body, signal: options?.signal, maxRetries: 0 });
+    return this._client.request({ method: "POST", path: "/v1/sessions", body, signal: options?.signal, maxRetries: 0, resendUndelivered: true });
   }
 
   /** The manifest: spec, codec, turns, sizes, next M-RoPE position. */
@@ -138,7 +138,10 @@ export class StoreSessions extends APIResource {
     return this._client.request({ method: "GET", path: path`/v1/sessions/${id}`, token: auth.token, signal: auth.signal });
   }
 
-  /** Appends one turn (never retried: a retry of a committed turn would answer 409 turn_conflict). */
+  /**
+   * Appends one turn. Not retried on errors (a retry of a committed turn would answer 409 turn_conflict), only resent
+   * when the local dev server's proxy provably dropped it before the Worker (client.ts `neverDelivered`).
+   */
   append(id: string, body: AppendBody, auth: SessionAuth): APIPromise<AppendResult> {
     return this._client.request({
       method: "POST",
@@ -148,6 +151,7 @@ export class StoreSessions extends APIResource {
       token: auth.token,
       signal: auth.signal,
       maxRetries: 0,
+      resendUndelivered: true,
     });
   }
 
@@ -176,7 +180,7 @@ export class StoreSessions extends APIResource {
 
   /** A new session holding turns 1..atSeq (its own token). */
   fork(id: string, body: ForkRequest, auth: SessionAuth): APIPromise<SessionCreated> {
-    return this._client.request({ method: "POST", path: path`/v1/sessions/${id}/fork`, body, token: auth.token, signal: auth.signal, maxRetries: 0 });
+    return this._client.request({ method: "POST", path: path`/v1/sessions/${id}/fork`, body, token: auth.token, signal: auth.signal, maxRetries: 0, resendUndelivered: true });
   }
 
   /** Keeps turns 1..toSeq. */

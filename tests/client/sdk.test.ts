@@ -110,6 +110,32 @@ describe("requests", () => {
     expect(down.calls.length).toBe(1);
   });
 
+  it("should resend an append only when wrangler dev's proxy dropped it before the Worker, at most twice", async () => {
+    // What wrangler 4.86's ProxyWorker answers for a POST lost on a pooled connection (workers-sdk #14641).
+    const dropped = () =>
+      new Response("Your worker restarted mid-request. Please try sending the request again. Only GET or HEAD requests are retried automatically.", {
+        status: 503,
+        headers: { "Retry-After": "0" },
+      });
+    const control = { expectedSeq: 1, tokenIds: [1], modality: [0], positions: [0, 0, 0] };
+    const once = recordingFetch([dropped, () => json(201, { seq: 1 })]);
+    const c1 = createClient({ baseUrl: "http://edge.test", fetch: once.fetch });
+    expect(await c1.store.sessions.append("s", { control, chunks: [] }, { token: "t" })).toEqual({ seq: 1 });
+    expect(once.calls.length).toBe(2);
+    expect(once.calls[1].init?.body).toEqual(once.calls[0].init?.body);
+
+    const always = recordingFetch([dropped]);
+    const c2 = createClient({ baseUrl: "http://edge.test", fetch: always.fetch });
+    await expect(c2.store.sessions.append("s", { control, chunks: [] }, { token: "t" })).rejects.toBeInstanceOf(InternalServerError);
+    expect(always.calls.length).toBe(3);
+
+    // The Worker's own 503 (JSON) may follow a commit: not resent.
+    const worker503 = recordingFetch([() => json(503, { error: { code: "internal", message: "x" } }), () => json(201, { seq: 1 })]);
+    const c3 = createClient({ baseUrl: "http://edge.test", fetch: worker503.fetch });
+    await expect(c3.store.sessions.append("s", { control, chunks: [] }, { token: "t" })).rejects.toBeInstanceOf(InternalServerError);
+    expect(worker503.calls.length).toBe(1);
+  });
+
   it("should turn fetch failures into APIConnectionError and aborts into APIUserAbortError", async () => {
     const failing: Fetch = async () => {
       throw new TypeError("connect ECONNREFUSED");
