@@ -64,7 +64,6 @@ export async function compareRestores(input: RestoreCompareInput): Promise<Resto
 if (import.meta.url === `file://${process.argv[1]}`) {
   const input = JSON.parse(process.argv[2] ?? "") as RestoreCompareInput;
   const result = await compareRestores(input);
-  process.stdout.write(JSON.stringify(result) + "\n");
-  // The keep-alive agent would hold the process open.
-  process.exit(0);
+  // Exits once stdout is flushed (pipes are asynchronous on some platforms): the keep-alive agent would hold it open.
+  process.stdout.write(JSON.stringify(result) + "\n", () => process.exit(0));
 }
