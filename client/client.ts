@@ -47,20 +47,22 @@ export interface RequestOptions {
   readonly maxRetries?: number;
   readonly timeout?: number;
   /**
-   * For requests that are not retried (appends, creates): still resend, up to twice, a request that provably never
-   * reached the Worker (`neverDelivered`). An append carries its expected turn number, so a resend cannot commit twice.
+   * For requests that are not retried (appends, creates, forks): still resend, up to twice, one that wrangler's dev
+   * proxy answered without a response from the Worker (`neverDelivered`). An append carries its expected turn number,
+   * so a resend never commits twice: at worst (the Worker did commit and only its answer was lost) it gets a 409.
    */
   readonly resendUndelivered?: boolean;
 }
 
 /**
  * wrangler dev's proxy (4.86, under `npm start`) loses a request written on a pooled connection at the instant kj
- * closes it for 5 s of idleness, and answers a POST with this text and 503 (workers-sdk #14641); the Worker never saw
- * it. Production has no such proxy. Our Worker answers every error as JSON, so this plain-text body cannot be its own.
+ * closes it for 5 s of idleness, and answers a POST with this text and 503 (workers-sdk #14641): the Worker never saw
+ * it. (4.86 answers the same for any failed hop to the Worker.) Production has no such proxy. Our Worker answers
+ * every error as JSON, so this plain-text body cannot be its own.
  */
 const DEV_PROXY_UNDELIVERED = "Your worker restarted mid-request.";
 
-/** True when a non-OK answer came from wrangler's dev proxy for a request it never handed to the Worker. */
+/** True when a non-OK answer came from wrangler's dev proxy, not from the Worker: the request was (almost surely) lost. */
 export function neverDelivered(status: number, contentType: string | null, text: string): boolean {
   return status === 503 && !(contentType ?? "").includes("json") && text.startsWith(DEV_PROXY_UNDELIVERED);
 }

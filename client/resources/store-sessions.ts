@@ -140,7 +140,7 @@ export class StoreSessions extends APIResource {
 
   /**
    * Appends one turn. Not retried on errors (a retry of a committed turn would answer 409 turn_conflict), only resent
-   * when the local dev server's proxy provably dropped it before the Worker (client.ts `neverDelivered`).
+   * when the local dev server's proxy answered instead of the Worker (client.ts `neverDelivered`).
    */
   append(id: string, body: AppendBody, auth: SessionAuth): APIPromise<AppendResult> {
     return this._client.request({
