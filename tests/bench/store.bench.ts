@@ -359,8 +359,9 @@ async function main(): Promise<void> {
     }
     const main = loads.get(primary) as Load;
     const t1 = performance.now();
-    // A restore GET the dev proxy drops (see devProxyDrops) waits in its retry queue until the next request reaches the
-    // proxy; with all restores sent, that would be the client's 60 s timeout. A health check each second is that request.
+    // A restore GET whose hop to the Worker fails (a Worker restart) waits in wrangler's proxy retry queue until the next
+    // request reaches the proxy; with all restores sent, that would be the client's 60 s timeout (docs/api.md "Restore
+    // stalls"). A health check each second is that request.
     const drain = setInterval(() => void fetch(`${server.url}/v1/health`).then((r) => r.arrayBuffer(), () => null), 1000);
     await Promise.all(
       main.clients.map(async (s) => {
