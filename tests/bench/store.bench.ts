@@ -359,7 +359,7 @@ async function main(): Promise<void> {
     }
     const main = loads.get(primary) as Load;
     const t1 = performance.now();
-    // A restore GET whose hop to the Worker fails (a Worker restart) waits in wrangler's proxy retry queue until the next
+    // A restore GET whose hop to the Worker fails (e.g. a Worker restart) waits in wrangler's proxy retry queue until the next
     // request reaches the proxy; with all restores sent, that would be the client's 60 s timeout (docs/api.md "Restore
     // stalls"). A health check each second is that request.
     const drain = setInterval(() => void fetch(`${server.url}/v1/health`).then((r) => r.arrayBuffer(), () => null), 1000);
