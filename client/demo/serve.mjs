@@ -2,13 +2,15 @@
 // `node client/demo/serve.mjs`: the chat demo on its own — starts the edge store (wrangler dev, state in .state/, the
 // dev secrets of scripts/start.mjs) and the demo page, and prints the page's URL. Also importable:
 // `const { startDemoServer } = await import("./client/demo/serve.mjs")` (registers tsx for the TypeScript sources).
+import { pathToFileURL } from "node:url";
 import { register } from "tsx/esm/api";
 
 register();
 const server = await import("./server.ts");
 export const startDemoServer = server.startDemoServer;
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+// pathToFileURL: a checkout path with spaces or other escaped characters still matches import.meta.url.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { readFileSync, existsSync } = await import("node:fs");
   const { join } = await import("node:path");
   const { ROOT, startDev } = await import("../../scripts/dev.mjs");

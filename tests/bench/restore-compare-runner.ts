@@ -4,6 +4,7 @@
 // not the bench process that generated and uploaded 32 sessions: in that process the same restores ran at 7.2× where a
 // separate client reached 8.6–9.0× against the same server (docs/api.md). Input: one JSON argument
 // (RestoreCompareInput); output: one JSON object (RestoreCompareResult) on stdout.
+import { pathToFileURL } from "node:url";
 import { httpRestore } from "./http-restore.ts";
 import { processGroupCpuMs } from "./process-cpu.ts";
 
@@ -61,7 +62,7 @@ export async function compareRestores(input: RestoreCompareInput): Promise<Resto
   return { compressed: c, uncompressed: u };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const input = JSON.parse(process.argv[2] ?? "") as RestoreCompareInput;
   const result = await compareRestores(input);
   // Exits once stdout is flushed (pipes are asynchronous on some platforms): the keep-alive agent would hold it open.
