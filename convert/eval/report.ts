@@ -6,6 +6,7 @@
 
 import { writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
 import { captureCalibration } from "../calibration/capture.ts";
 import { readCalibrationSet } from "../calibration/calib-set.ts";
 import { sandwich } from "../linalg/matmul.ts";
@@ -25,7 +26,7 @@ import { runGreedyEval, type AccuracyReport } from "./greedy-eval.ts";
 import type { StoredCacheOptions } from "./stored-cache.ts";
 import { loadVlmDir, type LoadedVlm } from "./vlm-dir.ts";
 
-const FIXTURE = new URL("../../fixtures/tiny-qwen-vl/", import.meta.url).pathname;
+const FIXTURE = fileURLToPath(new URL("../../fixtures/tiny-qwen-vl/", import.meta.url));
 const STRATEGIES: readonly RopeStrategy[] = ["high", "mkl", "2-norm", "uniform", "low"];
 const D_KVS = [8, 16, 32] as const;
 const ROPE_DIMS = 8;

@@ -2,6 +2,7 @@
 // only: the module is read from disk and compiled synchronously. Operands already inside wasm memory (from `alloc`)
 // are used in place; any other Float64Array is copied in for the call and out again when it is written.
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { LinalgError } from "./errors.ts";
 import type { LinalgKernels, Strided, Triangle } from "./kernels.ts";
 
@@ -204,7 +205,7 @@ export function loadWasmKernels(): LinalgKernels | null {
 export function requireWasmKernels(): LinalgKernels {
   const k = loadWasmKernels();
   if (k === null) {
-    throw new LinalgError("wasm_unavailable", `${WASM_URL.pathname} is missing: run \`npm run build:linalg-wasm\``);
+    throw new LinalgError("wasm_unavailable", `${fileURLToPath(WASM_URL)} is missing: run \`npm run build:linalg-wasm\``);
   }
   return k;
 }

@@ -1,6 +1,7 @@
 // config.json parsing and tensor-name resolution for Qwen2.5-VL (old and new prefixes) and LLaVA-NeXT.
 
 import { readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
   CheckpointError,
@@ -9,7 +10,7 @@ import {
   parseModelConfig,
 } from "../../convert/checkpoint/index.ts";
 
-const FIXTURE = new URL("../../fixtures/tiny-qwen-vl/config.json", import.meta.url).pathname;
+const FIXTURE = fileURLToPath(new URL("../../fixtures/tiny-qwen-vl/config.json", import.meta.url));
 
 describe("parseModelConfig", () => {
   it("reads the fixture config", async () => {

@@ -3,6 +3,7 @@
 import { mkdtemp, rm, writeFile, readFile, readdir, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   bufferByteSource,
@@ -18,7 +19,7 @@ import {
 } from "../../convert/checkpoint/index.ts";
 import { openCheckpointDir, openSafetensorsFile, writeSafetensorsFile, writeShardedCheckpoint } from "../../convert/checkpoint/node-io.ts";
 
-const FIXTURE = new URL("../../fixtures/tiny-qwen-vl/", import.meta.url).pathname;
+const FIXTURE = fileURLToPath(new URL("../../fixtures/tiny-qwen-vl/", import.meta.url));
 
 async function expectCode(p: Promise<unknown> | (() => unknown), code: string): Promise<void> {
   try {

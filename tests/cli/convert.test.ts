@@ -4,12 +4,13 @@
 import { copyFile, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./run-cli.ts";
 import { copyTensors } from "../../convert/checkpoint/copy-tensors.ts";
 import { openCheckpointDir, writeShardedCheckpoint } from "../../convert/checkpoint/node-io.ts";
 
-const FIXTURE = new URL("../../fixtures/tiny-qwen-vl/", import.meta.url).pathname;
+const FIXTURE = fileURLToPath(new URL("../../fixtures/tiny-qwen-vl/", import.meta.url));
 let tmp: string;
 
 const run = runCli;

@@ -4,10 +4,11 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./run-cli.ts";
 
-const FIXTURE = new URL("../../fixtures/tiny-qwen-vl/", import.meta.url).pathname;
+const FIXTURE = fileURLToPath(new URL("../../fixtures/tiny-qwen-vl/", import.meta.url));
 const EVAL = join(FIXTURE, "eval.jsonl");
 let tmp: string;
 

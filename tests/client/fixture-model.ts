@@ -4,6 +4,7 @@
 
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { loadNodeCodec } from "../../format/codec/node.ts";
 import { buildMlaModel, fullRankFactoriser } from "../../model/mla/build.ts";
 import type { MlaModelWeights } from "../../model/mla/weights.ts";
@@ -25,7 +26,7 @@ export function highPairs(fx: TinyFixture, pairs = 4): number[][][] {
 let fixture: Promise<TinyFixture> | undefined;
 let fullRank: MlaModelWeights | undefined;
 
-export const DEMO_MODEL_DIR = new URL("../../client/demo/model/", import.meta.url).pathname;
+export const DEMO_MODEL_DIR = fileURLToPath(new URL("../../client/demo/model/", import.meta.url));
 
 export function tinyFixture(): Promise<TinyFixture> {
   fixture ??= loadTinyFixture(FIXTURE_DIR);

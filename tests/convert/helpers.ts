@@ -1,12 +1,13 @@
 // Shared helpers of the conversion tests: fixture paths, a small hand-made config, captures built from explicit q/k.
 
+import { fileURLToPath } from "node:url";
 import type { TextModelConfig } from "../../convert/checkpoint/config.ts";
 import type { SequenceCapture } from "../../convert/calibration/capture.ts";
 import { pairStreams, ropeInvFreq, ropeTables } from "../../model/rope.ts";
 
 export { mulberry32 as rng } from "../helpers/mulberry32.ts";
 
-export const FIXTURE_DIR = new URL("../../fixtures/tiny-qwen-vl/", import.meta.url).pathname;
+export const FIXTURE_DIR = fileURLToPath(new URL("../../fixtures/tiny-qwen-vl/", import.meta.url));
 export const CALIB_FILE = `${FIXTURE_DIR}calib.jsonl`;
 export const EVAL_FILE = `${FIXTURE_DIR}eval.jsonl`;
 

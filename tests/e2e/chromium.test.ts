@@ -5,6 +5,7 @@
 // edge (no vision call, usage.cached_tokens = restored prefix) and answers like an uninterrupted session.
 
 import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { startDemoServer, type DemoServer } from "../../client/demo/server.ts";
@@ -48,7 +49,7 @@ async function openPage(): Promise<void> {
 describe.skipIf(!existsSync(CHROMIUM))("chat demo in Chromium", () => {
   beforeAll(async () => {
     edge = await startEdgeServer();
-    demo = await startDemoServer({ edgeUrl: edge.url, apiKey: edge.apiKey, samples: CASES, extraEntries: { "restore-check": new URL("./browser-restore-check.ts", import.meta.url).pathname } });
+    demo = await startDemoServer({ edgeUrl: edge.url, apiKey: edge.apiKey, samples: CASES, extraEntries: { "restore-check": fileURLToPath(new URL("./browser-restore-check.ts", import.meta.url)) } });
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
     page = await browser.newPage();
     page.on("pageerror", (e) => console.error("page error:", e));

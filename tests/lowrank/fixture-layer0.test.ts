@@ -3,6 +3,7 @@
 // for layer 0), calibrated on calib.jsonl and scored on eval.jsonl. Full-model calibration capture comes later from
 // the model runtime; this pins the API against real checkpoint tensors now.
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { openSafetensorsFile } from "../../convert/checkpoint/node-io.ts";
 import { fromFloat32, matrix, stackRows, subtract, frobeniusNormSquared, type Matrix } from "../../convert/linalg/matrix.ts";
@@ -26,7 +27,7 @@ const DIMS: KvDims = { nKv, dNope: dh - 2 * ROPE_PAIRS, dHead: dh, hidden: d };
 const IMAGE_IDS = new Set([config.image_token_id, config.vision_start_token_id, config.vision_end_token_id]);
 
 async function loadLayer0(): Promise<{ wkNope: Matrix; wv: Matrix; embed: Float32Array; norm: Float32Array }> {
-  const file = await openSafetensorsFile(new URL("model.safetensors", DIR).pathname);
+  const file = await openSafetensorsFile(fileURLToPath(new URL("model.safetensors", DIR)));
   try {
     const wk = fromFloat32(nKv * dh, d, await file.readFloat32("model.layers.0.self_attn.k_proj.weight", [nKv * dh, d]));
     const wv = fromFloat32(nKv * dh, d, await file.readFloat32("model.layers.0.self_attn.v_proj.weight", [nKv * dh, d]));

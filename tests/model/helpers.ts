@@ -2,8 +2,9 @@
 
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 
-export const FIXTURE_DIR = new URL("../../fixtures/tiny-qwen-vl/", import.meta.url).pathname;
+export const FIXTURE_DIR = fileURLToPath(new URL("../../fixtures/tiny-qwen-vl/", import.meta.url));
 
 export interface EvalTurn {
   readonly kind: string;
