@@ -3,6 +3,7 @@ import type { ChildProcess } from "node:child_process";
 export declare const ROOT: string;
 export declare const OFFLINE_ENV: Readonly<Record<string, string>>;
 export declare function freePort(): Promise<number>;
+export declare function portIsFree(port: number): Promise<boolean>;
 export declare function devArgs(options: { port: number; persistTo: string; inspectorPort?: number; vars?: Record<string, string>; envFile?: string }): string[];
 export interface DevServer {
   readonly url: string;

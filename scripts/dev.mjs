@@ -32,6 +32,16 @@ export function freePort() {
   });
 }
 
+/** Whether `port` on 127.0.0.1 can be bound now (nothing else listens there). */
+export function portIsFree(port) {
+  return new Promise((resolveFree) => {
+    const server = createServer();
+    server.unref();
+    server.once("error", () => resolveFree(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolveFree(true)));
+  });
+}
+
 /** The wrangler dev argument list. */
 export function devArgs({ port, persistTo, inspectorPort, vars = {}, envFile }) {
   const args = [WRANGLER, "dev", "--local", "--port", String(port), "--ip", "127.0.0.1", "--persist-to", persistTo];

@@ -4,7 +4,16 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT, startDev } from "./dev.mjs";
+import { portIsFree, ROOT, startDev } from "./dev.mjs";
+
+const ports = { PORT: Number(process.env.PORT ?? 8787), DEMO_PORT: Number(process.env.DEMO_PORT ?? 8788) };
+// Checked up front: wrangler's own message suggests a --port flag that `npm start` does not take.
+for (const [name, port] of Object.entries(ports)) {
+  if (!(await portIsFree(port))) {
+    console.error(`mla-edge: port ${port} on 127.0.0.1 is in use (another \`npm start\`?); stop it or choose another: ${name}=<port> npm start`);
+    process.exit(1);
+  }
+}
 
 const stateDir = join(ROOT, ".state");
 const secretsFile = join(stateDir, "dev-secrets.env");
@@ -17,11 +26,11 @@ if (!existsSync(secretsFile)) {
 const tenantLine = readFileSync(secretsFile, "utf8").split("\n").find((l) => l.startsWith("TENANT_KEYS="));
 console.error(`mla-edge: local secrets in ${secretsFile} (${tenantLine ?? "TENANT_KEYS missing"})`);
 
-const server = await startDev({ port: Number(process.env.PORT ?? 8787), persistTo: stateDir, envFile: secretsFile, stdio: "inherit", sharedRegistry: true });
+const server = await startDev({ port: ports.PORT, persistTo: stateDir, envFile: secretsFile, stdio: "inherit", sharedRegistry: true });
 console.error(`mla-edge: edge store ready at ${server.url} (state in ${stateDir})`);
 const { startDemoServer } = await import("../client/demo/serve.mjs");
 const apiKey = Object.values(JSON.parse((tenantLine ?? "").slice("TENANT_KEYS=".length).replace(/^'|'$/g, "")))[0];
-const demo = await startDemoServer({ edgeUrl: server.url, apiKey, port: Number(process.env.DEMO_PORT ?? 8788) });
+const demo = await startDemoServer({ edgeUrl: server.url, apiKey, port: ports.DEMO_PORT });
 console.error(`mla-edge: chat demo at ${demo.url}`);
 for (const signal of ["SIGINT", "SIGTERM"]) {
   process.on(signal, () => {
