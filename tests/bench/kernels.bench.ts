@@ -6,9 +6,9 @@
 // times mean little; the ratio and the bytes do.
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { spawn } from "node:child_process";
 import { chromiumAvailable, openInChromium } from "../kernels/chromium.ts";
 import type { KernelBenchResult } from "../kernels/kernel-bench.ts";
+import { runTsx } from "../helpers/run-tsx.ts";
 import { kernelBenchReport } from "./kernels-report.ts";
 
 const { values } = parseArgs({
@@ -64,17 +64,11 @@ async function runInNode(peakGBs: number | undefined): Promise<void> {
     // Chromium ships libvulkan.so.1 next to the ICD; Debian's libvulkan1 is not always installed.
     env.LD_LIBRARY_PATH = ["/usr/lib/chromium", process.env.LD_LIBRARY_PATH].filter(Boolean).join(":");
   }
-  const args = ["--import", "tsx", resolve(import.meta.dirname, "kernels-node-runner.ts"), "--json", "--contexts", values.contexts,
+  const args = ["--json", "--contexts", values.contexts,
     "--min-ms", values["min-ms"], "--max-iters", values["max-iters"], "--batch", values.batch];
   if (peakGBs) args.push("--peak-gbs", String(peakGBs));
   console.error(`running contexts ${values.contexts} on dawn.node (${values.adapter} Vulkan driver)…`);
-  const stdout = await new Promise<string>((ok, fail) => {
-    const p = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "inherit"] });
-    let text = "";
-    p.stdout.on("data", (d: Buffer) => (text += d.toString()));
-    p.on("error", fail);
-    p.on("close", () => ok(text));
-  });
+  const { stdout } = await runTsx(resolve(import.meta.dirname, "kernels-node-runner.ts"), args, { env, stderr: "inherit" });
   const out = JSON.parse(stdout.trim().split("\n").pop() ?? "{}") as Record<string, unknown>;
   console.log(values.json ? JSON.stringify(out) : JSON.stringify(out, null, 2));
   if ("fatal" in out) process.exitCode = 1;

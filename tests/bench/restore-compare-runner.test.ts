@@ -1,11 +1,11 @@
 // bench:store's timed restore client against a local HTTP server that streams framed restores: byte and frame counts
 // from the stream, interleaved reps, a changing restore rejected, and the runner as the child process the bench spawns.
-import { spawn } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeFrame, encodeJsonFrame, FrameType } from "../../format/wire/frames.ts";
+import { runTsx } from "../helpers/run-tsx.ts";
 import { compareRestores, type RestoreCompareInput, type RestoreCompareResult } from "./restore-compare-runner.ts";
 
 /** A restore body: header, `runs` chunk-run frames of `size` bytes, then the done trailer. */
@@ -63,15 +63,9 @@ describe("compareRestores", () => {
 
   it("should print the result as one JSON line when run as the child process bench:store spawns", async () => {
     const input: RestoreCompareInput = { compressed: target("/small"), uncompressed: target("/large"), reps: 2, serverPgid: process.pid };
-    const runner = resolve(import.meta.dirname, "restore-compare-runner.ts");
-    const out = await new Promise<string>((ok, fail) => {
-      const p = spawn(process.execPath, ["--import", "tsx", runner, JSON.stringify(input)], { stdio: ["ignore", "pipe", "inherit"] });
-      let text = "";
-      p.stdout.on("data", (d: Buffer) => (text += d.toString()));
-      p.on("error", fail);
-      p.on("close", (code) => (code === 0 ? ok(text) : fail(new Error(`exit ${code}`))));
-    });
-    const r = JSON.parse(out) as RestoreCompareResult;
+    const child = await runTsx(resolve(import.meta.dirname, "restore-compare-runner.ts"), [JSON.stringify(input)]);
+    expect(child.code, child.stderr).toBe(0);
+    const r = JSON.parse(child.stdout) as RestoreCompareResult;
     expect(r.compressed.bytes).toBe(2000);
     expect(r.uncompressed.ms).toHaveLength(2);
     // On Linux the server CPU is read per restore (here the test process's group stands in for the server's).

@@ -4,7 +4,6 @@
 // run). With `--telemetry both` (default) a second `wrangler dev` runs with TELEMETRY=off and the same appends go to
 // both, turn by turn in alternating order, then sequential appends in ABBA pairs: the recording overhead on append p50
 // (docs/telemetry.md §6). `npm run bench:store -- --json` prints one JSON object on stdout; progress goes to stderr.
-import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -19,6 +18,7 @@ import { encodeFrame, encodeJsonFrame, FrameType, FRAMES_CONTENT_TYPE, readFrame
 import type { AppendControl, SessionCreated } from "../../format/wire/messages.ts";
 import { startDev, type DevServer } from "../../scripts/dev.mjs";
 import { neverDelivered } from "../../client/client.ts";
+import { runTsx } from "../helpers/run-tsx.ts";
 import type { RestoreCompareInput, RestoreCompareResult } from "./restore-compare-runner.ts";
 
 const { values: args } = parseArgs({
@@ -77,22 +77,14 @@ function fill(spec: CacheSpec, slot: number, layer: number, tokens: number): Lay
 }
 
 /** Runs restore-compare-runner.ts in a new Node process and returns its result. */
-function runRestoreCompare(input: RestoreCompareInput): Promise<RestoreCompareResult> {
-  const runner = resolve(import.meta.dirname, "restore-compare-runner.ts");
-  return new Promise((ok, fail) => {
-    const p = spawn(process.execPath, ["--import", "tsx", runner, JSON.stringify(input)], { stdio: ["ignore", "pipe", "inherit"] });
-    let text = "";
-    p.stdout.on("data", (d: Buffer) => (text += d.toString()));
-    p.on("error", fail);
-    p.on("close", (code) => {
-      if (code !== 0) return fail(new Error(`restore-compare-runner exited with ${code}`));
-      try {
-        ok(JSON.parse(text) as RestoreCompareResult);
-      } catch (e) {
-        fail(new Error(`restore-compare-runner printed no JSON: ${String(e)}`));
-      }
-    });
-  });
+async function runRestoreCompare(input: RestoreCompareInput): Promise<RestoreCompareResult> {
+  const { code, stdout } = await runTsx(resolve(import.meta.dirname, "restore-compare-runner.ts"), [JSON.stringify(input)], { stderr: "inherit" });
+  if (code !== 0) throw new Error(`restore-compare-runner exited with ${code}`);
+  try {
+    return JSON.parse(stdout) as RestoreCompareResult;
+  } catch (e) {
+    throw new Error(`restore-compare-runner printed no JSON: ${String(e)}`);
+  }
 }
 
 /** The chunks of one slot (all layer ranges), text tokens at positions [p, p, p]. */
@@ -359,9 +351,9 @@ async function main(): Promise<void> {
     }
     const main = loads.get(primary) as Load;
     const t1 = performance.now();
-    // A restore GET whose hop to the Worker fails (e.g. a Worker restart) waits in wrangler's proxy retry queue until the next
-    // request reaches the proxy; with all restores sent, that would be the client's 60 s timeout (docs/api.md "Restore
-    // stalls"). A health check each second is that request.
+    // A restore GET whose hop to the Worker fails (e.g. a Worker restart) waits in wrangler's proxy retry queue until
+    // the next request reaches the proxy; with all restores sent, that would be the client's 60 s timeout (docs/api.md
+    // "Restore stalls"). A health check each second is that request.
     const drain = setInterval(() => void fetch(`${server.url}/v1/health`).then((r) => r.arrayBuffer(), () => null), 1000);
     await Promise.all(
       main.clients.map(async (s) => {

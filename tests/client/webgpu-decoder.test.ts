@@ -4,9 +4,9 @@
 // one with a bit-identical cache, and logits agree with the CPU reference within 1e-4 relative.
 
 import { beforeAll, describe, expect, it } from "vitest";
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
+import { runTsx } from "../helpers/run-tsx.ts";
 import type { DecoderReport } from "./webgpu-decoder-runner.ts";
 
 const ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
@@ -20,16 +20,9 @@ describe.skipIf(!existsSync(ICD))("chat decoder on WebGPU (Node, SwiftShader)", 
   let report: DecoderReport | { fatal: string };
 
   beforeAll(async () => {
-    const child = await new Promise<{ stdout: string; stderr: string; code: number | null }>((ok) => {
-      const p = spawn(process.execPath, ["--import", "tsx", "tests/client/webgpu-decoder-runner.ts", String(CASES)], {
-        cwd: root,
-        env: { ...process.env, VK_ICD_FILENAMES: ICD, LD_LIBRARY_PATH: ["/usr/lib/chromium", process.env.LD_LIBRARY_PATH].filter(Boolean).join(":") },
-      });
-      let stdout = "";
-      let stderr = "";
-      p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-      p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      p.on("close", (code) => ok({ stdout, stderr, code }));
+    const child = await runTsx("tests/client/webgpu-decoder-runner.ts", [String(CASES)], {
+      cwd: root,
+      env: { ...process.env, VK_ICD_FILENAMES: ICD, LD_LIBRARY_PATH: ["/usr/lib/chromium", process.env.LD_LIBRARY_PATH].filter(Boolean).join(":") },
     });
     try {
       report = JSON.parse(child.stdout.trim().split("\n").pop() ?? "") as DecoderReport;

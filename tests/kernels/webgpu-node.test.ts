@@ -1,9 +1,9 @@
 // MLA kernels on Node WebGPU (dawn.node + Chromium's SwiftShader ICD). dawn.node reads VK_ICD_FILENAMES and loads
 // libvulkan at process start, so the cases run in a child process with that environment.
 import { beforeAll, describe, expect, it } from "vitest";
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
+import { runTsx } from "../helpers/run-tsx.ts";
 import { KERNEL_CASES } from "./cases.ts";
 import { expectCaseResult, expectConcurrentResult, expectSessionResult } from "./expected.ts";
 import type { CaseResult, ConcurrentResult, SessionResult } from "./harness.ts";
@@ -25,21 +25,14 @@ describe.skipIf(!existsSync(ICD))("MLA kernels on Node WebGPU (SwiftShader)", ()
   let parsed: Parsed = { adapter: "", pipelines: 0, results: [], fatal: "child did not run" };
 
   beforeAll(async () => {
-    const child = await new Promise<{ stdout: string; stderr: string; code: number | null }>((ok) => {
-      const p = spawn(process.execPath, ["--import", "tsx", "tests/kernels/node-webgpu-runner.ts"], {
-        cwd: root,
-        env: {
-          ...process.env,
-          VK_ICD_FILENAMES: ICD,
-          // Chromium ships libvulkan.so.1 next to the ICD; Debian's libvulkan1 is not always installed.
-          LD_LIBRARY_PATH: ["/usr/lib/chromium", process.env.LD_LIBRARY_PATH].filter(Boolean).join(":"),
-        },
-      });
-      let stdout = "";
-      let stderr = "";
-      p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-      p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      p.on("close", (code) => ok({ stdout, stderr, code }));
+    const child = await runTsx("tests/kernels/node-webgpu-runner.ts", [], {
+      cwd: root,
+      env: {
+        ...process.env,
+        VK_ICD_FILENAMES: ICD,
+        // Chromium ships libvulkan.so.1 next to the ICD; Debian's libvulkan1 is not always installed.
+        LD_LIBRARY_PATH: ["/usr/lib/chromium", process.env.LD_LIBRARY_PATH].filter(Boolean).join(":"),
+      },
     });
     const line = child.stdout.trim().split("\n").pop() ?? "";
     try {
