@@ -13,7 +13,7 @@ export interface GpuContextOptions {
   readonly logShaders?: boolean;
   /**
    * Request `shader-f16` when the adapter has it (default true). The f16 variant only changes how fp16 words are
-   * widened; it is not exercised on SwiftShader (no shader-f16), so this is the switch to turn it off if a driver
+   * widened; SwiftShader has no shader-f16, so only real GPUs run it: this is the switch to turn it off if a driver
    * misbehaves.
    */
   readonly shaderF16?: boolean;
