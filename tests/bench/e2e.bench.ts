@@ -8,7 +8,6 @@
 // --cpu-only (no WebGPU run), --decoder webgpu|cpu (run one decoder only).
 
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as ort from "onnxruntime-web";
@@ -23,6 +22,7 @@ import { MlaKernelAttentionBackend } from "../../model/mla/kernel-attention.ts";
 import { codecSlotQuantizer, SlotSealing } from "../../model/mla/slot-sealing.ts";
 import { caseImage, FIXTURE_DIR, demoChatModel, fullRankChatModel, readEvalCases } from "../client/fixture-model.ts";
 import { startEdgeServer, type EdgeServer } from "../e2e/edge-server.ts";
+import { swiftShaderAvailable, swiftShaderEnv } from "../helpers/swiftshader-env.ts";
 import { BENCH_GEOMETRY, syntheticChatModel } from "../e2e/synthetic-model.ts";
 
 const args = process.argv.slice(2);
@@ -32,12 +32,10 @@ const opt = (name: string, fallback: number) => {
   return i >= 0 ? Number(args[i + 1]) : fallback;
 };
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
-const ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
 const cpuOnly = args.includes("--cpu-only");
-if (!cpuOnly && process.env.VK_ICD_FILENAMES === undefined && existsSync(ICD)) {
+if (!cpuOnly && process.env.VK_ICD_FILENAMES === undefined && swiftShaderAvailable()) {
   // dawn.node reads the Vulkan ICD at process start: run this benchmark again with it set.
-  const env = { ...process.env, VK_ICD_FILENAMES: ICD, LD_LIBRARY_PATH: ["/usr/lib/chromium", process.env.LD_LIBRARY_PATH].filter(Boolean).join(":") };
-  const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: "inherit", env });
+  const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: "inherit", env: swiftShaderEnv() });
   process.exit(r.status ?? 1);
 }
 const now = () => performance.now();

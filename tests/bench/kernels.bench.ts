@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { chromiumAvailable, openInChromium } from "../kernels/chromium.ts";
 import type { KernelBenchResult } from "../kernels/kernel-bench.ts";
 import { runTsx } from "../helpers/run-tsx.ts";
+import { swiftShaderEnv } from "../helpers/swiftshader-env.ts";
 import { kernelBenchReport } from "./kernels-report.ts";
 
 const { values } = parseArgs({
@@ -26,8 +27,6 @@ const { values } = parseArgs({
     "peak-gbs": { type: "string" },
   },
 });
-
-const SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
 
 async function main(): Promise<void> {
   const contexts = values.contexts.split(",").map(Number);
@@ -58,12 +57,7 @@ async function main(): Promise<void> {
 
 /** Runs kernels-node-runner.ts in a child: dawn.node reads its Vulkan driver choice at process start. */
 async function runInNode(peakGBs: number | undefined): Promise<void> {
-  const env = { ...process.env };
-  if (values.adapter === "swiftshader") {
-    env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-    // Chromium ships libvulkan.so.1 next to the ICD; Debian's libvulkan1 is not always installed.
-    env.LD_LIBRARY_PATH = ["/usr/lib/chromium", process.env.LD_LIBRARY_PATH].filter(Boolean).join(":");
-  }
+  const env = values.adapter === "swiftshader" ? swiftShaderEnv() : process.env;
   const args = ["--json", "--contexts", values.contexts,
     "--min-ms", values["min-ms"], "--max-iters", values["max-iters"], "--batch", values.batch];
   if (peakGBs) args.push("--peak-gbs", String(peakGBs));

@@ -4,25 +4,24 @@
 // one with a bit-identical cache, and logits agree with the CPU reference within 1e-4 relative.
 
 import { beforeAll, describe, expect, it } from "vitest";
-import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { runTsx } from "../helpers/run-tsx.ts";
+import { swiftShaderAvailable, swiftShaderEnv } from "../helpers/swiftshader-env.ts";
 import type { DecoderReport } from "./webgpu-decoder-runner.ts";
 
-const ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
 const root = resolve(import.meta.dirname, "../..");
 const CASES = 50;
 /** max |gpu − cpu| / max |cpu| over all logits rows: f32 attention on the GPU vs f64 on the CPU (observed ≤ 6e-7). */
 const LOGITS_TOLERANCE = 1e-4;
 
-describe.skipIf(!existsSync(ICD))("chat decoder on WebGPU (Node, SwiftShader)", () => {
+describe.skipIf(!swiftShaderAvailable())("chat decoder on WebGPU (Node, SwiftShader)", () => {
   // Skipped only when Chromium's SwiftShader ICD is missing (the `chromium` apt package; CI installs it).
   let report: DecoderReport | { fatal: string };
 
   beforeAll(async () => {
     const child = await runTsx("tests/client/webgpu-decoder-runner.ts", [String(CASES)], {
       cwd: root,
-      env: { ...process.env, VK_ICD_FILENAMES: ICD, LD_LIBRARY_PATH: ["/usr/lib/chromium", process.env.LD_LIBRARY_PATH].filter(Boolean).join(":") },
+      env: swiftShaderEnv(),
     });
     try {
       report = JSON.parse(child.stdout.trim().split("\n").pop() ?? "") as DecoderReport;

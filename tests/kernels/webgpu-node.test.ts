@@ -1,17 +1,16 @@
 // MLA kernels on Node WebGPU (dawn.node + Chromium's SwiftShader ICD). dawn.node reads VK_ICD_FILENAMES and loads
 // libvulkan at process start, so the cases run in a child process with that environment.
 import { beforeAll, describe, expect, it } from "vitest";
-import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { runTsx } from "../helpers/run-tsx.ts";
+import { swiftShaderAvailable, swiftShaderEnv } from "../helpers/swiftshader-env.ts";
 import { KERNEL_CASES } from "./cases.ts";
 import { expectCaseResult, expectConcurrentResult, expectSessionResult } from "./expected.ts";
 import type { CaseResult, ConcurrentResult, SessionResult } from "./harness.ts";
 
-const ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
 const root = resolve(import.meta.dirname, "../..");
 
-describe.skipIf(!existsSync(ICD))("MLA kernels on Node WebGPU (SwiftShader)", () => {
+describe.skipIf(!swiftShaderAvailable())("MLA kernels on Node WebGPU (SwiftShader)", () => {
   // Skipped only when Chromium's SwiftShader ICD is missing (the `chromium` apt package; CI installs it).
   type Parsed = {
     adapter: string;
@@ -27,12 +26,7 @@ describe.skipIf(!existsSync(ICD))("MLA kernels on Node WebGPU (SwiftShader)", ()
   beforeAll(async () => {
     const child = await runTsx("tests/kernels/node-webgpu-runner.ts", [], {
       cwd: root,
-      env: {
-        ...process.env,
-        VK_ICD_FILENAMES: ICD,
-        // Chromium ships libvulkan.so.1 next to the ICD; Debian's libvulkan1 is not always installed.
-        LD_LIBRARY_PATH: ["/usr/lib/chromium", process.env.LD_LIBRARY_PATH].filter(Boolean).join(":"),
-      },
+      env: swiftShaderEnv(),
     });
     const line = child.stdout.trim().split("\n").pop() ?? "";
     try {
