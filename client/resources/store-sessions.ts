@@ -17,7 +17,7 @@ import type {
   TruncateRequest,
 } from "../../format/wire/messages.ts";
 import type { APIPromise, RawResponse } from "../core/api-promise.ts";
-import { APIError, StreamFormatError } from "../core/error.ts";
+import { APIConnectionError, APIError, APIUserAbortError, MlaEdgeError, StreamFormatError } from "../core/error.ts";
 import { APIResource } from "../core/resource.ts";
 import { Stream } from "../core/stream.ts";
 import { concatBytes } from "../internal/utils/concat-bytes.ts";
@@ -65,9 +65,13 @@ export function encodeAppendBody(body: AppendBody): Uint8Array<ArrayBuffer> {
   return concatBytes(parts);
 }
 
-/** Parses a restore response body: header, chunks, then the `{done, chunks, bytes}` trailer that proves the stream is
- * complete; an error frame ends it with an APIError, a missing trailer with StreamFormatError("truncated"). */
-export async function* parseRestoreStream(body: ReadableStream<Uint8Array>): AsyncGenerator<RestoreEvent> {
+/**
+ * Parses a restore response body: header, chunks, then the `{done, chunks, bytes}` trailer that proves the stream is
+ * complete. An error frame ends it with an APIError, a body that ends early (before the trailer or inside a frame)
+ * with StreamFormatError("truncated"), a body whose connection breaks with APIConnectionError (APIUserAbortError once
+ * `signal` is aborted).
+ */
+export async function* parseRestoreStream(body: ReadableStream<Uint8Array>, signal?: AbortSignal): AsyncGenerator<RestoreEvent> {
   let sawHeader = false;
   let trailer: { chunks: number; bytes: number } | null = null;
   let chunks = 0;
@@ -110,8 +114,14 @@ export async function* parseRestoreStream(body: ReadableStream<Uint8Array>): Asy
       }
     }
   } catch (e) {
-    if (e instanceof FrameError) throw new StreamFormatError("bad_frame", e.message, { cause: e });
-    throw e;
+    if (e instanceof FrameError) throw new StreamFormatError(e.code === "truncated" ? "truncated" : "bad_frame", e.message, { cause: e });
+    if (e instanceof MlaEdgeError) throw e;
+    if (signal?.aborted) throw new APIUserAbortError();
+    // The body's connection broke (fetch rejects the read with a TypeError, e.g. undici's "terminated").
+    throw new APIConnectionError({
+      message: `restore stream broke after ${chunks} chunks (${bytes} B): ${(e as Error).message}`,
+      cause: e instanceof Error ? e : undefined,
+    });
   }
   if (!sawHeader) throw new StreamFormatError("unexpected_frame", "restore stream ended without a header");
   if (trailer === null) throw new StreamFormatError("truncated", `restore stream ended after ${chunks} chunks without its trailer`);
@@ -173,7 +183,7 @@ export class StoreSessions extends APIResource {
       async (raw: RawResponse) => {
         const body = raw.response.body;
         if (body === null) throw new StreamFormatError("unexpected_frame", "restore response has no body");
-        return new Stream(() => parseRestoreStream(body), controller);
+        return new Stream(() => parseRestoreStream(body, controller.signal), controller);
       },
     );
   }

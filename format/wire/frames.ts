@@ -155,12 +155,24 @@ export class FrameReader {
   }
 }
 
-/** Async iteration over a framed stream; throws FrameError on malformed framing. */
+/**
+ * Async iteration over a framed stream; throws FrameError on malformed framing. A consumer that stops early (`break`,
+ * an error in its loop) or a framing error cancels the stream, so a fetch body stops downloading and frees its
+ * connection instead of running on in the background.
+ */
 export async function* readFrames(stream: ReadableStream<Uint8Array>, limits: FrameLimits): AsyncGenerator<Frame> {
   const reader = new FrameReader(stream, limits);
-  for (;;) {
-    const frame = await reader.next();
-    if (frame === null) return;
-    yield frame;
+  let ended = false;
+  try {
+    for (;;) {
+      const frame = await reader.next();
+      if (frame === null) {
+        ended = true;
+        return;
+      }
+      yield frame;
+    }
+  } finally {
+    if (!ended) await reader.cancel();
   }
 }

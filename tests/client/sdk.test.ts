@@ -1,8 +1,11 @@
 // The SDK's HTTP layer with an injected fetch: errors by status with our {error:{code,message}} body, retries,
 // APIPromise's raw-response accessors, Stream semantics (break aborts, single use, tee), the append body's framing and
-// the restore stream parser's malformed-input handling.
+// the restore stream parser's malformed-input handling, and a restore body over a real socket (break closes it; a cut
+// connection is an APIConnectionError).
 
 import { describe, expect, it } from "vitest";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import {
   APIConnectionError,
   APIError,
@@ -186,7 +189,7 @@ describe("restore stream parser (malformed input)", () => {
 
   it("should reject a stream cut before its trailer, a frame cut in half, and a trailer that miscounts", async () => {
     await expect(collect(parseRestoreStream(streamOf([header, chunk])))).rejects.toMatchObject({ name: "StreamFormatError", code: "truncated" });
-    await expect(collect(parseRestoreStream(streamOf([header, chunk.subarray(0, 7)])))).rejects.toMatchObject({ code: "bad_frame" });
+    await expect(collect(parseRestoreStream(streamOf([header, chunk.subarray(0, 7)])))).rejects.toMatchObject({ code: "truncated" });
     await expect(collect(parseRestoreStream(streamOf([header, chunk, trailer(2, 8)])))).rejects.toBeInstanceOf(StreamFormatError);
     await expect(collect(parseRestoreStream(streamOf([chunk])))).rejects.toMatchObject({ code: "unexpected_frame" });
   });
@@ -241,5 +244,55 @@ describe("Stream", () => {
     const [a, b] = counting().s.tee();
     expect(await collect(a)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(await collect(b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+});
+
+describe("restore stream over a real socket", () => {
+  // A store stand-in that sends the header, then a chunk frame every 10 ms until the client goes away or `cutAfter`
+  // chunks have been sent, when it destroys the socket mid-body.
+  async function trickleServer(cutAfter?: number): Promise<{ url: string; sent: () => number; closed: Promise<number>; stop: () => Promise<void> }> {
+    let sent = 0;
+    let onClose: (n: number) => void = () => undefined;
+    const closed = new Promise<number>((ok) => (onClose = ok));
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { "content-type": FRAMES_CONTENT_TYPE });
+      res.write(encodeJsonFrame(FrameType.control, { head: 1, tokens: 0, from: 0, to: 0, layerStart: 0, layerEnd: 0, chunks: [] }));
+      const timer = setInterval(() => {
+        if (cutAfter !== undefined && sent === cutAfter) {
+          res.socket?.destroy();
+          return;
+        }
+        sent++;
+        res.write(encodeFrame(FrameType.chunk, new Uint8Array(4)));
+      }, 10);
+      res.on("close", () => {
+        clearInterval(timer);
+        onClose(sent);
+      });
+    });
+    await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+    const { port } = server.address() as AddressInfo;
+    return { url: `http://127.0.0.1:${port}`, sent: () => sent, closed, stop: () => new Promise((ok) => { server.closeAllConnections(); server.close(() => ok()); }) };
+  }
+
+  it("should close the connection when the loop breaks, not download on in the background", async () => {
+    const srv = await trickleServer();
+    const client = createClient({ baseUrl: srv.url, apiKey: "k" });
+    let events = 0;
+    for await (const _ of await client.store.sessions.restore("s", {}, { token: "t" })) if (++events === 3) break;
+    // The server sees the close within a few of its 10 ms writes (before the fix it kept writing until the test ended).
+    const sentAtClose = await Promise.race([srv.closed, new Promise<number>((ok) => setTimeout(() => ok(-1), 5000))]);
+    expect(sentAtClose).toBeGreaterThanOrEqual(2);
+    expect(sentAtClose).toBeLessThan(10);
+    await srv.stop();
+  });
+
+  it("should turn a connection that breaks mid-body into APIConnectionError (resumable), naming how far it got", async () => {
+    const srv = await trickleServer(3);
+    const client = createClient({ baseUrl: srv.url, apiKey: "k" });
+    const err = await collect(await client.store.sessions.restore("s", {}, { token: "t" })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(APIConnectionError);
+    expect((err as Error).message).toMatch(/restore stream broke after 3 chunks \(12 B\)/);
+    await srv.stop();
   });
 });
