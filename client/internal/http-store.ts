@@ -4,12 +4,19 @@ import type { AppendResult, Manifest, SessionCreated } from "../../format/wire/m
 import { APIConnectionError, APIUserAbortError } from "../core/error.ts";
 import type { StoreSessions } from "../resources/store-sessions.ts";
 import type { RestoreEvent, SessionStore, TurnUpload } from "../runtime/cache-store.ts";
+import { resumableRestore } from "./resumable-restore.ts";
+
+export interface HttpSessionStoreOptions {
+  /** Requests after a restore stream broke mid-way (resumed at the first missing slot); default 2. */
+  readonly maxRestoreResumes?: number;
+}
 
 export class HttpSessionStore implements SessionStore {
   constructor(
     private readonly api: StoreSessions,
     readonly id: string,
     readonly token: string,
+    private readonly options: HttpSessionStoreOptions = {},
   ) {}
 
   manifest(signal?: AbortSignal): Promise<Manifest> {
@@ -38,8 +45,12 @@ export class HttpSessionStore implements SessionStore {
     }
   }
 
+  /** The whole session; a stream that breaks after its header is resumed from the first slot not yet received. */
   async *restore(signal?: AbortSignal): AsyncIterable<RestoreEvent> {
-    yield* await this.api.restore(this.id, {}, { token: this.token, signal });
+    yield* resumableRestore((range) => this.api.restore(this.id, range, { token: this.token, signal }), {
+      maxResumes: this.options.maxRestoreResumes ?? 2,
+      signal,
+    });
   }
 
   async truncate(toSeq: number, signal?: AbortSignal): Promise<void> {
@@ -48,7 +59,7 @@ export class HttpSessionStore implements SessionStore {
 
   async fork(atSeq: number, signal?: AbortSignal): Promise<{ store: SessionStore; created: SessionCreated }> {
     const created = await this.api.fork(this.id, { atSeq }, { token: this.token, signal });
-    return { store: new HttpSessionStore(this.api, created.id, created.token), created };
+    return { store: new HttpSessionStore(this.api, created.id, created.token, this.options), created };
   }
 
   async delete(signal?: AbortSignal): Promise<void> {

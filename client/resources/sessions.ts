@@ -39,7 +39,7 @@ export class Sessions extends APIResource {
       { spec: model.spec, model: model.ref, codec: params.codec, chunkTokens, ...(params.ttlSeconds !== undefined ? { ttlSeconds: params.ttlSeconds } : {}), ...(params.storage !== undefined ? { storage: params.storage } : {}) },
       { signal: params.signal },
     );
-    return ChatSession.fresh(model, new HttpSessionStore(this._client.store.sessions, created.id, created.token), {
+    return ChatSession.fresh(model, this.storeOf(created.id, created.token), {
       codec: params.codec,
       chunkTokens,
       storage: params.storage,
@@ -49,7 +49,12 @@ export class Sessions extends APIResource {
 
   /** Restores session `id` with its token: streams its chunks into the decoder cache; no image is re-encoded. */
   async open(id: string, token: string, params: SessionOpenParams = {}): Promise<ChatSession> {
-    return ChatSession.open(this.modelOf(params.model), new HttpSessionStore(this._client.store.sessions, id, token), params.signal, this.reportSink(token));
+    return ChatSession.open(this.modelOf(params.model), this.storeOf(id, token), params.signal, this.reportSink(token));
+  }
+
+  /** A restore that breaks mid-stream is resumed as often as the client retries a failed request (`maxRetries`). */
+  private storeOf(id: string, token: string): HttpSessionStore {
+    return new HttpSessionStore(this._client.store.sessions, id, token, { maxRestoreResumes: this._client.maxRetries });
   }
 
   private reportSink(token: string): ((r: ClientTurnReport) => void) | undefined {

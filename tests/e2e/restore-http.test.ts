@@ -1,16 +1,17 @@
 // End to end in Node against the real edge store (wrangler dev --local): over 50 eval cases, every turn answered after
 // a restore from the edge (a "page reload": a new runtime session opened from id + token) equals the uninterrupted
 // session's answer with the same codec; the restored cache is bit-identical; the vision tower is not called again;
-// usage.cached_tokens is the restored prefix. Model: the demo's converted checkpoint; vision tower: onnxruntime-web wasm.
+// usage.cached_tokens is the restored prefix; a restore whose connection breaks is resumed and gives the same cache. Model: the demo's converted checkpoint; vision tower: onnxruntime-web wasm.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as ort from "onnxruntime-web";
-import { AuthenticationError, OrtVisionEncoder, createClient, type ChatMessage, type ChatSession, type MlaEdge } from "../../client/index.ts";
+import { APIConnectionError, AuthenticationError, OrtVisionEncoder, createClient, type ChatMessage, type ChatSession, type MlaEdge } from "../../client/index.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
 import type { MlaCacheSnapshot } from "../../model/mla/attention.ts";
 import { caseImage, DEMO_MODEL_DIR, demoChatModel, readEvalCases, type EvalCase } from "../client/fixture-model.ts";
+import { startCuttingProxy } from "./cutting-proxy.ts";
 import { startEdgeServer, type EdgeServer } from "./edge-server.ts";
 
 const CASES = 50;
@@ -128,6 +129,54 @@ describe("restore from the edge over HTTP", () => {
     expect(reports - before.reports).toBe(2);
     expect((await metric("mla_edge_client_restored_tokens_total")) - before.restored).toBe(restored);
     expect((await metric("mla_edge_prompt_tokens_cached_total")) - before.cached).toBe(restored);
+  });
+
+  it("should resume a restore whose connection breaks mid-stream, restore the same cache, and never stitch two versions", async () => {
+    const proxy = await startCuttingProxy(edge.url);
+    try {
+      const viaProxy = createClient({ baseUrl: proxy.url, apiKey: edge.apiKey, model: client.model });
+      const c = cases[2];
+      const s = await client.sessions.create({ codec: CODEC, chunkTokens: CHUNK_TOKENS });
+      for (let t = 0; t < 3; t++) await s.chat({ messages: turnMessages(c, t), maxTokens: 4 });
+      const live = await s.inspectCache();
+      expect(s.length).toBeGreaterThan(2 * CHUNK_TOKENS); // three slots, so a resume can start past slot 0
+
+      const uncut = await viaProxy.sessions.open(s.id, s.token);
+      expect(sameCache(live, await uncut.inspectCache())).toBe(true);
+      const total = proxy.restoreBytes[0];
+      expect(proxy.restores).toEqual([""]);
+
+      // Break 1 in the middle of the body; break 2 inside the resumed response's header frame. The default
+      // maxRetries (2) allows both.
+      proxy.cut([Math.floor(total * 0.7), 20]);
+      const resumed = await viaProxy.sessions.open(s.id, s.token);
+      expect(sameCache(live, await resumed.inspectCache()), "resumed restore differs from the live cache").toBe(true);
+      expect(resumed.turns).toBe(3);
+      const again = proxy.restores.slice(1);
+      expect(again).toHaveLength(3);
+      expect(again[0]).toBe("");
+      const from = Number(new URLSearchParams(again[1]).get("from"));
+      expect(from % CHUNK_TOKENS).toBe(0);
+      expect(from).toBeGreaterThan(0);
+      expect(again[2]).toBe(again[1]); // nothing arrived in between: the same slot again
+      expect(new URLSearchParams(again[1]).get("to")).toBe(String(s.length));
+
+      // One break more than maxRetries: the connection error reaches the caller.
+      proxy.cut([Math.floor(total * 0.5), 20, 20]);
+      await expect(viaProxy.sessions.open(s.id, s.token)).rejects.toBeInstanceOf(APIConnectionError);
+
+      // The session gains a turn between the break and the resumed request: refuse, never mix the two versions.
+      proxy.cut([Math.floor(total * 0.7)]);
+      proxy.onCut(async () => {
+        await s.chat({ messages: turnMessages(c, 1), maxTokens: 4 });
+      });
+      await expect(viaProxy.sessions.open(s.id, s.token)).rejects.toMatchObject({ name: "RuntimeError", code: "out_of_sync" });
+      proxy.onCut(null);
+      const fresh = await viaProxy.sessions.open(s.id, s.token);
+      expect(sameCache(await s.inspectCache(), await fresh.inspectCache())).toBe(true);
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it("should reject a wrong token with AuthenticationError and an unknown session with NotFoundError", async () => {

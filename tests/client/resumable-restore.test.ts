@@ -1,0 +1,141 @@
+// Resuming a restore whose stream breaks: against a scripted store of 4 slots × 2 layer-range chunks that lists
+// chunks like the Worker (every chunk overlapping [from, to), slot then layer order) and breaks each response where
+// the test says, the resumed restore yields the header once and every chunk once, in order, asks again from the right
+// slot, refuses a changed session, and never resumes a store error, a malformed stream or an abort.
+
+import { describe, expect, it } from "vitest";
+import { APIConnectionError, APIError, APIUserAbortError, RuntimeError, StreamFormatError, type RestoreEvent } from "../../client/index.ts";
+import { isResumableBreak, resumableRestore, type OpenRestore } from "../../client/internal/resumable-restore.ts";
+import type { RestoreChunkInfo, RestoreHeader } from "../../format/wire/messages.ts";
+
+const SLOT_TOKENS = 16;
+const TOKENS = 56; // slots 0–2 full, slot 3 a raw tail of 8 tokens
+
+function chunkInfos(head: number): RestoreChunkInfo[] {
+  const out: RestoreChunkInfo[] = [];
+  for (let slot = 0; slot * SLOT_TOKENS < TOKENS; slot++) {
+    const tokenStart = slot * SLOT_TOKENS;
+    const tokenCount = Math.min(SLOT_TOKENS, TOKENS - tokenStart);
+    for (const layerStart of [0, 4]) {
+      out.push({ slot, tokenStart, tokenCount, layerStart, layerCount: 4, sealed: tokenCount === SLOT_TOKENS, bytes: 8, key: `h${head}-s${slot}-l${layerStart}` });
+    }
+  }
+  return out;
+}
+
+/** A chunk's bytes name it, so the test can check what arrived. */
+const bytesOf = (c: RestoreChunkInfo) => new TextEncoder().encode(c.key);
+const keyOf = (ev: RestoreEvent) => (ev.type === "chunk" ? new TextDecoder().decode(ev.bytes) : "header");
+
+interface Script {
+  /** Per request: how many chunks it sends before breaking with `error` (undefined: the whole range). */
+  readonly breakAfter: ReadonlyArray<number | undefined>;
+  readonly error?: () => unknown;
+  /** Head the store reports from request i on. */
+  readonly headFrom?: ReadonlyArray<number>;
+}
+
+function scriptedStore(script: Script): { open: OpenRestore; requests: Array<{ from?: number; to?: number }> } {
+  const requests: Array<{ from?: number; to?: number }> = [];
+  const open: OpenRestore = async (range) => {
+    const i = requests.length;
+    requests.push(range);
+    const head = script.headFrom?.[i] ?? 3;
+    const from = range.from ?? 0;
+    const to = range.to ?? TOKENS;
+    const chunks = chunkInfos(head).filter((c) => c.tokenStart < to && c.tokenStart + c.tokenCount > from);
+    const header: RestoreHeader = { head, tokens: TOKENS, from, to, layerStart: 0, layerEnd: 7, chunks };
+    const limit = script.breakAfter[i];
+    return (async function* () {
+      yield { type: "header", header } as const;
+      for (const [n, c] of chunks.entries()) {
+        if (limit !== undefined && n === limit) break;
+        yield { type: "chunk", bytes: bytesOf(c) } as const;
+      }
+      if (limit !== undefined) throw (script.error ?? (() => new APIConnectionError({ message: "terminated" })))();
+    })();
+  };
+  return { open, requests };
+}
+
+async function collect(it: AsyncIterable<RestoreEvent>): Promise<string[]> {
+  const out: string[] = [];
+  for await (const ev of it) out.push(keyOf(ev));
+  return out;
+}
+
+const whole = ["header", ...chunkInfos(3).map((c) => c.key)];
+
+describe("resumable restore", () => {
+  it("should deliver header and chunks exactly once wherever one break happens, resuming at the missing chunk's slot", async () => {
+    for (let k = 0; k <= 8; k++) {
+      const { open, requests } = scriptedStore({ breakAfter: [k] });
+      expect(await collect(resumableRestore(open, { maxResumes: 2 })), `break after ${k} chunks`).toEqual(whole);
+      // the 8 chunks are slots 0..3 × 2 layer ranges; after all 8 only the trailer was lost: ask for the last slot again
+      const slot = Math.min(k, 7) >> 1;
+      expect(requests, `break after ${k} chunks`).toEqual([{}, { from: slot * SLOT_TOKENS, to: TOKENS }]);
+    }
+  });
+
+  it("should survive as many breaks as it may resume, then give up with the last break", async () => {
+    const twice = scriptedStore({ breakAfter: [1, 2, undefined] });
+    expect(await collect(resumableRestore(twice.open, { maxResumes: 2 }))).toEqual(whole);
+    // slot 0's second chunk missing → from 0; that response repeats slot 0's first chunk (skipped), sends its second,
+    // then breaks → from 16
+    expect(twice.requests).toEqual([{}, { from: 0, to: TOKENS }, { from: 16, to: TOKENS }]);
+
+    const thrice = scriptedStore({ breakAfter: [1, 2, 1] });
+    await expect(collect(resumableRestore(thrice.open, { maxResumes: 2 }))).rejects.toBeInstanceOf(APIConnectionError);
+    expect(thrice.requests).toHaveLength(3);
+    const never = scriptedStore({ breakAfter: [3] });
+    await expect(collect(resumableRestore(never.open, { maxResumes: 0 }))).rejects.toBeInstanceOf(APIConnectionError);
+    expect(never.requests).toHaveLength(1);
+  });
+
+  it("should resume a body that ended early (no trailer) and report each resume", async () => {
+    const { open } = scriptedStore({ breakAfter: [5], error: () => new StreamFormatError("truncated", "ended without trailer") });
+    const seen: Array<{ attempt: number; from: number; received: number }> = [];
+    const out = await collect(resumableRestore(open, { maxResumes: 1, onResume: ({ attempt, from, received }) => seen.push({ attempt, from, received }) }));
+    expect(out).toEqual(whole);
+    expect(seen).toEqual([{ attempt: 1, from: 32, received: 5 }]);
+  });
+
+  it("should refuse to stitch two versions of the session together", async () => {
+    const { open, requests } = scriptedStore({ breakAfter: [3], headFrom: [3, 4] });
+    const err = await collect(resumableRestore(open, { maxResumes: 2 })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RuntimeError);
+    expect(err).toMatchObject({ code: "out_of_sync" });
+    expect(requests).toHaveLength(2);
+  });
+
+  it("should not resume a store error, a malformed stream or an abort", async () => {
+    const finals: Array<() => unknown> = [
+      () => APIError.generate(500, { error: { code: "corrupt_chunk", message: "chunk failed verification" } }, undefined, new Headers()),
+      () => new StreamFormatError("bad_frame", "unknown frame type 9"),
+      () => new APIUserAbortError(),
+    ];
+    for (const make of finals) {
+      const error = make();
+      const { open, requests } = scriptedStore({ breakAfter: [2], error: () => error });
+      await expect(collect(resumableRestore(open, { maxResumes: 2 }))).rejects.toBe(error);
+      expect(requests).toHaveLength(1);
+    }
+    expect(isResumableBreak(new APIConnectionError())).toBe(true);
+    expect(isResumableBreak(new StreamFormatError("truncated", "x"))).toBe(true);
+    expect(isResumableBreak(new StreamFormatError("bad_json", "x"))).toBe(false);
+    expect(isResumableBreak(new APIUserAbortError())).toBe(false);
+    expect(isResumableBreak(new TypeError("terminated"))).toBe(false);
+  });
+
+  it("should stop waiting to resume when aborted", async () => {
+    const ac = new AbortController();
+    const { open, requests } = scriptedStore({ breakAfter: [2, undefined] });
+    const out: string[] = [];
+    const run = (async () => {
+      for await (const ev of resumableRestore(open, { maxResumes: 2, signal: ac.signal, onResume: () => ac.abort() })) out.push(keyOf(ev));
+    })();
+    await expect(run).rejects.toBeInstanceOf(APIUserAbortError);
+    expect(requests).toHaveLength(1);
+    expect(out).toEqual(whole.slice(0, 3));
+  });
+});
