@@ -25,6 +25,12 @@ export interface ClientOptions {
   readonly maxRetries?: number;
   /** Per-request timeout in ms (default 10 minutes). */
   readonly timeout?: number;
+  /**
+   * ms a restore stream may go without a byte before it counts as a broken connection (APIConnectionTimeoutError),
+   * which a chat session's restore then resumes (default 60 s; the store itself never pauses longer than ~40 s: a shard
+   * read is retried once after 20 s, then the stream ends with an error frame).
+   */
+  readonly streamIdleTimeout?: number;
   /** The chat model `sessions.create/open` use when a call names none. */
   readonly model?: ChatModel;
   /**
@@ -72,6 +78,7 @@ export class MlaEdge {
   readonly apiKey: string | null;
   readonly maxRetries: number;
   readonly timeout: number;
+  readonly streamIdleTimeout: number;
   readonly model: ChatModel | undefined;
   /** The report queue when `telemetry` is on, else null. */
   readonly telemetry: TurnReporter | null;
@@ -102,6 +109,7 @@ export class MlaEdge {
     this.apiKey = options.apiKey ?? null;
     this.maxRetries = options.maxRetries ?? 2;
     this.timeout = options.timeout ?? 10 * 60 * 1000;
+    this.streamIdleTimeout = options.streamIdleTimeout ?? 60 * 1000;
     this.model = options.model;
     if (options.fetch === undefined && typeof globalThis.fetch !== "function") throw new Errors.MlaEdgeError("no fetch: pass `fetch` in the client options");
     // browsers throw "Illegal invocation" for a fetch called without `this` = the global object

@@ -17,10 +17,11 @@ import type {
   TruncateRequest,
 } from "../../format/wire/messages.ts";
 import type { APIPromise, RawResponse } from "../core/api-promise.ts";
-import { APIConnectionError, APIError, APIUserAbortError, MlaEdgeError, StreamFormatError } from "../core/error.ts";
+import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, MlaEdgeError, StreamFormatError } from "../core/error.ts";
 import { APIResource } from "../core/resource.ts";
 import { Stream } from "../core/stream.ts";
 import { concatBytes } from "../internal/utils/concat-bytes.ts";
+import { withIdleTimeout } from "../internal/utils/idle-timeout.ts";
 import { path } from "../internal/utils/path.ts";
 import type { RestoreEvent } from "../runtime/cache-store.ts";
 
@@ -183,7 +184,9 @@ export class StoreSessions extends APIResource {
       async (raw: RawResponse) => {
         const body = raw.response.body;
         if (body === null) throw new StreamFormatError("unexpected_frame", "restore response has no body");
-        return new Stream(() => parseRestoreStream(body, controller.signal), controller);
+        const idleMs = this._client.streamIdleTimeout;
+        const guarded = withIdleTimeout(body, idleMs, () => new APIConnectionTimeoutError({ message: `restore stream sent nothing for ${idleMs} ms` }), controller.signal);
+        return new Stream(() => parseRestoreStream(guarded, controller.signal), controller);
       },
     );
   }

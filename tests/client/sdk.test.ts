@@ -1,13 +1,14 @@
 // The SDK's HTTP layer with an injected fetch: errors by status with our {error:{code,message}} body, retries,
 // APIPromise's raw-response accessors, Stream semantics (break aborts, single use, tee), the append body's framing and
 // the restore stream parser's malformed-input handling, and a restore body over a real socket (break closes it; a cut
-// connection is an APIConnectionError).
+// connection is an APIConnectionError, a stalled one times out, an abort ends a pending read).
 
 import { describe, expect, it } from "vitest";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import {
   APIConnectionError,
+  APIConnectionTimeoutError,
   APIError,
   APIUserAbortError,
   AuthenticationError,
@@ -248,9 +249,9 @@ describe("Stream", () => {
 });
 
 describe("restore stream over a real socket", () => {
-  // A store stand-in that sends the header, then a chunk frame every 10 ms until the client goes away or `cutAfter`
-  // chunks have been sent, when it destroys the socket mid-body.
-  async function trickleServer(cutAfter?: number): Promise<{ url: string; sent: () => number; closed: Promise<number>; stop: () => Promise<void> }> {
+  // A store stand-in that sends the header, then a chunk frame every 10 ms until the client goes away; after `cutAfter`
+  // chunks it destroys the socket mid-body, after `stallAfter` it goes silent with the connection open.
+  async function trickleServer({ cutAfter, stallAfter }: { cutAfter?: number; stallAfter?: number } = {}): Promise<{ url: string; sent: () => number; closed: Promise<number>; stop: () => Promise<void> }> {
     let sent = 0;
     let onClose: (n: number) => void = () => undefined;
     const closed = new Promise<number>((ok) => (onClose = ok));
@@ -262,6 +263,7 @@ describe("restore stream over a real socket", () => {
           res.socket?.destroy();
           return;
         }
+        if (stallAfter !== undefined && sent === stallAfter) return;
         sent++;
         res.write(encodeFrame(FrameType.chunk, new Uint8Array(4)));
       }, 10);
@@ -288,11 +290,46 @@ describe("restore stream over a real socket", () => {
   });
 
   it("should turn a connection that breaks mid-body into APIConnectionError (resumable), naming how far it got", async () => {
-    const srv = await trickleServer(3);
+    const srv = await trickleServer({ cutAfter: 3 });
     const client = createClient({ baseUrl: srv.url, apiKey: "k" });
     const err = await collect(await client.store.sessions.restore("s", {}, { token: "t" })).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(APIConnectionError);
     expect((err as Error).message).toMatch(/restore stream broke after 3 chunks \(12 B\)/);
+    await srv.stop();
+  });
+
+  it("should fail a body that stalls with APIConnectionTimeoutError after streamIdleTimeout, and close it", async () => {
+    const srv = await trickleServer({ stallAfter: 2 });
+    const client = createClient({ baseUrl: srv.url, apiKey: "k", streamIdleTimeout: 300 });
+    const err = await collect(await client.store.sessions.restore("s", {}, { token: "t" })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(APIConnectionTimeoutError);
+    expect((err as Error).message).toBe("restore stream sent nothing for 300 ms");
+    expect(await Promise.race([srv.closed, new Promise<number>((ok) => setTimeout(() => ok(-1), 5000))])).toBe(2);
+    await srv.stop();
+  });
+
+  it("should not time out a body that keeps sending, however long it runs", async () => {
+    const srv = await trickleServer();
+    const client = createClient({ baseUrl: srv.url, apiKey: "k", streamIdleTimeout: 100 });
+    let chunks = 0;
+    const started = performance.now();
+    for await (const ev of await client.store.sessions.restore("s", {}, { token: "t" })) {
+      if (ev.type === "chunk") chunks++;
+      if (chunks === 40) break; // ≥ 400 ms at one chunk per 10 ms: four idle timeouts long
+    }
+    expect(performance.now() - started).toBeGreaterThan(300);
+    await srv.stop();
+  });
+
+  it("should end a read waiting on a stalled body when the caller aborts", async () => {
+    const srv = await trickleServer({ stallAfter: 1 });
+    const client = createClient({ baseUrl: srv.url, apiKey: "k" }); // idle timeout 60 s: only the abort can end it
+    const ac = new AbortController();
+    const stream = await client.store.sessions.restore("s", {}, { token: "t", signal: ac.signal });
+    setTimeout(() => ac.abort(), 100);
+    const started = performance.now();
+    await expect(collect(stream)).rejects.toBeInstanceOf(APIUserAbortError);
+    expect(performance.now() - started).toBeLessThan(5000);
     await srv.stop();
   });
 });
