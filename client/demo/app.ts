@@ -2,7 +2,7 @@
 // adapter or with ?decoder=cpu; vision tower on onnxruntime-web's WebGPU EP or wasm, codec in wasm), chats over an edge session, keeps only its id + token in localStorage, and after a
 // reload restores the cache from the edge instead of re-encoding the image and re-running the history.
 
-import { createClient, createDecoderKernels, OrtVisionEncoder, loadChatModel, patchBytesToImage, type ChatMessage, type ChatSession, type ChatUsage, type OrtNamespace, type RgbImage } from "../index.ts";
+import { AuthenticationError, createClient, createDecoderKernels, NotFoundError, OrtVisionEncoder, PermissionDeniedError, RuntimeError, loadChatModel, patchBytesToImage, type ChatMessage, type ChatSession, type ChatUsage, type OrtNamespace, type RgbImage } from "../index.ts";
 import { loadWasmCodec } from "../../format/codec/wasm.ts";
 import { base64ToBytes } from "../../model/vision-tower.ts";
 
@@ -51,8 +51,10 @@ function addLog(role: "user" | "assistant" | "meta", text: string, persist = tru
   div.className = role;
   div.textContent = role === "meta" ? text : `${role}: ${text}`;
   $("log").append(div);
-  if (persist && state.saved) state.saved.log.push({ role, text });
-  save();
+  if (persist && state.saved) {
+    state.saved.log.push({ role, text });
+    save();
+  }
   return div;
 }
 
@@ -143,7 +145,11 @@ async function main(): Promise<void> {
   if (raw !== null) {
     const saved = JSON.parse(raw) as Saved;
     try {
-      state.session = await client.sessions.open(saved.id, saved.token);
+      // A session another tab changed while this restore was resumed is simply opened again.
+      state.session = await client.sessions.open(saved.id, saved.token).catch((e: unknown) => {
+        if (e instanceof RuntimeError && e.code === "out_of_sync") return client.sessions.open(saved.id, saved.token);
+        throw e;
+      });
       state.saved = saved;
       state.restoreMs = state.session.restoreStats?.ms ?? null;
       state.imageSent = state.session.turns > 0;
@@ -151,8 +157,14 @@ async function main(): Promise<void> {
       for (const l of saved.log) addLog(l.role, l.text, false);
       addLog("meta", `restored ${state.session.length} tokens (${state.session.restoreStats?.bytes ?? 0} B) from the edge in ${state.restoreMs?.toFixed(1)} ms`, false);
     } catch (e) {
-      localStorage.removeItem(STORAGE_KEY);
-      addLog("meta", `could not restore the saved session: ${String(e)}`, false);
+      // Forget the session only when the store says it is gone (expired, deleted) or the token no longer opens it; a
+      // network failure keeps it for the next reload.
+      if (e instanceof NotFoundError || e instanceof AuthenticationError || e instanceof PermissionDeniedError) {
+        localStorage.removeItem(STORAGE_KEY);
+        addLog("meta", `the saved session is gone (${String(e)}); a new one starts with your next question`, false);
+      } else {
+        addLog("meta", `could not restore the saved session (kept: reload to try again): ${String(e)}`, false);
+      }
     }
   }
 

@@ -2,7 +2,8 @@
 // store, decoding on the WebGPU MLA kernels. (1) 50 eval cases in the page: every turn after a restore into the GPU
 // cache equals the uninterrupted session, caches are bit-identical, restores never call the vision tower, and every
 // answer equals the CPU reference decoder's (same page, same image embeddings). (2) A real page reload: the page restores the session from the
-// edge (no vision call, usage.cached_tokens = restored prefix) and answers like an uninterrupted session.
+// edge (no vision call, usage.cached_tokens = restored prefix) and answers like an uninterrupted session. (3) A reload
+// whose restore fails on the network keeps the saved session; one the store deleted is forgotten.
 
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -127,5 +128,43 @@ describe.skipIf(!existsSync(CHROMIUM))("chat demo in Chromium", () => {
       expect((await page.evaluate(() => (window as unknown as DemoWindow).mlaDemo.state())).visionCalls).toBe(0);
     }
     await page.screenshot({ path: "/tmp/mla-edge-demo.png" });
+  }, 300_000);
+
+  it("should keep the saved session when a reload's restore fails on the network, and forget it only once the store says it is gone", async () => {
+    await openPage();
+    const saved = await page.evaluate(async () => {
+      const w = window as unknown as DemoWindow;
+      const samples = (await (await fetch("/samples.json")).json()) as CheckCase[];
+      localStorage.clear();
+      w.mlaDemo.useSample(4);
+      await w.mlaDemo.ask(samples[4].questions[0]);
+      return JSON.parse(localStorage.getItem("mla-edge-demo") ?? "null") as { id: string; token: string };
+    });
+    expect(saved.id).toMatch(/\S/);
+    const savedId = () => page.evaluate(() => (JSON.parse(localStorage.getItem("mla-edge-demo") ?? "null") as { id: string } | null)?.id ?? null);
+
+    // Every restore request fails at the network: the page says so and keeps the session for the next reload.
+    await page.route("**/v1/sessions/*/chunks*", (route) => route.abort("connectionreset"));
+    await page.reload();
+    await page.evaluate(() => (window as unknown as DemoWindow).mlaDemoReady);
+    expect((await page.evaluate(() => (window as unknown as DemoWindow).mlaDemo.state())).sessionId).toBeNull();
+    expect(await page.textContent("#log")).toContain("could not restore the saved session (kept: reload to try again)");
+    expect(await savedId()).toBe(saved.id);
+
+    await page.unroute("**/v1/sessions/*/chunks*");
+    await page.reload();
+    await page.evaluate(() => (window as unknown as DemoWindow).mlaDemoReady);
+    const back = await page.evaluate(() => (window as unknown as DemoWindow).mlaDemo.state());
+    expect(back.sessionId).toBe(saved.id);
+    expect(back.turns).toBe(1);
+
+    // Deleted on the edge (as TTL expiry would): the reload reports it gone and forgets it.
+    const del = await fetch(`${edge.url}/v1/sessions/${saved.id}`, { method: "DELETE", headers: { authorization: `Bearer ${saved.token}` } });
+    expect(del.status).toBe(204);
+    await page.reload();
+    await page.evaluate(() => (window as unknown as DemoWindow).mlaDemoReady);
+    expect((await page.evaluate(() => (window as unknown as DemoWindow).mlaDemo.state())).sessionId).toBeNull();
+    expect(await page.textContent("#log")).toContain("the saved session is gone");
+    expect(await savedId()).toBeNull();
   }, 300_000);
 });
