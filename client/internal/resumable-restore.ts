@@ -1,4 +1,4 @@
-// A restore that survives a dropped connection: when the stream breaks after the header, the rest is requested again
+// A restore that survives a dropped connection: when a response breaks mid-body, the rest is requested again
 // from the slot of the first chunk not yet received (`from` = its first token), checked to be the same snapshot, and
 // the chunks already delivered are skipped. A phone changing networks mid-restore costs one slot again, not the session.
 
@@ -50,9 +50,11 @@ export async function* resumableRestore(open: OpenRestore, options: ResumeOption
   for (let resumes = 0; ; resumes++) {
     const { first, range } = resumePoint(header, received);
     let skip = received - first;
+    // A request that fails before its response starts was already retried by the client (maxRetries): final.
+    const stream = await open(range);
     try {
       let resumedHeader = false;
-      for await (const ev of await open(range)) {
+      for await (const ev of stream) {
         if (ev.type === "header") {
           if (header === null) {
             header = ev.header;

@@ -127,6 +127,16 @@ describe("resumable restore", () => {
     expect(isResumableBreak(new TypeError("terminated"))).toBe(false);
   });
 
+  it("should not resume a request that failed before its response started (the client already retried it)", async () => {
+    const { open, requests } = scriptedStore({ breakAfter: [3] });
+    const refused = new APIConnectionError({ message: "connect ECONNREFUSED" });
+    const failingSecond: OpenRestore = (range) => (requests.length === 1 ? Promise.reject(refused).finally(() => requests.push(range)) : open(range));
+    await expect(collect(resumableRestore(failingSecond, { maxResumes: 2 }))).rejects.toBe(refused);
+    expect(requests).toHaveLength(2);
+    const down: OpenRestore = () => Promise.reject(refused);
+    await expect(collect(resumableRestore(down, { maxResumes: 2 }))).rejects.toBe(refused);
+  });
+
   it("should stop waiting to resume when aborted", async () => {
     const ac = new AbortController();
     const { open, requests } = scriptedStore({ breakAfter: [2, undefined] });
