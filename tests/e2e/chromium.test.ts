@@ -131,11 +131,11 @@ describe.skipIf(!existsSync(CHROMIUM))("chat demo in Chromium", () => {
   }, 300_000);
 
   it("should keep the saved session when a reload's restore fails on the network, and forget it only once the store says it is gone", async () => {
-    await openPage();
+    await page.evaluate(() => localStorage.clear());
+    await openPage(); // a fresh page with no session: the question below starts one
     const saved = await page.evaluate(async () => {
       const w = window as unknown as DemoWindow;
       const samples = (await (await fetch("/samples.json")).json()) as CheckCase[];
-      localStorage.clear();
       w.mlaDemo.useSample(4);
       await w.mlaDemo.ask(samples[4].questions[0]);
       return JSON.parse(localStorage.getItem("mla-edge-demo") ?? "null") as { id: string; token: string };
