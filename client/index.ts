@@ -17,7 +17,7 @@ export { RuntimeError, type RuntimeErrorCode } from "./runtime/errors.ts";
 export { SessionCache, CacheAssembler, SnapshotSink, checkSessionCodec, type PackedChunk, type RestoreSink } from "./runtime/session-cache.ts";
 export type { SessionStore, RestoreEvent, TurnUpload } from "./runtime/cache-store.ts";
 export { TurnReporter, type PostReports, type TelemetryCounters, type TelemetryOptions } from "./telemetry/turn-reporter.ts";
-export type { ClientReportBatch, ClientTurnReport, RestoreTiming } from "../format/telemetry/client-report.ts";
+export type { ClientReportBatch, ClientTurnReport, DeviceKvMemory, RestoreTiming } from "../format/telemetry/client-report.ts";
 export type { ChatMessage, ChatUsage, ContentPart, ImagePart, RgbImage, TextPart } from "./runtime/messages.ts";
 export type { CodecParams } from "../format/codec/types.ts";
 export type { AppendResult, Manifest, RestoreHeader, SessionCreated } from "../format/wire/messages.ts";

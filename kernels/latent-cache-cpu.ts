@@ -49,6 +49,10 @@ export class LatentCacheCpu implements LatentCache {
   get capacity(): number {
     return this.#capacity;
   }
+  get allocatedBytes(): number {
+    return [...this.#words, ...this.#tails, this.#modality].reduce((n, a) => n + a.byteLength, 0);
+  }
+
   get reallocations(): number {
     return this.#reallocations;
   }

@@ -57,6 +57,10 @@ export class LatentCacheGpu implements LatentCache {
   get capacity(): number {
     return this.#capacity;
   }
+  get allocatedBytes(): number {
+    return [...this.#layerBuffers, ...this.#tailBuffers, this.#modalityBuffer].reduce((n, b) => n + b.size, 0);
+  }
+
   get reallocations(): number {
     return this.#reallocations;
   }

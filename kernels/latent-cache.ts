@@ -23,6 +23,8 @@ export interface LatentCache {
   readonly tailCapacity: number;
   /** How many times storage was re-allocated (geometric growth): stays O(log n) over a session. */
   readonly reallocations: number;
+  /** Bytes the cache holds allocated now (codes and scales at capacity, f32 tails, modality bits; all layers). */
+  readonly allocatedBytes: number;
   /** Writes sealed rows (token-axis codes) of one layer at [tokenStart, tokenStart + rows); grows if needed. */
   writeSealed(layer: number, tokenStart: number, latent: QuantizedBlock, rope: QuantizedBlock): void;
   /**

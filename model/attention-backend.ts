@@ -38,6 +38,8 @@ export interface AttentionBackend {
   forwardLayer(layer: number, x: Float64Array, block: TokenBlock, out: Float64Array, hook?: AttentionHook): void | Promise<void>;
   /** Drops every cached token at index ≥ length, in all layers. */
   truncate(length: number): void;
+  /** Bytes the KV cache holds allocated now, all layers (what this session's cache costs the device). */
+  readonly cacheBytes: number;
 }
 
 /** Growable row storage for one cache field: `length` rows of `width` f32 values. */
@@ -52,6 +54,10 @@ export class RowBuffer {
 
   get capacity(): number {
     return this.width === 0 ? Infinity : this.data.length / this.width;
+  }
+
+  get bytes(): number {
+    return this.data.byteLength;
   }
 
   /** Makes room for `rows` rows, keeping the first `keep` rows. */

@@ -57,6 +57,10 @@ export class GqaAttentionBackend implements AttentionBackend {
     for (let l = 0; l < this.lengths.length; l++) this.lengths[l] = Math.min(this.lengths[l], length);
   }
 
+  get cacheBytes(): number {
+    return [...this.k, ...this.v].reduce((n, b) => n + b.bytes, 0);
+  }
+
   /** Rotated keys of layer `layer` ([length × n_kv·d_h], a view). */
   keys(layer: number): Float32Array {
     return this.k[layer].data.subarray(0, this.lengths[layer] * this.k[layer].width);

@@ -96,6 +96,7 @@ function renderStats(visionKind: string, visionCalls: () => number): void {
   stat("KV stored", kv ? `${kv.stored.toLocaleString()} B` : "—");
   stat("KV uncompressed (bf16 GQA)", kv ? `${kv.uncompressed.toLocaleString()} B` : "—");
   stat("compression", kv && kv.stored > 0 ? `${(kv.uncompressed / kv.stored).toFixed(1)}×` : "—");
+  stat("KV on this device (allocated)", kv ? `${kv.device.toLocaleString()} B` : "—");
   stat("restore time", state.restoreMs === null ? "—" : `${state.restoreMs.toFixed(1)} ms`);
   const rs = s?.restoreStats;
   stat("restore: fetch / decode / GPU upload", rs ? `${rs.fetchMs.toFixed(1)} / ${rs.decodeMs.toFixed(1)} / ${rs.uploadMs.toFixed(1)} ms` : "—");

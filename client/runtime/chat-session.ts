@@ -151,12 +151,15 @@ export class ChatSession {
     return this.lastRestore;
   }
 
-  /** Bytes the edge stores for this session and what the same tokens take as bf16 K/V of the original model. */
-  get kvBytes(): { stored: number; uncompressed: number } {
+  /**
+   * Bytes the edge stores for this session, what the same tokens take as bf16 K/V of the original model, and what this
+   * session's KV cache holds allocated on its device (GPU buffers of the kernels, or host rows of the CPU decoder).
+   */
+  get kvBytes(): { stored: number; uncompressed: number; device: number } {
     let stored = 0;
     for (const b of this.slotBytes.values()) stored += b;
     const s = this.model.spec;
-    return { stored, uncompressed: bf16GqaBytes(s, this.decoder.length, s.layers) };
+    return { stored, uncompressed: bf16GqaBytes(s, this.decoder.length, s.layers), device: this.attention.cacheBytes };
   }
 
   /** Which decoder this session runs (WebGPU kernels, their CPU fallback, or the CPU reference) and why. */
@@ -450,6 +453,7 @@ export class ChatSession {
         tpot_ms: generated.length > 1 ? (lastAt - firstAt) / (generated.length - 1) : 0,
         kv_bytes: kv.stored,
         kv_bytes_uncompressed: kv.uncompressed,
+        kv_device_bytes: kv.device,
       };
       this.report(result.seq, usage, startLength);
       yield { type: "done", message: { role: "assistant", content: template.decode(generated) }, tokenIds: generated, usage };
@@ -482,6 +486,7 @@ export class ChatSession {
       ...(usage.completion_tokens > 1 ? { tpotMs: usage.tpot_ms } : {}),
       inputTokens: usage.prompt_tokens,
       outputTokens: usage.completion_tokens,
+      memory: { kvCacheBytes: usage.kv_device_bytes, kvCacheTokens: this.decoder.length, kvCacheUncompressedBytes: usage.kv_bytes_uncompressed },
       ...(restore
         ? {
             restore: {

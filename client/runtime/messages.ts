@@ -41,4 +41,9 @@ export interface ChatUsage {
   readonly kv_bytes: number;
   /** Bytes the same tokens take as the original model's bf16 K/V (2 · layers · kvHeads · headDim · 2 B per token). */
   readonly kv_bytes_uncompressed: number;
+  /**
+   * Bytes this session's KV cache holds allocated on its device after this turn: the kernels' GPU buffers (packed
+   * codes at capacity + the f32 tail), or host memory for the CPU reference decoder (f32 rows).
+   */
+  readonly kv_device_bytes: number;
 }

@@ -1,5 +1,6 @@
-// Opt-in timing reports the client SDK posts to `POST /v1/telemetry` after a turn: TTFT, TPOT, and how a restore went
-// (fetch / decode+dequantize / GPU upload, and whether the restored tokens were reused or recomputed, llama.cpp #26676).
+// Opt-in timing reports the client SDK posts to `POST /v1/telemetry` after a turn: TTFT, TPOT, how a restore went
+// (fetch / decode+dequantize / GPU upload, and whether the restored tokens were reused or recomputed, llama.cpp #26676),
+// and what the session's KV cache occupies on the client's device.
 
 /** Version of the report wire shape; bump on incompatible change. */
 export const CLIENT_REPORT_VERSION = 1;
@@ -11,6 +12,8 @@ export const MAX_REPORT_BODY_BYTES = 64 * 1024;
 export const MAX_REPORT_DURATION_MS = 86_400_000;
 /** Upper bound on token counts (well above any context window we serve). */
 export const MAX_REPORT_TOKENS = 16_777_216;
+/** Upper bound on byte counts (64 TiB: far above any device's memory). */
+export const MAX_REPORT_BYTES = 2 ** 46;
 /** Session ids are opaque to telemetry; bound their length so they cannot bloat storage. */
 export const MAX_SESSION_ID_LENGTH = 128;
 
@@ -30,6 +33,16 @@ export interface RestoreTiming {
   readonly uploadMs: number;
 }
 
+/** What the session's KV cache costs the client's device after the turn: the memory MLA + quantization saves there. */
+export interface DeviceKvMemory {
+  /** Bytes the session's attention cache holds allocated (GPU buffers, or host memory for a CPU decoder). */
+  readonly kvCacheBytes: number;
+  /** Tokens in that cache. */
+  readonly kvCacheTokens: number;
+  /** The same tokens as the original model's bf16 K/V (2 · layers · kvHeads · headDim · 2 B per token). */
+  readonly kvCacheUncompressedBytes: number;
+}
+
 /** One turn's timings. Optional fields are omitted when the client did not measure them. */
 export interface ClientTurnReport {
   readonly sessionId: string;
@@ -44,6 +57,7 @@ export interface ClientTurnReport {
   /** Generated tokens (OTel `gen_ai.usage.output_tokens`). */
   readonly outputTokens?: number;
   readonly restore?: RestoreTiming;
+  readonly memory?: DeviceKvMemory;
 }
 
 /** `POST /v1/telemetry` body. */
@@ -98,6 +112,15 @@ function parseRestore(v: unknown, where: string): RestoreTiming {
   };
 }
 
+function parseMemory(v: unknown, where: string): DeviceKvMemory {
+  if (!isRecord(v)) throw new ClientReportError(`${where} must be an object`);
+  return {
+    kvCacheBytes: required(v, "kvCacheBytes", where, MAX_REPORT_BYTES, true),
+    kvCacheTokens: required(v, "kvCacheTokens", where, MAX_REPORT_TOKENS, true),
+    kvCacheUncompressedBytes: required(v, "kvCacheUncompressedBytes", where, MAX_REPORT_BYTES, true),
+  };
+}
+
 function parseTurn(v: unknown, where: string): ClientTurnReport {
   if (!isRecord(v)) throw new ClientReportError(`${where} must be an object`);
   const sessionId = v.sessionId;
@@ -112,6 +135,7 @@ function parseTurn(v: unknown, where: string): ClientTurnReport {
     inputTokens?: number;
     outputTokens?: number;
     restore?: RestoreTiming;
+    memory?: DeviceKvMemory;
   } = { sessionId };
   const turnSeq = num(v, "turnSeq", where, Number.MAX_SAFE_INTEGER, true);
   if (turnSeq !== undefined) out.turnSeq = turnSeq;
@@ -124,6 +148,7 @@ function parseTurn(v: unknown, where: string): ClientTurnReport {
   const outputTokens = num(v, "outputTokens", where, MAX_REPORT_TOKENS, true);
   if (outputTokens !== undefined) out.outputTokens = outputTokens;
   if (v.restore !== undefined) out.restore = parseRestore(v.restore, `${where}.restore`);
+  if (v.memory !== undefined) out.memory = parseMemory(v.memory, `${where}.memory`);
   return out;
 }
 

@@ -100,6 +100,10 @@ export class MlaAttentionBackend implements AttentionBackend {
     }
   }
 
+  get cacheBytes(): number {
+    return this.caches.reduce((n, c) => n + c.kRope.bytes + c.latent.bytes + (c.kNope?.bytes ?? 0) + (c.v?.bytes ?? 0) + c.modality.byteLength, 0);
+  }
+
   truncate(length: number): void {
     const sealing = this.options.sealing;
     if (sealing && length < sealing.lengthOf(0)) {

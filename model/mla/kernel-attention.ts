@@ -91,6 +91,10 @@ export class MlaKernelAttentionBackend implements AttentionBackend {
     return this.cache.length;
   }
 
+  get cacheBytes(): number {
+    return this.cache.allocatedBytes;
+  }
+
   async forwardLayer(layer: number, x: Float64Array, block: TokenBlock, out: Float64Array, hook?: AttentionHook): Promise<void> {
     if (hook) hook({ layer, block, x: x.slice(), q: null, k: null });
     const n = block.count;

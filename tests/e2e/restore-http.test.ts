@@ -110,14 +110,30 @@ describe("restore from the edge over HTTP", () => {
       return line === undefined ? 0 : Number(line.split(" ").pop());
     };
     const reporting = createClient({ baseUrl: edge.url, apiKey: edge.apiKey, model: client.model, telemetry: { flushIntervalMs: 60_000 } });
-    const before = { reports: await metric("mla_edge_client_reports_total"), cached: await metric("mla_edge_prompt_tokens_cached_total"), restored: await metric("mla_edge_client_restored_tokens_total") };
+    const before = {
+      reports: await metric("mla_edge_client_reports_total"),
+      cached: await metric("mla_edge_prompt_tokens_cached_total"),
+      restored: await metric("mla_edge_client_restored_tokens_total"),
+      deviceKv: await metric("mla_edge_client_kv_cache_bytes_sum"),
+      deviceKvBf16: await metric("mla_edge_client_kv_cache_uncompressed_bytes_sum"),
+    };
     const c = cases[1];
     const s = await reporting.sessions.create({ codec: CODEC, chunkTokens: CHUNK_TOKENS });
-    await s.chat({ messages: turnMessages(c, 0), maxTokens: 4 });
+    const first = await s.chat({ messages: turnMessages(c, 0), maxTokens: 4 });
     const reopened = await reporting.sessions.open(s.id, s.token);
     const restored = reopened.length;
     const r = await reopened.chat({ messages: turnMessages(c, 1), maxTokens: 4 });
     expect(r.usage.cached_tokens).toBe(restored);
+    // Device KV: Node has no WebGPU here, so the CPU reference decoder holds f32 rows (k_rope n_kv·r + latent n_kv·d_kv
+    // per token and layer) in buffers of 64 rows doubled as needed, plus a modality byte per row.
+    const spec = client.model!.spec;
+    const deviceBytes = (tokens: number) => {
+      let rows = 64;
+      while (rows < tokens) rows *= 2;
+      return spec.layers * rows * ((spec.kvHeads * spec.ropeDims + spec.kvHeads * spec.dKv) * 4 + 1);
+    };
+    expect(first.usage.kv_device_bytes).toBe(deviceBytes(s.length));
+    expect(r.usage.kv_device_bytes).toBe(deviceBytes(reopened.length));
     await reporting.telemetry!.flush();
     expect(reporting.telemetry!.counters).toMatchObject({ sent: 2, dropped: 0 });
     // the Worker aggregates within its flush delay (250 ms)
@@ -129,6 +145,10 @@ describe("restore from the edge over HTTP", () => {
     expect(reports - before.reports).toBe(2);
     expect((await metric("mla_edge_client_restored_tokens_total")) - before.restored).toBe(restored);
     expect((await metric("mla_edge_prompt_tokens_cached_total")) - before.cached).toBe(restored);
+    expect((await metric("mla_edge_client_kv_cache_bytes_sum")) - before.deviceKv).toBe(first.usage.kv_device_bytes + r.usage.kv_device_bytes);
+    expect((await metric("mla_edge_client_kv_cache_uncompressed_bytes_sum")) - before.deviceKvBf16).toBe(
+      first.usage.kv_bytes_uncompressed + r.usage.kv_bytes_uncompressed,
+    );
   });
 
   it("should resume a restore whose connection breaks mid-stream, restore the same cache, and never stitch two versions", async () => {

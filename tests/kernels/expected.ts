@@ -1,5 +1,6 @@
 // Pass criteria shared by every backend's test: relative error vs the f64 reference, and structural checks.
 import { expect } from "vitest";
+import { cacheLayout, cacheRegions } from "../../kernels/geometry.ts";
 import type { KernelCase } from "./cases.ts";
 import type { CaseResult, ConcurrentResult, SessionResult } from "./harness.ts";
 
@@ -21,6 +22,12 @@ export function expectCaseResult(c: KernelCase, r: CaseResult | { name: string; 
   if (c.geometry.spaces === 2 && c.modality === "image") expect(r.massTotal[0]).toBe(0);
   // In-place growth: O(log) reallocations, never one per chunk.
   expect(r.reallocations).toBeLessThanOrEqual(Math.ceil(Math.log2(Math.max(1, r.capacity / 64))));
+  // Storage at the final capacity: 2 layers of regions + 2 f32 tails of 64 rows + modality bits; GPU buffers round each
+  // of the 5 buffers up to 16 bytes.
+  const layout = cacheLayout(c.geometry, c.encoding);
+  const exact = 2 * cacheRegions(layout, r.capacity).words * 4 + 2 * 64 * layout.tailStride * 4 + (r.capacity / 32) * 4;
+  expect(r.allocatedBytes).toBeGreaterThanOrEqual(exact);
+  expect(r.allocatedBytes).toBeLessThan(exact + 5 * 16);
 }
 
 export function expectConcurrentResult(r: ConcurrentResult | undefined): void {

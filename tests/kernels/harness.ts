@@ -18,6 +18,8 @@ export interface CaseResult {
   readonly massTotal: number[];
   readonly reallocations: number;
   readonly capacity: number;
+  /** The cache's own account of its storage after the writes (2 layers, default 64-row tail). */
+  readonly allocatedBytes: number;
   readonly ms: number;
 }
 
@@ -53,6 +55,7 @@ export async function runCase(backend: MlaBackend, c: KernelCase): Promise<CaseR
       massTotal: out.mass.map((a) => a.reduce((x, y) => x + y, 0)),
       reallocations: cache.reallocations,
       capacity: cache.capacity,
+      allocatedBytes: cache.allocatedBytes,
       ms: performance.now() - t0,
     };
   } finally {

@@ -91,6 +91,19 @@ describe("telemetry worker", () => {
       expect(sample(text, "mla_edge_time_to_first_token_seconds_sum")).toBeCloseTo(EXPECTED.ttftSumSeconds, 12);
       expect(sample(text, 'mla_edge_restore_phase_seconds_count{phase="upload"}')).toBe(2);
     });
+
+    it("should expose the client-reported device KV cache as byte histograms (le in bytes, not seconds)", async () => {
+      const text = await metrics();
+      expect(sample(text, "mla_edge_client_kv_cache_bytes_count")).toBe(EXPECTED.deviceKvCount);
+      expect(sample(text, "mla_edge_client_kv_cache_bytes_sum")).toBe(EXPECTED.deviceKvSum);
+      expect(sample(text, 'mla_edge_client_kv_cache_bytes_bucket{le="65536"}')).toBe(0);
+      expect(sample(text, 'mla_edge_client_kv_cache_bytes_bucket{le="262144"}')).toBe(1);
+      expect(sample(text, 'mla_edge_client_kv_cache_bytes_bucket{le="4194304"}')).toBe(1);
+      expect(sample(text, 'mla_edge_client_kv_cache_bytes_bucket{le="16777216"}')).toBe(2);
+      expect(sample(text, "mla_edge_client_kv_cache_uncompressed_bytes_sum")).toBe(EXPECTED.deviceKvUncompressedSum);
+      expect(sample(text, 'mla_edge_client_kv_cache_uncompressed_bytes_bucket{le="16777216"}')).toBe(0);
+      expect(sample(text, 'mla_edge_client_kv_cache_uncompressed_bytes_bucket{le="67108864"}')).toBe(2);
+    });
   });
 
   describe("dashboard data", () => {
@@ -107,6 +120,8 @@ describe("telemetry worker", () => {
       expect(s.errors.reduce((a, b) => a + b, 0)).toBe(2);
       expect(s.restoresRecomputed.reduce((a, b) => a + b, 0)).toBe(1);
       expect(s.restoreReuseRate.filter((v) => v !== null).at(-1)).toBeCloseTo(256 / 512, 12);
+      expect(s.clientKvBytesMean.filter((v) => v !== null)).toEqual([EXPECTED.deviceKvMean]);
+      expect(s.clientKvUncompressedBytesMean.filter((v) => v !== null)).toEqual([EXPECTED.deviceKvUncompressedSum / 2]);
     });
 
     it("should show one session's events and exact latency quantiles", async () => {
@@ -118,6 +133,8 @@ describe("telemetry worker", () => {
       expect(v.bytesUncompressed).toBe(1_800_000);
       expect(v.dedupeHitChunks).toBe(2);
       expect(v.recomputedTokens).toBe(256);
+      expect(v.deviceKvBytes).toBe(5_000_000); // the newest report's
+      expect(v.deviceKvUncompressedBytes).toBe(22_937_600);
       expect(v.entries.some((e) => e.kind === "fork" && e.detail === `forked to ${SESSION_B}`)).toBe(true);
       const child = (await (await SELF.fetch(`${BASE}/dashboard/api/sessions/${SESSION_B}`, { headers: auth })).json()) as SessionView;
       expect(child.entries.map((e) => e.kind)).toEqual(["fork", "chunks_stored", "eviction"]);

@@ -31,6 +31,7 @@ export const CLIENT_REPORTS: ClientReportBatch = {
       inputTokens: 300,
       outputTokens: 40,
       restore: { restoredTokens: 256, reusedTokens: 256, recomputedTokens: 0, fetchMs: 30, decodeMs: 4, uploadMs: 2 },
+      memory: { kvCacheBytes: 200_000, kvCacheTokens: 340, kvCacheUncompressedBytes: 19_496_960 },
     },
     // The llama.cpp #26676 failure: the restore "succeeded" and the client prefilled everything again.
     {
@@ -38,6 +39,7 @@ export const CLIENT_REPORTS: ClientReportBatch = {
       turnSeq: 3,
       ttftMs: 900,
       restore: { restoredTokens: 256, reusedTokens: 0, recomputedTokens: 256, fetchMs: 35, decodeMs: 5, uploadMs: 3 },
+      memory: { kvCacheBytes: 5_000_000, kvCacheTokens: 400, kvCacheUncompressedBytes: 22_937_600 },
     },
   ],
 };
@@ -66,6 +68,11 @@ export const EXPECTED = {
   restoreRecomputedTokens: 256,
   ttftCount: 2,
   ttftSumSeconds: (120 + 900) / 1000,
+  // Device KV: 200,000 B lands in le=262144 (4·65536), 5,000,000 B in le=16777216; bf16 19.5 MB and 22.9 MB both in le=67108864.
+  deviceKvCount: 2,
+  deviceKvSum: 200_000 + 5_000_000,
+  deviceKvUncompressedSum: 19_496_960 + 22_937_600,
+  deviceKvMean: (200_000 + 5_000_000) / 2,
 };
 
 /** Sends the traffic through `fetch` (SELF.fetch in workerd, global fetch against wrangler dev). */

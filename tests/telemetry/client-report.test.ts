@@ -13,6 +13,7 @@ const valid: ClientReportBatch = {
   reports: [
     { sessionId: "s1", turnSeq: 4, ttftMs: 120.5, tpotMs: 21, inputTokens: 10, outputTokens: 3 },
     { sessionId: "s2", restore: { restoredTokens: 64, reusedTokens: 60, recomputedTokens: 4, fetchMs: 10, decodeMs: 2, uploadMs: 1 } },
+    { sessionId: "s3", memory: { kvCacheBytes: 5_244_928, kvCacheTokens: 300, kvCacheUncompressedBytes: 17_203_200 } },
   ],
 };
 
@@ -49,6 +50,14 @@ describe("parseClientReportBatch", () => {
     });
     it("should reject a restore missing a phase", () => {
       rejects({ v: 1, reports: [{ sessionId: "s", restore: { restoredTokens: 1, reusedTokens: 1, recomputedTokens: 0, fetchMs: 1, decodeMs: 1 } }] }, /restore\.uploadMs is required/);
+    });
+    it("should reject device memory that is incomplete, fractional, negative or absurd", () => {
+      const memory = { kvCacheBytes: 1, kvCacheTokens: 1, kvCacheUncompressedBytes: 1 };
+      rejects({ v: 1, reports: [{ sessionId: "s", memory: { kvCacheBytes: 1, kvCacheTokens: 1 } }] }, /memory\.kvCacheUncompressedBytes is required/);
+      rejects({ v: 1, reports: [{ sessionId: "s", memory: { ...memory, kvCacheBytes: 1.5 } }] }, /memory\.kvCacheBytes must be an integer/);
+      rejects({ v: 1, reports: [{ sessionId: "s", memory: { ...memory, kvCacheTokens: -1 } }] }, /memory\.kvCacheTokens must be an integer/);
+      rejects({ v: 1, reports: [{ sessionId: "s", memory: { ...memory, kvCacheBytes: 2 ** 47 } }] }, /memory\.kvCacheBytes must be an integer in \[0, 70368744177664\]/);
+      rejects({ v: 1, reports: [{ sessionId: "s", memory: 7 }] }, /memory must be an object/);
     });
     it("should reject reused + recomputed above restored", () => {
       rejects({ v: 1, reports: [{ sessionId: "s", restore: { restoredTokens: 4, reusedTokens: 3, recomputedTokens: 2, fetchMs: 1, decodeMs: 1, uploadMs: 1 } }] }, /exceeds restoredTokens/);

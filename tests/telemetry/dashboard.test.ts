@@ -10,7 +10,7 @@ import { startWranglerDev, type DevServer } from "./wrangler-dev.ts";
 
 const CONFIG = "tests/telemetry-worker/wrangler.jsonc";
 const ARTIFACTS = "tests/artifacts";
-const CHARTS = ["latency", "kv", "ratio", "sessions", "restore", "errors", "session"] as const;
+const CHARTS = ["latency", "kv", "ratio", "device", "sessions", "restore", "errors", "session"] as const;
 
 let server: DevServer;
 let browser: Browser;
@@ -55,6 +55,7 @@ describe("telemetry under wrangler dev", () => {
     expect(sample(after, 'mla_edge_response_bytes_total{op="restore"}')).toBe(EXPECTED.restoreBytesOut);
     expect(sample(after, "mla_edge_kv_bytes_stored")).toBe(EXPECTED.kvBytesStored);
     expect(sample(after, "mla_edge_restores_recomputed_total")).toBe(EXPECTED.restoresRecomputed);
+    expect(sample(after, "mla_edge_client_kv_cache_bytes_sum")).toBe(EXPECTED.deviceKvSum);
     // Real clocks here (unlike vitest-pool-workers): latencies are positive and the sum is in seconds.
     const sum = sample(after, 'mla_edge_request_duration_seconds_sum{op="append"}')!;
     expect(sum).toBeGreaterThan(0);
@@ -90,6 +91,7 @@ describe("telemetry under wrangler dev", () => {
     expect(points.session.x).toBe(11);
     const rows = await page.locator("#session-log tbody tr").count();
     expect(rows).toBeGreaterThanOrEqual(11);
+    expect(await page.textContent("#session-summary")).toContain("client device KV 5.00 MB (bf16 22.94 MB)");
 
     // Live refresh: more traffic shows up on the next poll without a reload.
     const requestsBefore = await page.evaluate(() => (window as unknown as { mlaEdgeDashboard: { series: { requests: number[] } } }).mlaEdgeDashboard.series.requests.reduce((a, b) => a + b, 0));

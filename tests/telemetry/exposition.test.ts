@@ -43,6 +43,7 @@ describe("renderExposition", () => {
     for (const e of [op(201, 3), op(201, 7), op(409, 12, "turn_conflict")]) applyToAggregate(s, e);
     applyToAggregate(s, { kind: "chunks_stored", sessionId: "s", chunks: 2, tokens: 128, bytesStored: 1000, bytesUncompressed: 4500 });
     applyToAggregate(s, { kind: "eviction", reason: "ttl", sessions: 1, chunks: 1, bytesStored: 400, bytesUncompressed: 1800 });
+    applyToAggregate(s, { kind: "client_report", report: { sessionId: "s", memory: { kvCacheBytes: 300_000, kvCacheTokens: 64, kvCacheUncompressedBytes: 3_670_016 } } });
     const text = renderExposition(s, { sessionsActive: 1 });
     const r = promtoolCheck(text);
     expect(r.output).toBe("");
@@ -61,6 +62,12 @@ describe("renderExposition", () => {
     expect(text).toContain("mla_edge_kv_uncompressed_bytes_stored 2700\n");
     expect(text).toContain("mla_edge_kv_compression_ratio 4.5\n");
     expect(text).toContain('mla_edge_evictions_total{reason="ttl"} 1\n');
+    // Byte histograms keep bytes: 300,000 B → first bucket le=1048576 (1 MiB); 3,670,016 B → le=4194304.
+    expect(text).toContain('mla_edge_client_kv_cache_bytes_bucket{le="262144"} 0\n');
+    expect(text).toContain('mla_edge_client_kv_cache_bytes_bucket{le="1048576"} 1\n');
+    expect(text).toContain("mla_edge_client_kv_cache_bytes_sum 300000\n");
+    expect(text).toContain('mla_edge_client_kv_cache_uncompressed_bytes_bucket{le="1048576"} 0\n');
+    expect(text).toContain('mla_edge_client_kv_cache_uncompressed_bytes_bucket{le="4194304"} 1\n');
   });
 
   it("should escape label values so the text still parses", () => {

@@ -1,7 +1,7 @@
 // Dashboard series: per-slot counts from events, gap filling that carries the KV gauges forward, and the columnar
 // response (p50/p99 from buckets, rates as ratios, null where a ratio has no denominator).
 import { describe, expect, it } from "vitest";
-import { applyToSlot, emptySlot, fillSlots, SLOT_MS, slotStart, toSeriesResponse } from "../../worker/telemetry/series.ts";
+import { applyToSlot, emptySlot, fillSlots, reviveSlot, SLOT_MS, slotStart, toSeriesResponse } from "../../worker/telemetry/series.ts";
 
 const T0 = slotStart(1_800_000_000_000);
 
@@ -46,5 +46,23 @@ describe("applyToSlot + toSeriesResponse", () => {
     expect(r.dedupeHitRate).toEqual([0.25]);
     expect(r.restoreReuseRate).toEqual([null]);
     expect(r.compressionRatio).toEqual([null]); // gauges are set by the MetricsObject, 0 here
+  });
+});
+
+describe("reviveSlot", () => {
+  it("should read a slot stored before the device-memory fields existed as zeros, so new reports add up", () => {
+    const old = emptySlot(T0, 5, 9) as unknown as Record<string, unknown>;
+    delete old.clientKvReports;
+    delete old.clientKvBytes;
+    delete old.clientKvUncompressedBytes;
+    const slot = reviveSlot(JSON.stringify(old));
+    expect(slot.kvBytesStored).toBe(5);
+    applyToSlot(slot, { kind: "client_report", report: { sessionId: "s", memory: { kvCacheBytes: 1000, kvCacheTokens: 10, kvCacheUncompressedBytes: 9000 } } });
+    applyToSlot(slot, { kind: "client_report", report: { sessionId: "s", memory: { kvCacheBytes: 3000, kvCacheTokens: 20, kvCacheUncompressedBytes: 18000 } } });
+    applyToSlot(slot, { kind: "client_report", report: { sessionId: "s", ttftMs: 5 } }); // no memory: not in the mean
+    const r = toSeriesResponse([slot]);
+    expect(r.clientKvBytesMean).toEqual([2000]);
+    expect(r.clientKvUncompressedBytesMean).toEqual([13500]);
+    expect(toSeriesResponse([emptySlot(T0, 0, 0)]).clientKvBytesMean).toEqual([null]);
   });
 });

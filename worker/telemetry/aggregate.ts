@@ -36,11 +36,12 @@ export function addCounter(s: AggregateState, key: CounterKey, value: number, la
   family[k] = (family[k] ?? 0) + value;
 }
 
-export function observeHistogram(s: AggregateState, key: HistogramKey, valueMs: number, labels: readonly string[] = []): void {
+/** `value` in the family's recorded unit: ms for durations, bytes for sizes. */
+export function observeHistogram(s: AggregateState, key: HistogramKey, value: number, labels: readonly string[] = []): void {
   const def = HISTOGRAMS[key];
   const family = (s.histograms[def.name] ??= {});
   const k = slotFor(family, labels, () => addCounter(s, "droppedSeries", 1));
-  observe((family[k] ??= emptyHistogram(def.boundsMs)), def.boundsMs, valueMs);
+  observe((family[k] ??= emptyHistogram(def.bounds)), def.bounds, value);
 }
 
 /** Error code label: the response's own code when the store set one, else the HTTP status as `http_<status>`. */
@@ -115,6 +116,10 @@ export function applyToAggregate(s: AggregateState, e: TelemetryEvent): void {
         observeHistogram(s, "restorePhase", restore.fetchMs, ["fetch"]);
         observeHistogram(s, "restorePhase", restore.decodeMs, ["decode"]);
         observeHistogram(s, "restorePhase", restore.uploadMs, ["upload"]);
+      }
+      if (r.memory !== undefined) {
+        observeHistogram(s, "clientKvCacheBytes", r.memory.kvCacheBytes);
+        observeHistogram(s, "clientKvCacheUncompressedBytes", r.memory.kvCacheUncompressedBytes);
       }
       return;
     }

@@ -18,6 +18,12 @@ export const TTFT_BOUNDS_MS: readonly number[] = [
 /** Client time per output token, ms: WebGPU decode runs ~10–300 ms/token (anchors.md §3, transformers.js #1741). */
 export const TPOT_BOUNDS_MS: readonly number[] = [1, 2.5, 5, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 500, 1000, 2500];
 
+/**
+ * Client device KV cache, bytes: ×4 steps from 64 KiB (a short chat of a small model) to 16 GiB (a 7B model's bf16
+ * cache near its context limit), so MLA + int4 sessions and their bf16 equivalents land in different buckets.
+ */
+export const DEVICE_KV_BOUNDS_BYTES: readonly number[] = Array.from({ length: 10 }, (_, i) => 65_536 * 4 ** i);
+
 /** Client restore phases (fetch, decode, upload), ms. */
 export const RESTORE_PHASE_BOUNDS_MS: readonly number[] = [
   1, 2.5, 5, 10, 25, 50, 75, 100, 150, 250, 500, 750, 1000, 2500, 5000, 10_000, 30_000,

@@ -1,7 +1,7 @@
 // Every metric family /metrics exposes: name, help, type, labels, buckets. Names follow vLLM/LMCache semantics (tokens
 // counted, hits over queries, latency split by phase) with Prometheus-native `mla_edge_` prefixes: vLLM's `vllm:` colon
 // form is reserved for recording rules and `promtool check metrics` flags it. docs/telemetry.md maps each to its anchor.
-import { LATENCY_BOUNDS_MS, RESTORE_PHASE_BOUNDS_MS, TPOT_BOUNDS_MS, TTFT_BOUNDS_MS } from "./buckets.ts";
+import { DEVICE_KV_BOUNDS_BYTES, LATENCY_BOUNDS_MS, RESTORE_PHASE_BOUNDS_MS, TPOT_BOUNDS_MS, TTFT_BOUNDS_MS } from "./buckets.ts";
 
 export interface CounterFamily {
   readonly type: "counter";
@@ -10,13 +10,17 @@ export interface CounterFamily {
   readonly labelNames: readonly string[];
 }
 
-/** Histograms record ms internally and are exposed in seconds (the Prometheus base unit). */
+/**
+ * Durations are recorded in ms and exposed in seconds, the Prometheus base unit (`unit: "seconds"`); byte counts are
+ * recorded and exposed in bytes. `bounds` are in the recorded unit.
+ */
 export interface HistogramFamily {
   readonly type: "histogram";
   readonly name: string;
   readonly help: string;
   readonly labelNames: readonly string[];
-  readonly boundsMs: readonly number[];
+  readonly unit: "seconds" | "bytes";
+  readonly bounds: readonly number[];
 }
 
 export interface GaugeFamily {
@@ -31,7 +35,16 @@ const histogram = (name: string, help: string, boundsMs: readonly number[], ...l
   name,
   help,
   labelNames,
-  boundsMs,
+  unit: "seconds",
+  bounds: boundsMs,
+});
+const byteHistogram = (name: string, help: string, bounds: readonly number[]): HistogramFamily => ({
+  type: "histogram",
+  name,
+  help,
+  labelNames: [],
+  unit: "bytes",
+  bounds,
 });
 const gauge = (name: string, help: string): GaugeFamily => ({ type: "gauge", name, help });
 
@@ -102,6 +115,16 @@ export const HISTOGRAMS = {
     "Client-reported restore time by phase: fetch, decode (decode + dequantize), upload (GPU).",
     RESTORE_PHASE_BOUNDS_MS,
     "phase",
+  ),
+  clientKvCacheBytes: byteHistogram(
+    "mla_edge_client_kv_cache_bytes",
+    "Client-reported bytes a session's KV cache holds allocated on the device after a turn (GPU buffers or host memory).",
+    DEVICE_KV_BOUNDS_BYTES,
+  ),
+  clientKvCacheUncompressedBytes: byteHistogram(
+    "mla_edge_client_kv_cache_uncompressed_bytes",
+    "The same sessions' tokens as the original model's bf16 K/V cache: what the device would hold without MLA + quantization.",
+    DEVICE_KV_BOUNDS_BYTES,
   ),
 } as const satisfies Record<string, HistogramFamily>;
 

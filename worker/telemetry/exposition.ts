@@ -1,5 +1,6 @@
 // Renders the aggregate in the Prometheus text exposition format 0.0.4: `# HELP`/`# TYPE` per family, counters,
-// gauges, and histograms as cumulative `_bucket{le}` plus `_sum`/`_count`, durations converted from ms to seconds.
+// gauges, and histograms as cumulative `_bucket{le}` plus `_sum`/`_count`, durations converted from ms to seconds
+// (byte histograms as recorded).
 import type { AggregateState } from "./aggregate.ts";
 import { seriesLabels } from "./aggregate.ts";
 import { COUNTERS, GAUGES, HISTOGRAMS, type GaugeFamily } from "./catalogue.ts";
@@ -54,13 +55,14 @@ export function renderExposition(s: AggregateState, scrape: ScrapeGauges): strin
     for (const [key, h] of sortedEntries(s.histograms[def.name])) {
       const labels = seriesLabels(key);
       let cumulative = 0;
-      for (let i = 0; i < def.boundsMs.length; i++) {
+      const divisor = def.unit === "seconds" ? 1000 : 1;
+      for (let i = 0; i < def.bounds.length; i++) {
         cumulative += h.counts[i];
-        const le = formatValue(def.boundsMs[i] / 1000);
+        const le = formatValue(def.bounds[i] / divisor);
         out += `${def.name}_bucket${labelText(def.labelNames, labels, ["le", le])} ${cumulative}\n`;
       }
       out += `${def.name}_bucket${labelText(def.labelNames, labels, ["le", "+Inf"])} ${h.count}\n`;
-      out += `${def.name}_sum${labelText(def.labelNames, labels)} ${formatValue(h.sum / 1000)}\n`;
+      out += `${def.name}_sum${labelText(def.labelNames, labels)} ${formatValue(h.sum / divisor)}\n`;
       out += `${def.name}_count${labelText(def.labelNames, labels)} ${h.count}\n`;
     }
   }

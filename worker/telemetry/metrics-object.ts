@@ -4,7 +4,7 @@ import { DurableObject } from "cloudflare:workers";
 import { applyToAggregate, emptyAggregate, type AggregateState } from "./aggregate.ts";
 import type { TelemetryEvent } from "./events.ts";
 import { renderExposition } from "./exposition.ts";
-import { applyToSlot, emptySlot, fillSlots, RETAINED_SLOTS, SLOT_MS, slotStart, toSeriesResponse, type SeriesResponse, type SeriesSlot } from "./series.ts";
+import { applyToSlot, emptySlot, fillSlots, RETAINED_SLOTS, reviveSlot, SLOT_MS, slotStart, toSeriesResponse, type SeriesResponse, type SeriesSlot } from "./series.ts";
 import { sessionEntriesOf, summarizeSession, type SessionLogEntry, type SessionView } from "./session-log.ts";
 
 /** Bump with an additive migration in #migrate when the schema changes. */
@@ -35,7 +35,7 @@ export class MetricsObject extends DurableObject<unknown> {
     if (state) this.#state = JSON.parse(state.value) as AggregateState;
     const now = slotStart(Date.now());
     const slot = sql.exec<{ data: string }>("SELECT data FROM telemetry_slots WHERE t = ?", now).toArray()[0];
-    this.#slot = slot ? (JSON.parse(slot.data) as SeriesSlot) : emptySlot(now, this.#state.kvBytesStored, this.#state.kvUncompressedBytesStored);
+    this.#slot = slot ? reviveSlot(slot.data) : emptySlot(now, this.#state.kvBytesStored, this.#state.kvUncompressedBytesStored);
   }
 
   #migrate(): void {
@@ -106,7 +106,7 @@ export class MetricsObject extends DurableObject<unknown> {
     const now = slotStart(Date.now());
     const from = now - Math.min(Math.max(windowMs, SLOT_MS), RETAINED_SLOTS * SLOT_MS) + SLOT_MS;
     const rows = this.ctx.storage.sql.exec<{ data: string }>("SELECT data FROM telemetry_slots WHERE t >= ? ORDER BY t", from).toArray();
-    return toSeriesResponse(fillSlots(rows.map((r) => JSON.parse(r.data) as SeriesSlot), now));
+    return toSeriesResponse(fillSlots(rows.map((r) => reviveSlot(r.data)), now));
   }
 
   /** RPC: the newest `limit` log entries of one session (oldest first) and their summary. */

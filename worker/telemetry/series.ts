@@ -31,6 +31,10 @@ export interface SeriesSlot {
   clientReusedTokens: number;
   clientRestores: number;
   restoresRecomputed: number;
+  /** Client turn reports with device memory, and the sums of their device KV bytes and bf16 equivalents. */
+  clientKvReports: number;
+  clientKvBytes: number;
+  clientKvUncompressedBytes: number;
   dedupeQueries: number;
   dedupeHits: number;
   forks: number;
@@ -59,11 +63,20 @@ export function emptySlot(t: number, kvBytesStored: number, kvUncompressedBytesS
     clientReusedTokens: 0,
     clientRestores: 0,
     restoresRecomputed: 0,
+    clientKvReports: 0,
+    clientKvBytes: 0,
+    clientKvUncompressedBytes: 0,
     dedupeQueries: 0,
     dedupeHits: 0,
     forks: 0,
     evictions: 0,
   };
+}
+
+/** A slot read back from storage; fields added since it was written start at 0. */
+export function reviveSlot(json: string): SeriesSlot {
+  const stored = JSON.parse(json) as Partial<SeriesSlot> & { t: number };
+  return { ...emptySlot(stored.t, 0, 0), ...stored };
 }
 
 const isCharted = (op: string): op is ChartedOperation => (CHARTED_OPERATIONS as readonly string[]).includes(op);
@@ -108,6 +121,11 @@ export function applyToSlot(slot: SeriesSlot, e: TelemetryEvent): void {
         slot.clientReusedTokens += r.restore.reusedTokens;
         if (r.restore.recomputedTokens > 0) slot.restoresRecomputed += 1;
       }
+      if (r.memory !== undefined) {
+        slot.clientKvReports += 1;
+        slot.clientKvBytes += r.memory.kvCacheBytes;
+        slot.clientKvUncompressedBytes += r.memory.kvCacheUncompressedBytes;
+      }
       return;
     }
     case "session_created":
@@ -150,6 +168,9 @@ export interface SeriesResponse {
   /** Client side: reused tokens over restored tokens (1 − recompute rate). */
   readonly restoreReuseRate: (number | null)[];
   readonly restoresRecomputed: number[];
+  /** Client device KV cache per turn report, mean over the slot's reports: allocated bytes, and the bf16 equivalent. */
+  readonly clientKvBytesMean: (number | null)[];
+  readonly clientKvUncompressedBytesMean: (number | null)[];
   readonly requests: number[];
   readonly errors: number[];
   readonly dedupeHitRate: (number | null)[];
@@ -177,6 +198,8 @@ export function toSeriesResponse(slots: readonly SeriesSlot[]): SeriesResponse {
     restoreHitRate: slots.map((s) => ratio(s.restoreHitTokens, s.restoreRequestedTokens)),
     restoreReuseRate: slots.map((s) => ratio(s.clientReusedTokens, s.clientRestoredTokens)),
     restoresRecomputed: slots.map((s) => s.restoresRecomputed),
+    clientKvBytesMean: slots.map((s) => ratio(s.clientKvBytes, s.clientKvReports)),
+    clientKvUncompressedBytesMean: slots.map((s) => ratio(s.clientKvUncompressedBytes, s.clientKvReports)),
     requests: slots.map((s) => s.requests),
     errors: slots.map((s) => s.errors),
     dedupeHitRate: slots.map((s) => ratio(s.dedupeHits, s.dedupeQueries)),

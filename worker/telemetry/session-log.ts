@@ -39,6 +39,9 @@ export interface SessionView {
   readonly dedupeHitChunks: number;
   readonly restoredTokens: number;
   readonly recomputedTokens: number;
+  /** The newest client report's device KV cache bytes and their bf16 equivalent (null when no report carried them). */
+  readonly deviceKvBytes: number | null;
+  readonly deviceKvUncompressedBytes: number | null;
 }
 
 /**
@@ -93,10 +96,15 @@ export function sessionEntriesOf(e: TelemetryEvent, t: number): [string, Session
         const x = r.restore;
         parts.push(`restore ${x.restoredTokens} tok (reused ${x.reusedTokens}, recomputed ${x.recomputedTokens}); fetch ${round(x.fetchMs)} / decode ${round(x.decodeMs)} / upload ${round(x.uploadMs)} ms`);
       }
+      if (r.memory !== undefined) {
+        const m = r.memory;
+        parts.push(`device KV ${m.kvCacheBytes} B for ${m.kvCacheTokens} tok (bf16 ${m.kvCacheUncompressedBytes} B)`);
+      }
       const restore = r.restore
         ? { tokens: r.restore.restoredTokens, reusedTokens: r.restore.reusedTokens, recomputedTokens: r.restore.recomputedTokens }
         : {};
-      return [[r.sessionId, { t, kind: e.kind, ...restore, detail: parts.join("; ") }]];
+      const memory = r.memory ? { bytes: r.memory.kvCacheBytes, bytesUncompressed: r.memory.kvCacheUncompressedBytes } : {};
+      return [[r.sessionId, { t, kind: e.kind, ...restore, ...memory, detail: parts.join("; ") }]];
     }
   }
 }
@@ -116,6 +124,8 @@ export function summarizeSession(sessionId: string, entries: SessionLogEntry[]):
   let dedupeHitChunks = 0;
   let restoredTokens = 0;
   let recomputedTokens = 0;
+  let deviceKvBytes: number | null = null;
+  let deviceKvUncompressedBytes: number | null = null;
   for (const x of entries) {
     if (x.kind === "operation" && x.op !== undefined && x.durationMs !== undefined) {
       const list = durations.get(x.op) ?? [];
@@ -129,9 +139,13 @@ export function summarizeSession(sessionId: string, entries: SessionLogEntry[]):
     } else if (x.kind === "client_report") {
       restoredTokens += x.tokens ?? 0;
       recomputedTokens += x.recomputedTokens ?? 0;
+      if (x.bytes !== undefined) {
+        deviceKvBytes = x.bytes;
+        deviceKvUncompressedBytes = x.bytesUncompressed ?? null;
+      }
     }
   }
   const latency: Record<string, LatencySummary> = {};
   for (const [op, list] of durations) latency[op] = { count: list.length, p50Ms: exactQuantile(list, 0.5), p99Ms: exactQuantile(list, 0.99) };
-  return { sessionId, entries, latency, bytesStored, bytesUncompressed, dedupeHitChunks, restoredTokens, recomputedTokens };
+  return { sessionId, entries, latency, bytesStored, bytesUncompressed, dedupeHitChunks, restoredTokens, recomputedTokens, deviceKvBytes, deviceKvUncompressedBytes };
 }

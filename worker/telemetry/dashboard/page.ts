@@ -37,6 +37,7 @@ export const DASHBOARD_PAGE = `<!doctype html>
   <div class="card"><h3>Latency p50 / p99 (ms, from histogram buckets)</h3><div class="chart" id="chart-latency"></div></div>
   <div class="card"><h3>KV bytes stored vs uncompressed equivalent</h3><div class="chart" id="chart-kv"></div></div>
   <div class="card"><h3>Compression ratio (uncompressed / stored)</h3><div class="chart" id="chart-ratio"></div></div>
+  <div class="card"><h3>Client device KV cache per session (mean of turn reports) vs bf16 equivalent</h3><div class="chart" id="chart-device"></div></div>
   <div class="card"><h3>Sessions active per slot</h3><div class="chart" id="chart-sessions"></div></div>
   <div class="card"><h3>Restore hit rate (server: tokens found) / reuse rate (client: tokens not recomputed)</h3><div class="chart" id="chart-restore"></div></div>
   <div class="card"><h3>Requests and errors per slot</h3><div class="chart" id="chart-errors"></div></div>

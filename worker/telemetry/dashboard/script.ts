@@ -64,6 +64,10 @@ export const DASHBOARD_SCRIPT = `"use strict";
       { label: "uncompressed", stroke: "#ff7f0e", width: 2, value: (u, v) => fmtBytes(v) },
     ], [{ values: (u, vals) => vals.map(fmtBytes), size: 70 }]);
     makeChart("ratio", [{ label: "ratio", stroke: "#9467bd", width: 2 }], [{ label: "×" }]);
+    makeChart("device", [
+      { label: "device KV", stroke: "#1f77b4", width: 2, value: (u, v) => fmtBytes(v) },
+      { label: "bf16 equivalent", stroke: "#ff7f0e", width: 2, value: (u, v) => fmtBytes(v) },
+    ], [{ values: (u, vals) => vals.map(fmtBytes), size: 70 }]);
     makeChart("sessions", [{ label: "sessions", stroke: "#17becf", width: 2 }]);
     makeChart("restore", [
       { label: "hit rate", stroke: "#2ca02c", width: 2 },
@@ -87,6 +91,7 @@ export const DASHBOARD_SCRIPT = `"use strict";
     c.latency.setData(lat);
     c.kv.setData([s.t, s.kvBytesStored, s.kvUncompressedBytesStored]);
     c.ratio.setData([s.t, s.compressionRatio]);
+    c.device.setData([s.t, s.clientKvBytesMean, s.clientKvUncompressedBytesMean]);
     c.sessions.setData([s.t, s.sessions]);
     c.restore.setData([s.t, s.restoreHitRate, s.restoreReuseRate, s.restoresRecomputed]);
     c.errors.setData([s.t, s.requests, s.errors]);
@@ -106,7 +111,7 @@ export const DASHBOARD_SCRIPT = `"use strict";
       "stored " + fmtBytes(v.bytesStored) + " (uncompressed " + fmtBytes(v.bytesUncompressed) + ")",
       "dedupe hits " + v.dedupeHitChunks + " chunks",
       "restored " + v.restoredTokens + " tok, recomputed " + v.recomputedTokens,
-    ])) { const span = document.createElement("span"); span.textContent = text; $("session-summary").appendChild(span); }
+    ].concat(v.deviceKvBytes == null ? [] : ["client device KV " + fmtBytes(v.deviceKvBytes) + " (bf16 " + fmtBytes(v.deviceKvUncompressedBytes) + ")"]))) { const span = document.createElement("span"); span.textContent = text; $("session-summary").appendChild(span); }
     const body = $("session-log").tBodies[0];
     body.innerHTML = "";
     for (const e of v.entries.slice().reverse()) {
