@@ -55,6 +55,9 @@ interface Sample {
   readonly decodeMs: number;
   readonly uploadMs: number;
   readonly decoder: string;
+  /** After the restored turn: the session's KV cache allocated on its device, and the same tokens as bf16 GQA K/V. */
+  readonly deviceKvBytes: number;
+  readonly deviceKvBf16Bytes: number;
 }
 
 /** A bare decoder of the kind a chat session of `model` with `codec` runs (kernels or CPU reference), sealing as it does. */
@@ -88,6 +91,7 @@ async function sample(edge: EdgeServer, model: ChatModel, codec: CodecParams, ch
   }
   const restoredTtftMs = now() - t0;
   const stats = opened.restoreStats!;
+  const kv = opened.kvBytes;
   const decoder = `${opened.decoderChoice.kind}/${opened.decoderChoice.path}`;
 
   // Recomputed: the whole history re-encoded (vision tower) and prefilled with turn 2's question.
@@ -120,6 +124,8 @@ async function sample(edge: EdgeServer, model: ChatModel, codec: CodecParams, ch
     decodeMs: stats.decodeMs,
     uploadMs: stats.uploadMs,
     decoder,
+    deviceKvBytes: kv.device,
+    deviceKvBf16Bytes: kv.uncompressed,
   };
 }
 
@@ -139,6 +145,8 @@ function summarise(samples: Sample[]) {
     decoder: [...new Set(samples.map((s) => s.decoder))].join(","),
     speedup: round(recompute / restored),
     same_first_token: samples.filter((s) => s.sameFirstToken).length / samples.length,
+    device_kv_bytes: median(samples.map((s) => s.deviceKvBytes)),
+    device_kv_bf16_bytes: median(samples.map((s) => s.deviceKvBf16Bytes)),
   };
 }
 
