@@ -87,6 +87,11 @@ export class ChatSession {
   private turnEnds = new Map<number, number>([[0, 0]]);
   private head = 0;
   private restoredTokens = 0;
+  /**
+   * Why the last restore did not finish, until one does: the cache was reset for it, so a turn now would answer
+   * without the history (and only fail at upload, 409). Turns are refused instead.
+   */
+  private unfinishedRestore: string | null = null;
   /** Bytes of the latest chunks of each slot (what a full restore returns). */
   private slotBytes = new Map<number, number>();
   private busy = false;
@@ -223,7 +228,8 @@ export class ChatSession {
     try {
       await this.store.truncate(turn, signal);
       const length = this.turnEnds.get(turn);
-      if (length !== undefined && length >= this.decoder.adoptedLength && this.cache.canTruncate(length) && this.sealing.canTruncate(length)) {
+      const local = this.unfinishedRestore === null && length !== undefined && length >= this.decoder.adoptedLength;
+      if (local && this.cache.canTruncate(length) && this.sealing.canTruncate(length)) {
         this.cutLocally(turn, length);
         return "local";
       }
@@ -303,6 +309,18 @@ export class ChatSession {
   }
 
   private async restoreUnlocked(signal?: AbortSignal, manifest?: Manifest): Promise<RestoreStats> {
+    try {
+      const stats = await this.loadFromStore(signal, manifest);
+      this.unfinishedRestore = null;
+      return stats;
+    } catch (e) {
+      this.unfinishedRestore = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+      throw e;
+    }
+  }
+
+  /** Resets the local cache and streams the stored session into it. */
+  private async loadFromStore(signal?: AbortSignal, manifest?: Manifest): Promise<RestoreStats> {
     const t0 = now();
     this.reset();
     const options = this.cacheOptions();
@@ -363,6 +381,9 @@ export class ChatSession {
   }
 
   private async *runTurn(params: ChatParams, signal: AbortSignal): AsyncGenerator<ChatEvent> {
+    if (this.unfinishedRestore !== null) {
+      throw new RuntimeError("out_of_sync", `the last restore of this session did not finish (${this.unfinishedRestore}); call restore() before the next turn`);
+    }
     this.enter();
     const t0 = now();
     const startLength = this.decoder.length;

@@ -2,7 +2,8 @@
 // (kernels/ CPU fallback in process; WebGPU runs in tests/client/webgpu-decoder.test.ts): per turn, a session restored
 // from the stored chunks holds a bit-identical cache and gives the same answers as the uninterrupted one; slots are
 // sealed with the codec the moment they fill, the tail stays raw; no vision call and no prefill after a restore; aborted
-// or rejected turns leave nothing behind; a truncate cuts the local cache when it can.
+// or rejected turns leave nothing behind; a truncate cuts the local cache when it can; a restore that did not finish
+// refuses turns until one does.
 
 import { beforeAll, describe, expect, it } from "vitest";
 import { createMlaSession } from "../../model/create-session.ts";
@@ -223,6 +224,38 @@ describe.each(DECODERS)("turn failures and truncation (%s)", (_label, model) => 
     // the rolled-back session still decodes like the other writer did from the same state
     await s.truncate(1);
     expect((await s.complete({ messages: userTurn(cases[2], 1), maxTokens: 4 })).tokenIds).toEqual(theirs.tokenIds);
+  });
+
+  it("should refuse turns after a restore that did not finish, and answer like before once a restore does", async () => {
+    const svd = model();
+    const store = new MemoryStore(svd.spec, INT4, 8, svd.ref);
+    const s = ChatSession.fresh(svd, store, { codec: INT4, chunkTokens: 8 });
+    await s.complete({ messages: userTurn(cases[3], 0), maxTokens: 4 });
+    await s.complete({ messages: userTurn(cases[3], 1), maxTokens: 4 });
+    const reference = await (await ChatSession.open(svd, store)).complete({ messages: userTurn(cases[3], 2), maxTokens: 4 });
+    store.turns = store.turns.slice(0, 2); // the reference's turn 3 is not part of this story
+    // The connection dies after the first chunk (and the SDK has given up resuming).
+    const realRestore = store.restore.bind(store);
+    store.restore = async function* () {
+      let n = 0;
+      for await (const ev of realRestore()) {
+        if (ev.type === "chunk" && n++ === 1) throw new Error("connection lost");
+        yield ev;
+      }
+    };
+    await expect(s.restore()).rejects.toThrow("connection lost");
+    // A turn now would decode without the history: refused before anything is generated or uploaded.
+    const events: string[] = [];
+    const refused = await (async () => {
+      for await (const ev of s.chat({ messages: userTurn(cases[3], 2), maxTokens: 4, stream: true })) events.push(ev.type);
+    })().catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(RuntimeError);
+    expect(refused).toMatchObject({ code: "out_of_sync", message: expect.stringContaining("connection lost") });
+    expect(events).toEqual([]);
+    expect(store.turns).toHaveLength(2);
+    store.restore = realRestore;
+    await s.restore();
+    expect((await s.complete({ messages: userTurn(cases[3], 2), maxTokens: 4 })).tokenIds).toEqual(reference.tokenIds);
   });
 
   it("should fork and truncate at turn boundaries: cut locally while the slot is held raw, else restore", async () => {
