@@ -16,4 +16,6 @@ export interface Env {
   readonly SIGNING_SECRET?: string;
   /** Bearer key of the operator stats route; the route is off when unset. */
   readonly OPERATOR_KEY?: string;
+  /** Storage quotas, JSON `{"tenantId": bytes, "*": bytes}` (worker/append/tenant-quota.ts); unset: no quotas. */
+  readonly TENANT_QUOTAS?: string;
 }

@@ -17,6 +17,7 @@ import { chunkBytesFor } from "./chunk-bytes.ts";
 import { parseControl } from "./control.ts";
 import { planUploads, type TokenWindow, type UploadUnit } from "./plan.ts";
 import { recordAppendChunks, type ChunkOutcome } from "./telemetry.ts";
+import { checkTenantQuota } from "./tenant-quota.ts";
 
 export interface AppendTarget {
   readonly env: Env;
@@ -61,6 +62,7 @@ export async function appendTurn(t: AppendTarget, reader: FrameReader, requireEn
   }
   const input = parseControl(json, ctx.tokens);
   if (input.expectedSeq !== ctx.head + 1) throw turnConflict(ctx.head, input.expectedSeq);
+  await checkTenantQuota(t.env, t.tenant);
 
   const window: TokenWindow = {
     base: ctx.tailStart,

@@ -6,6 +6,7 @@ import type { AppEnv } from "../context.ts";
 import { ApiError, badRequest, notFound } from "../errors.ts";
 import { CHUNK_SHARDS } from "../keys.ts";
 import { chunkShardStub } from "../objects/stubs.ts";
+import { tenantQuotaBytes } from "../append/tenant-quota.ts";
 
 export const admin = new Hono<AppEnv>();
 
@@ -23,5 +24,13 @@ admin.get("/tenants/:tenant/chunks", async (c) => {
     Array.from({ length: CHUNK_SHARDS }, (_, s) => chunkShardStub(c.env, tenant, s).stats()),
   );
   const sum = (k: "rows" | "chunks" | "bytes" | "holds" | "leasedHolds"): number => shards.reduce((a, s) => a + s[k], 0);
-  return c.json({ tenant, rows: sum("rows"), chunks: sum("chunks"), bytes: sum("bytes"), holds: sum("holds"), leasedHolds: sum("leasedHolds") });
+  return c.json({
+    tenant,
+    rows: sum("rows"),
+    chunks: sum("chunks"),
+    bytes: sum("bytes"),
+    holds: sum("holds"),
+    leasedHolds: sum("leasedHolds"),
+    quotaBytes: tenantQuotaBytes(c.env, tenant),
+  });
 });

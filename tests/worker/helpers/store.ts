@@ -25,8 +25,9 @@ export const testEnv: Env = {
 
 export const BASE = "https://store.test";
 
-export async function call(path: string, init: RequestInit = {}): Promise<Response> {
-  return worker.fetch(new Request(BASE + path, init) as Request<unknown, IncomingRequestCfProperties>, testEnv, createExecutionContext());
+/** A request to the Worker; `withEnv` replaces test bindings (e.g. TENANT_QUOTAS) for this request only. */
+export async function call(path: string, init: RequestInit = {}, withEnv: Partial<Env> = {}): Promise<Response> {
+  return worker.fetch(new Request(BASE + path, init) as Request<unknown, IncomingRequestCfProperties>, { ...testEnv, ...withEnv }, createExecutionContext());
 }
 
 /** Two layers, one KV head, D_c 4, R 2: chunks of a few hundred bytes, every code path of the format. */
@@ -55,12 +56,12 @@ export async function createSession(
   return { ...created, tenant, auth: { authorization: `Bearer ${created.token}` } };
 }
 
-export function append(s: { id: string; auth: { authorization: string } }, frames: readonly Uint8Array[]): Promise<Response> {
-  return call(`/v1/sessions/${s.id}/turns`, {
-    method: "POST",
-    headers: { ...s.auth, "content-type": FRAMES_CONTENT_TYPE },
-    body: concatFrames(frames),
-  });
+export function append(s: { id: string; auth: { authorization: string } }, frames: readonly Uint8Array[], withEnv: Partial<Env> = {}): Promise<Response> {
+  return call(
+    `/v1/sessions/${s.id}/turns`,
+    { method: "POST", headers: { ...s.auth, "content-type": FRAMES_CONTENT_TYPE }, body: concatFrames(frames) },
+    withEnv,
+  );
 }
 
 export async function errorOf(res: Response): Promise<ErrorBody["error"]> {
