@@ -16,6 +16,8 @@ export class APIError<TStatus extends number | undefined = number | undefined> e
   readonly error: ErrorBody["error"] | undefined;
   /** Our stable error code (`not_found`, `turn_conflict`, …), when the body named one. */
   readonly code: ApiErrorCode | undefined;
+  /** Refines `code` (e.g. `tenant_quota` for a 413 `too_large`, a chunk error for `invalid_chunk`), when given. */
+  readonly reason: string | undefined;
   readonly requestId: string | null;
 
   constructor(status: TStatus, body: unknown, message: string | undefined, headers: Headers | undefined) {
@@ -25,6 +27,7 @@ export class APIError<TStatus extends number | undefined = number | undefined> e
     this.headers = headers;
     this.error = error;
     this.code = error?.code;
+    this.reason = error?.reason;
     this.requestId = headers?.get("x-request-id") ?? headers?.get("cf-ray") ?? null;
   }
 

@@ -79,6 +79,8 @@ describe("APIError.generate", () => {
       expect(e.message).toBe(`${status} turn_conflict: head is 3`);
     }
     expect(APIError.generate(undefined, undefined, "boom", undefined)).toBeInstanceOf(APIConnectionError);
+    const quota = APIError.generate(413, { error: { code: "too_large", message: "tenant t stores …", reason: "tenant_quota" } }, undefined, h);
+    expect([quota.name, quota.code, quota.reason]).toEqual(["PayloadTooLargeError", "too_large", "tenant_quota"]);
     expect(APIError.generate(418, "not json", "teapot", h).code).toBeUndefined();
   });
 });
