@@ -7,6 +7,7 @@ import * as Errors from "./core/error.ts";
 import { sleep } from "./internal/utils/sleep.ts";
 import { Sessions } from "./resources/sessions.ts";
 import { StoreSessions } from "./resources/store-sessions.ts";
+import { StoreUsage } from "./resources/store-usage.ts";
 import type { ChatModel } from "./runtime/chat-model.ts";
 import { TurnReporter, type TelemetryOptions } from "./telemetry/turn-reporter.ts";
 
@@ -85,7 +86,7 @@ export class MlaEdge {
   private readonly fetchImpl: Fetch;
 
   readonly sessions: Sessions;
-  readonly store: { readonly sessions: StoreSessions };
+  readonly store: { readonly sessions: StoreSessions; readonly usage: StoreUsage };
 
   static MlaEdgeError = Errors.MlaEdgeError;
   static APIError = Errors.APIError;
@@ -122,7 +123,7 @@ export class MlaEdge {
             await this.request({ method: "POST", path: "/v1/telemetry", body: batch, token: this.apiKey ?? token, maxRetries: 1 });
           }, t === true ? {} : t);
     this.sessions = new Sessions(this);
-    this.store = { sessions: new StoreSessions(this) };
+    this.store = { sessions: new StoreSessions(this), usage: new StoreUsage(this) };
   }
 
   /** Performs a request; the APIPromise parses JSON bodies (204 → undefined) unless `parse` says otherwise. */

@@ -6,6 +6,7 @@ export * from "./core/error.ts";
 export { APIPromise } from "./core/api-promise.ts";
 export { Stream } from "./core/stream.ts";
 export { Sessions, type SessionCreateParams, type SessionOpenParams } from "./resources/sessions.ts";
+export { StoreUsage } from "./resources/store-usage.ts";
 export { StoreSessions, encodeAppendBody, parseRestoreStream, type AppendBody, type RestoreQuery, type SessionAuth, type TruncateResult } from "./resources/store-sessions.ts";
 export { ChatSession, type ChatCompletion, type ChatEvent, type ChatParams, type RestoreStats } from "./runtime/chat-session.ts";
 export { createChatModel, loadChatModel, withDecoderKernels, type ChatModel, type ChatModelFiles, type ChatModelParts } from "./runtime/chat-model.ts";
@@ -20,4 +21,4 @@ export { TurnReporter, type PostReports, type TelemetryCounters, type TelemetryO
 export type { ClientReportBatch, ClientTurnReport, DeviceKvMemory, RestoreTiming } from "../format/telemetry/client-report.ts";
 export type { ChatMessage, ChatUsage, ContentPart, ImagePart, RgbImage, TextPart } from "./runtime/messages.ts";
 export type { CodecParams } from "../format/codec/types.ts";
-export type { AppendResult, Manifest, RestoreHeader, SessionCreated } from "../format/wire/messages.ts";
+export type { AppendResult, Manifest, RestoreHeader, SessionCreated, TenantUsage } from "../format/wire/messages.ts";

@@ -8,6 +8,7 @@ import { admin } from "./routes/admin.ts";
 import { chunks } from "./routes/chunks.ts";
 import { sessions } from "./routes/sessions.ts";
 import { turns } from "./routes/turns.ts";
+import { usage } from "./routes/usage.ts";
 import { createTelemetryApp, recordRequests } from "./telemetry/index.ts";
 
 export const app = new Hono<AppEnv>();
@@ -21,6 +22,7 @@ app.route("/v1/sessions", sessions);
 app.route("/v1/sessions", turns);
 app.route("/v1/sessions", chunks);
 app.route("/v1/admin", admin);
+app.route("/v1/usage", usage);
 
 app.notFound((c) => c.json({ error: { code: "not_found", message: `no route ${c.req.method} ${new URL(c.req.url).pathname}` } } satisfies ErrorBody, 404));
 

@@ -155,6 +155,15 @@ export interface MintTokenRequest {
   readonly ttlSeconds?: number;
 }
 
+/** `GET /v1/usage` (tenant key): what the tenant's chunk rows hold now, and its storage quota. */
+export interface TenantUsage {
+  readonly tenant: string;
+  /** Bytes of the tenant's chunk rows (rows shared by forks and dedupe count once). */
+  readonly bytes: number;
+  /** The quota that applies (TENANT_QUOTAS), or null when unlimited. */
+  readonly quotaBytes: number | null;
+}
+
 export type TokenScope = "read" | "write";
 
 export type ApiErrorCode =

@@ -98,6 +98,14 @@ describe("requests", () => {
     expect(JSON.parse(calls[0].init!.body as string)).toEqual({ toSeq: 1 });
   });
 
+  it("should read the tenant's usage with the tenant key", async () => {
+    const { fetch, calls } = recordingFetch([() => json(200, { tenant: "t", bytes: 1234, quotaBytes: null })]);
+    const client = createClient({ baseUrl: "http://edge.test", apiKey: "tenant-key", fetch });
+    expect(await client.store.usage.retrieve()).toEqual({ tenant: "t", bytes: 1234, quotaBytes: null });
+    expect(calls[0].url).toBe("http://edge.test/v1/usage");
+    expect((calls[0].init!.headers as Record<string, string>).authorization).toBe("Bearer tenant-key");
+  });
+
   it("should retry 5xx and 429 (honouring retry-after-ms) but not 409 or appends", async () => {
     const flaky = recordingFetch([() => json(503, { error: { code: "internal", message: "x" } }, { "retry-after-ms": "1" }), () => json(200, { ok: 1 })]);
     const client = createClient({ baseUrl: "http://edge.test", fetch: flaky.fetch });

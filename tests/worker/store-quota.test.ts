@@ -1,10 +1,11 @@
 // Per-tenant storage quotas inside workerd (TENANT_QUOTAS): an append is refused with 413 too_large / tenant_quota once
 // the tenant's rows hold its quota, nothing of the refused turn is stored, other tenants are unaffected, "*" sets a
-// default, a delete frees room again, the operator route reports the quota, and a malformed setting is a clear 500.
+// default, a delete frees room again, the tenant (GET /v1/usage) and operator routes report usage and quota, and a
+// malformed setting is a clear 500.
 import { describe, expect, it } from "vitest";
-import type { Manifest } from "../../format/wire/messages.ts";
+import type { Manifest, TenantUsage } from "../../format/wire/messages.ts";
 import { Conversation } from "./helpers/conversation.ts";
-import { append, call, createSession, errorOf, OPERATOR_KEY, tenantChunkStats, TINY_C, TINY_CODEC, TINY_SPEC } from "./helpers/store.ts";
+import { append, call, createSession, errorOf, OPERATOR_KEY, TENANT_KEYS, tenantChunkStats, TINY_C, TINY_CODEC, TINY_SPEC } from "./helpers/store.ts";
 
 const quotas = (q: Record<string, number>) => ({ TENANT_QUOTAS: JSON.stringify(q) });
 
@@ -39,6 +40,15 @@ describe("tenant storage quotas", () => {
     convB.accept(tb);
     const refusedB = await append(b, convB.build(3).frames, quotas({ alpha: used0 + 1, "*": 0 }));
     expect([refusedB.status, (await errorOf(refusedB)).reason]).toEqual([413, "tenant_quota"]);
+
+    // The tenant sees its own usage and quota (tenant key; a session token is not enough).
+    const usage = await call("/v1/usage", { headers: { authorization: `Bearer ${TENANT_KEYS.alpha}` } }, env);
+    expect(usage.status).toBe(200);
+    expect(await usage.json()).toEqual({ tenant: "alpha", bytes: after1.bytes, quotaBytes: used0 + 1 });
+    const betaUsage = (await (await call("/v1/usage", { headers: { authorization: `Bearer ${TENANT_KEYS.beta}` } }, env)).json()) as TenantUsage;
+    expect(betaUsage).toEqual({ tenant: "beta", bytes: (await tenantChunkStats("beta")).bytes, quotaBytes: null });
+    expect((await call("/v1/usage", { headers: s.auth }, env)).status).toBe(401);
+    expect((await call("/v1/usage")).status).toBe(401);
 
     // The operator route reports the quota that applies.
     const stats = await call("/v1/admin/tenants/alpha/chunks", { headers: { authorization: `Bearer ${OPERATOR_KEY}` } }, env);
