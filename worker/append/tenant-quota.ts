@@ -4,8 +4,7 @@
 // size, and two concurrent appends may both pass. Tenants without an entry (and no "*") are unlimited.
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
-import { CHUNK_SHARDS } from "../keys.ts";
-import { chunkShardStub } from "../objects/stubs.ts";
+import { tenantChunkStats } from "../objects/tenant-chunk-stats.ts";
 
 /** The tenant's quota in bytes, or null when it has none. */
 export function tenantQuotaBytes(env: Pick<Env, "TENANT_QUOTAS">, tenant: string): number | null {
@@ -31,8 +30,7 @@ export function tenantQuotaBytes(env: Pick<Env, "TENANT_QUOTAS">, tenant: string
 
 /** Bytes of chunk rows the tenant holds now, over all its shards (rows shared by forks and dedupe count once). */
 export async function tenantStoredBytes(env: Env, tenant: string): Promise<number> {
-  const shards = await Promise.all(Array.from({ length: CHUNK_SHARDS }, (_, s) => chunkShardStub(env, tenant, s).stats()));
-  return shards.reduce((a, s) => a + s.bytes, 0);
+  return (await tenantChunkStats(env, tenant)).bytes;
 }
 
 /** Refuses the append when the tenant is at or above its quota; free when the tenant has no quota. */

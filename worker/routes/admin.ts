@@ -4,8 +4,7 @@ import { Hono } from "hono";
 import { keyMatches, requireSecret, TENANT_ID_PATTERN } from "../auth/tenants.ts";
 import type { AppEnv } from "../context.ts";
 import { ApiError, badRequest, notFound } from "../errors.ts";
-import { CHUNK_SHARDS } from "../keys.ts";
-import { chunkShardStub } from "../objects/stubs.ts";
+import { tenantChunkStats } from "../objects/tenant-chunk-stats.ts";
 import { tenantQuotaBytes } from "../append/tenant-quota.ts";
 
 export const admin = new Hono<AppEnv>();
@@ -20,17 +19,5 @@ admin.get("/tenants/:tenant/chunks", async (c) => {
   }
   const tenant = c.req.param("tenant");
   if (!TENANT_ID_PATTERN.test(tenant)) throw badRequest("bad tenant id");
-  const shards = await Promise.all(
-    Array.from({ length: CHUNK_SHARDS }, (_, s) => chunkShardStub(c.env, tenant, s).stats()),
-  );
-  const sum = (k: "rows" | "chunks" | "bytes" | "holds" | "leasedHolds"): number => shards.reduce((a, s) => a + s[k], 0);
-  return c.json({
-    tenant,
-    rows: sum("rows"),
-    chunks: sum("chunks"),
-    bytes: sum("bytes"),
-    holds: sum("holds"),
-    leasedHolds: sum("leasedHolds"),
-    quotaBytes: tenantQuotaBytes(c.env, tenant),
-  });
+  return c.json({ tenant, ...(await tenantChunkStats(c.env, tenant)), quotaBytes: tenantQuotaBytes(c.env, tenant) });
 });
