@@ -3,13 +3,9 @@
 // Tint parses, resolves and validates each module and the pipeline's layout, so the f16 WGSL is checked before a real
 // GPU ever sees it. Prints one JSON line.
 import { create, globals } from "webgpu";
-import { cacheLayout, type CacheLayout } from "../../kernels/geometry.ts";
 import { GpuContext } from "../../kernels/gpu-context.ts";
-import { createMlaAttentionCombineProgram } from "../../kernels/mla-attention-combine.ts";
-import { createMlaAttentionSplitProgram } from "../../kernels/mla-attention-split.ts";
-import { createMlaDequantizeProgram } from "../../kernels/mla-dequantize.ts";
 import type { KernelProgram } from "../../kernels/program.ts";
-import { KERNEL_CASES, SESSION_CASE } from "./cases.ts";
+import { caseLayouts, layoutPrograms } from "./case-programs.ts";
 
 export interface CompileOutcome {
   readonly key: string;
@@ -26,14 +22,6 @@ export interface NullBackendReport {
 
 Object.assign(globalThis, globals);
 const gpu = create(["backend=null"]) as unknown as GPU;
-
-function layouts(): CacheLayout[] {
-  const seen = new Map<string, CacheLayout>();
-  for (const c of [...KERNEL_CASES, SESSION_CASE]) {
-    seen.set(JSON.stringify([c.geometry, c.encoding]), cacheLayout(c.geometry, c.encoding));
-  }
-  return [...seen.values()];
-}
 
 async function compile(ctx: GpuContext, program: KernelProgram): Promise<CompileOutcome> {
   const key = `${program.name}[${program.cacheHint}]`;
@@ -61,8 +49,8 @@ try {
   const withF16 = await GpuContext.create({ gpu });
   const withoutF16 = await GpuContext.create({ gpu, shaderF16: false });
   const outcomes: CompileOutcome[] = [];
-  for (const layout of layouts()) {
-    const programs = [createMlaAttentionSplitProgram(layout), createMlaAttentionCombineProgram(layout), createMlaDequantizeProgram(layout)];
+  for (const layout of caseLayouts()) {
+    const programs = layoutPrograms(layout);
     for (const ctx of [withF16, withoutF16]) {
       for (const p of programs) outcomes.push(await compile(ctx, p));
     }

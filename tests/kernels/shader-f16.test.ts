@@ -4,24 +4,13 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { resolve } from "node:path";
 import { runTsx } from "../helpers/run-tsx.ts";
-import { cacheLayout, type CacheLayout } from "../../kernels/geometry.ts";
-import { createMlaAttentionCombineProgram } from "../../kernels/mla-attention-combine.ts";
-import { createMlaAttentionSplitProgram } from "../../kernels/mla-attention-split.ts";
-import { createMlaDequantizeProgram } from "../../kernels/mla-dequantize.ts";
-import { fp16PairWgsl, type KernelProgram } from "../../kernels/program.ts";
-import { KERNEL_CASES, SESSION_CASE } from "./cases.ts";
+import { fp16PairWgsl } from "../../kernels/program.ts";
+import { caseLayouts, layoutPrograms } from "./case-programs.ts";
 import type { NullBackendReport } from "./null-backend-compile-runner.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 
-const layouts: CacheLayout[] = [
-  ...new Map([...KERNEL_CASES, SESSION_CASE].map((c) => [JSON.stringify([c.geometry, c.encoding]), cacheLayout(c.geometry, c.encoding)])).values(),
-];
-const programs = (layout: CacheLayout): KernelProgram[] => [
-  createMlaAttentionSplitProgram(layout),
-  createMlaAttentionCombineProgram(layout),
-  createMlaDequantizeProgram(layout),
-];
+const layouts = caseLayouts();
 
 describe("shader-f16 variant: WGSL source", () => {
   it("should differ from the f32 variant only in `enable f16;` and how fp16 words are widened", () => {
@@ -29,7 +18,7 @@ describe("shader-f16 variant: WGSL source", () => {
     const widen32 = fp16PairWgsl({ f16: false });
     let readersOfFp16 = 0;
     for (const layout of layouts) {
-      for (const p of programs(layout)) {
+      for (const p of layoutPrograms(layout)) {
         const src16 = p.getShaderSource({ f16: true });
         const src32 = p.getShaderSource({ f16: false });
         expect(src16.startsWith("enable f16;\n"), p.name).toBe(true);
