@@ -47,6 +47,15 @@ async function openPage(): Promise<void> {
   await page.evaluate(() => (window as unknown as DemoWindow).mlaDemoReady);
 }
 
+const demoState = (): Promise<DemoState> => page.evaluate(() => (window as unknown as DemoWindow).mlaDemo.state());
+
+/** A real page reload: the page restores whatever session localStorage names; resolves with its state once ready. */
+async function reloadPage(): Promise<DemoState> {
+  await page.reload();
+  await page.evaluate(() => (window as unknown as DemoWindow).mlaDemoReady);
+  return demoState();
+}
+
 describe.skipIf(!existsSync(CHROMIUM))("chat demo in Chromium", () => {
   beforeAll(async () => {
     edge = await startEdgeServer();
@@ -115,9 +124,7 @@ describe.skipIf(!existsSync(CHROMIUM))("chat demo in Chromium", () => {
     expect(first.tokenIds).toEqual(reference.answers[0]);
     expect(first.state.visionCalls).toBe(1);
     for (let t = 1; t < 3; t++) {
-      await page.reload();
-      await page.evaluate(() => (window as unknown as DemoWindow).mlaDemoReady);
-      const s = await page.evaluate(() => (window as unknown as DemoWindow).mlaDemo.state());
+      const s = await reloadPage();
       expect(s.sessionId).toBe(first.state.sessionId);
       expect(s.turns).toBe(t);
       expect(s.visionCalls).toBe(0);
@@ -125,7 +132,7 @@ describe.skipIf(!existsSync(CHROMIUM))("chat demo in Chromium", () => {
       expect(r.tokenIds).toEqual(reference.answers[t]);
       expect(r.usage.cached_tokens).toBe(s.restoredTokens);
       expect(s.restoredTokens).toBe(s.tokens);
-      expect((await page.evaluate(() => (window as unknown as DemoWindow).mlaDemo.state())).visionCalls).toBe(0);
+      expect((await demoState()).visionCalls).toBe(0);
     }
     await page.screenshot({ path: "/tmp/mla-edge-demo.png" });
   }, 300_000);
@@ -145,25 +152,19 @@ describe.skipIf(!existsSync(CHROMIUM))("chat demo in Chromium", () => {
 
     // Every restore request fails at the network: the page says so and keeps the session for the next reload.
     await page.route("**/v1/sessions/*/chunks*", (route) => route.abort("connectionreset"));
-    await page.reload();
-    await page.evaluate(() => (window as unknown as DemoWindow).mlaDemoReady);
-    expect((await page.evaluate(() => (window as unknown as DemoWindow).mlaDemo.state())).sessionId).toBeNull();
+    expect((await reloadPage()).sessionId).toBeNull();
     expect(await page.textContent("#log")).toContain("could not restore the saved session (kept: reload to try again)");
     expect(await savedId()).toBe(saved.id);
 
     await page.unroute("**/v1/sessions/*/chunks*");
-    await page.reload();
-    await page.evaluate(() => (window as unknown as DemoWindow).mlaDemoReady);
-    const back = await page.evaluate(() => (window as unknown as DemoWindow).mlaDemo.state());
+    const back = await reloadPage();
     expect(back.sessionId).toBe(saved.id);
     expect(back.turns).toBe(1);
 
     // Deleted on the edge (as TTL expiry would): the reload reports it gone and forgets it.
     const del = await fetch(`${edge.url}/v1/sessions/${saved.id}`, { method: "DELETE", headers: { authorization: `Bearer ${saved.token}` } });
     expect(del.status).toBe(204);
-    await page.reload();
-    await page.evaluate(() => (window as unknown as DemoWindow).mlaDemoReady);
-    expect((await page.evaluate(() => (window as unknown as DemoWindow).mlaDemo.state())).sessionId).toBeNull();
+    expect((await reloadPage()).sessionId).toBeNull();
     expect(await page.textContent("#log")).toContain("the saved session is gone");
     expect(await savedId()).toBeNull();
   }, 300_000);
