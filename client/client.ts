@@ -8,7 +8,7 @@ import { sleep } from "./internal/utils/sleep.ts";
 import { Sessions } from "./resources/sessions.ts";
 import { StoreSessions } from "./resources/store-sessions.ts";
 import { StoreUsage } from "./resources/store-usage.ts";
-import type { ChatModel } from "./runtime/chat-model.ts";
+import type { ChatModel } from "../runtime/chat-model.ts";
 import { TurnReporter, type TelemetryOptions } from "./telemetry/turn-reporter.ts";
 
 export type Fetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;

@@ -6,10 +6,10 @@ import type { SessionStorage } from "../../format/wire/messages.ts";
 import { DEFAULT_CHUNK_TOKENS } from "../../format/chunk/types.ts";
 import { MlaEdgeError } from "../core/error.ts";
 import { APIResource } from "../core/resource.ts";
-import { HttpSessionStore } from "../internal/http-store.ts";
-import type { ChatModel } from "../runtime/chat-model.ts";
-import { ChatSession } from "../runtime/chat-session.ts";
-import { checkSessionCodec } from "../runtime/session-cache.ts";
+import { HttpSessionStore } from "./http-store.ts";
+import type { ChatModel } from "../../runtime/chat-model.ts";
+import { ChatSession } from "../chat/chat-session.ts";
+import { checkSessionCodec } from "../../runtime/session-cache.ts";
 import type { ClientTurnReport } from "../../format/telemetry/client-report.ts";
 
 export interface SessionCreateParams {

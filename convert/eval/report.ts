@@ -16,10 +16,10 @@ import { buildConvertedModel, DEFAULT_DAMPING } from "../pipeline/convert-model.
 import type { SvdMethod } from "../pipeline/factorisers.ts";
 import { modalityMoments, type LayerMoments } from "../pipeline/moments.ts";
 import { selectKeptPairs, type PairSelection, type RopeStrategy } from "../rope/select.ts";
-import { keyRowSelection } from "../../model/mla/kept-pairs.ts";
-import { loadNodeCodec } from "../../format/codec/node.ts";
+import { keyRowSelection } from "../../runtime/mla/kept-pairs.ts";
+import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
 import type { Bits } from "../../format/codec/types.ts";
-import type { MlaModelWeights } from "../../model/mla/weights.ts";
+import type { MlaModelWeights } from "../../runtime/mla/weights.ts";
 import { nextTokenAgreement, referenceLogits, type AgreementReport } from "./agreement.ts";
 import { readEvalSet, type EvalCase } from "./eval-set.ts";
 import { runGreedyEval, type AccuracyReport } from "./greedy-eval.ts";

@@ -3,7 +3,7 @@
 // `npm run bench:codec -- --json` prints one JSON object on stdout; without --json, a table. GB/s = input f32 bytes / s.
 import { parseArgs } from "node:util";
 import { cpus } from "node:os";
-import { loadNodeCodec } from "../../format/codec/node.ts";
+import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
 import { referenceCodec } from "../../format/codec/reference.ts";
 import type { Bits, Codec, QuantizedBlock } from "../../format/codec/types.ts";
 import { crc32c } from "../../format/hash/crc32c.ts";

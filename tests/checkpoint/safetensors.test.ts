@@ -16,8 +16,8 @@ import {
   SafetensorsFile,
   serializeSafetensors,
   type TensorToWrite,
-} from "../../convert/checkpoint/index.ts";
-import { openCheckpointDir, openSafetensorsFile, writeSafetensorsFile, writeShardedCheckpoint } from "../../convert/checkpoint/node-io.ts";
+} from "../../checkpoint/index.ts";
+import { openCheckpointDir, openSafetensorsFile, writeSafetensorsFile, writeShardedCheckpoint } from "../../checkpoint/io.node.ts";
 
 const FIXTURE = fileURLToPath(new URL("../../fixtures/tiny-qwen-vl/", import.meta.url));
 
