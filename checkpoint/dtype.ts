@@ -1,5 +1,6 @@
 // Element types of safetensors and their conversion to and from the runtime's Float32Array / Int32Array.
 
+import { f16ToF32 } from "../format/codec/fp16.ts";
 import { CheckpointError } from "./errors.ts";
 
 export type SafetensorsDtype = "F64" | "F32" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
@@ -33,16 +34,6 @@ function aligned(bytes: Uint8Array, align: number): Uint8Array {
 
 const f32Scratch = new Float32Array(1);
 const u32Scratch = new Uint32Array(f32Scratch.buffer);
-
-/** IEEE half → float, exact (every f16 is representable in f32). */
-export function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac === 0 ? sign * Infinity : NaN;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}
 
 /** Float → IEEE half, round to nearest even, overflow to ±Infinity. */
 export function floatToHalf(value: number): number {
@@ -107,7 +98,7 @@ export function decodeFloat32(bytes: Uint8Array, dtype: SafetensorsDtype, count:
       const b = aligned(bytes, 2);
       const src = new Uint16Array(b.buffer, b.byteOffset, count);
       const out = new Float32Array(count);
-      for (let i = 0; i < count; i++) out[i] = halfToFloat(src[i]);
+      for (let i = 0; i < count; i++) out[i] = f16ToF32(src[i]);
       return out;
     }
     default:

@@ -1,5 +1,6 @@
 // Typed errors of checkpoint I/O: safetensors parsing, sharded indexes, config.json and tensor lookup.
 
+import { MlaError } from "../format/errors.ts";
 export type CheckpointErrorCode =
   | "bad_header"
   | "bad_index"
@@ -13,13 +14,9 @@ export type CheckpointErrorCode =
   | "io";
 
 /** Any failure to read, interpret or write a checkpoint. `code` is stable; the message says what and where. */
-export class CheckpointError extends Error {
+export class CheckpointError extends MlaError<CheckpointErrorCode> {
   override readonly name = "CheckpointError";
-  constructor(
-    readonly code: CheckpointErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
+  constructor(code: CheckpointErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }

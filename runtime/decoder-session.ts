@@ -2,6 +2,7 @@
 // image-pad tokens), per layer RMSNorm → attention backend → residual → RMSNorm → SwiGLU → residual, final norm, lm_head.
 // A session owns one sequence's cache: prefill blocks, decode token by token, truncate to roll back.
 
+import { MlaError } from "../format/errors.ts";
 import type { TextModelConfig } from "../checkpoint/config.ts";
 import type { AttentionBackend, AttentionHook, TokenBlock } from "./attention-backend.ts";
 import { linear, rmsNorm, swiglu } from "./ops.ts";
@@ -9,13 +10,10 @@ import { ropeIndexPositions, tokenModalities, type ImageGrid } from "./rope-inde
 import { pairStreams, ropeInvFreq, ropeTables } from "./rope.ts";
 import type { DecoderShellWeights } from "./weights.ts";
 
-export class DecoderSessionError extends Error {
+export class DecoderSessionError extends MlaError<"bad_token" | "image_embeds" | "bad_truncate" | "empty_block" | "unsupported_config" | "async_backend"> {
   override readonly name = "DecoderSessionError";
-  constructor(
-    readonly code: "bad_token" | "image_embeds" | "bad_truncate" | "empty_block" | "unsupported_config" | "async_backend",
-    message: string,
-  ) {
-    super(message);
+  constructor(code: "bad_token" | "image_embeds" | "bad_truncate" | "empty_block" | "unsupported_config" | "async_backend", message: string) {
+    super(code, message);
   }
 }
 

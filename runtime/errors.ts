@@ -1,5 +1,6 @@
 // Typed failures of the client runtime (model loading, chat templating, the session cache bridge, restores).
 
+import { MlaError } from "../format/errors.ts";
 export type RuntimeErrorCode =
   /** A restore stream or stored chunk does not describe a complete, consistent cache of this model. */
   | "bad_restore"
@@ -14,13 +15,9 @@ export type RuntimeErrorCode =
   /** The operation was aborted through its AbortSignal. */
   | "aborted";
 
-export class RuntimeError extends Error {
+export class RuntimeError extends MlaError<RuntimeErrorCode> {
   override readonly name = "RuntimeError";
-  constructor(
-    readonly code: RuntimeErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
+  constructor(code: RuntimeErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }

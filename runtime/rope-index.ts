@@ -1,6 +1,7 @@
 // Qwen2.5-VL position rule (get_rope_index): text advances by one on t/h/w; an image starting at s puts merged patch
 // (row, col) at (s, s+row, s+col); text after the image resumes at max + 1 (method.md §2.1).
 
+import { MlaError } from "../format/errors.ts";
 import { Modality } from "../format/cache-spec.ts";
 
 /** Merged-patch grid of one image (rows × cols LLM tokens; one temporal step). */
@@ -9,13 +10,10 @@ export interface ImageGrid {
   readonly cols: number;
 }
 
-export class RopeIndexError extends Error {
+export class RopeIndexError extends MlaError<"grid_mismatch" | "missing_grid"> {
   override readonly name = "RopeIndexError";
-  constructor(
-    readonly code: "grid_mismatch" | "missing_grid",
-    message: string,
-  ) {
-    super(message);
+  constructor(code: "grid_mismatch" | "missing_grid", message: string) {
+    super(code, message);
   }
 }
 

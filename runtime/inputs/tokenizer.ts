@@ -1,12 +1,10 @@
 // Word-level tokenizer of the tiny fixture model: split on single spaces, one id per word (its vocabulary index).
 
-export class TokenizerError extends Error {
+import { MlaError } from "../../format/errors.ts";
+export class TokenizerError extends MlaError<"unknown_word" | "unknown_id" | "bad_tokenizer"> {
   override readonly name = "TokenizerError";
-  constructor(
-    readonly code: "unknown_word" | "unknown_id" | "bad_tokenizer",
-    message: string,
-  ) {
-    super(message);
+  constructor(code: "unknown_word" | "unknown_id" | "bad_tokenizer", message: string) {
+    super(code, message);
   }
 }
 

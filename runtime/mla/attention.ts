@@ -3,6 +3,7 @@
 //  - "expanded": k_nope / v are materialised from c once per token (kept beside the latent) and attended as usual;
 //  - "absorbed": nothing is materialised; each head scores q̃ᵐ·c + βᵐ and mixes ōᵐ, Pᵐ through W_uvᵐ (§8.3).
 
+import { MlaError } from "../../format/errors.ts";
 import type { TextModelConfig } from "../../checkpoint/config.ts";
 import { RowBuffer, type AttentionBackend, type AttentionHook, type TokenBlock } from "../attention-backend.ts";
 import { linear, softmaxInPlace } from "../ops.ts";
@@ -51,13 +52,10 @@ export interface MlaBackendOptions {
   readonly sealing?: SlotSealing;
 }
 
-export class MlaCacheError extends Error {
+export class MlaCacheError extends MlaError<"bad_snapshot"> {
   override readonly name = "MlaCacheError";
-  constructor(
-    readonly code: "bad_snapshot",
-    message: string,
-  ) {
-    super(message);
+  constructor(code: "bad_snapshot", message: string) {
+    super(code, message);
   }
 }
 

@@ -1,19 +1,17 @@
 // Builds the MLA form of a layer from the original GQA weights (method.md §4): q_proj row permutation, k_r_proj from
 // the kept k_proj rows, and [W_k,nope; W_v] handed to a low-rank factoriser (joint / split / MD-SVD plug in here).
 
+import { MlaError } from "../../format/errors.ts";
 import { Modality } from "../../format/cache-spec.ts";
 import type { TextModelConfig } from "../../checkpoint/config.ts";
 import type { GqaAttentionWeights, GqaModelWeights } from "../weights.ts";
 import { keyRowSelection, queryRowPermutation, validateKeptPairs, type KeptPairs } from "./kept-pairs.ts";
 import type { LatentProjection, MlaAttentionWeights, MlaConversionInfo, MlaModelWeights } from "./weights.ts";
 
-export class MlaBuildError extends Error {
+export class MlaBuildError extends MlaError<"bad_factorisation" | "inconsistent_rank"> {
   override readonly name = "MlaBuildError";
-  constructor(
-    readonly code: "bad_factorisation" | "inconsistent_rank",
-    message: string,
-  ) {
-    super(message);
+  constructor(code: "bad_factorisation" | "inconsistent_rank", message: string) {
+    super(code, message);
   }
 }
 

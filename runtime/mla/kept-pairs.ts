@@ -1,13 +1,11 @@
 // Kept RoPE frequency pairs per (layer, KV head) and the row selections they induce (method.md §3, §4).
 // Pair i is dims (i, i + d_h/2) (HF rotate_half convention).
 
-export class KeptPairsError extends Error {
+import { MlaError } from "../../format/errors.ts";
+export class KeptPairsError extends MlaError<"bad_pairs" | "bad_ranks"> {
   override readonly name = "KeptPairsError";
-  constructor(
-    readonly code: "bad_pairs" | "bad_ranks",
-    message: string,
-  ) {
-    super(message);
+  constructor(code: "bad_pairs" | "bad_ranks", message: string) {
+    super(code, message);
   }
 }
 

@@ -3,6 +3,7 @@
 // fill), the partial last slot as f32 tail rows — and the absorbed attention runs as one causal append dispatch per
 // block and layer (decode = a block of one). Projections and W_uv stay on the host (block-projections.ts).
 
+import { MlaError } from "../../format/errors.ts";
 import type { MlaBackend } from "../../kernels/backend.ts";
 import { cacheLayout, type CacheLayout, type LatentBits, type RopeEncoding } from "../../kernels/geometry.ts";
 import type { LatentCache } from "../../kernels/latent-cache.ts";
@@ -14,13 +15,10 @@ import type { MlaCacheSnapshot } from "./attention.ts";
 import type { SlotSealing } from "./slot-sealing.ts";
 import type { MlaModelWeights } from "./weights.ts";
 
-export class KernelAttentionError extends Error {
+export class KernelAttentionError extends MlaError<"unsupported_session" | "bad_restore"> {
   override readonly name = "KernelAttentionError";
-  constructor(
-    readonly code: "unsupported_session" | "bad_restore",
-    message: string,
-  ) {
-    super(message);
+  constructor(code: "unsupported_session" | "bad_restore", message: string) {
+    super(code, message);
   }
 }
 

@@ -3,6 +3,7 @@
 // blocks until their chunk is uploaded, and keeps the raw f32 rows of every slot not uploaded yet (to pack the raw tail
 // chunk, and to unseal a slot when the tokens that filled it are rolled back).
 
+import { MlaError } from "../../format/errors.ts";
 import type { Codec, CodecParams, QuantizedBlock } from "../../format/codec/types.ts";
 
 /** One layer of one sealed slot, as stored in a sealed chunk. */
@@ -23,13 +24,10 @@ export interface SlotQuantizer {
   dequantize(block: QuantizedBlock): Float32Array;
 }
 
-export class SlotSealingError extends Error {
+export class SlotSealingError extends MlaError<"out_of_order" | "released" | "not_sealed"> {
   override readonly name = "SlotSealingError";
-  constructor(
-    readonly code: "out_of_order" | "released" | "not_sealed",
-    message: string,
-  ) {
-    super(message);
+  constructor(code: "out_of_order" | "released" | "not_sealed", message: string) {
+    super(code, message);
   }
 }
 

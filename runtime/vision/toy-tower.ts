@@ -2,16 +2,14 @@
 // block (LayerNorm, 4-head self-attention with PyTorch packed in_proj, exact-GELU MLP), merger (LayerNorm, Linear),
 // plus cell_embed. Input [16 × 192] cell patches in [0, 1]; output the 16 embeddings that replace the image-pad tokens.
 
+import { MlaError } from "../../format/errors.ts";
 import type { TensorSource } from "../../checkpoint/tensor-source.ts";
 import { geluInPlace, layerNorm, linear, softmaxInPlace } from "../ops.ts";
 
-export class VisionTowerError extends Error {
+export class VisionTowerError extends MlaError<"bad_input"> {
   override readonly name = "VisionTowerError";
-  constructor(
-    readonly code: "bad_input",
-    message: string,
-  ) {
-    super(message);
+  constructor(code: "bad_input", message: string) {
+    super(code, message);
   }
 }
 
