@@ -1,6 +1,5 @@
 // The import rules of docs/architecture.md ("floors"), checked by tests/architecture/dependency-graph.test.ts in
-// `npm test` (and by hand: `npx depcruise --config .dependency-cruiser.cjs format assembly checkpoint kernels worker
-// runtime convert client bin scripts tests`). Imports only run downward, never in a loop:
+// `npm test` (and by hand: `npm run -s check:deps`). Imports only run downward, never in a loop:
 //   1 format/ (nothing of ours), assembly/
 //   2 checkpoint/, kernels/, worker/ (each: format/ only)
 //   3 runtime/ (format/, checkpoint/, kernels/)

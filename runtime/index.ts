@@ -1,4 +1,4 @@
-// Browser-safe model runtime API (Node-only fixture loading is in tiny-fixture.ts).
+// Browser-safe model runtime API (Node-only fixture loading is in tiny-fixture.node.ts).
 
 export * from "./attention-backend.ts";
 export * from "./create-session.ts";
