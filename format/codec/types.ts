@@ -2,10 +2,13 @@
 import { MlaError } from "../errors.ts";
 import type { Crc32c } from "../hash/crc32c.ts";
 
-/** The codec's code widths: the one list every check, wire field and sweep reads. */
-export const CODEC_BITS = [8, 4, 2] as const;
 /** Code width of a quantized block. 16 means fp16 (no scales): the rope policy `fp16` and nothing else. */
-export type Bits = (typeof CODEC_BITS)[number];
+export type Bits = 8 | 4 | 2;
+/** The codec's code widths: the one list every check, wire field and sweep reads (the compiler holds it equal to Bits). */
+export const CODEC_BITS = [8, 4, 2] as const satisfies readonly Bits[];
+type HoldsTrue<T extends true> = T;
+/** Compiles only while CODEC_BITS lists every Bits. */
+export type CodecBitsListEveryBits = HoldsTrue<[Exclude<Bits, (typeof CODEC_BITS)[number]>] extends [never] ? true : false>;
 /** True for one of CODEC_BITS. */
 export const isBits = (bits: unknown): bits is Bits => (CODEC_BITS as readonly unknown[]).includes(bits);
 /** "8, 4 or 2": CODEC_BITS for error messages. */
