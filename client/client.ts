@@ -3,12 +3,13 @@
 // `client.store.sessions` (the raw edge-store API).
 
 import { APIPromise, type RawResponse } from "./core/api-promise.ts";
+import type { RequestOptions } from "./core/resource.ts";
 import * as Errors from "./core/error.ts";
 import { sleep } from "./internal/utils/sleep.ts";
 import { Sessions } from "./resources/sessions.ts";
 import { StoreSessions } from "./resources/store-sessions.ts";
 import { StoreUsage } from "./resources/store-usage.ts";
-import type { ChatModel } from "./runtime/chat-model.ts";
+import type { ChatModel } from "../runtime/chat-model.ts";
 import { TurnReporter, type TelemetryOptions } from "./telemetry/turn-reporter.ts";
 
 export type Fetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
@@ -41,26 +42,6 @@ export interface ClientOptions {
   readonly telemetry?: boolean | TelemetryOptions;
 }
 
-export interface RequestOptions {
-  readonly method: "GET" | "POST" | "DELETE";
-  readonly path: string;
-  readonly query?: Readonly<Record<string, string | number | undefined>>;
-  /** JSON body (serialised) or raw bytes (sent with `contentType`). */
-  readonly body?: unknown;
-  readonly contentType?: string;
-  /** Bearer credential: a session token; default the client's apiKey. */
-  readonly token?: string;
-  readonly signal?: AbortSignal;
-  readonly maxRetries?: number;
-  readonly timeout?: number;
-  /**
-   * For requests that are not retried (appends, creates, forks): still resend, up to twice, one that wrangler's dev
-   * proxy answered without a response from the Worker (`neverDelivered`). An append carries its expected turn number,
-   * so a resend never commits twice: at worst (the Worker did commit and only its answer was lost) it gets a 409.
-   */
-  readonly resendUndelivered?: boolean;
-}
-
 /**
  * wrangler dev's proxy (4.86, under `npm start`) loses a request written on a pooled connection at the instant kj
  * closes it for 5 s of idleness, and answers a POST with this text and 503 (workers-sdk #14641): the Worker never saw
@@ -73,6 +54,8 @@ const DEV_PROXY_UNDELIVERED = "Your worker restarted mid-request.";
 export function neverDelivered(status: number, contentType: string | null, text: string): boolean {
   return status === 503 && !(contentType ?? "").includes("json") && text.startsWith(DEV_PROXY_UNDELIVERED);
 }
+
+export type { RequestOptions };
 
 export class MlaEdge {
   readonly baseURL: string;

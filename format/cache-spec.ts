@@ -1,14 +1,12 @@
 // The latent cache of one converted model: what is stored per token and per layer (method.md §8.2).
 // Worker and client both derive sizes, chunk layouts and hashes from this one description.
 
+import { MlaError } from "./errors.ts";
 /** Errors raised for an invalid model description or cache spec. */
-export class CacheSpecError extends Error {
+export class CacheSpecError extends MlaError<"invalid_config" | "invalid_spec"> {
   override readonly name = "CacheSpecError";
-  constructor(
-    readonly code: "invalid_config" | "invalid_spec",
-    message: string,
-  ) {
-    super(message);
+  constructor(code: "invalid_config" | "invalid_spec", message: string) {
+    super(code, message);
   }
 }
 

@@ -1,5 +1,6 @@
 // Typed failures of the kernels package: every error has a stable `code` and a `name` equal to its class name.
 
+import { MlaError } from "../format/errors.ts";
 export type KernelErrorCode =
   | "invalid_geometry"
   | "invalid_input"
@@ -11,13 +12,10 @@ export type KernelErrorCode =
   | "pipeline_failed";
 
 /** Base class: callers switch on `code`. */
-export class KernelError extends Error {
+export class KernelError extends MlaError<KernelErrorCode> {
   override readonly name: string = "KernelError";
-  constructor(
-    readonly code: KernelErrorCode,
-    message: string,
-  ) {
-    super(message);
+  constructor(code: KernelErrorCode, message: string) {
+    super(code, message);
   }
 }
 

@@ -1,5 +1,6 @@
 // Geometry of one MLA attention layer and the stored encoding of its cache (docs/codec.md, either latent axis),
 // plus every size the kernels and cache stores derive from them. Validated once, shared by GPU, CPU and references.
+import type { Bits } from "../format/codec/types.ts";
 import { GeometryError } from "./errors.ts";
 
 /** Attention geometry (method.md §8.3). */
@@ -18,7 +19,7 @@ export interface MlaGeometry {
   readonly spaces: 1 | 2;
 }
 
-export type LatentBits = 8 | 4 | 2;
+export type LatentBits = Bits;
 export type RopeEncoding = "fp16" | "int8" | "int4";
 export type LatentAxis = "token" | "channel";
 

@@ -4,7 +4,7 @@ import type { QuantizedBlock } from "../format/codec/types.ts";
 import { cacheRegions, type CacheLayout, type CacheRegions } from "./geometry.ts";
 import { KernelInputError } from "./errors.ts";
 import { codeWords, scaleZeroWords, tailRows, validateSealedBlocks, validateTailRows } from "./cache-blocks.ts";
-import { halfToNumber } from "./half.ts";
+import { f16ToF32 } from "../format/codec/fp16.ts";
 import {
   checkLayer,
   grownCapacity,
@@ -122,22 +122,22 @@ export class LatentCacheCpu implements LatentCache {
         const sz = w[szBase + (channelAxis ? c : Math.floor(c / L.latentGroup))];
         const e = tok * g.latentWidth + c;
         const q = (w[r.latentCodes + Math.floor(e / lvpw)] >>> ((e % lvpw) * lb)) & lmask;
-        out[o + c] = q * halfToNumber(sz & 0xffff) + halfToNumber(sz >>> 16);
+        out[o + c] = q * f16ToF32(sz & 0xffff) + f16ToF32(sz >>> 16);
       }
       for (let kv = 0; kv < g.kvHeads; kv++) {
         let s = 0;
         let z = 0;
         if (rb !== 16) {
           const sz = w[r.ropeScales + tok * g.kvHeads + kv];
-          s = halfToNumber(sz & 0xffff);
-          z = halfToNumber(sz >>> 16);
+          s = f16ToF32(sz & 0xffff);
+          z = f16ToF32(sz >>> 16);
         }
         for (let k = 0; k < g.ropeDims; k++) {
           const e = tok * L.ropeWidth + kv * g.ropeDims + k;
           const vpw = 32 / rb;
           const word = w[r.ropeCodes + Math.floor(e / vpw)];
           const bits = (word >>> ((e % vpw) * rb)) & (rb === 16 ? 0xffff : (1 << rb) - 1);
-          out[o + g.latentWidth + kv * g.ropeDims + k] = rb === 16 ? halfToNumber(bits) : bits * s + z;
+          out[o + g.latentWidth + kv * g.ropeDims + k] = rb === 16 ? f16ToF32(bits) : bits * s + z;
         }
       }
     }

@@ -1,12 +1,11 @@
 // Bindings of the edge-store Worker (wrangler.jsonc). Secrets come from `wrangler secret put` in production and from
 // `.dev.vars` (written by scripts/start.mjs) or `--var` locally.
-import type { ChunkObject } from "./objects/chunk-object.ts";
+import type { ObjectBindings } from "./objects/bindings.ts";
 import type { SessionObject } from "./objects/session-object.ts";
 import type { MetricsObject } from "./telemetry/index.ts";
 
-export interface Env {
+export interface Env extends ObjectBindings {
   readonly SESSIONS: DurableObjectNamespace<SessionObject>;
-  readonly CHUNKS: DurableObjectNamespace<ChunkObject>;
   /** Telemetry aggregate (worker/telemetry); TELEMETRY=off turns recording off. */
   readonly METRICS: DurableObjectNamespace<MetricsObject>;
   readonly TELEMETRY?: string;

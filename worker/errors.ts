@@ -1,16 +1,26 @@
-// The one error type of the HTTP layer: carries its status and stable code and renders `{error:{code,message}}`.
+// The Worker's errors. WorkerError is the one base class (a stable `code` on every error the Worker throws); ApiError
+// is the HTTP layer's: it carries its status and renders `{error:{code,message}}`.
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { ApiErrorCode, ErrorBody } from "../format/wire/messages.ts";
 
-export class ApiError extends Error {
+export abstract class WorkerError<Code extends string = string> extends Error {
+  override readonly name: string = "WorkerError";
+  readonly code: Code;
+  constructor(code: Code, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+export class ApiError extends WorkerError<ApiErrorCode> {
   override readonly name = "ApiError";
   constructor(
     readonly status: ContentfulStatusCode,
-    readonly code: ApiErrorCode,
+    code: ApiErrorCode,
     message: string,
     readonly reason?: string,
   ) {
-    super(message);
+    super(code, message);
   }
 
   body(): ErrorBody {

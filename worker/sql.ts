@@ -1,13 +1,13 @@
 // Thin SQL helpers for Durable Object SQLite: typed rows, failures rethrown as SqlError naming the statement.
+import { WorkerError } from "./errors.ts";
 
-export class SqlError extends Error {
+export class SqlError extends WorkerError<"sql_failed"> {
   override readonly name = "SqlError";
-  readonly code = "sql_failed";
   constructor(
     readonly query: string,
     cause: unknown,
   ) {
-    super(`SQL failed: ${String(cause)} in: ${query.slice(0, 200)}`, { cause });
+    super("sql_failed", `SQL failed: ${String(cause)} in: ${query.slice(0, 200)}`, { cause });
   }
 }
 

@@ -4,7 +4,7 @@
 
 import { AuthenticationError, createClient, createDecoderKernels, NotFoundError, OrtVisionEncoder, PermissionDeniedError, RuntimeError, loadChatModel, patchBytesToImage, type ChatMessage, type ChatSession, type ChatUsage, type OrtNamespace, type RgbImage } from "../index.ts";
 import { loadWasmCodec } from "../../format/codec/wasm.ts";
-import { base64ToBytes } from "../../model/vision-tower.ts";
+import { base64ToBytes } from "../../runtime/vision/toy-tower.ts";
 
 interface Sample {
   readonly patches_u8: string;

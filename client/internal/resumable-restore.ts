@@ -4,8 +4,8 @@
 
 import type { RestoreChunkInfo, RestoreHeader } from "../../format/wire/messages.ts";
 import { APIConnectionError, APIUserAbortError, StreamFormatError } from "../core/error.ts";
-import type { RestoreEvent } from "../runtime/cache-store.ts";
-import { RuntimeError } from "../runtime/errors.ts";
+import type { RestoreEvent } from "../../runtime/cache-store.ts";
+import { RuntimeError } from "../../runtime/errors.ts";
 import { sleep } from "./utils/sleep.ts";
 
 /** Opens one restore request for a token range (`from`/`to` absent: the whole session). */

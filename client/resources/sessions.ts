@@ -5,11 +5,13 @@ import type { CodecParams } from "../../format/codec/types.ts";
 import type { SessionStorage } from "../../format/wire/messages.ts";
 import { DEFAULT_CHUNK_TOKENS } from "../../format/chunk/types.ts";
 import { MlaEdgeError } from "../core/error.ts";
-import { APIResource } from "../core/resource.ts";
-import { HttpSessionStore } from "../internal/http-store.ts";
-import type { ChatModel } from "../runtime/chat-model.ts";
-import { ChatSession } from "../runtime/chat-session.ts";
-import { checkSessionCodec } from "../runtime/session-cache.ts";
+import { APIResource, type RequestClient } from "../core/resource.ts";
+import { HttpSessionStore } from "./http-store.ts";
+import type { StoreSessions } from "./store-sessions.ts";
+import type { TurnReporter } from "../telemetry/turn-reporter.ts";
+import type { ChatModel } from "../../runtime/chat-model.ts";
+import { ChatSession } from "../chat/chat-session.ts";
+import { checkSessionCodec } from "../../runtime/session-cache.ts";
 import type { ClientTurnReport } from "../../format/telemetry/client-report.ts";
 
 export interface SessionCreateParams {
@@ -29,7 +31,14 @@ export interface SessionOpenParams {
   readonly signal?: AbortSignal;
 }
 
-export class Sessions extends APIResource {
+/** What Sessions needs of the client (MlaEdge satisfies it). */
+export interface SessionsClient extends RequestClient {
+  readonly store: { readonly sessions: StoreSessions };
+  readonly telemetry: TurnReporter | null;
+  readonly model: ChatModel | undefined;
+}
+
+export class Sessions extends APIResource<SessionsClient> {
   /** Creates an empty edge session (tenant API key) and a chat over it. */
   async create(params: SessionCreateParams): Promise<ChatSession> {
     const model = this.modelOf(params.model);

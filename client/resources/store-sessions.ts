@@ -23,7 +23,7 @@ import { Stream } from "../core/stream.ts";
 import { concatBytes } from "../internal/utils/concat-bytes.ts";
 import { withIdleTimeout } from "../internal/utils/idle-timeout.ts";
 import { path } from "../internal/utils/path.ts";
-import type { RestoreEvent } from "../runtime/cache-store.ts";
+import type { RestoreEvent } from "../../runtime/cache-store.ts";
 
 export interface SessionAuth {
   /** The session's capability token (from create or fork). */

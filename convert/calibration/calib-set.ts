@@ -2,7 +2,7 @@
 // token ids and the image's cell patches.
 
 import { parseJsonlRecords, readTextFile } from "../jsonl-records.ts";
-import { base64ToBytes, patchesFromU8 } from "../../model/vision-tower.ts";
+import { base64ToBytes, patchesFromU8 } from "../../runtime/vision/toy-tower.ts";
 import { CalibrationError } from "./errors.ts";
 
 export interface CalibrationSequence {

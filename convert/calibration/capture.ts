@@ -2,12 +2,12 @@
 // the attention input x (after the input RMSNorm), the pre-RoPE q and k (biases added), the token modalities and the
 // RoPE angle tables. 2-norm, the attention-KL ranking and MD-SVD all start from these.
 
-import { createGqaSession } from "../../model/create-session.ts";
-import type { AttentionCapture } from "../../model/attention-backend.ts";
-import type { RopeTables } from "../../model/rope.ts";
-import type { ImageGrid } from "../../model/rope-index.ts";
-import { runVisionTower, type VisionTowerWeights } from "../../model/vision-tower.ts";
-import type { GqaModelWeights } from "../../model/weights.ts";
+import { createGqaSession } from "../../runtime/create-session.ts";
+import type { AttentionCapture } from "../../runtime/attention-backend.ts";
+import type { RopeTables } from "../../runtime/rope.ts";
+import type { ImageGrid } from "../../runtime/rope-index.ts";
+import { runVisionTower, type VisionTowerWeights } from "../../runtime/vision/toy-tower.ts";
+import type { GqaModelWeights } from "../../runtime/weights.ts";
 import type { CalibrationSequence } from "./calib-set.ts";
 import { CalibrationError } from "./errors.ts";
 

@@ -4,13 +4,13 @@
 
 import { copyFile, mkdir, readdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { CheckpointError } from "../checkpoint/errors.ts";
-import { openCheckpointDir, writeShardedCheckpoint } from "../checkpoint/node-io.ts";
+import { CheckpointError } from "../../checkpoint/errors.ts";
+import { openCheckpointDir, writeShardedCheckpoint } from "../../checkpoint/io.node.ts";
 import { readCalibrationSet } from "../calibration/calib-set.ts";
 import { CalibrationError } from "../calibration/errors.ts";
-import { mlaCheckpointConfig, mlaCheckpointTensors } from "../../model/mla/checkpoint.ts";
-import { MlaBuildError } from "../../model/mla/build.ts";
-import { loadGqaModel, type GqaModelWeights } from "../../model/weights.ts";
+import { mlaCheckpointConfig, mlaCheckpointTensors } from "../../runtime/mla/checkpoint.ts";
+import { MlaBuildError } from "../../runtime/mla/build.ts";
+import { loadGqaModel, type GqaModelWeights } from "../../runtime/weights.ts";
 import { loadVisionSide, VISION_FILE } from "../eval/vlm-dir.ts";
 import { convertModel, DEFAULT_DAMPING, validateConversion, type CalibrationInput, type ConversionResult, type ConvertOptions } from "../pipeline/convert-model.ts";
 import { ConversionError } from "../pipeline/errors.ts";

@@ -3,16 +3,16 @@
 // Progress goes to stderr; the table or --json goes to stdout.
 
 import { resolve } from "node:path";
-import { CheckpointError } from "../checkpoint/errors.ts";
+import { CheckpointError } from "../../checkpoint/errors.ts";
 import { DEFAULT_CHUNK_TOKENS } from "../../format/chunk/types.ts";
 import { MAX_CHUNK_TOKENS } from "../../format/chunk/constants.ts";
-import { loadNodeCodec } from "../../format/codec/node.ts";
+import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
 import { referenceCodec } from "../../format/codec/reference.ts";
 import type { Axis, Bits, Codec, GroupSize, RopePolicy } from "../../format/codec/types.ts";
-import { DecoderSessionError } from "../../model/decoder-session.ts";
-import { KeptPairsError } from "../../model/mla/kept-pairs.ts";
-import { TokenizerError } from "../../model/tokenizer.ts";
-import { VisionTowerError } from "../../model/vision-tower.ts";
+import { DecoderSessionError } from "../../runtime/decoder-session.ts";
+import { KeptPairsError } from "../../runtime/mla/kept-pairs.ts";
+import { TokenizerError } from "../../runtime/inputs/tokenizer.ts";
+import { VisionTowerError } from "../../runtime/vision/toy-tower.ts";
 import { EvalError } from "../eval/errors.ts";
 import { readEvalSet } from "../eval/eval-set.ts";
 import { runGreedyEval, type AccuracyReport } from "../eval/greedy-eval.ts";

@@ -3,7 +3,7 @@
 // token (image-pad positions predict the vision tower's input, not language).
 
 import type { CalibrationSequence } from "../calibration/calib-set.ts";
-import { runVisionTower } from "../../model/vision-tower.ts";
+import { runVisionTower } from "../../runtime/vision/toy-tower.ts";
 import { openEvalSession, type SessionSettings } from "./sessions.ts";
 import type { LoadedDecoder, LoadedVlm } from "./vlm-dir.ts";
 

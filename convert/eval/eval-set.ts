@@ -2,7 +2,7 @@
 // patches (`patches_u8`, base64) and three turns (kind, question, answer).
 
 import { parseJsonlRecords, readTextFile } from "../jsonl-records.ts";
-import { base64ToBytes, patchesFromU8 } from "../../model/vision-tower.ts";
+import { base64ToBytes, patchesFromU8 } from "../../runtime/vision/toy-tower.ts";
 import { EvalError } from "./errors.ts";
 
 export interface EvalTurn {

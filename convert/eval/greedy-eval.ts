@@ -2,10 +2,10 @@
 // sees the true history, then its question; the model decodes greedily until <end> (≤ 4 tokens, never pad/bos/vision
 // tokens) and the answer must match exactly. Accuracy is reported per question kind and over all turns.
 
-import type { TextModelConfig } from "../checkpoint/config.ts";
-import { runVisionTower, type VisionTowerWeights } from "../../model/vision-tower.ts";
-import { imagePrefixTokens } from "../../model/tiny-fixture.ts";
-import type { WordTokenizer } from "../../model/tokenizer.ts";
+import type { TextModelConfig } from "../../checkpoint/config.ts";
+import { runVisionTower, type VisionTowerWeights } from "../../runtime/vision/toy-tower.ts";
+import { imagePrefixTokens } from "../../runtime/tiny-fixture.node.ts";
+import type { WordTokenizer } from "../../runtime/inputs/tokenizer.ts";
 import type { EvalCase } from "./eval-set.ts";
 import { openEvalSession, type SessionSettings } from "./sessions.ts";
 import type { LoadedVlm } from "./vlm-dir.ts";

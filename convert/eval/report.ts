@@ -16,10 +16,10 @@ import { buildConvertedModel, DEFAULT_DAMPING } from "../pipeline/convert-model.
 import type { SvdMethod } from "../pipeline/factorisers.ts";
 import { modalityMoments, type LayerMoments } from "../pipeline/moments.ts";
 import { selectKeptPairs, type PairSelection, type RopeStrategy } from "../rope/select.ts";
-import { keyRowSelection } from "../../model/mla/kept-pairs.ts";
-import { loadNodeCodec } from "../../format/codec/node.ts";
-import type { Bits } from "../../format/codec/types.ts";
-import type { MlaModelWeights } from "../../model/mla/weights.ts";
+import { keyRowSelection } from "../../runtime/mla/kept-pairs.ts";
+import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
+import { CODEC_BITS, type Bits } from "../../format/codec/types.ts";
+import type { MlaModelWeights } from "../../runtime/mla/weights.ts";
 import { nextTokenAgreement, referenceLogits, type AgreementReport } from "./agreement.ts";
 import { readEvalSet, type EvalCase } from "./eval-set.ts";
 import { runGreedyEval, type AccuracyReport } from "./greedy-eval.ts";
@@ -113,7 +113,7 @@ const qrows: QRow[] = [];
 for (const strategy of ["mkl", "high", "2-norm", "low"] as const) {
   for (const svd of strategy === "mkl" || strategy === "high" ? (["md", "joint"] as const) : (["md"] as const)) {
     for (const dKv of svd === "joint" || strategy === "2-norm" || strategy === "low" ? [8] : D_KVS) {
-      for (const bits of [8, 4, 2] as const) {
+      for (const bits of CODEC_BITS) {
         const m = model(strategy, svd, dKv);
         qrows.push({ strategy, svd, dKv, bits, acc: evaluate(`${strategy} ${svd} ${dKv} int${bits}`, m, evalCases, stored(bits)), agree: agreement(m, stored(bits)) });
       }

@@ -1,11 +1,11 @@
 // One decoder session per conversation over a loaded model (original GQA, or MLA on the absorbed / expanded read path),
 // optionally with the MLA cache stored through the codec (stored-cache.ts).
 
-import { mlaCacheSpec } from "../../model/mla/weights.ts";
-import { createGqaSession, createMlaSession } from "../../model/create-session.ts";
-import type { DecoderSession } from "../../model/decoder-session.ts";
-import type { MlaReadPath } from "../../model/mla/attention.ts";
-import type { ImageGrid } from "../../model/rope-index.ts";
+import { mlaCacheSpec } from "../../runtime/mla/weights.ts";
+import { createGqaSession, createMlaSession } from "../../runtime/create-session.ts";
+import type { DecoderSession } from "../../runtime/decoder-session.ts";
+import type { MlaReadPath } from "../../runtime/mla/attention.ts";
+import type { ImageGrid } from "../../runtime/rope-index.ts";
 import { EvalError } from "./errors.ts";
 import { StoredCacheSimulator, type StoredCacheOptions } from "./stored-cache.ts";
 import type { LoadedDecoder } from "./vlm-dir.ts";

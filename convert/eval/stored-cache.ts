@@ -6,7 +6,7 @@
 import type { CacheSpec } from "../../format/cache-spec.ts";
 import { packChunk, unpackChunk } from "../../format/chunk/pack.ts";
 import type { Axis, Bits, Codec, GroupSize, RopePolicy } from "../../format/codec/types.ts";
-import type { MlaAttentionBackend, MlaCacheWrite } from "../../model/mla/attention.ts";
+import type { MlaAttentionBackend, MlaCacheWrite } from "../../runtime/mla/attention.ts";
 import { EvalError } from "./errors.ts";
 
 export interface StoredCacheOptions {

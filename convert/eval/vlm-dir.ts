@@ -3,14 +3,14 @@
 
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import type { TextModelConfig } from "../checkpoint/config.ts";
-import { openCheckpointDir, openSafetensorsFile } from "../checkpoint/node-io.ts";
-import { loadMlaModel } from "../../model/mla/checkpoint.ts";
-import type { MlaModelWeights } from "../../model/mla/weights.ts";
-import type { ImageGrid } from "../../model/rope-index.ts";
-import { WordTokenizer } from "../../model/tokenizer.ts";
-import { loadVisionTower, type VisionTowerWeights } from "../../model/vision-tower.ts";
-import { loadGqaModel, type GqaModelWeights } from "../../model/weights.ts";
+import type { TextModelConfig } from "../../checkpoint/config.ts";
+import { openCheckpointDir, openSafetensorsFile } from "../../checkpoint/io.node.ts";
+import { loadMlaModel } from "../../runtime/mla/checkpoint.ts";
+import type { MlaModelWeights } from "../../runtime/mla/weights.ts";
+import type { ImageGrid } from "../../runtime/rope-index.ts";
+import { WordTokenizer } from "../../runtime/inputs/tokenizer.ts";
+import { loadVisionTower, type VisionTowerWeights } from "../../runtime/vision/toy-tower.ts";
+import { loadGqaModel, type GqaModelWeights } from "../../runtime/weights.ts";
 import { EvalError } from "./errors.ts";
 
 /** The decoder of a loaded folder: the original GQA model or its MLA conversion. */

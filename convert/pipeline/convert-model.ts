@@ -1,15 +1,15 @@
 // The conversion pipeline (method.md §3–§6): calibration captures → kept RoPE pairs per (layer, KV head) → per-layer
 // weight surgery with the chosen low-rank factorisation → the MLA model. Plain functions: the CLI and tests call them.
 
-import type { TextModelConfig } from "../checkpoint/config.ts";
+import type { TextModelConfig } from "../../checkpoint/config.ts";
 import { captureCalibration, type SequenceCapture } from "../calibration/capture.ts";
 import type { CalibrationSequence } from "../calibration/calib-set.ts";
 import { Modality } from "../../format/cache-spec.ts";
-import { assembleMlaModel, buildMlaAttention } from "../../model/mla/build.ts";
-import type { ImageGrid } from "../../model/rope-index.ts";
-import type { VisionTowerWeights } from "../../model/vision-tower.ts";
-import type { MlaAttentionWeights, MlaModelWeights } from "../../model/mla/weights.ts";
-import type { GqaModelWeights } from "../../model/weights.ts";
+import { assembleMlaModel, buildMlaAttention } from "../../runtime/mla/build.ts";
+import type { ImageGrid } from "../../runtime/rope-index.ts";
+import type { VisionTowerWeights } from "../../runtime/vision/toy-tower.ts";
+import type { MlaAttentionWeights, MlaModelWeights } from "../../runtime/mla/weights.ts";
+import type { GqaModelWeights } from "../../runtime/weights.ts";
 import { needsCalibration, selectKeptPairs, type PairSelection, type RopeStrategy } from "../rope/select.ts";
 import { ConversionError } from "./errors.ts";
 import { kvFactoriser, svdMethodNeedsCalibration, type SvdMethod } from "./factorisers.ts";

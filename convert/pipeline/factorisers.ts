@@ -12,7 +12,7 @@ import { mdSvdKv } from "../lowrank/md-svd.ts";
 import { svdJoint } from "../lowrank/svd-joint.ts";
 import { svdSplit } from "../lowrank/svd-split.ts";
 import type { KvDims, LowRankKv } from "../lowrank/types.ts";
-import { fullRankFactoriser, type FactorProjection, type KvFactorInput, type KvFactoriser } from "../../model/mla/build.ts";
+import { fullRankFactoriser, type FactorProjection, type KvFactorInput, type KvFactoriser } from "../../runtime/mla/build.ts";
 import { ConversionError } from "./errors.ts";
 import type { LayerMoments } from "./moments.ts";
 

@@ -1,7 +1,7 @@
 // Per-layer, per-modality uncentred second moments of the attention input, S_m = (1/N_m) Σ_{x ∈ m} x xᵀ (method.md
 // §6.1–6.2), accumulated in f64 from calibration captures. Tokens are split by the routing rule of inference.
 
-import type { TextModelConfig } from "../checkpoint/config.ts";
+import type { TextModelConfig } from "../../checkpoint/config.ts";
 import type { SequenceCapture } from "../calibration/capture.ts";
 import { Modality } from "../../format/cache-spec.ts";
 import { SecondMomentAccumulator } from "../linalg/second-moment.ts";

@@ -4,9 +4,9 @@
 // query heads of KV group g of KL(P ‖ P'_i). Only pair i's two dims change, so P'_i comes from the original scores by
 // the cheap correction s' = s − (rotated contribution of pair i) + (unrotated contribution of pair i).
 
-import type { TextModelConfig } from "../checkpoint/config.ts";
+import type { TextModelConfig } from "../../checkpoint/config.ts";
 import type { SequenceCapture } from "../calibration/capture.ts";
-import type { RopeTables } from "../../model/rope.ts";
+import type { RopeTables } from "../../runtime/rope.ts";
 import type { PairScores } from "./ranking.ts";
 
 /** One head's pre-RoPE query and key rows of one sequence. */

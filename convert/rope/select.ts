@@ -1,7 +1,7 @@
 // Picks the kept RoPE pairs per (layer, KV head) for a strategy (method.md §3.1): high / low / uniform are data-free;
 // 2-norm and mkl (the modality-adaptive attention-KL ranking) rank pairs on calibration captures.
 
-import type { TextModelConfig } from "../checkpoint/config.ts";
+import type { TextModelConfig } from "../../checkpoint/config.ts";
 import type { SequenceCapture } from "../calibration/capture.ts";
 import { attentionKlScores } from "./attention-kl.ts";
 import { RopeSelectionError } from "./errors.ts";

@@ -3,7 +3,7 @@
 // score[l, g, i] = Σ_{h ∈ group g} q̄[l, h, i] · k̄[l, g, i], where q̄, k̄ are mean per-pair 2-norms of the pre-RoPE
 // projections over calibration tokens (rotation preserves each pair's norm, so pre-RoPE is exact).
 
-import type { TextModelConfig } from "../checkpoint/config.ts";
+import type { TextModelConfig } from "../../checkpoint/config.ts";
 import type { SequenceCapture } from "../calibration/capture.ts";
 import type { PairScores } from "./ranking.ts";
 

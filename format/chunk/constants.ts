@@ -1,4 +1,5 @@
 // Chunk wire-format constants shared by every reader and writer (docs/chunk-format.md).
+import { CODEC_BITS } from "../codec/types.ts";
 
 /** Version of the binary chunk layout; bumped on any incompatible change. */
 export const FORMAT_VERSION = 1;
@@ -32,7 +33,7 @@ export const WIRE_ROPE = { fp16: 0, int8: 1, int4: 2 } as const;
 /** Storage byte: 0 = raw float32 (the unsealed tail), 1 = sealed (quantized with the session codec). */
 export const WIRE_STORAGE = { raw: 0, sealed: 1 } as const;
 /** Latent code widths a chunk may declare. */
-export const WIRE_BITS: readonly number[] = [8, 4, 2];
+export const WIRE_BITS: readonly number[] = CODEC_BITS;
 /** Latent group sizes a chunk may declare. */
 export const WIRE_GROUPS: readonly number[] = [32, 64, 128];
 /** Values per token per layer in the latent (kvHeads·dKv) or the rope keys (kvHeads·ropeDims): one such row raw is 4 MiB,

@@ -1,5 +1,6 @@
 // Types of the chunk wire format (docs/chunk-format.md): one chunk = up to C tokens × a range of layers of a session's
 // latent cache, self-describing and checksummed, so the worker can validate it without a model and readers can trust it.
+import { MlaError } from "../errors.ts";
 import type { Axis, Bits, GroupSize, QuantizedBlock, RopePolicy } from "../codec/types.ts";
 
 /** Tokens per sealed chunk unless a session says otherwise (FlashMLA's page size is 64 too). */
@@ -77,12 +78,9 @@ export type ChunkErrorCode =
   | "invalid_input";
 
 /** Typed failure of chunk parsing or validation. */
-export class ChunkError extends Error {
+export class ChunkError extends MlaError<ChunkErrorCode> {
   override readonly name = "ChunkError";
-  constructor(
-    readonly code: ChunkErrorCode,
-    message: string,
-  ) {
-    super(message);
+  constructor(code: ChunkErrorCode, message: string) {
+    super(code, message);
   }
 }

@@ -1,6 +1,6 @@
 // Argument checks and block geometry shared by the WASM wrapper and the reference codec, so both reject the same
 // inputs with the same CodecError code and message before any arithmetic (docs/codec.md).
-import { CodecError, type Axis, type Bits, type QuantizedBlock } from "./types.ts";
+import { CODEC_BITS_TEXT, CodecError, isBits, type Axis, type Bits, type QuantizedBlock } from "./types.ts";
 
 /** Largest block: keeps every element and bit index inside 32-bit wasm arithmetic (and far above any real chunk). */
 export const MAX_BLOCK_ELEMENTS = 2 ** 30;
@@ -22,7 +22,7 @@ export function codeByteLength(elements: number, bits: number): number {
 }
 
 function checkBits(bits: unknown): asserts bits is Bits {
-  if (bits !== 8 && bits !== 4 && bits !== 2) throw new CodecError("invalid_params", `bits must be 8, 4 or 2, got ${String(bits)}`);
+  if (!isBits(bits)) throw new CodecError("invalid_params", `bits must be ${CODEC_BITS_TEXT}, got ${String(bits)}`);
 }
 
 function checkAxis(axis: unknown): asserts axis is Axis {

@@ -1,8 +1,18 @@
 // Types shared by the WASM codec wrapper and the TypeScript reference codec (docs/codec.md).
+import { MlaError } from "../errors.ts";
 import type { Crc32c } from "../hash/crc32c.ts";
 
 /** Code width of a quantized block. 16 means fp16 (no scales): the rope policy `fp16` and nothing else. */
 export type Bits = 8 | 4 | 2;
+/** The codec's code widths: the one list every check, wire field and sweep reads (the compiler holds it equal to Bits). */
+export const CODEC_BITS = [8, 4, 2] as const satisfies readonly Bits[];
+type HoldsTrue<T extends true> = T;
+/** Compiles only while CODEC_BITS lists every Bits. */
+export type CodecBitsListEveryBits = HoldsTrue<[Exclude<Bits, (typeof CODEC_BITS)[number]>] extends [never] ? true : false>;
+/** True for one of CODEC_BITS. */
+export const isBits = (bits: unknown): bits is Bits => (CODEC_BITS as readonly unknown[]).includes(bits);
+/** "8, 4 or 2": CODEC_BITS for error messages. */
+export const CODEC_BITS_TEXT = `${CODEC_BITS.slice(0, -1).join(", ")} or ${CODEC_BITS[CODEC_BITS.length - 1]}`;
 export type BlockBits = Bits | 16;
 
 /** Grouping axis: groups of channels inside a row (`token`), or groups of rows inside a column (`channel`). */
@@ -41,13 +51,10 @@ export interface QuantizedBlock {
 export type CodecErrorCode = "nonfinite" | "out_of_range" | "invalid_shape" | "invalid_params" | "wasm_unavailable";
 
 /** Typed codec failure: the codec never returns a silently wrong array. */
-export class CodecError extends Error {
+export class CodecError extends MlaError<CodecErrorCode> {
   override readonly name = "CodecError";
-  constructor(
-    readonly code: CodecErrorCode,
-    message: string,
-  ) {
-    super(message);
+  constructor(code: CodecErrorCode, message: string) {
+    super(code, message);
   }
 }
 

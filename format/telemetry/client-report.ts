@@ -2,6 +2,7 @@
 // (fetch / decode+dequantize / GPU upload, and whether the restored tokens were reused or recomputed, llama.cpp #26676),
 // and what the session's KV cache occupies on the client's device.
 
+import { MlaError } from "../errors.ts";
 /** Version of the report wire shape; bump on incompatible change. */
 export const CLIENT_REPORT_VERSION = 1;
 /** Reports per POST: a client batches turns, the Worker bounds work per request. */
@@ -72,9 +73,11 @@ export interface ClientReportAccepted {
 }
 
 /** A report body that does not match {@link ClientReportBatch}; `message` names the offending field. */
-export class ClientReportError extends Error {
+export class ClientReportError extends MlaError<"invalid_report"> {
   override readonly name = "ClientReportError";
-  readonly code = "invalid_report";
+  constructor(message: string) {
+    super("invalid_report", message);
+  }
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);

@@ -1,6 +1,7 @@
 // Binary framing shared by the Worker and the client SDK: `[u8 type][u32 LE length][payload]`, used for append bodies,
 // WebSocket appends and restore streams (docs/api.md). Nothing here knows about Durable Objects or the HTTP layer.
 
+import { MlaError } from "../errors.ts";
 /** Frame types. Numbered explicitly: the value is on the wire. */
 export const FrameType = {
   /** UTF-8 JSON control message (append control, restore header, append result). */
@@ -31,13 +32,10 @@ export type FrameLimits = Readonly<Record<FrameType, number>>;
 export type FrameErrorCode = "truncated" | "too_large" | "unknown_type";
 
 /** Malformed framing: an unknown type byte, a payload above its limit, or a stream ending inside a frame. */
-export class FrameError extends Error {
+export class FrameError extends MlaError<FrameErrorCode> {
   override readonly name = "FrameError";
-  constructor(
-    readonly code: FrameErrorCode,
-    message: string,
-  ) {
-    super(message);
+  constructor(code: FrameErrorCode, message: string) {
+    super(code, message);
   }
 }
 

@@ -3,6 +3,7 @@
 //   u8 dtype (0 = f32, 1 = f16) · u8[3] zero · u32 tokenStart · u32 tokenCount · u32 layerStart · u32 layerCount
 //   · u32 latentWidth · u32 ropeWidth · then per layer: latent [tokens × latentWidth], rope [tokens × ropeWidth]
 
+import { MlaError } from "../errors.ts";
 export const LATENTS_HEADER_BYTES = 28;
 
 export const LatentsDtype = { f32: 0, f16: 1 } as const;
@@ -24,11 +25,10 @@ export interface LatentsLayer {
   readonly rope: Float32Array | Uint16Array;
 }
 
-export class LatentsError extends Error {
+export class LatentsError extends MlaError<"invalid_latents"> {
   override readonly name = "LatentsError";
-  readonly code = "invalid_latents";
   constructor(message: string) {
-    super(message);
+    super("invalid_latents", message);
   }
 }
 

@@ -3,9 +3,9 @@
 // `npm run bench:codec -- --json` prints one JSON object on stdout; without --json, a table. GB/s = input f32 bytes / s.
 import { parseArgs } from "node:util";
 import { cpus } from "node:os";
-import { loadNodeCodec } from "../../format/codec/node.ts";
+import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
 import { referenceCodec } from "../../format/codec/reference.ts";
-import type { Bits, Codec, QuantizedBlock } from "../../format/codec/types.ts";
+import { CODEC_BITS, type Bits, type Codec, type QuantizedBlock } from "../../format/codec/types.ts";
 import { crc32c } from "../../format/hash/crc32c.ts";
 
 const { values: args } = parseArgs({
@@ -20,7 +20,7 @@ const { values: args } = parseArgs({
 
 const COLS = 256; // a realistic latent row (D_c)
 const GROUP = 64;
-const BITS: readonly Bits[] = [8, 4, 2];
+const BITS: readonly Bits[] = CODEC_BITS;
 const inputBytes = Number(args.mib) * 2 ** 20;
 const rows = inputBytes / 4 / COLS;
 const reps = Number(args.reps);

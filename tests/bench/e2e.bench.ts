@@ -12,14 +12,14 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as ort from "onnxruntime-web";
 import { chooseDecoder, createClient, createDecoderKernels, OrtVisionEncoder, withDecoderKernels, type ChatMessage, type ChatModel, type MlaBackend, type RgbImage } from "../../client/index.ts";
-import { sharedCacheLayout } from "../../client/runtime/decoder-kernels.ts";
-import { imageToPatchBytes } from "../../client/runtime/image.ts";
-import { loadNodeCodec } from "../../format/codec/node.ts";
+import { sharedCacheLayout } from "../../runtime/decoder-kernels.ts";
+import { imageToPatchBytes } from "../../runtime/inputs/image.ts";
+import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
-import { createMlaSession } from "../../model/create-session.ts";
-import { argmaxExcluding, DecoderSession } from "../../model/decoder-session.ts";
-import { MlaKernelAttentionBackend } from "../../model/mla/kernel-attention.ts";
-import { codecSlotQuantizer, SlotSealing } from "../../model/mla/slot-sealing.ts";
+import { createMlaSession } from "../../runtime/create-session.ts";
+import { argmaxExcluding, DecoderSession } from "../../runtime/decoder-session.ts";
+import { MlaKernelAttentionBackend } from "../../runtime/mla/kernel-attention.ts";
+import { codecSlotQuantizer, SlotSealing } from "../../runtime/mla/slot-sealing.ts";
 import { caseImage, FIXTURE_DIR, demoChatModel, fullRankChatModel, readEvalCases } from "../client/fixture-model.ts";
 import { startEdgeServer, type EdgeServer } from "../e2e/edge-server.ts";
 import { swiftShaderAvailable, swiftShaderEnv } from "../helpers/swiftshader-env.ts";
@@ -223,7 +223,7 @@ try {
     decoder: decoders[0][0],
     decoders: {
       webgpu: "WebGPU MLA kernels (kernels/, dawn.node on SwiftShader: a CPU, not a GPU) for attention; projections, MLP and W_uv in f64 on the host",
-      cpu: "CPU reference (model/ absorbed MLA, f64)",
+      cpu: "CPU reference (runtime/ absorbed MLA, f64)",
     },
     fixture: { model: "tiny-qwen-vl converted by `mla-edge convert --strategy high --svd md --d-kv 16` (client/demo/model)", vision: vision.kind, codec: fixtureCodec, chunk_tokens: 16, ...primary.fixture },
     synthetic: primary.synthetic,

@@ -12,7 +12,7 @@ import { qwen25vl7bSpec, latentWidth, ropeWidth, type CacheSpec } from "../../fo
 import { packChunk, type LayerValues } from "../../format/chunk/pack.ts";
 import { planChunkLayerRanges } from "../../format/chunk/plan.ts";
 import type { ChunkCodec } from "../../format/chunk/types.ts";
-import { loadNodeCodec } from "../../format/codec/node.ts";
+import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
 import type { CodecParams, RopePolicy } from "../../format/codec/types.ts";
 import { encodeFrame, encodeJsonFrame, FrameType, FRAMES_CONTENT_TYPE, readFrames, type FrameLimits } from "../../format/wire/frames.ts";
 import type { AppendControl, SessionCreated } from "../../format/wire/messages.ts";

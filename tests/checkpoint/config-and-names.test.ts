@@ -8,7 +8,7 @@ import {
   detectTensorNaming,
   layerTensorNames,
   parseModelConfig,
-} from "../../convert/checkpoint/index.ts";
+} from "../../checkpoint/index.ts";
 
 const FIXTURE = fileURLToPath(new URL("../../fixtures/tiny-qwen-vl/config.json", import.meta.url));
 

@@ -10,14 +10,14 @@ import {
   SafetensorsFile,
   serializeSafetensors,
   type TensorNaming,
-} from "../../convert/checkpoint/index.ts";
-import { openSafetensorsFile } from "../../convert/checkpoint/node-io.ts";
-import { buildMlaModel } from "../../model/mla/build.ts";
-import { loadMlaModel, mlaCheckpointConfig, mlaCheckpointTensors } from "../../model/mla/checkpoint.ts";
-import { loadGqaModel } from "../../model/weights.ts";
-import { loadTinyFixture, type TinyFixture } from "../../model/tiny-fixture.ts";
-import { FIXTURE_DIR } from "../model/helpers.ts";
-import { randomLowRank, randomPairs } from "../model/mla-helpers.ts";
+} from "../../checkpoint/index.ts";
+import { openSafetensorsFile } from "../../checkpoint/io.node.ts";
+import { buildMlaModel } from "../../runtime/mla/build.ts";
+import { loadMlaModel, mlaCheckpointConfig, mlaCheckpointTensors } from "../../runtime/mla/checkpoint.ts";
+import { loadGqaModel } from "../../runtime/weights.ts";
+import { loadTinyFixture, type TinyFixture } from "../../runtime/tiny-fixture.node.ts";
+import { FIXTURE_DIR } from "../runtime/helpers.ts";
+import { randomLowRank, randomPairs } from "../runtime/mla-helpers.ts";
 import { join } from "node:path";
 
 let fx: TinyFixture;

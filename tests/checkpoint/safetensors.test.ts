@@ -12,12 +12,12 @@ import {
   decodeFloat32,
   floatToBf16,
   floatToHalf,
-  halfToFloat,
   SafetensorsFile,
   serializeSafetensors,
   type TensorToWrite,
-} from "../../convert/checkpoint/index.ts";
-import { openCheckpointDir, openSafetensorsFile, writeSafetensorsFile, writeShardedCheckpoint } from "../../convert/checkpoint/node-io.ts";
+} from "../../checkpoint/index.ts";
+import { openCheckpointDir, openSafetensorsFile, writeSafetensorsFile, writeShardedCheckpoint } from "../../checkpoint/io.node.ts";
+import { f16ToF32 } from "../../format/codec/fp16.ts";
 
 const FIXTURE = fileURLToPath(new URL("../../fixtures/tiny-qwen-vl/", import.meta.url));
 
@@ -73,9 +73,9 @@ describe("dtype conversion", () => {
     expect(xs.map(floatToHalf)).toEqual([0x3555, 0xc100, 0x11, 0x7bff, 0x4248]);
     expect(xs.map(floatToBf16)).toEqual([0x3eab, 0xc020, 0x3586, 0x4780, 0x4049]);
     expect(floatToHalf(70000)).toBe(0x7c00);
-    expect(halfToFloat(0x3555)).toBe(0.333251953125);
-    expect(halfToFloat(0x0001)).toBe(2 ** -24);
-    expect(halfToFloat(0xfc00)).toBe(-Infinity);
+    expect(f16ToF32(0x3555)).toBe(0.333251953125);
+    expect(f16ToF32(0x0001)).toBe(2 ** -24);
+    expect(f16ToF32(0xfc00)).toBe(-Infinity);
   });
 
   it("decodes bf16 by shifting into the f32 high half", () => {

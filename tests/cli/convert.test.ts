@@ -7,8 +7,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./run-cli.ts";
-import { copyTensors } from "../../convert/checkpoint/copy-tensors.ts";
-import { openCheckpointDir, writeShardedCheckpoint } from "../../convert/checkpoint/node-io.ts";
+import { copyTensors } from "../../checkpoint/copy-tensors.ts";
+import { openCheckpointDir, writeShardedCheckpoint } from "../../checkpoint/io.node.ts";
 
 const FIXTURE = fileURLToPath(new URL("../../fixtures/tiny-qwen-vl/", import.meta.url));
 let tmp: string;

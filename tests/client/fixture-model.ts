@@ -5,18 +5,18 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadNodeCodec } from "../../format/codec/node.ts";
-import { buildMlaModel, fullRankFactoriser } from "../../model/mla/build.ts";
-import type { MlaModelWeights } from "../../model/mla/weights.ts";
-import { loadTinyFixture, type TinyFixture } from "../../model/tiny-fixture.ts";
-import { createChatModel, loadChatModel, type ChatModel } from "../../client/runtime/chat-model.ts";
-import { patchBytesToImage } from "../../client/runtime/image.ts";
-import type { RgbImage } from "../../client/runtime/messages.ts";
-import { TypeScriptVisionEncoder, type VisionEncoder } from "../../client/runtime/vision-encoder.ts";
-import { base64ToBytes } from "../../model/vision-tower.ts";
-import { FIXTURE_DIR, type EvalCase } from "../model/helpers.ts";
+import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
+import { buildMlaModel, fullRankFactoriser } from "../../runtime/mla/build.ts";
+import type { MlaModelWeights } from "../../runtime/mla/weights.ts";
+import { loadTinyFixture, type TinyFixture } from "../../runtime/tiny-fixture.node.ts";
+import { createChatModel, loadChatModel, type ChatModel } from "../../runtime/chat-model.ts";
+import { patchBytesToImage } from "../../runtime/inputs/image.ts";
+import type { RgbImage } from "../../runtime/inputs/messages.ts";
+import { TypeScriptVisionEncoder, type VisionEncoder } from "../../runtime/vision/vision-encoder.ts";
+import { base64ToBytes } from "../../runtime/vision/toy-tower.ts";
+import { FIXTURE_DIR, type EvalCase } from "../runtime/helpers.ts";
 
-export { FIXTURE_DIR, readEvalCases, type EvalCase } from "../model/helpers.ts";
+export { FIXTURE_DIR, readEvalCases, type EvalCase } from "../runtime/helpers.ts";
 
 /** Kept pairs 0..3 (the highest frequencies) of every layer and KV head: r = 8. */
 export function highPairs(fx: TinyFixture, pairs = 4): number[][][] {

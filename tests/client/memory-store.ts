@@ -6,7 +6,7 @@ import { readChunkHeader, verifyChunk } from "../../format/chunk/index.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
 import { specHash, specHashHex } from "../../format/hash/spec-hash.ts";
 import type { AppendResult, Manifest, ModelRef, RestoreChunkInfo, SessionCreated } from "../../format/wire/messages.ts";
-import type { RestoreEvent, SessionStore, TurnUpload } from "../../client/runtime/cache-store.ts";
+import type { RestoreEvent, SessionStore, TurnUpload } from "../../runtime/cache-store.ts";
 
 interface StoredTurn {
   readonly seq: number;

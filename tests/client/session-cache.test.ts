@@ -6,20 +6,20 @@
 // refuses turns until one does.
 
 import { beforeAll, describe, expect, it } from "vitest";
-import { createMlaSession } from "../../model/create-session.ts";
-import { imagePrefixTokens } from "../../model/tiny-fixture.ts";
-import { base64ToBytes, patchesFromU8, runVisionTower } from "../../model/vision-tower.ts";
-import type { MlaCacheSnapshot } from "../../model/mla/attention.ts";
+import { createMlaSession } from "../../runtime/create-session.ts";
+import { imagePrefixTokens } from "../../runtime/tiny-fixture.node.ts";
+import { base64ToBytes, patchesFromU8, runVisionTower } from "../../runtime/vision/toy-tower.ts";
+import type { MlaCacheSnapshot } from "../../runtime/mla/attention.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
 import { referenceCodec } from "../../format/codec/reference.ts";
-import { ChatSession } from "../../client/runtime/chat-session.ts";
-import { RuntimeError } from "../../client/runtime/errors.ts";
-import type { ChatModel } from "../../client/runtime/chat-model.ts";
-import { CacheAssembler, SessionCache, SnapshotSink, checkSessionCodec } from "../../client/runtime/session-cache.ts";
-import { withDecoderKernels } from "../../client/runtime/chat-model.ts";
+import { ChatSession } from "../../client/chat/chat-session.ts";
+import { RuntimeError } from "../../runtime/errors.ts";
+import type { ChatModel } from "../../runtime/chat-model.ts";
+import { CacheAssembler, SessionCache, SnapshotSink, checkSessionCodec } from "../../runtime/session-cache.ts";
+import { withDecoderKernels } from "../../runtime/chat-model.ts";
 import { createCpuBackend } from "../../kernels/backend.ts";
 import { decodeChunk } from "../../format/chunk/index.ts";
-import type { MlaCacheWrite } from "../../model/mla/attention.ts";
+import type { MlaCacheWrite } from "../../runtime/mla/attention.ts";
 import { caseImage, demoChatModel, fullRankChatModel, readEvalCases, tinyFixture, type EvalCase } from "./fixture-model.ts";
 import { MemoryStore, StoreConflictError } from "./memory-store.ts";
 

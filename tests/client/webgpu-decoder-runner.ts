@@ -3,18 +3,18 @@
 // Usage: node --import tsx tests/client/webgpu-decoder-runner.ts [cases]
 
 import { create, globals } from "webgpu";
-import { withDecoderKernels } from "../../client/runtime/chat-model.ts";
-import { ChatSession } from "../../client/runtime/chat-session.ts";
-import { sharedCacheLayout } from "../../client/runtime/decoder-kernels.ts";
+import { withDecoderKernels } from "../../runtime/chat-model.ts";
+import { ChatSession } from "../../client/chat/chat-session.ts";
+import { sharedCacheLayout } from "../../runtime/decoder-kernels.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
 import { createGpuBackend } from "../../kernels/backend.ts";
-import { createMlaSession } from "../../model/create-session.ts";
-import { DecoderSession } from "../../model/decoder-session.ts";
-import { MlaKernelAttentionBackend } from "../../model/mla/kernel-attention.ts";
-import { codecSlotQuantizer, SlotSealing } from "../../model/mla/slot-sealing.ts";
-import { imagePrefixTokens } from "../../model/tiny-fixture.ts";
-import { base64ToBytes, patchesFromU8, runVisionTower } from "../../model/vision-tower.ts";
-import type { MlaCacheSnapshot } from "../../model/mla/attention.ts";
+import { createMlaSession } from "../../runtime/create-session.ts";
+import { DecoderSession } from "../../runtime/decoder-session.ts";
+import { MlaKernelAttentionBackend } from "../../runtime/mla/kernel-attention.ts";
+import { codecSlotQuantizer, SlotSealing } from "../../runtime/mla/slot-sealing.ts";
+import { imagePrefixTokens } from "../../runtime/tiny-fixture.node.ts";
+import { base64ToBytes, patchesFromU8, runVisionTower } from "../../runtime/vision/toy-tower.ts";
+import type { MlaCacheSnapshot } from "../../runtime/mla/attention.ts";
 import { caseImage, demoChatModel, readEvalCases, tinyFixture, type EvalCase } from "./fixture-model.ts";
 import { MemoryStore } from "./memory-store.ts";
 

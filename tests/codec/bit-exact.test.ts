@@ -3,7 +3,7 @@
 // (SIMD token batches of 4 groups and their tails, SIMD channel quads, scalar fallbacks, slab boundaries).
 import { describe, expect, it } from "vitest";
 import { referenceCodec } from "../../format/codec/reference.ts";
-import { CodecError, type Axis, type Bits, type Codec } from "../../format/codec/types.ts";
+import { CODEC_BITS, CodecError, type Axis, type Bits, type Codec } from "../../format/codec/types.ts";
 import { blockDifference, firstDifference, floatBits, fp16Value, randomBlock, rng, type Distribution } from "./helpers.ts";
 import { TINY_SLAB, wasmCodec } from "./wasm-codecs.ts";
 
@@ -13,7 +13,7 @@ const implementations: ReadonlyArray<readonly [string, Codec]> = [
   ["wasm-simd, tiny slabs", wasmCodec(true, TINY_SLAB)],
 ];
 const DISTRIBUTIONS: readonly Distribution[] = ["normal", "wide", "outliers", "tiny", "constant-groups", "signed-zeros"];
-const BITS: readonly Bits[] = [8, 4, 2];
+const BITS: readonly Bits[] = CODEC_BITS;
 
 interface Case {
   rows: number;

@@ -2,11 +2,11 @@
 // scalar build and the TypeScript reference all run it. Expected values come from the contract (docs/codec.md) and
 // the fp16 oracle in helpers.ts, never from another implementation.
 import { describe, expect, it } from "vitest";
-import { CodecError, type Axis, type Bits, type Codec, type CodecErrorCode, type QuantizedBlock } from "../../format/codec/types.ts";
+import { CODEC_BITS, CodecError, type Axis, type Bits, type Codec, type CodecErrorCode, type QuantizedBlock } from "../../format/codec/types.ts";
 import { bitwiseCrc32c } from "../format/chunk-fixtures.ts";
 import { bf16Value, floatBits, fp16Value, oracleRoundDown, oracleRoundNearestEven, oracleRoundUp, randomBlock, rng, type Distribution } from "./helpers.ts";
 
-const BITS: readonly Bits[] = [8, 4, 2];
+const BITS: readonly Bits[] = CODEC_BITS;
 const GROUPS = [32, 64, 128] as const;
 const AXES: readonly Axis[] = ["token", "channel"];
 const DISTRIBUTIONS: readonly Distribution[] = ["normal", "wide", "outliers", "tiny", "constant-groups", "signed-zeros"];

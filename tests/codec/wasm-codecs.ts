@@ -1,7 +1,7 @@
 // Loads the SIMD and scalar codec builds for Node tests, (re)building them first when assembly/ changed, so
 // `npx vitest run tests/codec` works without a separate `npm run build:wasm`.
 import { buildWasm } from "../../scripts/build-wasm.mjs";
-import { loadNodeCodec } from "../../format/codec/node.ts";
+import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
 import type { Codec } from "../../format/codec/types.ts";
 
 await buildWasm();

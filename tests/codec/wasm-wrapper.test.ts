@@ -2,7 +2,7 @@
 // loader, rejecting what is not a codec module, and memory growth for rows wider than the default slab.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { CODEC_WASM_URLS, loadNodeCodec } from "../../format/codec/node.ts";
+import { CODEC_WASM_URLS, loadNodeCodec } from "../../format/codec/wasm.node.ts";
 import { referenceCodec } from "../../format/codec/reference.ts";
 import { CodecError } from "../../format/codec/types.ts";
 import { createWasmCodec, DEFAULT_SLAB_ELEMENTS, loadWasmCodec } from "../../format/codec/wasm.ts";

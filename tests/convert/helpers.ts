@@ -1,9 +1,9 @@
 // Shared helpers of the conversion tests: fixture paths, a small hand-made config, captures built from explicit q/k.
 
 import { fileURLToPath } from "node:url";
-import type { TextModelConfig } from "../../convert/checkpoint/config.ts";
+import type { TextModelConfig } from "../../checkpoint/config.ts";
 import type { SequenceCapture } from "../../convert/calibration/capture.ts";
-import { pairStreams, ropeInvFreq, ropeTables } from "../../model/rope.ts";
+import { pairStreams, ropeInvFreq, ropeTables } from "../../runtime/rope.ts";
 
 export { mulberry32 as rng } from "../helpers/mulberry32.ts";
 

@@ -15,8 +15,8 @@ import { svdJoint } from "../../convert/lowrank/svd-joint.ts";
 import { convertModel, validateConversion } from "../../convert/pipeline/convert-model.ts";
 import { ConversionError } from "../../convert/pipeline/errors.ts";
 import { modalityMoments, type LayerMoments } from "../../convert/pipeline/moments.ts";
-import { keyRowSelection } from "../../model/mla/kept-pairs.ts";
-import { loadTinyFixture, type TinyFixture } from "../../model/tiny-fixture.ts";
+import { keyRowSelection } from "../../runtime/mla/kept-pairs.ts";
+import { loadTinyFixture, type TinyFixture } from "../../runtime/tiny-fixture.node.ts";
 import { CALIB_FILE, EVAL_FILE, FIXTURE_DIR } from "./helpers.ts";
 
 let fx: TinyFixture;

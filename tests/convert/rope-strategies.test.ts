@@ -10,8 +10,8 @@ import { fixedStrategyPairs } from "../../convert/rope/fixed.ts";
 import { rankPairs, topPairs } from "../../convert/rope/ranking.ts";
 import { defaultRopeDims, selectKeptPairs } from "../../convert/rope/select.ts";
 import { meanPairNorms, twoNormScores } from "../../convert/rope/two-norm.ts";
-import { loadTinyFixture, type TinyFixture } from "../../model/tiny-fixture.ts";
-import type { RopeTables } from "../../model/rope.ts";
+import { loadTinyFixture, type TinyFixture } from "../../runtime/tiny-fixture.node.ts";
+import type { RopeTables } from "../../runtime/rope.ts";
 import { CALIB_FILE, FIXTURE_DIR, handCapture, handConfig, rng } from "./helpers.ts";
 
 describe("fixed strategies", () => {

@@ -8,10 +8,10 @@ import { readEvalSet, type EvalCase } from "../../convert/eval/eval-set.ts";
 import { StoredCacheSimulator } from "../../convert/eval/stored-cache.ts";
 import { EvalError } from "../../convert/eval/errors.ts";
 import { referenceCodec } from "../../format/codec/reference.ts";
-import { createMlaSession } from "../../model/create-session.ts";
-import { buildMlaModel } from "../../model/mla/build.ts";
-import { mlaCacheSpec, type MlaModelWeights } from "../../model/mla/weights.ts";
-import { imagePrefixTokens, loadTinyFixture, type TinyFixture } from "../../model/tiny-fixture.ts";
+import { createMlaSession } from "../../runtime/create-session.ts";
+import { buildMlaModel } from "../../runtime/mla/build.ts";
+import { mlaCacheSpec, type MlaModelWeights } from "../../runtime/mla/weights.ts";
+import { imagePrefixTokens, loadTinyFixture, type TinyFixture } from "../../runtime/tiny-fixture.node.ts";
 import { kvFactoriser } from "../../convert/pipeline/factorisers.ts";
 import { EVAL_FILE, FIXTURE_DIR } from "./helpers.ts";
 

@@ -4,15 +4,15 @@
 // third session on the CPU reference decoder with the same image embeddings, to compare the decoders' answers.
 
 import type { ChatMessage, ChatSession, MlaEdge } from "../../client/index.ts";
-import { withDecoderKernels, type ChatModel } from "../../client/runtime/chat-model.ts";
-import { imageToPatchBytes, patchBytesToImage } from "../../client/runtime/image.ts";
-import { sharedCacheLayout } from "../../client/runtime/decoder-kernels.ts";
-import { createMlaSession } from "../../model/create-session.ts";
-import { DecoderSession } from "../../model/decoder-session.ts";
-import { MlaKernelAttentionBackend } from "../../model/mla/kernel-attention.ts";
-import { codecSlotQuantizer, SlotSealing } from "../../model/mla/slot-sealing.ts";
-import type { MlaCacheSnapshot } from "../../model/mla/attention.ts";
-import { base64ToBytes } from "../../model/vision-tower.ts";
+import { withDecoderKernels, type ChatModel } from "../../runtime/chat-model.ts";
+import { imageToPatchBytes, patchBytesToImage } from "../../runtime/inputs/image.ts";
+import { sharedCacheLayout } from "../../runtime/decoder-kernels.ts";
+import { createMlaSession } from "../../runtime/create-session.ts";
+import { DecoderSession } from "../../runtime/decoder-session.ts";
+import { MlaKernelAttentionBackend } from "../../runtime/mla/kernel-attention.ts";
+import { codecSlotQuantizer, SlotSealing } from "../../runtime/mla/slot-sealing.ts";
+import type { MlaCacheSnapshot } from "../../runtime/mla/attention.ts";
+import { base64ToBytes } from "../../runtime/vision/toy-tower.ts";
 
 export interface CheckCase {
   readonly patches_u8: string;

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-web";
 import { APIConnectionError, AuthenticationError, OrtVisionEncoder, createClient, type ChatMessage, type ChatSession, type MlaEdge } from "../../client/index.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
-import type { MlaCacheSnapshot } from "../../model/mla/attention.ts";
+import type { MlaCacheSnapshot } from "../../runtime/mla/attention.ts";
 import { caseImage, DEMO_MODEL_DIR, demoChatModel, readEvalCases, type EvalCase } from "../client/fixture-model.ts";
 import { startCuttingProxy } from "./cutting-proxy.ts";
 import { startEdgeServer, type EdgeServer } from "./edge-server.ts";

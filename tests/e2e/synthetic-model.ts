@@ -2,15 +2,15 @@
 // heads of dim 128, d_kv 64), with a random vision tower producing a rows×cols grid of image tokens. Weights are
 // seeded uniform noise scaled like trained weights; the answers are meaningless, the arithmetic is the real runtime's.
 
-import { parseModelConfig } from "../../convert/checkpoint/config.ts";
+import { parseModelConfig } from "../../checkpoint/config.ts";
 import type { Codec } from "../../format/codec/types.ts";
-import { assembleMlaModel } from "../../model/mla/build.ts";
-import type { LatentProjection, MlaAttentionWeights } from "../../model/mla/weights.ts";
-import { WordTokenizer } from "../../model/tokenizer.ts";
-import type { VisionTowerWeights } from "../../model/vision-tower.ts";
-import type { DecoderShellWeights, LayerShellWeights } from "../../model/weights.ts";
-import { createChatModel, type ChatModel } from "../../client/runtime/chat-model.ts";
-import { TypeScriptVisionEncoder } from "../../client/runtime/vision-encoder.ts";
+import { assembleMlaModel } from "../../runtime/mla/build.ts";
+import type { LatentProjection, MlaAttentionWeights } from "../../runtime/mla/weights.ts";
+import { WordTokenizer } from "../../runtime/inputs/tokenizer.ts";
+import type { VisionTowerWeights } from "../../runtime/vision/toy-tower.ts";
+import type { DecoderShellWeights, LayerShellWeights } from "../../runtime/weights.ts";
+import { createChatModel, type ChatModel } from "../../runtime/chat-model.ts";
+import { TypeScriptVisionEncoder } from "../../runtime/vision/vision-encoder.ts";
 import { mulberry32 as rng } from "../helpers/mulberry32.ts";
 
 export interface SyntheticGeometry {

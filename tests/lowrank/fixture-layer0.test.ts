@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { openSafetensorsFile } from "../../convert/checkpoint/node-io.ts";
+import { openSafetensorsFile } from "../../checkpoint/io.node.ts";
 import { fromFloat32, matrix, stackRows, subtract, frobeniusNormSquared, type Matrix } from "../../convert/linalg/matrix.ts";
 import { matmul } from "../../convert/linalg/matmul.ts";
 import { ModalitySecondMoments } from "../../convert/lowrank/modality-moments.ts";

@@ -4,7 +4,6 @@
 // permanent). Dedupe is per chunk: a chunk whose key is already a member is not stored again, its row gets one more hold.
 // Expired upload leases are reaped by the alarm.
 import { DurableObject } from "cloudflare:workers";
-import type { Env } from "../env.ts";
 import { MAX_ROW_BYTES } from "../limits.ts";
 import { blobBytes, paramBatches, sqlOne, sqlRows, sqlRun } from "../sql.ts";
 import { migrateChunkSchema } from "./chunk-schema.ts";
@@ -47,10 +46,10 @@ export interface ChunkStats {
   readonly leasedHolds: number;
 }
 
-export class ChunkObject extends DurableObject<Env> {
+export class ChunkObject extends DurableObject<unknown> {
   readonly #sql: SqlStorage;
 
-  constructor(ctx: DurableObjectState, env: Env) {
+  constructor(ctx: DurableObjectState, env: unknown) {
     super(ctx, env);
     this.#sql = ctx.storage.sql;
     // DDL inside blockConcurrencyWhile: no request sees a half-created schema.

@@ -2,7 +2,7 @@
 // references of each turn. Chunk bytes live in ChunkObject shards; this object only holds keys. One alarm per object
 // implements the idle TTL and the cleanup of an interrupted fork. This class only routes RPCs to worker/objects/session/.
 import { DurableObject } from "cloudflare:workers";
-import type { Env } from "../env.ts";
+import type { ObjectBindings } from "./bindings.ts";
 import { appendContext, commitTurn } from "./session/append.ts";
 import { createSession } from "./session/create.ts";
 import { destroySession } from "./session/delete.ts";
@@ -14,10 +14,10 @@ import { truncate, type TruncateOutcome } from "./session/truncate.ts";
 import { liveSession, sessionAlarm } from "./session/ttl.ts";
 import type { AppendContext, ChunkRef, CommitOutcome, ForkSnapshot, SessionMeta, TurnRecord } from "./session-types.ts";
 
-export class SessionObject extends DurableObject<Env> {
+export class SessionObject extends DurableObject<ObjectBindings> {
   readonly #host: SessionHost;
 
-  constructor(ctx: DurableObjectState, env: Env) {
+  constructor(ctx: DurableObjectState, env: ObjectBindings) {
     super(ctx, env);
     const tables = new SessionTables(ctx.storage);
     this.#host = { ctx, env, tables };

@@ -4,7 +4,7 @@
 // has a deadline, so a restore never waits on storage without bound.
 import { hexToBytes } from "@noble/hashes/utils.js";
 import type { Env } from "../env.ts";
-import { ApiError } from "../errors.ts";
+import { ApiError, WorkerError } from "../errors.ts";
 import { MAX_ROW_BYTES } from "../limits.ts";
 import type { RowSpan } from "../objects/chunk-object.ts";
 import type { ChunkRef } from "../objects/session-types.ts";
@@ -28,9 +28,11 @@ export type LoadedSpan =
   | { readonly ok: true; readonly first: number; readonly count: number; readonly bytes: Uint8Array }
   | { readonly ok: false; readonly first: number; readonly good: readonly Uint8Array[]; readonly error: unknown };
 
-class LoadTimeout extends Error {
+class LoadTimeout extends WorkerError<"timeout"> {
   override readonly name = "LoadTimeout";
-  readonly code = "timeout";
+  constructor(message: string) {
+    super("timeout", message);
+  }
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

@@ -3,7 +3,7 @@ import { Hono } from "hono";
 import { validateCacheSpec, CacheSpecError, type CacheSpec } from "../../format/cache-spec.ts";
 import { planChunkLayerRanges } from "../../format/chunk/plan.ts";
 import { ChunkError } from "../../format/chunk/types.ts";
-import type { CodecParams } from "../../format/codec/types.ts";
+import { CODEC_BITS_TEXT, isBits, type CodecParams } from "../../format/codec/types.ts";
 import { specHashHex } from "../../format/hash/spec-hash.ts";
 import type { Manifest, ModelRef, SessionCreated, TokenScope } from "../../format/wire/messages.ts";
 import { sessionAuth, tenantAuth } from "../auth/middleware.ts";
@@ -50,7 +50,7 @@ function parseModel(v: unknown): ModelRef {
 
 function parseCodec(v: unknown): CodecParams {
   const c = (typeof v === "object" && v !== null ? v : {}) as Record<string, unknown>;
-  if (c.bits !== 8 && c.bits !== 4 && c.bits !== 2) throw badRequest("codec.bits must be 8, 4 or 2");
+  if (!isBits(c.bits)) throw badRequest(`codec.bits must be ${CODEC_BITS_TEXT}`);
   if (c.group !== 32 && c.group !== 64 && c.group !== 128) throw badRequest("codec.group must be 32, 64 or 128");
   if (c.axis !== "token" && c.axis !== "channel") throw badRequest("codec.axis must be token or channel");
   if (c.rope !== "fp16" && c.rope !== "int8" && c.rope !== "int4") throw badRequest("codec.rope must be fp16, int8 or int4");

@@ -1,0 +1,536 @@
+// One chat over an edge-stored latent cache: each turn runs the vision tower on new images, prefills only the new
+// tokens, generates greedily (streamed) on the WebGPU kernels or the CPU reference, and uploads the turn's chunks (slots
+// sealed as they filled); `open` streams the stored chunks into the decoder cache (packed words straight into the GPU
+// cache) and continues at the saved M-RoPE position, with no vision-tower call and no prefill of earlier turns.
+
+import { sha256 } from "@noble/hashes/sha2.js";
+import { bytesToHex, specHashHex } from "../../format/hash/spec-hash.ts";
+import type { CodecParams } from "../../format/codec/types.ts";
+import type { AppendControl, Manifest, MediaSpan, SessionStorage } from "../../format/wire/messages.ts";
+import type { ClientTurnReport } from "../../format/telemetry/client-report.ts";
+import { plannedChunkBytes } from "../../format/chunk/index.ts";
+import { bf16GqaBytes } from "../../format/size/bytes-per-token.ts";
+import { createMlaSession } from "../../runtime/create-session.ts";
+import { argmaxExcluding, DecoderSession } from "../../runtime/decoder-session.ts";
+import type { MlaAttentionBackend, MlaCacheSnapshot } from "../../runtime/mla/attention.ts";
+import { MlaKernelAttentionBackend } from "../../runtime/mla/kernel-attention.ts";
+import { codecSlotQuantizer, SlotSealing } from "../../runtime/mla/slot-sealing.ts";
+import { chooseDecoder, sharedCacheLayout, type DecoderChoice } from "../../runtime/decoder-kernels.ts";
+import { ropeIndexPositions, tokenModalities, type ImageGrid } from "../../runtime/rope-index.ts";
+import { Stream } from "../core/stream.ts";
+import type { ChatModel } from "../../runtime/chat-model.ts";
+import type { SessionStore } from "../../runtime/cache-store.ts";
+import { RuntimeError } from "../../runtime/errors.ts";
+import { imageToPatchBytes } from "../../runtime/inputs/image.ts";
+import type { ChatMessage, ChatUsage } from "../../runtime/inputs/messages.ts";
+import { CacheAssembler, SessionCache, SnapshotSink, tokenMajorPositions, type PackedChunk, type RestoreSink } from "../../runtime/session-cache.ts";
+
+export interface ChatParams {
+  readonly messages: readonly ChatMessage[];
+  /** true: a Stream of token events ending with `done`; false/absent: a Promise of the completion. */
+  readonly stream?: boolean;
+  /** Generated tokens at most (the stop token included). Default 64. */
+  readonly maxTokens?: number;
+  readonly signal?: AbortSignal;
+}
+
+export type ChatEvent =
+  | { readonly type: "token"; readonly id: number; readonly text: string }
+  | { readonly type: "done"; readonly message: { readonly role: "assistant"; readonly content: string }; readonly tokenIds: readonly number[]; readonly usage: ChatUsage };
+
+export interface ChatCompletion {
+  readonly message: { readonly role: "assistant"; readonly content: string };
+  readonly tokenIds: readonly number[];
+  readonly usage: ChatUsage;
+}
+
+/** What the last restore cost (for the demo page and the benchmark). */
+export interface RestoreStats {
+  readonly tokens: number;
+  readonly chunks: number;
+  readonly bytes: number;
+  readonly ms: number;
+  /** Waiting for the store's stream (network + server). */
+  readonly fetchMs: number;
+  /** Chunk decoding and checks; on the CPU decoder also dequantizing into its f32 cache. */
+  readonly decodeMs: number;
+  /** Writing packed words and tail rows into the kernels' cache, until the device has them (0 on the CPU decoder). */
+  readonly uploadMs: number;
+  /** Which decoder the restored cache went into. */
+  readonly decoder: DecoderChoice["kind"];
+}
+
+export interface ChatSessionOptions {
+  readonly codec: CodecParams;
+  readonly chunkTokens: number;
+  /** Default "quantized". */
+  readonly storage?: SessionStorage;
+  /** Receives each committed turn's timing report (opt-in client telemetry, client/telemetry/). */
+  readonly onReport?: (report: ClientTurnReport) => void;
+}
+
+/** One macrotask turn (setImmediate in Node: after pending I/O callbacks; setTimeout(0) elsewhere). */
+function yieldToEventLoop(): Promise<void> {
+  const g = globalThis as { setImmediate?: (cb: () => void) => unknown };
+  return new Promise((resolve) => (g.setImmediate ? g.setImmediate(resolve) : setTimeout(resolve, 0)));
+}
+
+const now = (): number => (typeof performance !== "undefined" ? performance.now() : Date.now());
+
+export class ChatSession {
+  private decoder!: DecoderSession;
+  private attention!: MlaAttentionBackend | MlaKernelAttentionBackend;
+  private sealing!: SlotSealing;
+  private choice!: DecoderChoice;
+  private cache!: SessionCache;
+  /** Cache length at the end of each known turn (turn 0 = empty). */
+  private turnEnds = new Map<number, number>([[0, 0]]);
+  private head = 0;
+  private restoredTokens = 0;
+  /**
+   * Why the last restore did not finish, until one does: the cache was reset for it, so a turn now would answer
+   * without the history (and only fail at upload, 409). Turns are refused instead.
+   */
+  private unfinishedRestore: string | null = null;
+  /** Bytes of the latest chunks of each slot (what a full restore returns). */
+  private slotBytes = new Map<number, number>();
+  private busy = false;
+  private lastRestore: RestoreStats | null = null;
+  /** The latest restore until a turn's report carries it. */
+  private unreportedRestore: RestoreStats | null = null;
+
+  private constructor(
+    readonly model: ChatModel,
+    readonly store: SessionStore,
+    private readonly options: ChatSessionOptions,
+  ) {
+    this.reset();
+  }
+
+  /** A chat over a new, empty edge session created with `options`. */
+  static fresh(model: ChatModel, store: SessionStore, options: ChatSessionOptions): ChatSession {
+    return new ChatSession(model, store, options);
+  }
+
+  /** Restores a stored session: reads its manifest, streams every chunk into the decoder cache. */
+  static async open(model: ChatModel, store: SessionStore, signal?: AbortSignal, onReport?: (report: ClientTurnReport) => void): Promise<ChatSession> {
+    const manifest = await store.manifest(signal);
+    const expected = specHashHex(model.spec);
+    if (manifest.specHash !== expected) {
+      throw new RuntimeError("bad_model", `session ${store.id} stores the cache of spec ${manifest.specHash}, this model's is ${expected}`);
+    }
+    if (manifest.model.id !== model.ref.id || manifest.model.conversion !== model.ref.conversion) {
+      // same geometry, other weights: the stored latents would be meaningless to this model
+      throw new RuntimeError("bad_model", `session ${store.id} holds the cache of ${manifest.model.id} (${manifest.model.conversion}), not of ${model.ref.id} (${model.ref.conversion})`);
+    }
+    const s = new ChatSession(model, store, { codec: manifest.codec, chunkTokens: manifest.chunkTokens, storage: manifest.storage, onReport });
+    s.enter();
+    try {
+      await s.restoreUnlocked(signal, manifest);
+    } finally {
+      s.busy = false;
+    }
+    return s;
+  }
+
+  get id(): string {
+    return this.store.id;
+  }
+
+  /** The session's capability token: keep it with the id to `open` the session after a reload. */
+  get token(): string {
+    return this.store.token;
+  }
+
+  /** Turns committed to the edge. */
+  get turns(): number {
+    return this.head;
+  }
+
+  /** Tokens in the cache. */
+  get length(): number {
+    return this.decoder.length;
+  }
+
+  get restoreStats(): RestoreStats | null {
+    return this.lastRestore;
+  }
+
+  /**
+   * Bytes the edge stores for this session, what the same tokens take as bf16 K/V of the original model, and what this
+   * session's KV cache holds allocated on its device (GPU buffers of the kernels, or host rows of the CPU decoder).
+   */
+  get kvBytes(): { stored: number; uncompressed: number; device: number } {
+    let stored = 0;
+    for (const b of this.slotBytes.values()) stored += b;
+    const s = this.model.spec;
+    return { stored, uncompressed: bf16GqaBytes(s, this.decoder.length, s.layers), device: this.attention.cacheBytes };
+  }
+
+  /** Which decoder this session runs (WebGPU kernels, their CPU fallback, or the CPU reference) and why. */
+  get decoderChoice(): DecoderChoice {
+    return this.choice;
+  }
+
+  /**
+   * A copy of the decoder's latent cache (every layer) as attention reads it, e.g. to compare a restored session with
+   * the original. On the kernels, sealed slots come back through the dequantize kernel.
+   */
+  async inspectCache(): Promise<MlaCacheSnapshot> {
+    return this.attention.exportCache();
+  }
+
+  /** Frees the decoder's GPU cache now (otherwise it goes when the session is garbage-collected); the session is unusable after. */
+  dispose(): void {
+    if (this.attention instanceof MlaKernelAttentionBackend) this.attention.destroy();
+  }
+
+  /** Runs one turn: with `stream: true` a Stream of each generated token, then a `done` event with the usage. */
+  chat(params: ChatParams & { readonly stream: true }): Stream<ChatEvent>;
+  chat(params: ChatParams & { readonly stream?: false }): Promise<ChatCompletion>;
+  chat(params: ChatParams): Stream<ChatEvent> | Promise<ChatCompletion> {
+    return params.stream === true ? this.stream(params) : this.complete(params);
+  }
+
+  /** The streaming form of `chat`. */
+  stream(params: ChatParams): Stream<ChatEvent> {
+    const controller = new AbortController();
+    if (params.signal) {
+      if (params.signal.aborted) controller.abort();
+      else params.signal.addEventListener("abort", () => controller.abort(), { once: true });
+    }
+    return new Stream<ChatEvent>(() => this.runTurn(params, controller.signal), controller);
+  }
+
+  /** Runs one turn to the end and returns the answer and usage. */
+  async complete(params: ChatParams): Promise<ChatCompletion> {
+    for await (const ev of this.stream(params)) {
+      if (ev.type === "done") return { message: ev.message, tokenIds: ev.tokenIds, usage: ev.usage };
+    }
+    throw new RuntimeError("aborted", "the turn ended without an answer");
+  }
+
+  /** A new edge session holding turns 1..turn of this one, restored into a new chat. */
+  async fork(turn: number, signal?: AbortSignal): Promise<ChatSession> {
+    this.checkTurn(turn);
+    const { store } = await this.store.fork(turn, signal);
+    return ChatSession.open(this.model, store, signal);
+  }
+
+  /**
+   * Drops every turn after `turn` on the edge and in this chat. The local cache is cut in place when the cut falls in
+   * a slot it still holds raw (or on a slot boundary above the last upload); otherwise it is restored from the edge.
+   * Returns how: "local" or "restored".
+   */
+  async truncate(turn: number, signal?: AbortSignal): Promise<"local" | "restored"> {
+    this.checkTurn(turn);
+    this.enter();
+    try {
+      await this.store.truncate(turn, signal);
+      const length = this.turnEnds.get(turn);
+      const local = this.unfinishedRestore === null && length !== undefined && length >= this.decoder.adoptedLength;
+      if (local && this.cache.canTruncate(length) && this.sealing.canTruncate(length)) {
+        this.cutLocally(turn, length);
+        return "local";
+      }
+      await this.restoreUnlocked(signal);
+      return "restored";
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Re-reads the session from the edge (also what `open` does). */
+  async restore(signal?: AbortSignal): Promise<RestoreStats> {
+    this.enter();
+    try {
+      return await this.restoreUnlocked(signal);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private checkTurn(turn: number): void {
+    if (!Number.isInteger(turn) || turn < 0 || turn > this.head) {
+      throw new RuntimeError("bad_messages", `turn ${turn} is not in 0..${this.head}`);
+    }
+  }
+
+  private enter(): void {
+    if (this.busy) throw new RuntimeError("out_of_sync", "another turn or restore of this session is still running");
+    this.busy = true;
+  }
+
+  private reset(): void {
+    const o = this.options;
+    const w = this.model.weights;
+    const spec = this.model.spec;
+    const raw = (o.storage ?? "quantized") === "raw";
+    const latentWidth = spec.kvHeads * spec.dKv;
+    const ropeWidth = spec.kvHeads * spec.ropeDims;
+    const quantizer = raw ? null : codecSlotQuantizer(this.model.codec, o.codec, { latentWidth, ropeWidth, ropeDims: spec.ropeDims });
+    this.sealing = new SlotSealing(spec.layers, o.chunkTokens, latentWidth, ropeWidth, quantizer);
+    if (this.attention instanceof MlaKernelAttentionBackend) this.attention.destroy();
+    this.choice = chooseDecoder(this.model.kernels, w, o.codec, raw, o.chunkTokens);
+    if (this.choice.path === "kernels" && this.model.kernels !== null) {
+      this.attention = new MlaKernelAttentionBackend(w, this.model.kernels, sharedCacheLayout(this.model.kernels, w, o.codec, o.chunkTokens), this.sealing);
+      this.decoder = new DecoderSession(w.config, w.shell, this.attention, { defaultImageGrid: this.model.imageGrid });
+    } else {
+      const { session, backend } = createMlaSession(w, "absorbed", { defaultImageGrid: this.model.imageGrid, sealing: this.sealing });
+      this.decoder = session;
+      this.attention = backend;
+    }
+    this.cache = new SessionCache(this.cacheOptions());
+    this.head = 0;
+    this.restoredTokens = 0;
+    this.slotBytes = new Map();
+    this.turnEnds = new Map([[0, 0]]);
+  }
+
+  /** Cuts decoder, sealing and session cache to `length` tokens = the end of `turn` (the edge was cut already). */
+  private cutLocally(turn: number, length: number): void {
+    if (length < this.decoder.length) this.decoder.truncate(length);
+    this.cache.truncateCommitted(length);
+    this.head = turn;
+    for (const t of [...this.turnEnds.keys()]) if (t > turn) this.turnEnds.delete(t);
+    this.restoredTokens = Math.min(this.restoredTokens, length);
+    const C = this.options.chunkTokens;
+    for (const slot of [...this.slotBytes.keys()]) if (slot * C >= length) this.slotBytes.delete(slot);
+    if (length % C !== 0) {
+      // the edge holds that slot's raw chunk as of `turn`
+      const slot = Math.floor(length / C);
+      this.slotBytes.set(slot, plannedChunkBytes(this.model.spec, { sealed: false, ...this.options.codec }, length - slot * C));
+    }
+  }
+
+  private cacheOptions() {
+    const o = this.options;
+    return { spec: this.model.spec, params: o.codec, chunkTokens: o.chunkTokens, codec: this.model.codec, storage: o.storage ?? "quantized" };
+  }
+
+  private async restoreUnlocked(signal?: AbortSignal, manifest?: Manifest): Promise<RestoreStats> {
+    try {
+      const stats = await this.loadFromStore(signal, manifest);
+      this.unfinishedRestore = null;
+      return stats;
+    } catch (e) {
+      this.unfinishedRestore = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+      throw e;
+    }
+  }
+
+  /** Resets the local cache and streams the stored session into it. */
+  private async loadFromStore(signal?: AbortSignal, manifest?: Manifest): Promise<RestoreStats> {
+    const t0 = now();
+    this.reset();
+    const options = this.cacheOptions();
+    const attention = this.attention;
+    const kernels = attention instanceof MlaKernelAttentionBackend ? attention : null;
+    let snapshot: SnapshotSink | null = null;
+    let assembler: CacheAssembler | null = null;
+    let head = 0;
+    let fetchMs = 0;
+    let mark = now();
+    for await (const ev of this.store.restore(signal)) {
+      fetchMs += now() - mark;
+      if (ev.type === "header") {
+        if (assembler !== null) throw new RuntimeError("bad_restore", "restore stream has two headers");
+        // Kernels: sealed chunks' packed words go straight into the cache as they arrive (no dequantize).
+        let sink: RestoreSink;
+        if (kernels) sink = { sealed: (l, start, latent, rope) => kernels.loadSealed(l, start, latent, rope), raw: () => undefined };
+        else sink = snapshot = new SnapshotSink(this.model.codec, this.model.spec, ev.header.tokens);
+        assembler = new CacheAssembler(options, ev.header.tokens, sink);
+        head = ev.header.head;
+      } else {
+        if (assembler === null) throw new RuntimeError("bad_restore", "restore stream sent a chunk before its header");
+        assembler.add(ev.bytes);
+      }
+      mark = now();
+    }
+    fetchMs += now() - mark;
+    if (assembler === null) throw new RuntimeError("bad_restore", "restore stream ended without a header");
+    const done = assembler.finish();
+    const t1 = now();
+    if (kernels) {
+      kernels.finishRestore(done.tokens, done.modality, done.tail);
+      await kernels.flush();
+    } else if (done.tokens > 0) {
+      (attention as MlaAttentionBackend).importCache(snapshot!.snapshot(done.modality));
+      this.sealing.adopt(done.tokens, done.tail);
+    }
+    const finishMs = now() - t1;
+    if (done.tokens > 0) this.decoder.adoptCache(done.tokens, done.nextPosition);
+    this.cache.adoptRestored(done.tokens, done.tailModality, done.tailPositions);
+    this.head = head;
+    this.restoredTokens = done.tokens;
+    this.slotBytes = new Map(done.slotBytes);
+    this.turnEnds = new Map([[0, 0], [head, done.tokens]]);
+    for (const t of manifest?.turns ?? []) if (t.seq <= head) this.turnEnds.set(t.seq, t.tokenStart + t.tokenCount);
+    this.lastRestore = {
+      tokens: done.tokens,
+      chunks: done.chunks,
+      bytes: done.bytes,
+      ms: now() - t0,
+      fetchMs,
+      decodeMs: kernels ? done.decodeMs : done.decodeMs + done.sinkMs + finishMs,
+      uploadMs: kernels ? done.sinkMs + finishMs : 0,
+      decoder: this.choice.kind,
+    };
+    this.unreportedRestore = this.lastRestore;
+    return this.lastRestore;
+  }
+
+  private async *runTurn(params: ChatParams, signal: AbortSignal): AsyncGenerator<ChatEvent> {
+    if (this.unfinishedRestore !== null) {
+      throw new RuntimeError("out_of_sync", `the last restore of this session did not finish (${this.unfinishedRestore}); call restore() before the next turn`);
+    }
+    this.enter();
+    const t0 = now();
+    const startLength = this.decoder.length;
+    const cfg = this.model.weights.config;
+    const template = this.model.template;
+    const maxTokens = params.maxTokens ?? 64;
+    let committed = false;
+    try {
+      if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RuntimeError("bad_messages", `maxTokens must be a positive integer, got ${maxTokens}`);
+      const turn = template.encode(params.messages, startLength === 0);
+      const fed: number[] = [];
+      const media: MediaSpan[] = [];
+      let imageEmbeds: Float32Array | undefined;
+      if (turn.images.length > 0) {
+        const patchBytes = turn.images.map((img) => imageToPatchBytes(img, this.model.patches));
+        const all = new Float32Array(patchBytes.reduce((a, p) => a + p.length, 0));
+        let o = 0;
+        for (const p of patchBytes) {
+          for (let i = 0; i < p.length; i++) all[o + i] = p[i] / 255;
+          o += p.length;
+        }
+        imageEmbeds = await this.model.vision.encode(all, turn.images.length);
+        // A media span covers every image-routed token of its image (vision start/end included).
+        const pad = template.tokens.imagePad;
+        const routed = tokenModalities(turn.ids, cfg.imageRoutedTokenIds);
+        let img = 0;
+        for (let i = 0; i < turn.ids.length; i++) {
+          if (turn.ids[i] !== pad || (i > 0 && turn.ids[i - 1] === pad)) continue;
+          let a = i;
+          while (a > 0 && routed[a - 1] === 1 && turn.ids[a - 1] !== pad) a--;
+          let b = i;
+          while (b < turn.ids.length && turn.ids[b] === pad) b++;
+          while (b < turn.ids.length && routed[b] === 1 && turn.ids[b] !== pad) b++;
+          media.push({ hash: bytesToHex(sha256(patchBytes[img++])), start: startLength + a, length: b - a });
+        }
+      }
+      const grids: ImageGrid[] = turn.images.map(() => this.model.imageGrid);
+      const feed = async (ids: number[], logits: "last" | "none", embeds?: Float32Array, g: ImageGrid[] = []): Promise<Float32Array> => {
+        const { positions } = ropeIndexPositions(ids, this.decoder.nextPosition, cfg.tokens.imagePad ?? -1, g);
+        const out = await this.decoder.appendAsync(ids, { imageEmbeds: embeds, imageGrids: g, logits });
+        this.cache.record(tokenModalities(ids, cfg.imageRoutedTokenIds), tokenMajorPositions(positions, ids.length));
+        fed.push(...ids);
+        return out;
+      };
+
+      let logits = await feed(turn.ids, "last", imageEmbeds, grids);
+      const V = cfg.vocabSize;
+      const banned = template.bannedTokenIds;
+      const generated: number[] = [];
+      let firstAt = 0;
+      for (;;) {
+        if (signal.aborted) throw new RuntimeError("aborted", "the turn was aborted");
+        const tok = argmaxExcluding(logits, logits.length - V, V, banned);
+        generated.push(tok);
+        if (generated.length === 1) firstAt = now();
+        yield { type: "token", id: tok, text: tok === template.tokens.end ? "" : template.tokenizer.decode([tok]) };
+        if (tok === template.tokens.end || generated.length >= maxTokens) break;
+        logits = await feed([tok], "last");
+      }
+      const lastAt = now();
+      const last = generated[generated.length - 1];
+      await feed(last === template.tokens.end ? [last] : [last, template.tokens.end], "none");
+
+      const pending = this.cache.prepareCommit(this.sealing);
+      const control: AppendControl = {
+        expectedSeq: this.head + 1,
+        tokenIds: fed,
+        modality: Array.from(tokenModalities(fed, cfg.imageRoutedTokenIds)),
+        positions: this.turnPositions(startLength, fed.length),
+        ...(media.length > 0 ? { media } : {}),
+      };
+      if (signal.aborted) throw new RuntimeError("aborted", "the turn was aborted");
+      // The decode above may have blocked the event loop for seconds: let pending socket events (a keep-alive
+      // connection the server closed meanwhile) be seen before the upload picks a connection.
+      await yieldToEventLoop();
+      const result = await this.store.append({ control, chunks: pending.chunks }, signal);
+      pending.apply();
+      committed = true;
+      this.head = result.seq;
+      this.turnEnds.set(result.seq, this.decoder.length);
+      this.noteChunks(pending.chunks);
+      const kv = this.kvBytes;
+      const usage: ChatUsage = {
+        prompt_tokens: turn.ids.length,
+        completion_tokens: generated.length,
+        cached_tokens: this.restoredTokens,
+        ttft_ms: firstAt - t0,
+        tpot_ms: generated.length > 1 ? (lastAt - firstAt) / (generated.length - 1) : 0,
+        kv_bytes: kv.stored,
+        kv_bytes_uncompressed: kv.uncompressed,
+        kv_device_bytes: kv.device,
+      };
+      this.report(result.seq, usage, startLength);
+      yield { type: "done", message: { role: "assistant", content: template.decode(generated) }, tokenIds: generated, usage };
+    } finally {
+      // An aborted or failed turn leaves nothing behind: the cache returns to the last committed state.
+      if (!committed) {
+        // A block that failed between layers advanced the attention caches but not the decoder: cut both.
+        if (this.decoder.length > startLength) this.decoder.truncate(startLength);
+        else this.attention.truncate(startLength);
+        this.cache.rollback(startLength);
+      }
+      this.busy = false;
+    }
+  }
+
+  /**
+   * Hands the turn's report to the telemetry sink. The first turn after a restore carries the restore: its tokens that
+   * this turn attended to as restored (the cache still held them when the turn began) and those it had to prefill again.
+   */
+  private report(seq: number, usage: ChatUsage, startLength: number): void {
+    const sink = this.options.onReport;
+    const restore = this.unreportedRestore;
+    this.unreportedRestore = null;
+    if (!sink) return;
+    const reused = restore ? Math.min(restore.tokens, startLength) : 0;
+    sink({
+      sessionId: this.store.id,
+      turnSeq: seq,
+      ttftMs: usage.ttft_ms,
+      ...(usage.completion_tokens > 1 ? { tpotMs: usage.tpot_ms } : {}),
+      inputTokens: usage.prompt_tokens,
+      outputTokens: usage.completion_tokens,
+      memory: { kvCacheBytes: usage.kv_device_bytes, kvCacheTokens: this.decoder.length, kvCacheUncompressedBytes: usage.kv_bytes_uncompressed },
+      ...(restore
+        ? {
+            restore: {
+              restoredTokens: restore.tokens,
+              reusedTokens: reused,
+              recomputedTokens: 0,
+              fetchMs: restore.fetchMs,
+              decodeMs: restore.decodeMs,
+              uploadMs: restore.uploadMs,
+            },
+          }
+        : {}),
+    });
+  }
+
+  /** Flattened token-major positions of the tokens [start, start + n) recorded in the cache bridge. */
+  private turnPositions(start: number, n: number): number[] {
+    return Array.from(this.cache.positionsOf(start, n));
+  }
+
+  private noteChunks(chunks: readonly PackedChunk[]): void {
+    const fresh = new Map<number, number>();
+    for (const c of chunks) fresh.set(c.slot, (fresh.get(c.slot) ?? 0) + c.bytes.length);
+    for (const [slot, b] of fresh) this.slotBytes.set(slot, b);
+  }
+}
