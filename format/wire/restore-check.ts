@@ -31,8 +31,9 @@ function int(o: Record<string, unknown>, field: string, max: number, where: stri
 function record(v: unknown, fields: readonly string[], where: string): Record<string, unknown> {
   if (typeof v !== "object" || v === null || Array.isArray(v)) throw new RestoreCheckError(`${where} must be an object`);
   const o = v as Record<string, unknown>;
-  const missing = fields.filter((f) => !(f in o));
-  if (missing.length > 0) throw new RestoreCheckError(`${where} lacks ${missing.join(", ")}`);
+  for (let i = 0; i < fields.length; i++) {
+    if (!(fields[i] in o)) throw new RestoreCheckError(`${where} lacks ${fields.filter((f) => !(f in o)).join(", ")}`);
+  }
   return o;
 }
 
