@@ -40,7 +40,7 @@ const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
 export function measureHeaderEncoding(entries: number, reps = 15): HeaderEncodingResult {
   const h = restoreHeader(entries);
   const enc = new TextEncoder();
-  const dec = new TextDecoder("utf-8", { fatal: true });
+  const dec = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
   const json = (): Uint8Array => enc.encode(JSON.stringify(h));
   const jsonRound = (): RestoreHeader => checkRestoreHeader(JSON.parse(dec.decode(json())));
   const msgpackRound = (): RestoreHeader => decodeRestoreHeaderMsgpack(encodeRestoreHeaderMsgpack(h));
