@@ -17,4 +17,6 @@ export interface Env extends ObjectBindings {
   readonly OPERATOR_KEY?: string;
   /** Storage quotas, JSON `{"tenantId": bytes, "*": bytes}` (worker/append/tenant-quota.ts); unset: no quotas. */
   readonly TENANT_QUOTAS?: string;
+  /** Tests only (worker/testing/pause-points.ts): the write step at which requests wait, so a test can kill the process there. */
+  readonly TEST_PAUSE_AT?: string;
 }

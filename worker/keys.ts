@@ -8,6 +8,7 @@ import type { CodecParams } from "../format/codec/types.ts";
 import { WIRE_AXIS, WIRE_ROPE } from "../format/chunk/constants.ts";
 import { bytesToHex } from "../format/hash/spec-hash.ts";
 import type { MediaSpan } from "../format/wire/messages.ts";
+import { isWellFormedText } from "../format/wire/well-formed.ts";
 
 export const KEY_HEX_LENGTH = 64;
 export const ZERO_PREFIX = "0".repeat(KEY_HEX_LENGTH);
@@ -47,8 +48,9 @@ class KeyWriter {
     new DataView(b.buffer).setUint32(0, v, true);
     return this.bytes(b);
   }
-  /** Length-prefixed UTF-8, so field boundaries are unambiguous. */
+  /** Length-prefixed UTF-8, so field boundaries are unambiguous. Ill-formed text would encode lossily: never hashed. */
   str(s: string): this {
+    if (!isWellFormedText(s)) throw new Error("chunk key input is not well-formed UTF-16: it must be refused where it enters");
     const b = new TextEncoder().encode(s);
     return this.u32(b.length).bytes(b);
   }

@@ -3,6 +3,7 @@
 
 import { ChunkError, MAX_CHUNK_BYTES } from "../../format/chunk/types.ts";
 import { splitChunkRun } from "../../format/wire/chunk-run.ts";
+import { checkRestoreChunk, checkRestoreHeader, RestoreCheckError } from "../../format/wire/restore-check.ts";
 import { encodeFrameHeader, encodeJsonFrame, FrameError, FrameType, FRAMES_CONTENT_TYPE, decodeJsonPayload, readFrames, type FrameLimits } from "../../format/wire/frames.ts";
 import type {
   AppendControl,
@@ -73,7 +74,7 @@ export function encodeAppendBody(body: AppendBody): Uint8Array<ArrayBuffer> {
  * `signal` is aborted).
  */
 export async function* parseRestoreStream(body: ReadableStream<Uint8Array>, signal?: AbortSignal): AsyncGenerator<RestoreEvent> {
-  let sawHeader = false;
+  let header: RestoreHeader | null = null;
   let trailer: { chunks: number; bytes: number } | null = null;
   let chunks = 0;
   let bytes = 0;
@@ -91,21 +92,30 @@ export async function* parseRestoreStream(body: ReadableStream<Uint8Array>, sign
         throw APIError.generate(500, parsed, "restore stream failed", new Headers());
       }
       if (frame.type === FrameType.control) {
-        const json = decodeJsonPayload(frame.payload) as Record<string, unknown>;
-        if (!sawHeader) {
-          sawHeader = true;
-          yield { type: "header", header: json as unknown as RestoreHeader };
-        } else if (json.done === true && typeof json.chunks === "number" && typeof json.bytes === "number") {
-          trailer = { chunks: json.chunks, bytes: json.bytes };
+        const json = controlJson(frame.payload);
+        if (header === null) {
+          header = checked(() => checkRestoreHeader(json));
+          yield { type: "header", header };
+        } else if (typeof json === "object" && json !== null && (json as Record<string, unknown>).done === true) {
+          trailer = checkTrailer(json as Record<string, unknown>);
           if (trailer.chunks !== chunks || trailer.bytes !== bytes) {
             throw new StreamFormatError("truncated", `restore trailer counts ${trailer.chunks} chunks / ${trailer.bytes} B, received ${chunks} / ${bytes} B`);
+          }
+          if (chunks !== header.chunks.length) {
+            throw new StreamFormatError("unexpected_frame", `restore stream ended after ${chunks} chunks, its header lists ${header.chunks.length}`);
           }
         } else {
           throw new StreamFormatError("unexpected_frame", "restore stream has a second header");
         }
       } else if (frame.type === FrameType.chunk || frame.type === FrameType.chunks) {
-        if (!sawHeader) throw new StreamFormatError("unexpected_frame", "restore stream sent a chunk before its header");
+        if (header === null) throw new StreamFormatError("unexpected_frame", "restore stream sent a chunk before its header");
         for (const chunk of frame.type === FrameType.chunk ? [frame.payload] : splitRun(frame.payload)) {
+          // Each chunk must be the one the header lists at its place: no more chunks than listed, none of another size,
+          // storage, token or layer range (a stream mixing in other chunks is refused, not assembled).
+          const info = header.chunks[chunks];
+          if (info === undefined) throw new StreamFormatError("unexpected_frame", `restore stream sent more chunks than the ${header.chunks.length} its header lists`);
+          const index = chunks;
+          checked(() => checkRestoreChunk(chunk, info, index));
           chunks++;
           bytes += chunk.length;
           yield { type: "chunk", bytes: chunk };
@@ -124,8 +134,34 @@ export async function* parseRestoreStream(body: ReadableStream<Uint8Array>, sign
       cause: e instanceof Error ? e : undefined,
     });
   }
-  if (!sawHeader) throw new StreamFormatError("unexpected_frame", "restore stream ended without a header");
+  if (header === null) throw new StreamFormatError("unexpected_frame", "restore stream ended without a header");
   if (trailer === null) throw new StreamFormatError("truncated", `restore stream ended after ${chunks} chunks without its trailer`);
+}
+
+/** A control frame's JSON; a payload that is not UTF-8 JSON is a malformed stream (final), not a broken connection. */
+function controlJson(payload: Uint8Array): unknown {
+  try {
+    return decodeJsonPayload(payload);
+  } catch (e) {
+    throw new StreamFormatError("bad_json", `restore control frame is not UTF-8 JSON: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** Runs a format/wire restore check, mapping its error to StreamFormatError("bad_frame"). */
+function checked<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof RestoreCheckError) throw new StreamFormatError("bad_frame", e.message, { cause: e });
+    throw e;
+  }
+}
+
+function checkTrailer(json: Record<string, unknown>): { chunks: number; bytes: number } {
+  const { chunks, bytes } = json;
+  const count = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+  if (!count(chunks) || !count(bytes)) throw new StreamFormatError("bad_frame", `restore trailer must be {done, chunks, bytes} with counts, got ${JSON.stringify(json).slice(0, 200)}`);
+  return { chunks, bytes };
 }
 
 /** The chunks of a chunk-run frame; a run that does not split into whole chunks is a malformed stream. */

@@ -3,3 +3,4 @@ export * from "./frames.ts";
 export * from "./latents.ts";
 export * from "./messages.ts";
 export * from "./chunk-run.ts";
+export * from "./restore-check.ts";

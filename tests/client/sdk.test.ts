@@ -26,6 +26,7 @@ import {
   type Fetch,
 } from "../../client/index.ts";
 import { encodeFrame, encodeJsonFrame, FrameType, FRAMES_CONTENT_TYPE, readFrames } from "../../format/wire/frames.ts";
+import type { RestoreChunkInfo } from "../../format/wire/messages.ts";
 
 const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
   new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
@@ -188,44 +189,122 @@ describe("append body", () => {
   });
 });
 
+/** A header entry for chunk `i` of a stream: slot i, tokens 4i..4i+3, layers 0-1, sealed. */
+const entry = (i: number, bytes: number, over: Partial<RestoreChunkInfo> = {}): RestoreChunkInfo => ({
+  slot: i,
+  tokenStart: 4 * i,
+  tokenCount: 4,
+  layerStart: 0,
+  layerCount: 2,
+  sealed: true,
+  bytes,
+  key: (i + 1).toString(16).padStart(64, "0"),
+  ...over,
+});
+
+/** Chunk bytes whose fixed header says what `e` lists (magic, storage, token and layer range, byteLength); the body is `fill`. */
+function fakeChunk(e: RestoreChunkInfo, fill: number): Uint8Array {
+  const c = new Uint8Array(e.bytes).fill(fill);
+  c.set([0x4d, 0x4c, 0x41, 0x43]);
+  const v = new DataView(c.buffer);
+  v.setUint8(6, e.sealed ? 1 : 0);
+  v.setUint32(60, e.tokenStart, true);
+  v.setUint32(64, e.tokenCount, true);
+  v.setUint32(68, e.layerStart, true);
+  v.setUint32(72, e.layerCount, true);
+  v.setUint32(76, e.bytes, true);
+  return c;
+}
+
+/** A full restore's header listing `entries` (tokens: up to the last entry's end). */
+const headerFor = (entries: RestoreChunkInfo[], over: Record<string, unknown> = {}) => {
+  const tokens = entries.reduce((m, e) => Math.max(m, e.tokenStart + e.tokenCount), 0);
+  return encodeJsonFrame(FrameType.control, { head: tokens > 0 ? 1 : 0, tokens, from: 0, to: tokens, layerStart: 0, layerEnd: 2, chunks: entries, ...over });
+};
+
 describe("restore stream parser (malformed input)", () => {
-  const header = encodeJsonFrame(FrameType.control, { head: 1, tokens: 3, from: 0, to: 3, layerStart: 0, layerEnd: 4, chunks: [] });
-  const chunk = encodeFrame(FrameType.chunk, new Uint8Array([4, 5, 6, 7]));
+  const e0 = entry(0, 84);
+  const c0 = fakeChunk(e0, 4);
+  const header = headerFor([e0]);
+  const chunk = encodeFrame(FrameType.chunk, c0);
   const trailer = (chunks: number, bytes: number) => encodeJsonFrame(FrameType.control, { done: true, chunks, bytes });
 
   it("should yield the header then the chunks of a complete stream", async () => {
-    const evs = await collect(parseRestoreStream(streamOf([header, chunk, trailer(1, 4)])));
+    const evs = await collect(parseRestoreStream(streamOf([header, chunk, trailer(1, 84)])));
     expect(evs.map((e) => e.type)).toEqual(["header", "chunk"]);
   });
 
   it("should reject a stream cut before its trailer, a frame cut in half, and a trailer that miscounts", async () => {
     await expect(collect(parseRestoreStream(streamOf([header, chunk])))).rejects.toMatchObject({ name: "StreamFormatError", code: "truncated" });
     await expect(collect(parseRestoreStream(streamOf([header, chunk.subarray(0, 7)])))).rejects.toMatchObject({ code: "truncated" });
-    await expect(collect(parseRestoreStream(streamOf([header, chunk, trailer(2, 8)])))).rejects.toBeInstanceOf(StreamFormatError);
+    await expect(collect(parseRestoreStream(streamOf([header, chunk, trailer(2, 168)])))).rejects.toBeInstanceOf(StreamFormatError);
     await expect(collect(parseRestoreStream(streamOf([chunk])))).rejects.toMatchObject({ code: "unexpected_frame" });
   });
 
   it("should yield each chunk of a chunk-run frame (one stored row's chunks) and count them against the trailer", async () => {
     // Splitting reads only the magic and the byteLength field (offset 76) of each chunk.
-    const fakeChunk = (length: number, fill: number): Uint8Array => {
-      const c = new Uint8Array(length).fill(fill);
-      c.set([0x4d, 0x4c, 0x41, 0x43]);
-      new DataView(c.buffer).setUint32(76, length, true);
-      return c;
-    };
-    const a = fakeChunk(96, 1);
-    const b = fakeChunk(84, 2);
+    const [e1, e2] = [entry(1, 96), entry(2, 84)];
+    const a = fakeChunk(e1, 1);
+    const b = fakeChunk(e2, 2);
+    const hdr = headerFor([e0, e1, e2]);
     const run = encodeFrame(FrameType.chunks, new Uint8Array([...a, ...b]));
-    const evs = await collect(parseRestoreStream(streamOf([header, chunk, run, trailer(3, 4 + 96 + 84)])));
-    expect(evs.map((e) => (e.type === "chunk" ? [...e.bytes] : e.type))).toEqual(["header", [4, 5, 6, 7], [...a], [...b]]);
-    await expect(collect(parseRestoreStream(streamOf([header, run, trailer(1, 180)])))).rejects.toMatchObject({ code: "truncated" });
+    const evs = await collect(parseRestoreStream(streamOf([hdr, chunk, run, trailer(3, 84 + 96 + 84)])));
+    expect(evs.map((e) => (e.type === "chunk" ? [...e.bytes] : e.type))).toEqual(["header", [...c0], [...a], [...b]]);
+    await expect(collect(parseRestoreStream(streamOf([headerFor([e1, e2]), run, trailer(1, 180)])))).rejects.toMatchObject({ code: "truncated" });
     const cut = encodeFrame(FrameType.chunks, new Uint8Array([...a, ...b.subarray(0, 83)]));
-    await expect(collect(parseRestoreStream(streamOf([header, cut, trailer(2, 179)])))).rejects.toMatchObject({ name: "StreamFormatError", code: "bad_frame" });
+    await expect(collect(parseRestoreStream(streamOf([headerFor([e1, e2]), cut, trailer(2, 179)])))).rejects.toMatchObject({ name: "StreamFormatError", code: "bad_frame" });
   });
 
   it("should surface an error frame as an APIError with the store's code", async () => {
     const err = encodeJsonFrame(FrameType.error, { error: { code: "corrupt_chunk", message: "chunk k failed verification" } });
     await expect(collect(parseRestoreStream(streamOf([header, err])))).rejects.toMatchObject({ code: "corrupt_chunk", status: 500 });
+  });
+
+  // Issue 16, defect 7: the header is checked, never trusted.
+  const refused = async (frames: Uint8Array[]) => {
+    const err = await collect(parseRestoreStream(streamOf(frames))).catch((e: unknown) => e);
+    expect(err, String(err)).toBeInstanceOf(StreamFormatError);
+    return err as StreamFormatError;
+  };
+
+  it("should refuse a header without tokens, or with head and tokens that disagree, even before an empty trailer", async () => {
+    const empty = trailer(0, 0);
+    const base = { head: 0, tokens: 0, from: 0, to: 0, layerStart: 0, layerEnd: 2, chunks: [] };
+    // A valid empty session restores as empty.
+    expect((await collect(parseRestoreStream(streamOf([encodeJsonFrame(FrameType.control, base), empty])))).map((e) => e.type)).toEqual(["header"]);
+    const { tokens: _t, ...noTokens } = base;
+    expect((await refused([encodeJsonFrame(FrameType.control, noTokens), empty])).code).toBe("bad_frame");
+    expect((await refused([encodeJsonFrame(FrameType.control, { ...base, head: 3 }), empty])).message).toMatch(/head 3 with 0 tokens/);
+    expect((await refused([encodeJsonFrame(FrameType.control, { ...base, head: 1, tokens: 1e12, to: 1e12 }), empty])).code).toBe("bad_frame");
+    expect((await refused([encodeJsonFrame(FrameType.control, { ...base, head: 1, tokens: -1 }), empty])).code).toBe("bad_frame");
+    expect((await refused([encodeJsonFrame(FrameType.control, { ...base, head: 1, tokens: 1.5 }), empty])).code).toBe("bad_frame");
+    // Claims 9 tokens but lists chunks for 4: a restore that would leave the cache short.
+    expect((await refused([headerFor([e0], { tokens: 9, to: 9 }), chunk, trailer(1, 84)])).message).toMatch(/cover 4/);
+    expect((await refused([encodeJsonFrame(FrameType.control, "not a header"), empty])).code).toBe("bad_frame");
+  });
+
+  it("should refuse a control frame that is not JSON as a malformed stream, not a broken (resumable) connection", async () => {
+    const err = await refused([encodeFrame(FrameType.control, new TextEncoder().encode("{head: 1")), trailer(0, 0)]);
+    expect(err.code).toBe("bad_json");
+    const late = await refused([header, chunk, encodeFrame(FrameType.control, new Uint8Array([0xff, 0xfe]))]);
+    expect(late.code).toBe("bad_json");
+  });
+
+  it("should refuse chunks that are not the ones the header lists (another session's, extra, missing, resized)", async () => {
+    // Same size and slot, other token range: a chunk of another place (or session) mixed in.
+    const foreign = encodeFrame(FrameType.chunk, fakeChunk({ ...e0, tokenStart: 8 }, 4));
+    expect((await refused([header, foreign, trailer(1, 84)])).message).toMatch(/not the chunk its header lists/);
+    const rawInstead = encodeFrame(FrameType.chunk, fakeChunk({ ...e0, sealed: false }, 4));
+    expect((await refused([header, rawInstead, trailer(1, 84)])).code).toBe("bad_frame");
+    const otherLayers = encodeFrame(FrameType.chunk, fakeChunk({ ...e0, layerStart: 1, layerCount: 1 }, 4));
+    expect((await refused([header, otherLayers, trailer(1, 84)])).code).toBe("bad_frame");
+    const resized = encodeFrame(FrameType.chunk, fakeChunk({ ...e0, bytes: 88 }, 4));
+    expect((await refused([header, resized, trailer(1, 88)])).message).toMatch(/88 B, its header entry 84 B/);
+    expect((await refused([header, chunk, chunk, trailer(2, 168)])).message).toMatch(/more chunks than the 1/);
+    const two = headerFor([e0, entry(1, 84)]);
+    expect((await refused([two, chunk, trailer(1, 84)])).message).toMatch(/after 1 chunks, its header lists 2/);
+    const dupKeys = headerFor([e0, entry(1, 84, { key: e0.key })]);
+    expect((await refused([dupKeys, trailer(0, 0)])).message).toMatch(/repeats key/);
   });
 });
 
@@ -267,7 +346,9 @@ describe("restore stream over a real socket", () => {
     const closed = new Promise<number>((ok) => (onClose = ok));
     const server = createServer((_req, res) => {
       res.writeHead(200, { "content-type": FRAMES_CONTENT_TYPE });
-      res.write(encodeJsonFrame(FrameType.control, { head: 1, tokens: 0, from: 0, to: 0, layerStart: 0, layerEnd: 0, chunks: [] }));
+      // A header listing more chunks than any test reads (a partial range, so it need not cover the session).
+      const listed = Array.from({ length: 1000 }, (_, i) => entry(i, 84));
+      res.write(headerFor(listed, { tokens: 8000, to: 4000 }));
       const timer = setInterval(() => {
         if (cutAfter !== undefined && sent === cutAfter) {
           res.socket?.destroy();
@@ -275,7 +356,7 @@ describe("restore stream over a real socket", () => {
         }
         if (stallAfter !== undefined && sent === stallAfter) return;
         sent++;
-        res.write(encodeFrame(FrameType.chunk, new Uint8Array(4)));
+        res.write(encodeFrame(FrameType.chunk, fakeChunk(entry(sent - 1, 84), 0)));
       }, 10);
       res.on("close", () => {
         clearInterval(timer);
@@ -304,7 +385,7 @@ describe("restore stream over a real socket", () => {
     const client = createClient({ baseUrl: srv.url, apiKey: "k" });
     const err = await collect(await client.store.sessions.restore("s", {}, { token: "t" })).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(APIConnectionError);
-    expect((err as Error).message).toMatch(/restore stream broke after 3 chunks \(12 B\)/);
+    expect((err as Error).message).toMatch(/restore stream broke after 3 chunks \(252 B\)/);
     await srv.stop();
   });
 

@@ -16,6 +16,7 @@ import type { WaitUntil } from "../telemetry/index.ts";
 import { chunkBytesFor } from "./chunk-bytes.ts";
 import { parseControl } from "./control.ts";
 import { planUploads, type TokenWindow, type UploadUnit } from "./plan.ts";
+import { pausePoint } from "../testing/pause-points.ts";
 import { recordAppendChunks, type ChunkOutcome } from "./telemetry.ts";
 import { checkTenantQuota } from "./tenant-quota.ts";
 
@@ -84,7 +85,10 @@ export async function appendTurn(t: AppendTarget, reader: FrameReader, requireEn
   const specHash = hexToBytes(meta.specHash);
 
   const tag = `upload:${crypto.randomUUID()}`;
-  const leaseUntil = Date.now() + UPLOAD_LEASE_MS;
+  // The upload lease runs from the last batch: each put leases its rows (and its shard's earlier rows of this upload)
+  // for UPLOAD_LEASE_MS from now, and once half a lease has passed since the other shards were renewed, they are
+  // renewed too. A body slower than that between two batches loses its rows to the alarm, and confirm() refuses it.
+  let renewedAt = Date.now();
   const shards = new Set<number>();
   const chunks = (shard: number) => chunkShardStub(t.env, t.tenant, shard);
   const refs: ChunkRef[] = [];
@@ -102,6 +106,12 @@ export async function appendTurn(t: AppendTarget, reader: FrameReader, requireEn
       batch = [];
       await inFlight;
       const shard = b[0].unit.shard;
+      const now = Date.now();
+      const leaseUntil = now + UPLOAD_LEASE_MS;
+      if (now - renewedAt > UPLOAD_LEASE_MS / 2) {
+        await Promise.all([...shards].filter((s) => s !== shard).map((s) => chunks(s).renew(t.sessionId, tag, leaseUntil)));
+        renewedAt = now;
+      }
       shards.add(shard);
       inFlight = chunks(shard)
         .putChunks(
@@ -119,6 +129,7 @@ export async function appendTurn(t: AppendTarget, reader: FrameReader, requireEn
         });
     };
     const full = (u: UploadUnit) => u.tokenCount === meta.chunkTokens;
+    await pausePoint(t.env, "append.beforeUpload", t.sessionId);
     for (const [i, unit] of units.entries()) {
       const frame = await nextFrame(reader);
       if (frame === null) throw badRequest(`body ended before the chunk for tokens ${unit.tokenStart}+${unit.tokenCount}, layers ${unit.layerStart}+${unit.layerCount} (${i} of ${units.length} chunks received)`, "truncated");
@@ -131,7 +142,15 @@ export async function appendTurn(t: AppendTarget, reader: FrameReader, requireEn
     await inFlight;
     if (requireEnd && (await nextFrame(reader)) !== null) throw badRequest(`unexpected frame after the ${units.length} chunks of the turn`);
 
-    await Promise.all([...shards].map((s) => chunks(s).confirm(t.sessionId, tag)));
+    await pausePoint(t.env, "append.beforeConfirm", t.sessionId);
+    // Every row the refs point into must still be held by this upload; a lease that ran out lost them to the alarm.
+    const lost = (
+      await Promise.all([...shards].map((s) => chunks(s).confirm(t.sessionId, tag, [...new Set(refs.filter((r) => r.shard === s).map((r) => r.row))])))
+    ).flat();
+    if (lost.length > 0) {
+      throw new ApiError(409, "turn_conflict", `the upload outlived its lease (${UPLOAD_LEASE_MS / 60_000} min between two batches): ${lost.length} of its rows were released; append the turn again`, "upload_lease_expired");
+    }
+    await pausePoint(t.env, "append.beforeCommit", t.sessionId);
     let maxPosition = ctx.nextPosition - 1;
     for (const p of input.positions) if (p > maxPosition) maxPosition = p;
     const turn: TurnRecord = {

@@ -1,6 +1,7 @@
 // Hono middleware: tenant-key auth (create, mint) and session-token auth (every session route), as factories.
 import type { MiddlewareHandler } from "hono";
 import type { TokenScope } from "../../format/wire/messages.ts";
+import { isWellFormedText } from "../../format/wire/well-formed.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { requireSecret, tenantForKey } from "./tenants.ts";
@@ -33,12 +34,15 @@ export function tenantAuth(): MiddlewareHandler<AppEnv> {
 
 /**
  * Requires a session token for the `:id` of the route with `scope`; sets `tenant` and `claims`. The token comes from
- * `Authorization: Bearer`, or from `?token=` on WebSocket upgrades (browsers cannot set headers there).
+ * `Authorization: Bearer`, or — only on a route mounted with `queryToken` (the WebSocket route: browsers cannot set
+ * headers there) and only on a WebSocket upgrade — from `?token=`. Every other route ignores `?token=`, whatever
+ * headers the request carries: a token in a URL leaks into logs and referrers, so it opens nothing but the socket.
  */
-export function sessionAuth(scope: TokenScope): MiddlewareHandler<AppEnv> {
+export function sessionAuth(scope: TokenScope, options: { readonly queryToken?: boolean } = {}): MiddlewareHandler<AppEnv> {
+  const queryToken = options.queryToken === true;
   return async function sessionAuth(c, next) {
     let token = bearer(c.req.header("authorization"));
-    if (token === null && c.req.header("upgrade")?.toLowerCase() === "websocket") token = c.req.query("token") ?? null;
+    if (token === null && queryToken && c.req.header("upgrade")?.toLowerCase() === "websocket") token = c.req.query("token") ?? null;
     if (token === null) throw new ApiError(401, "unauthorized", "missing Authorization: Bearer <session token>");
     const check = await verifyToken(requireSecret(c.env.SIGNING_SECRET, "SIGNING_SECRET"), token, Date.now());
     if (!check.ok) {
@@ -46,6 +50,7 @@ export function sessionAuth(scope: TokenScope): MiddlewareHandler<AppEnv> {
       throw new ApiError(401, "unauthorized", `invalid session token (${check.reason})`);
     }
     const id = c.req.param("id");
+    if (id === undefined || !isWellFormedText(id)) throw new ApiError(400, "bad_request", "the session id is not well-formed UTF-16 (a lone surrogate)", "ill_formed_text");
     if (check.claims.session !== id) throw new ApiError(403, "forbidden", "this token is for another session");
     if (!check.claims.scopes.includes(scope)) throw new ApiError(403, "forbidden", `this token lacks the ${scope} scope`);
     c.set("tenant", check.claims.tenant);

@@ -38,6 +38,13 @@ export interface ReleaseResult {
   readonly bytesUncompressed: number;
 }
 
+/** A row a fork holds, with the chunks its refs expect there (chunk key, offset and length in the row). */
+export interface HoldEntry {
+  readonly key: string;
+  readonly tag: string;
+  readonly members: ReadonlyArray<{ readonly chunk: string; readonly at: number; readonly length: number }>;
+}
+
 export interface ChunkStats {
   readonly rows: number;
   readonly chunks: number;
@@ -97,25 +104,50 @@ export class ChunkObject extends DurableObject<unknown> {
       for (const row of new Set(places.map((p) => p.row))) {
         sqlRun(this.#sql, "INSERT INTO holds (key, holder, tag, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", row, holder, tag, leaseUntil);
       }
+      // The upload is alive: the lease of its earlier rows here runs from now on too.
+      sqlRun(this.#sql, "UPDATE holds SET expires_at = ? WHERE holder = ? AND tag = ? AND expires_at IS NOT NULL AND expires_at < ?", leaseUntil, holder, tag, leaseUntil);
     });
     await this.#armAlarm(leaseUntil);
     return places;
   }
 
-  /** Makes the leased holds of (holder, tag) permanent: the turn that uses them is about to commit. */
-  confirm(holder: string, tag: string): number {
-    return sqlRun(this.#sql, "UPDATE holds SET expires_at = NULL WHERE holder = ? AND tag = ?", holder, tag);
+  /**
+   * Makes the leased holds of (holder, tag) on `rows` permanent: the turn that uses them is about to commit. All or
+   * nothing: when any of `rows` has no such hold left (the lease ran out and the alarm reaped it), nothing is confirmed
+   * and the rows without a hold are returned, so the caller refuses the turn instead of committing refs to gone rows.
+   */
+  confirm(holder: string, tag: string, rows: readonly string[]): string[] {
+    return this.ctx.storage.transactionSync((): string[] => {
+      const lost = [...new Set(rows)].filter((row) => sqlOne(this.#sql, "SELECT 1 AS x FROM holds WHERE key = ? AND holder = ? AND tag = ?", row, holder, tag) === null);
+      if (lost.length === 0) sqlRun(this.#sql, "UPDATE holds SET expires_at = NULL WHERE holder = ? AND tag = ?", holder, tag);
+      return lost;
+    });
   }
 
   /**
-   * Adds permanent holds on rows that must exist already (fork: the parent holds them). Returns the row keys that are
-   * missing; nothing is held when any is missing.
+   * Extends the leased holds of (holder, tag) to `leaseUntil` (an upload still in progress). Returns how many leased
+   * holds it extended.
    */
-  hold(entries: ReadonlyArray<{ key: string; tag: string }>, holder: string): string[] {
+  renew(holder: string, tag: string, leaseUntil: number): number {
+    return sqlRows(this.#sql, "UPDATE holds SET expires_at = ? WHERE holder = ? AND tag = ? AND expires_at IS NOT NULL AND expires_at < ? RETURNING key", leaseUntil, holder, tag, leaseUntil).length;
+  }
+
+  /**
+   * Adds permanent holds on rows that must exist already, as the refs that point into them expect (fork: the parent
+   * holds them). Each ref names a chunk and its offset in the row; a row that is gone, or was re-created with other
+   * chunks at those offsets (the parent truncated and appended again), does not match. Returns the row keys that do
+   * not match; nothing is held when any does not.
+   */
+  hold(entries: readonly HoldEntry[], holder: string): string[] {
     const missing: string[] = [];
     this.ctx.storage.transactionSync(() => {
       for (const e of entries) {
-        if (sqlOne(this.#sql, "SELECT 1 AS x FROM chunks WHERE key = ?", e.key) === null) missing.push(e.key);
+        const matches =
+          sqlOne(this.#sql, "SELECT 1 AS x FROM chunks WHERE key = ?", e.key) !== null &&
+          e.members.every(
+            (m) => sqlOne(this.#sql, "SELECT 1 AS x FROM members WHERE chunk = ? AND row_key = ? AND at = ? AND length = ?", m.chunk, e.key, m.at, m.length) !== null,
+          );
+        if (!matches) missing.push(e.key);
       }
       if (missing.length > 0) return;
       for (const e of entries) {

@@ -6,6 +6,7 @@ import { ChunkError } from "../../format/chunk/types.ts";
 import { CODEC_BITS_TEXT, isBits, type CodecParams } from "../../format/codec/types.ts";
 import { specHashHex } from "../../format/hash/spec-hash.ts";
 import type { Manifest, ModelRef, SessionCreated, TokenScope } from "../../format/wire/messages.ts";
+import { isWellFormedText } from "../../format/wire/well-formed.ts";
 import { sessionAuth, tenantAuth } from "../auth/middleware.ts";
 import { requireSecret } from "../auth/tenants.ts";
 import { DEFAULT_TOKEN_TTL_MS, mintToken } from "../auth/tokens.ts";
@@ -16,6 +17,7 @@ import { toCacheSpec, type SessionMeta } from "../objects/session-types.ts";
 import { chunkCodecOf } from "../append/plan.ts";
 import { DEFAULT_CHUNK_TOKENS } from "../../format/chunk/types.ts";
 import { recordEvent } from "../telemetry/index.ts";
+import { pausePoint } from "../testing/pause-points.ts";
 
 export const sessions = new Hono<AppEnv>();
 
@@ -45,6 +47,9 @@ function parseModel(v: unknown): ModelRef {
   const m = (typeof v === "object" && v !== null ? v : {}) as Record<string, unknown>;
   const ok = (x: unknown): x is string => typeof x === "string" && x.length >= 1 && x.length <= 256;
   if (!ok(m.id) || !ok(m.conversion)) throw badRequest("model must be {id, conversion} with strings of 1 to 256 characters");
+  // A lone surrogate would encode as U+FFFD and give another model's (or conversion's) chunk keys.
+  if (!isWellFormedText(m.id)) throw badRequest("model.id is not well-formed UTF-16 (a lone surrogate)", "ill_formed_text");
+  if (!isWellFormedText(m.conversion)) throw badRequest("model.conversion is not well-formed UTF-16 (a lone surrogate)", "ill_formed_text");
   return { id: m.id, conversion: m.conversion };
 }
 
@@ -170,8 +175,9 @@ sessions.post("/:id/fork", sessionAuth("read"), async (c) => {
     expiresAt: now + ttlSeconds * 1000,
     parent: { id: parentId, seq: atSeq },
   };
+  await pausePoint(c.env, "fork.afterSnapshot", parentId);
   const r = await sessionStub(c.env, tenant, meta.id).initFork(meta, snap);
-  if (r.status === "missing") throw new ApiError(409, "turn_conflict", "the parent changed during the fork (chunks released): retry");
+  if (r.status === "missing") throw new ApiError(409, "turn_conflict", "the parent changed during the fork (its chunks were released or replaced): retry", "parent_changed");
   if (r.status === "exists") throw new ApiError(500, "internal", "session id collision");
   recordEvent(c.env, c.executionCtx, { kind: "fork", sessionId: parentId, childSessionId: meta.id });
   return c.json(await issue(c, tenant, meta, ["read", "write"]), 201);

@@ -42,7 +42,7 @@ turns.post("/:id/turns", sessionAuth("write"), async (c) => {
 /** Close codes 4000 + HTTP status carry the error class to clients that only see the close event. */
 const closeCode = (status: number): number => 4000 + status;
 
-turns.get("/:id/turns/ws", sessionAuth("write"), async (c) => {
+turns.get("/:id/turns/ws", sessionAuth("write", { queryToken: true }), async (c) => {
   if (c.req.header("upgrade")?.toLowerCase() !== "websocket") throw new ApiError(426, "bad_request", "expected a WebSocket upgrade (Upgrade: websocket)");
   const t = await target(c);
   const pair = new WebSocketPair();

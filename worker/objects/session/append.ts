@@ -62,12 +62,16 @@ export async function appendContext(host: SessionHost): Promise<AppendContext | 
 }
 
 /**
- * Commits a turn atomically: the head must still be expectedSeq − 1 (else conflict, nothing written). The caller has
+ * Commits a turn atomically into the live session: the head must still be expectedSeq − 1 (else conflict, nothing
+ * written); a session that is not active and unexpired is not_found. The caller has
  * made the holds of every ref permanent before calling, so a visible turn never lacks a chunk.
  */
 export function commitTurn(host: SessionHost, expectedSeq: number, turn: TurnRecord, refs: readonly ChunkRef[]): CommitOutcome {
   const { tables } = host;
-  if (tables.readSession() === null) return { status: "not_found" };
+  // Only into an active, unexpired session: a session being deleted (or expired, or a fork not yet active) takes no
+  // turn, so the append is refused and releases its holds instead of leaving holds that nothing frees.
+  const row = tables.readSession();
+  if (row === null || row.state !== "active" || row.expires_at <= Date.now()) return { status: "not_found" };
   return host.ctx.storage.transactionSync((): CommitOutcome => {
     const { head, tokens } = tables.headState();
     if (head !== expectedSeq - 1 || turn.seq !== expectedSeq || turn.tokenStart !== tokens) return { status: "conflict", head };

@@ -28,7 +28,8 @@ export async function snapshot(host: SessionHost, atSeq: number): Promise<ForkSn
 /**
  * Becomes a fork: writes the copied turns as a pending session (alarm armed), adds this session's holds on the
  * parent's chunks (no bytes copied), then activates. A crash before activation leaves a pending session whose alarm
- * releases the holds. Returns the rows that no longer exist (the parent was deleted meanwhile): the fork is undone.
+ * releases the holds. Returns the rows that no longer exist or no longer hold the parent's chunks at the refs' offsets (the parent was
+ * deleted, or truncated and appended again, meanwhile): the fork is undone.
  */
 export async function initFork(host: SessionHost, meta: SessionMeta, snap: ForkSnapshot): Promise<InitForkOutcome> {
   const { ctx, env, tables } = host;
@@ -45,12 +46,16 @@ export async function initFork(host: SessionHost, meta: SessionMeta, snap: ForkS
   });
   await ctx.storage.setAlarm(Date.now() + FORK_LEASE_MS);
   const tagOf = new Map(snap.turns.map((t) => [t.seq, t.tag]));
-  // One hold per (row, turn tag): chunks that share a row share its hold.
-  const perShard = new Map<number, Map<string, { key: string; tag: string }>>();
+  // One hold per (row, turn tag): chunks that share a row share its hold, and the hold checks each of them is still
+  // where the parent's refs say (a row re-created under the same key may hold other chunks at those offsets).
+  const perShard = new Map<number, Map<string, { key: string; tag: string; members: Array<{ chunk: string; at: number; length: number }> }>>();
   for (const r of snap.refs) {
     const tag = tagOf.get(r.seq) ?? "";
-    const rows = perShard.get(r.shard) ?? new Map<string, { key: string; tag: string }>();
-    rows.set(`${r.row}\u0000${tag}`, { key: r.row, tag });
+    const rows = perShard.get(r.shard) ?? new Map<string, { key: string; tag: string; members: Array<{ chunk: string; at: number; length: number }> }>();
+    const id = `${r.row}\u0000${tag}`;
+    const entry = rows.get(id) ?? { key: r.row, tag, members: [] };
+    entry.members.push({ chunk: r.key, at: r.offset, length: r.bytes });
+    rows.set(id, entry);
     perShard.set(r.shard, rows);
   }
   const missing = (await Promise.all([...perShard].map(([shard, entries]) => chunkShardStub(env, meta.tenant, shard).hold([...entries.values()], meta.id)))).flat();
