@@ -5,4 +5,6 @@ import type { ChunkObject } from "./chunk-object.ts";
 
 export interface ObjectBindings extends TelemetryEnv {
   readonly CHUNKS: DurableObjectNamespace<ChunkObject>;
+  /** Tests only (worker/testing/pause-points.ts): the named pause point holds its request; unset in production. */
+  readonly TEST_PAUSE_AT?: string;
 }
