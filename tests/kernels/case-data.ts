@@ -91,12 +91,15 @@ export function buildCaseData(c: KernelCase): CaseData {
 
   const n = c.queryCount;
   // Scores of a few units: q̃ ~ N(0, (2·√d_h)²/D_c).
-  const qs = (2 * Math.sqrt(g.headDim)) / Math.sqrt(dc);
+  // queryScale / keyBiasShift push the scores beyond f32 exp's range (cases.ts).
+  const k = c.queryScale ?? 1;
+  const shift = c.keyBiasShift ?? 0;
+  const qs = (k * 2 * Math.sqrt(g.headDim)) / Math.sqrt(dc);
   const queries: MlaQueries = {
     queryCount: n,
-    qRope: Float32Array.from({ length: n * g.heads * g.ropeDims }, () => rnd()),
+    qRope: Float32Array.from({ length: n * g.heads * g.ropeDims }, () => k * rnd()),
     qLatent: Array.from({ length: g.spaces }, () => Float32Array.from({ length: n * g.heads * dc }, () => qs * rnd())),
-    keyBias: Array.from({ length: g.spaces }, () => Float32Array.from({ length: n * g.heads }, () => 3 * rnd())),
+    keyBias: Array.from({ length: g.spaces }, () => Float32Array.from({ length: n * g.heads }, () => 3 * k * rnd() + shift)),
   };
   return {
     layout,

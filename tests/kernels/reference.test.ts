@@ -11,7 +11,7 @@ import { splitWorkgroupBytes } from "../../kernels/mla-attention-split.ts";
 import { planSplits } from "../../kernels/mla-attention.ts";
 import { MAX_SPLITS } from "../../kernels/mla-attention-combine.ts";
 import { KERNEL_CASES, SESSION_CASE, qwenGeometry } from "./cases.ts";
-import { normalSource, relativeError } from "./case-data.ts";
+import { buildCaseData, normalSource, relativeError } from "./case-data.ts";
 import { expectCaseResult, expectConcurrentResult, expectSessionResult } from "./expected.ts";
 import { runCase, runConcurrentSteps, runSessionSteps } from "./harness.ts";
 import { fp16Block, quantizeBlock } from "./pack.ts";
@@ -237,5 +237,45 @@ describe("launch shape", () => {
         expect((p.splitCount - 1) * p.pagesPerSplit).toBeLessThan(p.pages);
       }
     }
+  });
+});
+
+describe("large-magnitude cases (issue 21)", () => {
+  /** max and min over (query, head) of the largest visible score s_j, from the dense f64 cache. */
+  function maxScoreRange(c: (typeof KERNEL_CASES)[number]): { hi: number; lo: number } {
+    const d = buildCaseData(c);
+    const g = c.geometry;
+    const rw = g.kvHeads * g.ropeDims;
+    const n = c.queryCount;
+    let hi = -Infinity;
+    let lo = Infinity;
+    for (let i = 0; i < n; i++) {
+      for (let h = 0; h < g.heads; h++) {
+        const kv = Math.floor(h / (g.heads / g.kvHeads));
+        let mx = -Infinity;
+        for (let j = 0; j < c.length - n + i + 1; j++) {
+          const m = g.spaces === 2 ? d.modality[j] : 0;
+          let s = d.queries.keyBias[m][i * g.heads + h];
+          for (let k = 0; k < g.ropeDims; k++) s += d.queries.qRope[(i * g.heads + h) * g.ropeDims + k] * d.dense.rope[j * rw + kv * g.ropeDims + k];
+          for (let k = 0; k < g.latentWidth; k++) s += d.queries.qLatent[m][(i * g.heads + h) * g.latentWidth + k] * d.dense.latent[j * g.latentWidth + k];
+          mx = Math.max(mx, s / Math.sqrt(g.headDim));
+        }
+        hi = Math.max(hi, mx);
+        lo = Math.min(lo, mx);
+      }
+    }
+    return { hi, lo };
+  }
+
+  it("should put scores beyond f32 exp's range, so only the max subtraction keeps the softmax finite", () => {
+    const scaled = KERNEL_CASES.filter((c) => (c.queryScale ?? 1) >= 10);
+    const shifted = KERNEL_CASES.filter((c) => (c.keyBiasShift ?? 0) <= -1000);
+    expect(scaled.length).toBeGreaterThanOrEqual(2);
+    expect(shifted.length).toBeGreaterThanOrEqual(1);
+    // f32 exp overflows above ln(FLT_MAX) ≈ 88.7 and rounds to 0 below ≈ −104 (half the smallest subnormal).
+    for (const c of scaled) expect(maxScoreRange(c).hi).toBeGreaterThan(88.8);
+    for (const c of shifted) expect(maxScoreRange(c).hi).toBeLessThan(-104.5);
+    expect(Math.fround(Math.exp(88.8))).toBe(Infinity);
+    expect(Math.fround(Math.exp(-104.5))).toBe(0);
   });
 });
