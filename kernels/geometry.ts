@@ -2,7 +2,7 @@
 // plus every size the kernels and cache stores derive from them. Validated once, shared by GPU, CPU and references.
 import { GeometryError } from "./errors.ts";
 
-/** Attention geometry (method.md §8.3). */
+/** Attention geometry (docs/method.md §8.3). */
 export interface MlaGeometry {
   /** Query heads n_h. */
   readonly heads: number;

@@ -59,7 +59,7 @@ export function buildCaseData(c: KernelCase): CaseData {
   const rw = layout.ropeWidth;
   const latent = new Float32Array(L * dc);
   const rope = new Float32Array(L * rw);
-  // A few outlier channels, as latents from weight SVD carry (method.md §9.3).
+  // A few outlier channels, as latents from weight SVD carry (docs/method.md §9.3).
   const channelScale = Float32Array.from({ length: dc }, (_, i) => (i % 17 === 3 ? 4 : 1));
   for (let j = 0; j < L; j++) for (let i = 0; i < dc; i++) latent[j * dc + i] = rnd() * channelScale[i];
   for (let e = 0; e < L * rw; e++) rope[e] = 2 * rnd();

@@ -1,4 +1,4 @@
-// CPU side of the kernels: the f64 absorbed reference against the expanded form (method.md §8.1), the test packer
+// CPU side of the kernels: the f64 absorbed reference against the expanded form (docs/method.md §8.1), the test packer
 // against the format/codec reference codec, the f32 CPU fallback on every kernel case, and input validation.
 import { describe, expect, it } from "vitest";
 import { mlaAttentionRef } from "../../kernels/mla-attention.ref.ts";
@@ -17,7 +17,7 @@ import { runCase, runConcurrentSteps, runSessionSteps } from "./harness.ts";
 import { fp16Block, quantizeBlock } from "./pack.ts";
 
 describe("f64 absorbed reference", () => {
-  it("should equal expanded attention with per-modality up-projections and biases (method.md §8.1 vs §8.3)", () => {
+  it("should equal expanded attention with per-modality up-projections and biases (docs/method.md §8.1 vs §8.3)", () => {
     const rnd = normalSource(99);
     const g: MlaGeometry = { heads: 4, kvHeads: 2, ropeDims: 8, latentWidth: 32, headDim: 16, spaces: 2 };
     const dNope = g.headDim - g.ropeDims;
