@@ -5,6 +5,8 @@ import { cloudflareTest } from "@cloudflare/vitest-plugin";
 
 export default defineConfig({
   test: {
+    // After vitest's own output: which tests were skipped for a missing system tool, and the command that installs it.
+    reporters: ["default", "./tests/helpers/system-tools-reporter.ts"],
     projects: [
       {
         test: {

@@ -33,7 +33,7 @@ export interface TextModelConfig {
   readonly attentionBias: boolean;
   readonly tokens: SpecialTokenIds;
   /**
-   * Token ids whose K/V go through the image latent space (method.md §6.1): Qwen image_pad, vision_start and
+   * Token ids whose K/V go through the image latent space (docs/method.md §6.1): Qwen image_pad, vision_start and
    * vision_end; LLaVA image_token_index. Everything else, video and generated tokens included, is text.
    */
   readonly imageRoutedTokenIds: readonly number[];

@@ -1,4 +1,4 @@
-// The `mha2mla` dict of a converted checkpoint's config.json (method.md §10.2), plus mla-edge's own `mla_edge` dict
+// The `mha2mla` dict of a converted checkpoint's config.json (docs/method.md §10.2), plus mla-edge's own `mla_edge` dict
 // that records where the kept RoPE pairs live (in the checkpoint, not in a side rank file).
 
 import { CheckpointError } from "./errors.ts";

@@ -66,7 +66,7 @@ export function layerTensorNames(n: TensorNaming, i: number) {
   } as const;
 }
 
-/** Per-layer tensor names of the MLA layout (method.md §10.4), plus our in-checkpoint kept rope pairs. */
+/** Per-layer tensor names of the MLA layout (docs/method.md §10.4), plus our in-checkpoint kept rope pairs. */
 export function mlaLayerTensorNames(n: TensorNaming, i: number) {
   const a = `${n.layer(i)}self_attn.`;
   const space = (s: string) => ({

@@ -1,4 +1,4 @@
-// The latent cache of one converted model: what is stored per token and per layer (method.md §8.2).
+// The latent cache of one converted model: what is stored per token and per layer (docs/method.md §8.2).
 // Worker and client both derive sizes, chunk layouts and hashes from this one description.
 
 import { MlaError } from "./errors.ts";

@@ -3,7 +3,7 @@
 import type { Bits } from "../format/codec/types.ts";
 import { GeometryError } from "./errors.ts";
 
-/** Attention geometry (method.md §8.3). */
+/** Attention geometry (docs/method.md §8.3). */
 export interface MlaGeometry {
   /** Query heads n_h. */
   readonly heads: number;

@@ -1,5 +1,5 @@
 // Pass 2 of flash-decoding: merges the per-split (max M_s, masses ℓ_s^m, accumulators a_s^m) of pass 1 by
-// log-sum-exp (method.md §8.4): M = max_s M_s, w_s = e^{M_s − M}, Z = Σ_s w_s Σ_m ℓ_s^m,
+// log-sum-exp (docs/method.md §8.4): M = max_s M_s, w_s = e^{M_s − M}, Z = Σ_s w_s Σ_m ℓ_s^m,
 // ōᵐ = Σ_s w_s a_s^m / Z, Pᵐ = Σ_s w_s ℓ_s^m / Z. One workgroup per (head, query).
 import type { CacheLayout } from "./geometry.ts";
 import { shaderPreamble, uniformLayout, type KernelProgram } from "./program.ts";

@@ -1,4 +1,4 @@
-// Pass 1 of flash-decoding for absorbed MLA attention (method.md §8.3–8.4): one workgroup per (split of pages,
+// Pass 1 of flash-decoding for absorbed MLA attention (docs/method.md §8.3–8.4): one workgroup per (split of pages,
 // block of heads, query). Per page of 64 tokens it computes scores from the stored codes, keeps a running max and
 // per-space mass, and accumulates per-space Σ p_j c_j in f32 registers. Pass 2 (mla-attention-combine.ts) merges the
 // splits by log-sum-exp. Queries are the last `queryCount` tokens of the cache; query i sees tokens < L − n_q + i + 1

@@ -1,4 +1,4 @@
-// f64 reference of absorbed MLA attention (method.md §8.3), hand-written and independent of the WGSL:
+// f64 reference of absorbed MLA attention (docs/method.md §8.3), hand-written and independent of the WGSL:
 // s_j = (q_rope·k_rope[g(h), j] + q̃^{m(j)}·c_j + β^{m(j)}) / √d_h, softmax over visible tokens,
 // ōᵐ = Σ_{m(j)=m} p_j c_j, Pᵐ = Σ_{m(j)=m} p_j. Query i of n_q sees tokens [0, L − n_q + i].
 import type { MlaGeometry } from "./geometry.ts";

@@ -1,5 +1,5 @@
 // Dequantize kernel: expands tokens [start, start + count) of one layer's stored cache to f32 rows
-// [latent D_c | rope n_kv·r] — the "materialized" restore path (method.md §8.4) and the check that the GPU reads the
+// [latent D_c | rope n_kv·r] — the "materialized" restore path (docs/method.md §8.4) and the check that the GPU reads the
 // codec layout exactly. One thread per output value; the grid is folded into x/y under the dispatch limit.
 import type { CacheLayout } from "./geometry.ts";
 import { normalizeDispatch, shaderPreamble, uniformLayout, type KernelProgram } from "./program.ts";

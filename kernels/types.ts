@@ -1,4 +1,4 @@
-// Inputs and outputs of MLA absorbed attention (method.md §8.3), shared by the GPU kernels, the CPU fallback and the
+// Inputs and outputs of MLA absorbed attention (docs/method.md §8.3), shared by the GPU kernels, the CPU fallback and the
 // f64 references. Space index m = Modality value (0 text, 1 image); single-space models use m = 0 only.
 import type { MlaGeometry } from "./geometry.ts";
 import { queryStride } from "./geometry.ts";

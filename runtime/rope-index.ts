@@ -1,5 +1,5 @@
 // Qwen2.5-VL position rule (get_rope_index): text advances by one on t/h/w; an image starting at s puts merged patch
-// (row, col) at (s, s+row, s+col); text after the image resumes at max + 1 (method.md §2.1).
+// (row, col) at (s, s+row, s+col); text after the image resumes at max + 1 (docs/method.md §2.1).
 
 import { MlaError } from "../format/errors.ts";
 import { Modality } from "../format/cache-spec.ts";
@@ -77,7 +77,7 @@ export function ropeIndexPositions(
   return { positions: pos, next, imagesUsed: img };
 }
 
-/** Modality of each token by id (method.md §13.6): image iff its id is image-routed. */
+/** Modality of each token by id (docs/method.md §13.6): image iff its id is image-routed. */
 export function tokenModalities(tokens: ArrayLike<number>, imageRoutedIds: readonly number[]): Uint8Array {
   const m = new Uint8Array(tokens.length);
   for (let i = 0; i < tokens.length; i++) m[i] = imageRoutedIds.includes(tokens[i]) ? Modality.image : Modality.text;

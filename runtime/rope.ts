@@ -1,5 +1,5 @@
 // Rotary embedding in the HF rotate_half convention: pair i = dims (i, i + d_h/2), inv_freq_i = θ^(−2i/d_h).
-// M-RoPE (Qwen2.5-VL) drives pair i by stream t, h or w according to mrope_section (method.md §2.1).
+// M-RoPE (Qwen2.5-VL) drives pair i by stream t, h or w according to mrope_section (docs/method.md §2.1).
 
 /** inv_freq_i = θ^(−2i/d_h) for the d_h/2 pairs. */
 export function ropeInvFreq(headDim: number, theta: number): Float64Array {
@@ -42,7 +42,7 @@ export function ropeTables(positions: Int32Array, count: number, invFreq: Float6
 
 /**
  * Rotates the vector v[off .. off+2k) whose halves pair j with j+k, where sub-pair j is original pair pairs[j]
- * (all pairs 0..half−1 for a full head; the kept pairs for an MLA rope slice, method.md §3.4).
+ * (all pairs 0..half−1 for a full head; the kept pairs for an MLA rope slice, docs/method.md §3.4).
  */
 export function rotatePairs(
   v: Float64Array,

@@ -1,5 +1,5 @@
 // `mla-edge size`: bytes per token of a model's KV cache — original bf16, MLA bf16, quantized MLA as mla-edge stores
-// it (every scale, zero and framing byte), the method.md §9.4 convention and the papers' MLA × bits/16 convention.
+// it (every scale, zero and framing byte), the docs/method.md §9.4 convention and the papers' MLA × bits/16 convention.
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { cacheSpecFromConfig, type CacheSpec, type ModelConfigLike } from "../../format/cache-spec.ts";

@@ -289,7 +289,7 @@ Pairs 0–3 are the fixture's temporal (t) M-RoPE section, 4–9 height, 10–15
   NoPE (${pct(find("2-norm", "none", null).acc.accuracy.all)} partial RoPE only; shape ${kindPct("2-norm", "shape")}, where ${kindPct("2-norm", "where")}).
 * **mkl** measures exactly what conversion does to a pair (remove its rotation) and keeps the pairs whose removal
   changes the attention probabilities most, over image and text queries alike. On this model those are the fastest
-  pairs, as in the shipped Qwen2.5-VL rank files (method.md §3.3: 74 % of kept pairs in the t section).
+  pairs, as in the shipped Qwen2.5-VL rank files (docs/method.md §3.3: 74 % of kept pairs in the t section).
 * **d_kv** (cache 25 / 37.5 / 62.5 % at d_kv 8 / 16 / 32): at d_kv = 8, D_c = 16 of the 112 dims of [k_nope; v].
   Joint SVD keeps the weights' top directions and loses ${pct(1 - find("mkl", "joint", 8).acc.accuracy.all)} of answers (mkl); MD-SVD keeps the directions the
   activations actually use and loses ${pct(1 - find("mkl", "md", 8).acc.accuracy.all)}, with a 5–7× smaller reconstruction error and KL 0.1 instead of 1.0. From
@@ -301,7 +301,7 @@ Pairs 0–3 are the fixture's temporal (t) M-RoPE section, 4–9 height, 10–15
   have not verified it, and we do not rely on the effect (its KL to the original is larger, ${find("uniform", "joint", 8).agree.kl.toFixed(2)} vs ${find("uniform", "none", null).agree.kl.toFixed(2)}, and MD-SVD does not show it).
 * **Quantization**: int8 and int4 latents (with int8 rope keys) cost at most a few answers at any d_kv. int2 with every
   token quantized loses 20–35 points for mkl and high: 4 levels per group cannot resolve an MD-SVD latent whose channel scales follow
-  the whitened singular values (method.md §9.3), and the wider the group, the worse — at d_kv = 32 one group spans 64
+  the whitened singular values (docs/method.md §9.3), and the wider the group, the worse — at d_kv = 32 one group spans 64
   channels and int2 falls to ${pct(qrows.find((r) => r.strategy === "mkl" && r.svd === "md" && r.dKv === 32 && r.bits === 2)!.acc.accuracy.all)} (mkl), against ${pct(qrows.find((r) => r.strategy === "mkl" && r.svd === "md" && r.dKv === 8 && r.bits === 2)!.acc.accuracy.all)} at d_kv = 8 with 16-channel groups. As stored
   by a session (sealed chunks, float tail) the loss is the same once the image and early turns are sealed (C = 16, 8).
 `;

@@ -1,4 +1,4 @@
-// Damping of a calibration second moment before whitening (method.md §6.3): it bounds W_down when S is
+// Damping of a calibration second moment before whitening (docs/method.md §6.3): it bounds W_down when S is
 // ill-conditioned or rank-deficient (few image tokens, low-dimensional image activations).
 import { defaultKernels } from "../linalg/default-kernels.ts";
 import { eigh } from "../linalg/eigh.ts";
@@ -11,7 +11,7 @@ export type Damping =
   | { readonly kind: "none" }
   /** S + ε·λ_max(S)·I: the fixture README's reference ("eigen-damping 1e-3 × the largest eigenvalue"), ε = 1e-3. */
   | { readonly kind: "ridge-max"; readonly epsilon: number }
-  /** S + λ·(tr S / d)·I, λ ~ 1e-4…1e-2 (method.md §6.3). */
+  /** S + λ·(tr S / d)·I, λ ~ 1e-4…1e-2 (docs/method.md §6.3). */
   | { readonly kind: "ridge-trace"; readonly lambda: number }
   /** Eigenvalues of S raised to at least ε·λ_max (needs the full d×d eigen-decomposition: O(d³)). */
   | { readonly kind: "clamp-max"; readonly epsilon: number };

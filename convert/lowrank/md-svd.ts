@@ -1,10 +1,10 @@
-// MD-SVD (method.md §6): activation-aware truncated SVD of W_kv = [W_k,nope ; W_v] under one modality's calibration
+// MD-SVD (docs/method.md §6): activation-aware truncated SVD of W_kv = [W_k,nope ; W_v] under one modality's calibration
 // second moment S. With S' = damped S, the rank-r factorisation minimising E‖(W − up·down)x‖² = tr(R·S'·Rᵀ) is
 // up·down = U_r·U_rᵀ·W, U_r = top-r eigenvectors of the small m×m matrix W·S'·Wᵀ (m = n_kv(d_c+d_h), 896 for
 // Qwen2.5-VL-7B): it equals §6.2's whitened SVD (D = W·U_s·Λ^{1/2} has left singular vectors U_r and σ_i² = eig_i)
 // without inverting Λ^{1/2} or decomposing the d×d S. Only the split of Σ between up and down is a choice:
 //   "unit-up"       up = U_r, down = U_rᵀ·W            (fixture reference; default)
-//   "sqrt-sigma"    up = U_r·Σ^{1/2}, down = Σ^{−1/2}·U_rᵀ·W  (method.md §6.2: latent variance σ_i on calibration data)
+//   "sqrt-sigma"    up = U_r·Σ^{1/2}, down = Σ^{−1/2}·U_rᵀ·W  (docs/method.md §6.2: latent variance σ_i on calibration data)
 //   "unit-variance" up = U_r·Σ, down = Σ^{−1}·U_rᵀ·W   (latent channels have unit calibration variance)
 // Default "unit-up": up has orthonormal columns, so an error δc in the quantized latent reaches K/V with exactly
 // ‖δc‖ — latent-space quantization error is output-space error — and down does not depend on the damping scale.

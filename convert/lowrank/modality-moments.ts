@@ -1,4 +1,4 @@
-// Per-modality calibration second moments for MD-SVD (method.md §6.1): one f64 accumulator per modality, fed with a
+// Per-modality calibration second moments for MD-SVD (docs/method.md §6.1): one f64 accumulator per modality, fed with a
 // layer's attention-input rows and a per-token image mask. The mask comes from the model's routing rule (token ids),
 // which the caller owns — the same rule must route tokens at inference.
 import { defaultKernels } from "../linalg/default-kernels.ts";

@@ -1,4 +1,4 @@
-// SVD_joint (method.md §5, the default): one truncated SVD of W_kv = [W_k,nope ; W_v] over all KV heads at once, so a
+// SVD_joint (docs/method.md §5, the default): one truncated SVD of W_kv = [W_k,nope ; W_v] over all KV heads at once, so a
 // token has one latent shared by every head and by K and V. As in the released code, down = V_rᵀ (orthonormal rows)
 // and up = U_r·Σ_r, split by rows into up_k and up_v.
 import { defaultKernels } from "../linalg/default-kernels.ts";

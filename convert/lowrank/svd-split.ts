@@ -1,4 +1,4 @@
-// SVD_split (method.md §5): W_k,nope and W_v factorised separately. The paper gives each half of the latent and the
+// SVD_split (docs/method.md §5): W_k,nope and W_v factorised separately. The paper gives each half of the latent and the
 // released code gives each the full width (2·D_c cached); we take the paper's convention by default — `rank` is the
 // TOTAL latent width D_c, keyRank + valueRank = rank — so split and joint compare at equal cache size. The result is
 // one block-structured latent c = [c_k ; c_v]: down = [V_kᵀ ; V_vᵀ], up_k = [U_kΣ_k | 0], up_v = [0 | U_vΣ_v].

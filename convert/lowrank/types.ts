@@ -1,4 +1,4 @@
-// Shapes shared by the low-rank factorisations of one layer's KV projection (method.md §1, §5, §7).
+// Shapes shared by the low-rank factorisations of one layer's KV projection (docs/method.md §1, §5, §7).
 import type { Matrix } from "../linalg/matrix.ts";
 import { LowRankError } from "./errors.ts";
 

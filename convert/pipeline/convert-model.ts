@@ -1,4 +1,4 @@
-// The conversion pipeline (method.md §3–§6): calibration captures → kept RoPE pairs per (layer, KV head) → per-layer
+// The conversion pipeline (docs/method.md §3–§6): calibration captures → kept RoPE pairs per (layer, KV head) → per-layer
 // weight surgery with the chosen low-rank factorisation → the MLA model. Plain functions: the CLI and tests call them.
 
 import type { TextModelConfig } from "../../checkpoint/config.ts";

@@ -1,4 +1,4 @@
-// Low-rank factorisations of [W_k,nope; W_v] (method.md §5–§6) as KvFactorisers for the model runtime's weight surgery,
+// Low-rank factorisations of [W_k,nope; W_v] (docs/method.md §5–§6) as KvFactorisers for the model runtime's weight surgery,
 // over convert/lowrank:
 //  - none:  no squeeze, the latent is [k_nope; v] itself (partial RoPE only, VLM stage 1);
 //  - joint: SVD_joint, down = V_rᵀ, up = U_r Σ_r (the released code's Σ placement), one latent space;

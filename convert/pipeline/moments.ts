@@ -1,4 +1,4 @@
-// Per-layer, per-modality uncentred second moments of the attention input, S_m = (1/N_m) Σ_{x ∈ m} x xᵀ (method.md
+// Per-layer, per-modality uncentred second moments of the attention input, S_m = (1/N_m) Σ_{x ∈ m} x xᵀ (docs/method.md
 // §6.1–6.2), accumulated in f64 from calibration captures. Tokens are split by the routing rule of inference.
 
 import type { TextModelConfig } from "../../checkpoint/config.ts";

@@ -1,4 +1,4 @@
-// The modality-adaptive ("mkl") ranking, reconstructed per method.md §3.3: a pair's importance is how much the
+// The modality-adaptive ("mkl") ranking, reconstructed per docs/method.md §3.3: a pair's importance is how much the
 // attention probabilities change when that pair loses its rotation (becomes NoPE on both q and k, exactly what
 // conversion does to it). err(l, g, i) = mean over calibration queries — image and text tokens alike — and over the
 // query heads of KV group g of KL(P ‖ P'_i). Only pair i's two dims change, so P'_i comes from the original scores by

@@ -1,4 +1,4 @@
-// The data-free partial-RoPE strategies (method.md §3.1): the same kept pairs for every layer and KV head.
+// The data-free partial-RoPE strategies (docs/method.md §3.1): the same kept pairs for every layer and KV head.
 // Pair i is dims (i, i + d_h/2); pair 0 rotates fastest.
 
 import { RopeSelectionError } from "./errors.ts";

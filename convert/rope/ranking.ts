@@ -1,4 +1,4 @@
-// Per (layer, KV head) pair scores → ranks and kept pairs (method.md §3.2 steps 6–7): rank 0 is the highest score;
+// Per (layer, KV head) pair scores → ranks and kept pairs (docs/method.md §3.2 steps 6–7): rank 0 is the highest score;
 // ties go to the lower (faster) pair, so a ranking is deterministic.
 
 import { RopeSelectionError } from "./errors.ts";

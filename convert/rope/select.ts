@@ -1,4 +1,4 @@
-// Picks the kept RoPE pairs per (layer, KV head) for a strategy (method.md §3.1): high / low / uniform are data-free;
+// Picks the kept RoPE pairs per (layer, KV head) for a strategy (docs/method.md §3.1): high / low / uniform are data-free;
 // 2-norm and mkl (the modality-adaptive attention-KL ranking) rank pairs on calibration captures.
 
 import type { TextModelConfig } from "../../checkpoint/config.ts";

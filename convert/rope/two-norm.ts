@@ -1,4 +1,4 @@
-// 2-norm partial-RoPE scoring (method.md §3.2; MHA2MLA App. A): pairs whose query and key norms are small cannot move
+// 2-norm partial-RoPE scoring (docs/method.md §3.2; MHA2MLA App. A): pairs whose query and key norms are small cannot move
 // the score much (Cauchy–Schwarz |⟨q^[i], k^[i]⟩| ≤ ‖q^[i]‖·‖k^[i]‖), so keep the pairs with the largest
 // score[l, g, i] = Σ_{h ∈ group g} q̄[l, h, i] · k̄[l, g, i], where q̄, k̄ are mean per-pair 2-norms of the pre-RoPE
 // projections over calibration tokens (rotation preserves each pair's norm, so pre-RoPE is exact).

@@ -1,5 +1,5 @@
 // Cache bytes per token over all layers: original bf16 GQA/MHA, MLA bf16, quantized MLA in mla-edge's chunks with every
-// scale, zero and framing byte counted, the §9.4 table convention, and the papers' convention (method.md §9.2, §9.4).
+// scale, zero and framing byte counted, the §9.4 table convention, and the papers' convention (docs/method.md §9.2, §9.4).
 import { latentWidth, ropeWidth, type CacheSpec } from "../cache-spec.ts";
 import type { Axis, Bits, GroupSize, RopePolicy } from "../codec/types.ts";
 import { DEFAULT_CHUNK_TOKENS } from "../chunk/types.ts";
@@ -39,7 +39,7 @@ export interface CacheBytesPerToken {
   readonly mlaRawTail: number;
   readonly quantized: QuantizedBytes;
   /**
-   * method.md §9.4 table convention: symmetric codes with one fp16 scale per token-axis group (no zero point, no
+   * docs/method.md §9.4 table convention: symmetric codes with one fp16 scale per token-axis group (no zero point, no
    * framing); rope at 2 B per value for fp16, or codes plus one fp16 scale per head.
    */
   readonly symmetricTable: number;
@@ -109,7 +109,7 @@ export function cacheBytesPerToken(spec: CacheSpec, options: QuantOptions): Cach
 
 /**
  * A remaining fraction as the papers print it: remaining % rounded half-up to 2 decimals, and the change as
- * remaining − 100 from that rounded value (so 3.125 % → 3.13 % → −96.87 %, MHA2MLA Table 2). method.md §12.2 rounds
+ * remaining − 100 from that rounded value (so 3.125 % → 3.13 % → −96.87 %, MHA2MLA Table 2). docs/method.md §12.2 rounds
  * the change directly instead and so differs by 0.01 on exact ties (−90.63 % there, −90.62 % here, exact −90.625 %).
  */
 export function paperPercent(fraction: number): { readonly remaining: number; readonly change: number } {

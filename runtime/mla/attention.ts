@@ -1,4 +1,4 @@
-// MLA attention over a latent cache (method.md §8). Per token and layer the cache holds k_rope (after RoPE, bias
+// MLA attention over a latent cache (docs/method.md §8). Per token and layer the cache holds k_rope (after RoPE, bias
 // included), the latent c of the token's own modality, and the modality. Two read paths:
 //  - "expanded": k_nope / v are materialised from c once per token (kept beside the latent) and attended as usual;
 //  - "absorbed": nothing is materialised; each head scores q̃ᵐ·c + βᵐ and mixes ōᵐ, Pᵐ through W_uvᵐ (§8.3).

@@ -1,5 +1,5 @@
 // The per-block linear algebra of MLA attention shared by the CPU reference and the kernel-driven backend
-// (method.md §8.3): q / k_rope / latent projections with RoPE, the absorbed queries q̃ᵐ, βᵐ the kernels take, and the
+// (docs/method.md §8.3): q / k_rope / latent projections with RoPE, the absorbed queries q̃ᵐ, βᵐ the kernels take, and the
 // way back from per-space latent outputs ōᵐ, Pᵐ to head outputs through W_uvᵐ.
 
 import type { MlaAttentionOutput, MlaQueries } from "../../kernels/types.ts";

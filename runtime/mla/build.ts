@@ -1,4 +1,4 @@
-// Builds the MLA form of a layer from the original GQA weights (method.md §4): q_proj row permutation, k_r_proj from
+// Builds the MLA form of a layer from the original GQA weights (docs/method.md §4): q_proj row permutation, k_r_proj from
 // the kept k_proj rows, and [W_k,nope; W_v] handed to a low-rank factoriser (joint / split / MD-SVD plug in here).
 
 import { MlaError } from "../../format/errors.ts";

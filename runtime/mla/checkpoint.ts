@@ -1,4 +1,4 @@
-// MLA checkpoint layout (method.md §10.4; docs/checkpoint.md): writes a converted decoder under the released tensor
+// MLA checkpoint layout (docs/method.md §10.4; docs/checkpoint.md): writes a converted decoder under the released tensor
 // names plus `self_attn.rope_pairs` (int32 [n_kv, r/2]) per layer, and loads both our layout and the released one
 // (whose kept pairs come from the side rank file, passed in as a tensor).
 

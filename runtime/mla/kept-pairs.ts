@@ -1,4 +1,4 @@
-// Kept RoPE frequency pairs per (layer, KV head) and the row selections they induce (method.md §3, §4).
+// Kept RoPE frequency pairs per (layer, KV head) and the row selections they induce (docs/method.md §3, §4).
 // Pair i is dims (i, i + d_h/2) (HF rotate_half convention).
 
 import { MlaError } from "../../format/errors.ts";
@@ -59,7 +59,7 @@ export function nopeDims(pairs: readonly number[], headDim: number): number[] {
   return out;
 }
 
-/** Original k_proj rows of the rope key (n_kv·r, head-major) and of the NoPE key (n_kv·d_c), method.md §4 steps 3–4. */
+/** Original k_proj rows of the rope key (n_kv·r, head-major) and of the NoPE key (n_kv·d_c), docs/method.md §4 steps 3–4. */
 export function keyRowSelection(pairs: readonly (readonly number[])[], headDim: number): { rope: Int32Array; nope: Int32Array } {
   const rope: number[] = [];
   const nope: number[] = [];
@@ -71,7 +71,7 @@ export function keyRowSelection(pairs: readonly (readonly number[])[], headDim: 
 }
 
 /**
- * The q_proj row permutation π (method.md §4 step 2): all heads' kept rows (head-major, ascending) then all heads'
+ * The q_proj row permutation π (docs/method.md §4 step 2): all heads' kept rows (head-major, ascending) then all heads'
  * NoPE rows. Query head h uses the pairs of its KV group ⌊h / G⌋.
  */
 export function queryRowPermutation(pairs: readonly (readonly number[])[], numHeads: number, headDim: number): Int32Array {
@@ -87,7 +87,7 @@ export function queryRowPermutation(pairs: readonly (readonly number[])[], numHe
 }
 
 /**
- * Kept pairs from a released rank tensor (`mkl/<model>-ranks.pth`, method.md §3.3): `ranks` is [L × n_kv × w] with
+ * Kept pairs from a released rank tensor (`mkl/<model>-ranks.pth`, docs/method.md §3.3): `ranks` is [L × n_kv × w] with
  * w = d_h (both halves equal) or d_h/2; pair i is kept when rank < ropeDims/2.
  */
 export function keptPairsFromRanks(

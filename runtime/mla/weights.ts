@@ -1,4 +1,4 @@
-// Weights of the MLA-converted decoder (method.md §4, §6.4, §10.4): permuted q_proj, k_r_proj, and one or two latent
+// Weights of the MLA-converted decoder (docs/method.md §4, §6.4, §10.4): permuted q_proj, k_r_proj, and one or two latent
 // spaces (text, image), each with down_kv, up_k (+bias) and up_v (+bias). MLP, norms and embeddings are unchanged.
 
 import type { TextModelConfig } from "../../checkpoint/config.ts";

@@ -86,7 +86,7 @@ describe("mla-edge checkpoint layout", () => {
     }
   });
 
-  it("uses the released tensor names and shapes (method.md §10.4)", () => {
+  it("uses the released tensor names and shapes (docs/method.md §10.4)", () => {
     const names = new Map(mlaCheckpointTensors(mla).filter((t) => t.name.startsWith("model.layers.0.self_attn.")).map((t) => [t.name.slice(25), t.shape]));
     expect(Object.fromEntries(names)).toEqual({
       "q_proj.weight": [128, 128],

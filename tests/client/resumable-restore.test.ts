@@ -4,7 +4,8 @@
 // slot, refuses a changed session, and never resumes a store error, a malformed stream or an abort.
 
 import { describe, expect, it } from "vitest";
-import { APIConnectionError, APIError, APIUserAbortError, RuntimeError, StreamFormatError, type RestoreEvent } from "../../client/index.ts";
+import { APIConnectionError, APIError, APIUserAbortError, parseRestoreStream, RuntimeError, StreamFormatError, type RestoreEvent } from "../../client/index.ts";
+import { encodeFrame, encodeJsonFrame, FrameType } from "../../format/wire/frames.ts";
 import { isResumableBreak, resumableRestore, type OpenRestore } from "../../client/internal/resumable-restore.ts";
 import type { RestoreChunkInfo, RestoreHeader } from "../../format/wire/messages.ts";
 
@@ -58,6 +59,40 @@ function scriptedStore(script: Script): { open: OpenRestore; requests: Array<{ f
   return { open, requests };
 }
 
+/**
+ * The same store, but each response is real framed bytes (header frame, one chunk frame per chunk, trailer) parsed by
+ * the SDK's parseRestoreStream, and request i's body ends cleanly after `cutAt[i]` bytes (undefined: whole body).
+ */
+function framedStore(cutAt: ReadonlyArray<number | undefined>): { open: OpenRestore; requests: Array<{ from?: number; to?: number }>; bodies: Uint8Array[] } {
+  const requests: Array<{ from?: number; to?: number }> = [];
+  const bodies: Uint8Array[] = [];
+  const open: OpenRestore = async (range) => {
+    const i = requests.length;
+    requests.push(range);
+    const from = range.from ?? 0;
+    const to = range.to ?? TOKENS;
+    const chunks = chunkInfos(3).filter((c) => c.tokenStart < to && c.tokenStart + c.tokenCount > from);
+    const header: RestoreHeader = { head: 3, tokens: TOKENS, from, to, layerStart: 0, layerEnd: 7, chunks };
+    const frames = [encodeJsonFrame(FrameType.control, header), ...chunks.map((c) => encodeFrame(FrameType.chunk, bytesOf(c)))];
+    frames.push(encodeJsonFrame(FrameType.control, { done: true, chunks: chunks.length, bytes: chunks.reduce((a, c) => a + bytesOf(c).length, 0) }));
+    const body = new Uint8Array(frames.flatMap((f) => [...f]));
+    bodies.push(body);
+    const sent = body.subarray(0, cutAt[i] ?? body.length);
+    return parseRestoreStream(
+      new ReadableStream<Uint8Array>({
+        start(c) {
+          // two reads, so a cut frame can also straddle reads
+          const half = sent.length >> 1;
+          c.enqueue(sent.slice(0, half));
+          c.enqueue(sent.slice(half));
+          c.close();
+        },
+      }),
+    );
+  };
+  return { open, requests, bodies };
+}
+
 async function collect(it: AsyncIterable<RestoreEvent>): Promise<string[]> {
   const out: string[] = [];
   for await (const ev of it) out.push(keyOf(ev));
@@ -98,6 +133,33 @@ describe("resumable restore", () => {
     const out = await collect(resumableRestore(open, { maxResumes: 1, onResume: ({ attempt, from, received }) => seen.push({ attempt, from, received }) }));
     expect(out).toEqual(whole);
     expect(seen).toEqual([{ attempt: 1, from: 32, received: 5 }]);
+  });
+
+  it("should resume real framed bytes cut at a clean end of stream anywhere after the header, never handing on a partial chunk (issue 21)", async () => {
+    const probe = framedStore([undefined]);
+    expect(await collect(resumableRestore(probe.open, { maxResumes: 0 }))).toEqual(whole);
+    const bodyLength = probe.bodies[0].length;
+    const headerLength = encodeJsonFrame(FrameType.control, { head: 3, tokens: TOKENS, from: 0, to: TOKENS, layerStart: 0, layerEnd: 7, chunks: chunkInfos(3) }).length;
+    const chunkFrame = 5 + bytesOf(chunkInfos(3)[0]).length; // every key has the same length
+    const cuts = Array.from({ length: bodyLength - headerLength }, (_, k) => headerLength + k);
+    // concurrently: each resume waits its 250 ms backoff
+    const runs = await Promise.all(
+      cuts.map(async (cut) => {
+        const { open, requests } = framedStore([cut, undefined]);
+        const seen: Array<{ from: number; received: number }> = [];
+        const out = await collect(resumableRestore(open, { maxResumes: 1, onResume: ({ from, received }) => seen.push({ from, received }) }));
+        return { cut, out, seen, requests };
+      }),
+    );
+    for (const { cut, out, seen, requests } of runs) {
+      expect(out, `cut at ${cut}`).toEqual(whole);
+      // only whole chunk frames before the cut count as received; the resume asks from the first missing chunk's slot
+      const received = Math.min(8, Math.floor((cut - headerLength) / chunkFrame));
+      const slot = Math.min(received, 7) >> 1;
+      expect(seen, `cut at ${cut}`).toEqual([{ from: slot * SLOT_TOKENS, received }]);
+      expect(requests, `cut at ${cut}`).toEqual([{}, { from: slot * SLOT_TOKENS, to: TOKENS }]);
+    }
+    expect(runs.length).toBeGreaterThan(8 * chunkFrame);
   });
 
   it("should refuse to stitch two versions of the session together", async () => {

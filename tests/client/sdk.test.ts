@@ -241,6 +241,33 @@ describe("restore stream parser (malformed input)", () => {
     await expect(collect(parseRestoreStream(streamOf([chunk])))).rejects.toMatchObject({ code: "unexpected_frame" });
   });
 
+  /** The events handed on before the stream failed, and the failure. */
+  async function eventsUntilError(parts: Uint8Array[]): Promise<{ types: string[]; error: unknown }> {
+    const types: string[] = [];
+    try {
+      for await (const ev of parseRestoreStream(streamOf(parts))) types.push(ev.type === "chunk" ? `chunk:${[...ev.bytes].join(",")}` : ev.type);
+    } catch (error) {
+      return { types, error };
+    }
+    return { types, error: undefined };
+  }
+
+  it("should hand on no part of a frame cut inside its payload at the end of the stream (issue 21)", async () => {
+    // Cut after 1..8 of the chunk frame's 9 bytes, alone or after a whole chunk, as one read or byte by byte.
+    for (let cut = 1; cut < chunk.length; cut++) {
+      for (const before of [[], [chunk]]) {
+        const bytes = new Uint8Array([...header, ...before.flatMap((c) => [...c]), ...chunk.subarray(0, cut)]);
+        for (const parts of [[bytes], [...bytes].map((b) => new Uint8Array([b]))]) {
+          const { types, error } = await eventsUntilError(parts);
+          expect(types, `cut at ${cut}`).toEqual(before.length === 0 ? ["header"] : ["header", "chunk:4,5,6,7"]);
+          expect(error, `cut at ${cut}`).toMatchObject({ name: "StreamFormatError", code: "truncated" });
+          // the frame reader's message, not the missing trailer's: the cut was seen inside the frame
+          expect((error as Error).message, `cut at ${cut}`).toMatch(cut < 5 ? /inside a frame header/ : /inside a frame: \d+ of 4 payload bytes/);
+        }
+      }
+    }
+  });
+
   it("should yield each chunk of a chunk-run frame (one stored row's chunks) and count them against the trailer", async () => {
     // Splitting reads only the magic and the byteLength field (offset 76) of each chunk.
     const [e1, e2] = [entry(1, 96), entry(2, 84)];

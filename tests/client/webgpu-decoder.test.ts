@@ -6,7 +6,8 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { resolve } from "node:path";
 import { runTsx } from "../helpers/run-tsx.ts";
-import { swiftShaderAvailable, swiftShaderEnv } from "../helpers/swiftshader-env.ts";
+import { swiftShaderEnv } from "../helpers/swiftshader-env.ts";
+import { skipWithout } from "../helpers/system-tools.ts";
 import type { DecoderReport } from "./webgpu-decoder-runner.ts";
 
 const root = resolve(import.meta.dirname, "../..");
@@ -14,8 +15,8 @@ const CASES = 50;
 /** max |gpu − cpu| / max |cpu| over all logits rows: f32 attention on the GPU vs f64 on the CPU (observed ≤ 6e-7). */
 const LOGITS_TOLERANCE = 1e-4;
 
-describe.skipIf(!swiftShaderAvailable())("chat decoder on WebGPU (Node, SwiftShader)", () => {
-  // Skipped only when Chromium's SwiftShader ICD is missing (the `chromium` apt package; CI installs it).
+describe.skipIf(skipWithout(import.meta.url, "swiftshader"))("chat decoder on WebGPU (Node, SwiftShader)", () => {
+  // Skipped (and listed in the run's summary) only when Chromium's SwiftShader ICD is missing; CI requires it.
   let report: DecoderReport | { fatal: string };
 
   beforeAll(async () => {

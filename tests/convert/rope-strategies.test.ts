@@ -1,4 +1,4 @@
-// Partial-RoPE strategies pick the documented pairs: fixed sets (method.md §3.1), 2-norm on hand-made pair norms
+// Partial-RoPE strategies pick the documented pairs: fixed sets (docs/method.md §3.1), 2-norm on hand-made pair norms
 // (§3.2), the attention-KL ranking on hand-made q/k (§3.3) — its cheap per-pair correction against a brute-force
 // recomputation — and on the fixture's multimodal calibration data.
 
@@ -21,7 +21,7 @@ describe("fixed strategies", () => {
     expect(fixedStrategyPairs("uniform", 16, 4)).toEqual([0, 4, 8, 12]);
   });
 
-  it("should match method.md's uniform set for Qwen2.5-VL-7B (16 of 64: every 4th pair)", () => {
+  it("should match docs/method.md's uniform set for Qwen2.5-VL-7B (16 of 64: every 4th pair)", () => {
     expect(fixedStrategyPairs("uniform", 64, 16)).toEqual(Array.from({ length: 16 }, (_, k) => 4 * k));
     expect(defaultRopeDims(128)).toBe(32);
     expect(defaultRopeDims(32)).toBe(8);

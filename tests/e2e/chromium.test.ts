@@ -5,15 +5,15 @@
 // edge (no vision call, usage.cached_tokens = restored prefix) and answers like an uninterrupted session. (3) A reload
 // whose restore fails on the network keeps the saved session; one the store deleted is forgotten.
 
-import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chromium, type Browser, type Page } from "playwright-core";
+import { skipWithout, SYSTEM_TOOLS } from "../helpers/system-tools.ts";
 import { startDemoServer, type DemoServer } from "../../client/demo/server.ts";
 import { startEdgeServer, type EdgeServer } from "./edge-server.ts";
 import type { CheckCase, CheckResult, LogitsCheck } from "./browser-restore-check.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
+const CHROMIUM = SYSTEM_TOOLS.chromium.path;
 const ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking", "--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--enable-unsafe-swiftshader"];
 const CASES = 50;
 
@@ -56,7 +56,7 @@ async function reloadPage(): Promise<DemoState> {
   return demoState();
 }
 
-describe.skipIf(!existsSync(CHROMIUM))("chat demo in Chromium", () => {
+describe.skipIf(skipWithout(import.meta.url, "chromium"))("chat demo in Chromium", () => {
   beforeAll(async () => {
     edge = await startEdgeServer();
     demo = await startDemoServer({ edgeUrl: edge.url, apiKey: edge.apiKey, samples: CASES, extraEntries: { "restore-check": fileURLToPath(new URL("./browser-restore-check.ts", import.meta.url)) } });

@@ -20,7 +20,7 @@ describe("cacheBytesPerToken: the papers' figures", () => {
     expect(cacheBytesPerToken(llama2_7bSpec(64), { bits: 2 }).fractions.paper).toBe(0.0390625);
   });
 
-  it("reproduces the MHA2MLA-VLM fractions of method.md §12.2", () => {
+  it("reproduces the MHA2MLA-VLM fractions of docs/method.md §12.2", () => {
     const cases: Array<[number, number, number]> = [
       [32, 0.25, 0.9375],
       [64, 0.375, 0.90625],
@@ -44,7 +44,7 @@ describe("cacheBytesPerToken: the papers' figures", () => {
 });
 
 describe("cacheBytesPerToken: real bytes", () => {
-  it("matches every cell of the method.md §9.4 table in its symmetric convention", () => {
+  it("matches every cell of the docs/method.md §9.4 table in its symmetric convention", () => {
     const table: Array<[typeof qwen25vl7bSpec, number, number, number, number]> = [
       // spec, d_kv, bf16 MLA, int4 latent + bf16 rope, int8 latent + bf16 rope
       [qwen25vl7bSpec, 32, 14_336, 9_072, 10_864],

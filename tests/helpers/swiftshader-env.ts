@@ -1,12 +1,13 @@
 // Environment for a child process that runs dawn.node on Chromium's SwiftShader Vulkan driver. dawn.node reads the
 // driver choice and loads libvulkan when the process starts, so tests and benchmarks spawn a child with this set.
-import { existsSync } from "node:fs";
+import { hasSystemTool, SYSTEM_TOOLS } from "./system-tools.ts";
 
 /** Debian's `chromium` package installs SwiftShader's Vulkan ICD here (CI installs it through `.ci/run`). */
-export const SWIFTSHADER_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
+export const SWIFTSHADER_ICD = SYSTEM_TOOLS.swiftshader.path;
 
+/** For benchmarks; tests use skipWithout(…, "swiftshader") from ./system-tools.ts. */
 export function swiftShaderAvailable(): boolean {
-  return existsSync(SWIFTSHADER_ICD);
+  return hasSystemTool("swiftshader");
 }
 
 /** `base` with VK_ICD_FILENAMES pointing at SwiftShader and Chromium's own libvulkan.so.1 first on LD_LIBRARY_PATH

@@ -59,7 +59,7 @@ export function buildCaseData(c: KernelCase): CaseData {
   const rw = layout.ropeWidth;
   const latent = new Float32Array(L * dc);
   const rope = new Float32Array(L * rw);
-  // A few outlier channels, as latents from weight SVD carry (method.md §9.3).
+  // A few outlier channels, as latents from weight SVD carry (docs/method.md §9.3).
   const channelScale = Float32Array.from({ length: dc }, (_, i) => (i % 17 === 3 ? 4 : 1));
   for (let j = 0; j < L; j++) for (let i = 0; i < dc; i++) latent[j * dc + i] = rnd() * channelScale[i];
   for (let e = 0; e < L * rw; e++) rope[e] = 2 * rnd();
@@ -91,12 +91,15 @@ export function buildCaseData(c: KernelCase): CaseData {
 
   const n = c.queryCount;
   // Scores of a few units: q̃ ~ N(0, (2·√d_h)²/D_c).
-  const qs = (2 * Math.sqrt(g.headDim)) / Math.sqrt(dc);
+  // queryScale / keyBiasShift push the scores beyond f32 exp's range (cases.ts).
+  const k = c.queryScale ?? 1;
+  const shift = c.keyBiasShift ?? 0;
+  const qs = (k * 2 * Math.sqrt(g.headDim)) / Math.sqrt(dc);
   const queries: MlaQueries = {
     queryCount: n,
-    qRope: Float32Array.from({ length: n * g.heads * g.ropeDims }, () => rnd()),
+    qRope: Float32Array.from({ length: n * g.heads * g.ropeDims }, () => k * rnd()),
     qLatent: Array.from({ length: g.spaces }, () => Float32Array.from({ length: n * g.heads * dc }, () => qs * rnd())),
-    keyBias: Array.from({ length: g.spaces }, () => Float32Array.from({ length: n * g.heads }, () => 3 * rnd())),
+    keyBias: Array.from({ length: g.spaces }, () => Float32Array.from({ length: n * g.heads }, () => 3 * k * rnd() + shift)),
   };
   return {
     layout,

@@ -16,6 +16,13 @@ export interface KernelCase {
   readonly seed: number;
   /** Small initial capacity forces in-place geometric growth while chunks are written. */
   readonly initialCapacity?: number;
+  /**
+   * Multiplies q_rope and q̃ (default 1): at 30× the scores reach several hundred, beyond f32 `exp`'s range (≈ 88.7),
+   * so an online softmax that skips the running-max subtraction returns Infinity/NaN (issue 21).
+   */
+  readonly queryScale?: number;
+  /** Added to every key bias β (default 0); −2000 puts every score near −180, where f32 `exp` underflows to 0. */
+  readonly keyBiasShift?: number;
 }
 
 /** Qwen2.5-VL-7B attention: 28 heads, 4 KV heads, r = 32 per KV head, d_h = 128; D_c = 4·d_kv. */
@@ -61,6 +68,11 @@ export const KERNEL_CASES: readonly KernelCase[] = [
   // Channel-axis (KIVI-style) latent groups: one scale per channel per g tokens.
   { name: "qwen dc256 int4 channel-axis g64 L=200 spans", geometry: qwenGeometry(256), encoding: { ...int4, latentAxis: "channel" }, length: 200, queryCount: 1, modality: "spans", seed: 9, initialCapacity: 64 },
   { name: "qwen dc128 int2 channel-axis g32 fp16-rope append 20 @ L=150", geometry: qwenGeometry(128), encoding: { latentBits: 2, latentGroup: 32, latentAxis: "channel", rope: "fp16" }, length: 150, queryCount: 20, modality: "interleaved", seed: 10 },
+  // Large magnitudes (issue 21): attention sinks and large activations give logits far beyond f32 exp's range; only
+  // the max subtraction of the online softmax keeps them finite. Same layouts as above, so no new pipelines.
+  { name: "qwen dc256 int4/int8 30× queries L=200 spans", geometry: qwenGeometry(256), encoding: int4, length: 200, queryCount: 1, modality: "spans", seed: 14, queryScale: 30 },
+  { name: "qwen dc128 int4/int8 30× queries append 9 @ L=130 interleaved", geometry: qwenGeometry(128), encoding: int4, length: 130, queryCount: 9, modality: "interleaved", seed: 15, queryScale: 30 },
+  { name: "qwen dc256 int4/int8 key bias −2000 append 5 @ L=140 spans", geometry: qwenGeometry(256), encoding: int4, length: 140, queryCount: 5, modality: "spans", seed: 16, keyBiasShift: -2000 },
   ...[11, 12, 13].map((seed, i): KernelCase => ({
     name: `random geometry #${seed}`,
     ...randomGeometry(seed),

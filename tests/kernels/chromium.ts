@@ -3,12 +3,12 @@
 // returns the page. Used by the Chromium kernel test and by the kernels benchmark.
 import { createServer, type Server } from "node:http";
 import { readFile, stat } from "node:fs/promises";
-import { existsSync } from "node:fs";
 import { extname, join, normalize, resolve } from "node:path";
 import { build } from "esbuild";
 import { chromium, type Browser, type Page } from "playwright-core";
+import { hasSystemTool, SYSTEM_TOOLS } from "../helpers/system-tools.ts";
 
-export const CHROMIUM_PATH = "/usr/bin/chromium";
+export const CHROMIUM_PATH = SYSTEM_TOOLS.chromium.path;
 
 export const CHROMIUM_ARGS = [
   "--no-sandbox",
@@ -23,8 +23,9 @@ export const CHROMIUM_ARGS = [
   "--enable-unsafe-swiftshader",
 ];
 
+/** For benchmarks; tests use skipWithout(…, "chromium") from ../helpers/system-tools.ts. */
 export function chromiumAvailable(): boolean {
-  return existsSync(CHROMIUM_PATH);
+  return hasSystemTool("chromium");
 }
 
 const MIME: Record<string, string> = {

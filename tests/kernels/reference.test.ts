@@ -1,4 +1,4 @@
-// CPU side of the kernels: the f64 absorbed reference against the expanded form (method.md §8.1), the test packer
+// CPU side of the kernels: the f64 absorbed reference against the expanded form (docs/method.md §8.1), the test packer
 // against the format/codec reference codec, the f32 CPU fallback on every kernel case, and input validation.
 import { describe, expect, it } from "vitest";
 import { mlaAttentionRef } from "../../kernels/mla-attention.ref.ts";
@@ -11,13 +11,13 @@ import { splitWorkgroupBytes } from "../../kernels/mla-attention-split.ts";
 import { planSplits } from "../../kernels/mla-attention.ts";
 import { MAX_SPLITS } from "../../kernels/mla-attention-combine.ts";
 import { KERNEL_CASES, SESSION_CASE, qwenGeometry } from "./cases.ts";
-import { normalSource, relativeError } from "./case-data.ts";
+import { buildCaseData, normalSource, relativeError } from "./case-data.ts";
 import { expectCaseResult, expectConcurrentResult, expectSessionResult } from "./expected.ts";
 import { runCase, runConcurrentSteps, runSessionSteps } from "./harness.ts";
 import { fp16Block, quantizeBlock } from "./pack.ts";
 
 describe("f64 absorbed reference", () => {
-  it("should equal expanded attention with per-modality up-projections and biases (method.md §8.1 vs §8.3)", () => {
+  it("should equal expanded attention with per-modality up-projections and biases (docs/method.md §8.1 vs §8.3)", () => {
     const rnd = normalSource(99);
     const g: MlaGeometry = { heads: 4, kvHeads: 2, ropeDims: 8, latentWidth: 32, headDim: 16, spaces: 2 };
     const dNope = g.headDim - g.ropeDims;
@@ -237,5 +237,45 @@ describe("launch shape", () => {
         expect((p.splitCount - 1) * p.pagesPerSplit).toBeLessThan(p.pages);
       }
     }
+  });
+});
+
+describe("large-magnitude cases (issue 21)", () => {
+  /** max and min over (query, head) of the largest visible score s_j, from the dense f64 cache. */
+  function maxScoreRange(c: (typeof KERNEL_CASES)[number]): { hi: number; lo: number } {
+    const d = buildCaseData(c);
+    const g = c.geometry;
+    const rw = g.kvHeads * g.ropeDims;
+    const n = c.queryCount;
+    let hi = -Infinity;
+    let lo = Infinity;
+    for (let i = 0; i < n; i++) {
+      for (let h = 0; h < g.heads; h++) {
+        const kv = Math.floor(h / (g.heads / g.kvHeads));
+        let mx = -Infinity;
+        for (let j = 0; j < c.length - n + i + 1; j++) {
+          const m = g.spaces === 2 ? d.modality[j] : 0;
+          let s = d.queries.keyBias[m][i * g.heads + h];
+          for (let k = 0; k < g.ropeDims; k++) s += d.queries.qRope[(i * g.heads + h) * g.ropeDims + k] * d.dense.rope[j * rw + kv * g.ropeDims + k];
+          for (let k = 0; k < g.latentWidth; k++) s += d.queries.qLatent[m][(i * g.heads + h) * g.latentWidth + k] * d.dense.latent[j * g.latentWidth + k];
+          mx = Math.max(mx, s / Math.sqrt(g.headDim));
+        }
+        hi = Math.max(hi, mx);
+        lo = Math.min(lo, mx);
+      }
+    }
+    return { hi, lo };
+  }
+
+  it("should put scores beyond f32 exp's range, so only the max subtraction keeps the softmax finite", () => {
+    const scaled = KERNEL_CASES.filter((c) => (c.queryScale ?? 1) >= 10);
+    const shifted = KERNEL_CASES.filter((c) => (c.keyBiasShift ?? 0) <= -1000);
+    expect(scaled.length).toBeGreaterThanOrEqual(2);
+    expect(shifted.length).toBeGreaterThanOrEqual(1);
+    // f32 exp overflows above ln(FLT_MAX) ≈ 88.7 and rounds to 0 below ≈ −104 (half the smallest subnormal).
+    for (const c of scaled) expect(maxScoreRange(c).hi).toBeGreaterThan(88.8);
+    for (const c of shifted) expect(maxScoreRange(c).hi).toBeLessThan(-104.5);
+    expect(Math.fround(Math.exp(88.8))).toBe(Infinity);
+    expect(Math.fround(Math.exp(-104.5))).toBe(0);
   });
 });

@@ -1,5 +1,5 @@
 // MD-SVD on synthetic anisotropic activations: it attains the optimum (sum of discarded eigenvalues of W·S·Wᵀ),
-// beats weight SVD on calibration and held-out activations, equals method.md §6.2's whitened SVD, the latent scales
+// beats weight SVD on calibration and held-out activations, equals docs/method.md §6.2's whitened SVD, the latent scales
 // give the documented latent covariances, and damping keeps everything finite on rank-deficient S.
 import { describe, expect, it } from "vitest";
 import { eigh } from "../../convert/linalg/eigh.ts";

@@ -67,6 +67,34 @@ describe("SlotSealing", () => {
     });
   }
 
+  it("should seal exactly when a token-by-token write fills a slot: nothing at C − 1, the seal at C, again at 2C (issue 21)", () => {
+    for (const slotTokens of [1, 2, C]) {
+      const s = new SlotSealing(2, slotTokens, D, R, codecSlotQuantizer(referenceCodec, { bits: 4, group: 32, axis: "token", rope: "int8" }, { latentWidth: D, ropeWidth: R, ropeDims: 8 }));
+      const total = 3 * slotTokens + 1;
+      const lat = rows(total * D, 11);
+      const rope = rows(total * R, 12);
+      const writeOne = (l: number, t: number): number[] =>
+        s.write(l, t, lat.subarray(t * D, (t + 1) * D), rope.subarray(t * R, (t + 1) * R), 1).map((x) => x.slotStart);
+      for (let t = 0; t < total; t++) {
+        for (let l = 0; l < 2; l++) {
+          const len = t + 1;
+          const boundary = len % slotTokens === 0;
+          expect(writeOne(l, t), `C=${slotTokens}, layer ${l}, length ${len}`).toEqual(boundary ? [len - slotTokens] : []);
+          expect(s.sealedLength(l), `C=${slotTokens}, layer ${l}, length ${len}`).toBe(Math.floor(len / slotTokens) * slotTokens);
+        }
+      }
+      // The same at the boundary after a truncation: to C·k − 1 unseals slot k − 1, one token seals it again.
+      const back = 2 * slotTokens - 1;
+      expect(s.truncate(back)).toBe(slotTokens);
+      for (let l = 0; l < 2; l++) expect(s.sealedLength(l)).toBe(slotTokens);
+      for (let l = 0; l < 2; l++) expect(writeOne(l, back)).toEqual([slotTokens]);
+      for (let l = 0; l < 2; l++) expect(s.sealedLength(l)).toBe(2 * slotTokens);
+      // truncating to exactly a slot end keeps that slot sealed
+      expect(s.truncate(2 * slotTokens)).toBe(2 * slotTokens);
+      expect(s.sealedSlot(1)).toHaveLength(2);
+    }
+  });
+
   it("should unseal on truncation, release uploaded slots, and refuse what it no longer holds", () => {
     const s = new SlotSealing(1, C, D, R, codecSlotQuantizer(referenceCodec, { bits: 4, group: 32, axis: "token", rope: "int8" }, { latentWidth: D, ropeWidth: R, ropeDims: 8 }));
     const lat = rows(20 * D, 7);

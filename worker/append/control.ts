@@ -1,5 +1,5 @@
 // Validation of an append's control message (frame type 1). Malformed metadata is refused, never cached: every image
-// token must lie in exactly one media span, so two different images can never share a chunk key (anchors.md §6).
+// token must lie in exactly one media span, so two different images can never share a chunk key.
 import type { AppendControl, MediaSpan } from "../../format/wire/messages.ts";
 import { badRequest } from "../errors.ts";
 import { MAX_MEDIA_PER_TURN, MAX_TURN_TOKENS } from "../limits.ts";

@@ -15,7 +15,7 @@ export const TTFT_BOUNDS_MS: readonly number[] = [
   10, 25, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10_000, 20_000, 60_000,
 ];
 
-/** Client time per output token, ms: WebGPU decode runs ~10–300 ms/token (anchors.md §3, transformers.js #1741). */
+/** Client time per output token, ms: WebGPU decode runs ~10–300 ms/token (transformers.js #1741). */
 export const TPOT_BOUNDS_MS: readonly number[] = [1, 2.5, 5, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 500, 1000, 2500];
 
 /**
