@@ -1,7 +1,7 @@
 // model/ops.ts numerics against closed forms: the f64 softmax at logits beyond exp's range (issue 21: the max
 // subtraction is what keeps it finite), and erf against known values.
 import { describe, expect, it } from "vitest";
-import { erf, softmaxInPlace } from "../../model/ops.ts";
+import { erf, softmaxInPlace } from "../../runtime/ops.ts";
 
 describe("softmaxInPlace", () => {
   it("should stay exact at logits far beyond f64 exp's range (≈ 709.8), high and low", () => {
