@@ -3,6 +3,7 @@
 // Progress goes to stderr; the table or --json goes to stdout.
 
 import { resolve } from "node:path";
+import { PthError } from "../../checkpoint/pth.ts";
 import { CheckpointError } from "../checkpoint/errors.ts";
 import { DEFAULT_CHUNK_TOKENS } from "../../format/chunk/types.ts";
 import { MAX_CHUNK_TOKENS } from "../../format/chunk/constants.ts";
@@ -35,6 +36,7 @@ export function evalCodec(): Codec {
 export function asUserError(e: unknown): unknown {
   if (e instanceof CheckpointError) return new UserError(e.code === "io" ? "file_not_found" : "invalid_file", e.message);
   if (e instanceof EvalError) return new UserError(e.code === "bad_options" ? "invalid_argument" : "invalid_file", e.message);
+  if (e instanceof PthError) return new UserError("invalid_file", e.message); // a rank file that is malformed or a pickle that was refused
   if (e instanceof KeptPairsError || e instanceof TokenizerError || e instanceof VisionTowerError || e instanceof DecoderSessionError) {
     return new UserError("invalid_file", e.message); // data the model cannot run: unknown words, wrong patch counts
   }
