@@ -97,6 +97,14 @@ export function keptPairsFromRankTensor(
   return { path: label, ranks, shape: [...t.shape], keptPairs };
 }
 
+/** The kept pairs from a rank file's bytes (`label`: its path, for messages), checked against config.json. */
+export function releasedRanksFromBytes(rawConfig: unknown, bytes: Uint8Array, label: string): ReleasedRanks {
+  const config = parseModelConfig(rawConfig);
+  const info = parseMlaConfig(rawConfig);
+  const t = readPthTensor(bytes, label);
+  return keptPairsFromRankTensor(t, { layers: config.numLayers, kvHeads: config.numKvHeads, headDim: config.headDim, ropeDims: info.ropeDims }, label);
+}
+
 /**
  * The kept pairs of a released checkpoint: resolves `qk_tensor_path` relative to the checkpoint folder through `read`,
  * reads the `.pth` (checkpoint/pth.ts: no pickle is executed) and checks it against config.json.
@@ -104,8 +112,7 @@ export function keptPairsFromRankTensor(
  * reader's PthError for a malformed or hostile archive.
  */
 export async function resolveReleasedRanks(rawConfig: unknown, read: CheckpointFileReader, folderLabel = "checkpoint"): Promise<ReleasedRanks> {
-  const config = parseModelConfig(rawConfig);
-  const info = parseMlaConfig(rawConfig);
+  parseMlaConfig(rawConfig);
   const path = releasedRankPath(rawConfig);
   if (path === null) {
     throw new CheckpointError("bad_layout", `${folderLabel}: released MHA2MLA layout (no rope_pairs) but config.json's mha2mla.qk_tensor_path names no rank file`);
@@ -114,9 +121,7 @@ export async function resolveReleasedRanks(rawConfig: unknown, read: CheckpointF
   for (const rel of tried) {
     const bytes = await read(rel);
     if (bytes === null) continue;
-    const label = `${folderLabel}/${rel}`;
-    const t = readPthTensor(bytes, label);
-    return keptPairsFromRankTensor(t, { layers: config.numLayers, kvHeads: config.numKvHeads, headDim: config.headDim, ropeDims: info.ropeDims }, label);
+    return releasedRanksFromBytes(rawConfig, bytes, `${folderLabel}/${rel}`);
   }
   throw new CheckpointError("io", `${folderLabel}: rank file of mha2mla.qk_tensor_path "${path}" not found (looked for ${tried.map((t) => `${folderLabel}/${t}`).join(", ")})`);
 }

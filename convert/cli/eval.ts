@@ -91,6 +91,11 @@ export const evalCommand = defineCommand({
   description: "greedy per-turn accuracy of an original or converted model on a multi-turn eval set",
   args: {
     model: { type: "string", required: true, valueName: "DIR", description: "original HF checkpoint folder or an mla-edge MLA checkpoint folder" },
+    "rank-file": {
+      type: "string",
+      valueName: "FILE",
+      description: "released MHA2MLA checkpoint: its .pth rank file (default: config mha2mla.qk_tensor_path, looked up in the model folder)",
+    },
     eval: { type: "string", required: true, valueName: "FILE", description: "eval set (JSON lines: patches_u8, turns [{kind, question, answer}])" },
     limit: { type: "string", valueName: "N", description: "evaluate the first N cases only (default: all)" },
     codec: { type: "string", choices: ["int8", "int4", "int2"], description: "store the latent cache through the codec at this width (MLA models only)" },
@@ -114,7 +119,8 @@ export const evalCommand = defineCommand({
     let report: AccuracyReport;
     let stored: StoredCacheOptions | undefined;
     try {
-      vlm = await loadVlmDir(resolve(ctx.cwd, args.model));
+      const rankFile = args["rank-file"];
+      vlm = await loadVlmDir(resolve(ctx.cwd, args.model), rankFile === undefined ? {} : { rankFile: resolve(ctx.cwd, rankFile) });
       const cases = await readEvalSet(resolve(ctx.cwd, args.eval), limit);
       if (args.codec !== undefined) {
         if (vlm.decoder.kind !== "mla") throw new UserError("invalid_argument", `--codec quantizes an MLA latent cache; ${args.model} holds the original model`);

@@ -165,6 +165,22 @@ describe("released MHA2MLA layout with its .pth rank file", () => {
     await expect(loadChatModel(files)).rejects.toSatisfy((e: unknown) => e instanceof RuntimeError && /qk_tensor_path/.test(e.message));
   });
 
+  it("eval --rank-file takes the rank file from elsewhere (a folder downloaded without it)", async () => {
+    const bare = join(tmp, "bare");
+    await writeReleased(bare, null);
+    const args = ["--eval", join(FIXTURE_DIR, "eval.jsonl"), "--limit", "2", "--json"];
+    const a = await runCli(["eval", "--model", ours, ...args]);
+    const b = await runCli(["eval", "--model", bare, "--rank-file", join(released, QK_PATH), ...args]);
+    expect([a.code, b.code], b.stderr).toEqual([0, 0]);
+    expect({ ...(JSON.parse(b.stdout) as object), model: null }).toEqual({ ...(JSON.parse(a.stdout) as object), model: null });
+    const wrong = await runCli(["eval", "--model", bare, "--rank-file", join(RANKS_DIR, "qwen25vl-mini-ranks.pth"), ...args]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain("qwen25vl-mini-ranks.pth: rank tensor has shape [2, 2, 16]");
+    const original = await runCli(["eval", "--model", FIXTURE_DIR, "--rank-file", join(released, QK_PATH), ...args]);
+    expect(original.code).toBe(1);
+    expect(original.stderr).toMatch(/a rank file applies to an MLA checkpoint/);
+  });
+
   it("finds the rank file by its name alone beside config.json", async () => {
     expect(rankFileCandidates("./mkl/x/y-ranks.pth")).toEqual(["mkl/x/y-ranks.pth", "y-ranks.pth"]);
     const flat = join(tmp, "flat");
