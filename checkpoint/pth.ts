@@ -273,6 +273,9 @@ interface Unpickled {
   readonly value: PyValue;
 }
 
+/** Largest tensor one read materialises (an expanded view of a tiny storage cannot ask for unbounded memory). */
+const MAX_TENSOR_BYTES = 2 ** 31;
+
 /** Gathers a (possibly strided) view of a storage into a contiguous C-order tensor; bounds are checked. */
 function rebuildTensor(storage: PyValue, offsetV: PyValue, sizeV: PyValue, strideV: PyValue, readStorage: (s: StorageRef) => Uint8Array, label: string): TensorValue {
   if (!(storage instanceof StorageRef)) throw new PthError("bad_pickle", `${label}: _rebuild_tensor_v2's first argument is not a storage`);
@@ -287,8 +290,11 @@ function rebuildTensor(storage: PyValue, offsetV: PyValue, sizeV: PyValue, strid
   const stride = ints(strideV, "stride");
   if (shape.length !== stride.length) throw new PthError("bad_pickle", `${label}: tensor size has ${shape.length} dims, stride ${stride.length}`);
   const count = shape.reduce((a, b) => a * b, 1);
-  const bytes = readStorage(storage);
   const esz = DTYPE_BYTES[storage.dtype];
+  if (count * esz > MAX_TENSOR_BYTES) {
+    throw new PthError("bad_storage", `${label}: tensor of shape [${shape}] needs ${count * esz} bytes, over the ${MAX_TENSOR_BYTES}-byte limit of an in-memory read`);
+  }
+  const bytes = readStorage(storage);
   if (count > 0) {
     let last = offsetV;
     shape.forEach((s, i) => (last += (s - 1) * stride[i]));

@@ -155,6 +155,9 @@ describe("tensor rebuild: offset, stride, dtypes, deflate", () => {
     // an expanded view (stride 0)
     const e = readPthTensor(pthArchive("t", new Pickle().tensor("ByteStorage", "0", 30, 2, [2, 3], [0, 1]).stop(), { "0": storage }));
     expect(Array.from(pthTensorToFloat64(e))).toEqual([2, 3, 4, 2, 3, 4]);
+    // an expanded view asking for 4 GiB from a 30-byte storage is refused before any allocation
+    const huge = new Pickle().tensor("ByteStorage", "0", 30, 0, [65536, 65536], [0, 0]).stop();
+    expect(() => readPth(pthArchive("t", huge, { "0": storage }))).toThrow(expect.objectContaining({ code: "bad_storage" }));
   });
 
   it("int64, float32, float16, bfloat16 storages, in a dict, deflated", () => {
