@@ -11,6 +11,7 @@ export type CheckpointErrorCode =
   | "unsupported_dtype"
   | "unknown_naming"
   | "bad_layout"
+  | "rank_file_mismatch" // a released checkpoint's qk_tensor_path file does not fit its config (another model's ranks)
   | "io";
 
 /** Any failure to read, interpret or write a checkpoint. `code` is stable; the message says what and where. */

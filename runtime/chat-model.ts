@@ -1,6 +1,7 @@
 // A loaded chat model: the MLA decoder weights, its cache spec, the chat template, the vision encoder and the codec
 // that seals the cache. Browser-safe: files come in as bytes (fetch) or parsed JSON, never from node:fs.
 
+import { isReleasedMha2mla, resolveReleasedRanks, type CheckpointFileReader } from "../checkpoint/families/mha2mla_released.ts";
 import { bufferByteSource } from "../checkpoint/byte-source.ts";
 import { SafetensorsFile } from "../checkpoint/safetensors-file.ts";
 import type { CacheSpec } from "../format/cache-spec.ts";
@@ -83,14 +84,27 @@ export interface ChatModelFiles {
   readonly ref?: ModelRef;
   /** Default null (CPU reference decoder); see `createDecoderKernels`. */
   readonly kernels?: MlaBackend | null;
+  /**
+   * Reads a file relative to the checkpoint folder (e.g. `fetch(new URL(path, base))`), null when absent. Needed only
+   * for a released MHA2MLA checkpoint (`cnxup/*-MLA-stage2-*`), whose kept RoPE pairs are in the `.pth` rank file
+   * named by `mha2mla.qk_tensor_path`; mla-edge's own layout carries them inside the weights.
+   */
+  readonly readFile?: CheckpointFileReader;
 }
 
-/** Loads a converted (MLA) checkpoint from bytes. */
+/** Loads a converted (MLA) checkpoint from bytes: mla-edge's layout, or a released one with its rank file. */
 export async function loadChatModel(files: ChatModelFiles): Promise<ChatModel> {
   const src = await SafetensorsFile.open(bufferByteSource(files.weights, "model.safetensors"));
   let weights: MlaModelWeights;
   try {
-    weights = await loadMlaModel(src, files.config);
+    let ranks: Uint8Array | undefined;
+    if (isReleasedMha2mla(files.config) && !src.names().some((n) => n.endsWith("self_attn.rope_pairs"))) {
+      if (files.readFile === undefined) {
+        throw new Error("released MHA2MLA checkpoint: its rank file (config mha2mla.qk_tensor_path) is needed; pass readFile");
+      }
+      ranks = (await resolveReleasedRanks(files.config, files.readFile, "model")).ranks;
+    }
+    weights = await loadMlaModel(src, files.config, ranks === undefined ? {} : { ranks });
   } catch (cause) {
     throw new RuntimeError("bad_model", `cannot load the MLA checkpoint: ${(cause as Error).message}`, { cause });
   }

@@ -3,6 +3,7 @@
 // Progress goes to stderr; the table or --json goes to stdout.
 
 import { resolve } from "node:path";
+import { PthError } from "../../checkpoint/pth.ts";
 import { CheckpointError } from "../../checkpoint/errors.ts";
 import { DEFAULT_CHUNK_TOKENS } from "../../format/chunk/types.ts";
 import { MAX_CHUNK_TOKENS } from "../../format/chunk/constants.ts";
@@ -35,6 +36,7 @@ export function evalCodec(): Codec {
 export function asUserError(e: unknown): unknown {
   if (e instanceof CheckpointError) return new UserError(e.code === "io" ? "file_not_found" : "invalid_file", e.message);
   if (e instanceof EvalError) return new UserError(e.code === "bad_options" ? "invalid_argument" : "invalid_file", e.message);
+  if (e instanceof PthError) return new UserError("invalid_file", e.message); // a rank file that is malformed or a pickle that was refused
   if (e instanceof KeptPairsError || e instanceof TokenizerError || e instanceof VisionTowerError || e instanceof DecoderSessionError) {
     return new UserError("invalid_file", e.message); // data the model cannot run: unknown words, wrong patch counts
   }
@@ -89,6 +91,11 @@ export const evalCommand = defineCommand({
   description: "greedy per-turn accuracy of an original or converted model on a multi-turn eval set",
   args: {
     model: { type: "string", required: true, valueName: "DIR", description: "original HF checkpoint folder or an mla-edge MLA checkpoint folder" },
+    "rank-file": {
+      type: "string",
+      valueName: "FILE",
+      description: "released MHA2MLA checkpoint: its .pth rank file (default: config mha2mla.qk_tensor_path, looked up in the model folder)",
+    },
     eval: { type: "string", required: true, valueName: "FILE", description: "eval set (JSON lines: patches_u8, turns [{kind, question, answer}])" },
     limit: { type: "string", valueName: "N", description: "evaluate the first N cases only (default: all)" },
     codec: { type: "string", choices: ["int8", "int4", "int2"], description: "store the latent cache through the codec at this width (MLA models only)" },
@@ -112,7 +119,8 @@ export const evalCommand = defineCommand({
     let report: AccuracyReport;
     let stored: StoredCacheOptions | undefined;
     try {
-      vlm = await loadVlmDir(resolve(ctx.cwd, args.model));
+      const rankFile = args["rank-file"];
+      vlm = await loadVlmDir(resolve(ctx.cwd, args.model), rankFile === undefined ? {} : { rankFile: resolve(ctx.cwd, rankFile) });
       const cases = await readEvalSet(resolve(ctx.cwd, args.eval), limit);
       if (args.codec !== undefined) {
         if (vlm.decoder.kind !== "mla") throw new UserError("invalid_argument", `--codec quantizes an MLA latent cache; ${args.model} holds the original model`);

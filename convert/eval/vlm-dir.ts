@@ -2,7 +2,10 @@
 // a `mha2mla` dict), plus the fixture-style vision tower (`visual.safetensors`) and word tokenizer (`tokenizer.json`).
 
 import { readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { isAbsolute, join } from "node:path";
+import { isReleasedMha2mla, releasedRanksFromBytes, resolveReleasedRanks, type ReleasedRanks } from "../../checkpoint/families/mha2mla_released.ts";
+import { CheckpointError } from "../../checkpoint/errors.ts";
+import type { TensorSource } from "../../checkpoint/tensor-source.ts";
 import type { TextModelConfig } from "../../checkpoint/config.ts";
 import { openCheckpointDir, openSafetensorsFile } from "../../checkpoint/io.node.ts";
 import { loadMlaModel } from "../../runtime/mla/checkpoint.ts";
@@ -52,14 +55,54 @@ export async function loadVisionSide(dir: string, rawConfig: Record<string, unkn
   }
 }
 
-/** Opens `dir` as an original or an MLA checkpoint, decided by the `mha2mla` dict in its config.json. */
-export async function loadVlmDir(dir: string): Promise<LoadedVlm> {
+async function readRankFile(path: string): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await readFile(path));
+  } catch (cause) {
+    throw new CheckpointError("io", `cannot read the rank file ${path}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** A file relative to a checkpoint folder (absolute paths as they are), or null when there is none. */
+export function dirFileReader(dir: string): (relativePath: string) => Promise<Uint8Array | null> {
+  return async (rel) => {
+    const p = isAbsolute(rel) ? rel : join(dir, rel);
+    const ok = await stat(p).then((s) => s.isFile(), () => false);
+    return ok ? new Uint8Array(await readFile(p)) : null;
+  };
+}
+
+/**
+ * The rank file of a released MHA2MLA checkpoint (config `mha2mla.qk_tensor_path`, resolved relative to `dir`), or
+ * null for mla-edge's own layout, whose kept pairs are `rope_pairs` tensors inside the checkpoint.
+ */
+export async function releasedRanksOf(dir: string, rawConfig: unknown, source: TensorSource): Promise<ReleasedRanks | null> {
+  if (!isReleasedMha2mla(rawConfig) || source.names().some((n) => n.endsWith("self_attn.rope_pairs"))) return null;
+  return resolveReleasedRanks(rawConfig, dirFileReader(dir), dir);
+}
+
+export interface LoadVlmOptions {
+  /**
+   * A released checkpoint's `.pth` rank file, instead of `mha2mla.qk_tensor_path` resolved in `dir` (for a folder
+   * downloaded without it). On mla-edge's own layout it must agree with the `rope_pairs` tensors.
+   */
+  readonly rankFile?: string;
+}
+
+/** Opens `dir` as an original or an MLA checkpoint (ours, or a released one with its rank file), by its config.json. */
+export async function loadVlmDir(dir: string, options: LoadVlmOptions = {}): Promise<LoadedVlm> {
   const ckpt = await openCheckpointDir(dir);
   try {
     const isMla = ckpt.rawConfig.mha2mla !== undefined && ckpt.rawConfig.mha2mla !== null;
-    const decoder: LoadedDecoder = isMla
-      ? { kind: "mla", model: await loadMlaModel(ckpt.source, ckpt.rawConfig) }
-      : { kind: "original", model: await loadGqaModel(ckpt.source, ckpt.config) };
+    if (options.rankFile !== undefined && !isMla) throw new EvalError("bad_options", `a rank file applies to an MLA checkpoint; ${dir} holds the original model`);
+    let decoder: LoadedDecoder;
+    if (isMla) {
+      const released =
+        options.rankFile === undefined
+          ? await releasedRanksOf(dir, ckpt.rawConfig, ckpt.source)
+          : releasedRanksFromBytes(ckpt.rawConfig, await readRankFile(options.rankFile), options.rankFile);
+      decoder = { kind: "mla", model: await loadMlaModel(ckpt.source, ckpt.rawConfig, released === null ? {} : { ranks: released.ranks }) };
+    } else decoder = { kind: "original", model: await loadGqaModel(ckpt.source, ckpt.config) };
     return { dir, config: ckpt.config, rawConfig: ckpt.rawConfig, decoder, ...(await loadVisionSide(dir, ckpt.rawConfig)) };
   } finally {
     await ckpt.source.close();

@@ -131,7 +131,7 @@ export async function loadMlaModel(src: TensorSource, rawConfig: unknown, option
   else if (!hasPairs) {
     throw new CheckpointError(
       "bad_layout",
-      "checkpoint has no self_attn.rope_pairs tensors (released MHA2MLA layout): pass the rank tensor of its side file as options.ranks",
+      "checkpoint has no self_attn.rope_pairs tensors (released MHA2MLA layout): pass the rank tensor of its mha2mla.qk_tensor_path file as options.ranks (checkpoint/families/mha2mla_released.ts resolveReleasedRanks reads it)",
     );
   }
 
