@@ -97,6 +97,30 @@ describe("qwen25vl-mini input processor vs reference.json", () => {
   });
 });
 
+describe("several images, system message", () => {
+  it("keeps prompt order across parts and messages; each image's pads equal its grid/4; pixel rows concatenate in order", async () => {
+    const msgs: InputMessage[] = [
+      { role: "system", content: "Be brief." },
+      { role: "user", content: [{ type: "image_url", image_url: { url: "images/noisy_300x150.png" } }, { type: "text", text: "and" }, { type: "image_url", image_url: "images/gradient_252x56.png" }] },
+      { role: "assistant", content: "Two images." },
+      { role: "user", content: [{ type: "text", text: "Again:" }, { type: "image_url", image_url: { url: "images/gradient_252x56.png" } }] },
+    ];
+    const out = await processor.encode(msgs, { loadImage });
+    // the model's template keeps our system message instead of its default one
+    expect(out.text.startsWith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>and<|vision_start|>")).toBe(true);
+    expect(out.imageGridThw).toEqual([[1, 10, 22], [1, 4, 18], [1, 4, 18]]);
+    expect(out.images.map((i) => i.numImageTokens)).toEqual([55, 18, 18]);
+    const pads = out.inputIds.filter((t) => t === processor.tokens.image).length;
+    expect(pads).toBe(55 + 18 + 18);
+    const starts = out.inputIds.flatMap((t, i) => (t === processor.tokens.visionStart ? [i + 1] : []));
+    expect(out.images.map((i) => i.tokenOffset)).toEqual(starts);
+    expect(out.pixelValues.length).toBe((220 + 72 + 72) * 1176);
+    // rows 220.. are the gradient image, identical to the third image's rows
+    expect(out.pixelValues.subarray(220 * 1176, 292 * 1176)).toEqual(out.pixelValues.subarray(292 * 1176));
+    expect(out.pixelValues.subarray(0, 220 * 1176)).toEqual(out.images[0].pixelValues);
+  });
+});
+
 describe("typed errors", () => {
   const code = async (p: Promise<unknown>) => p.then(() => "no error", (e: { code?: string; name?: string }) => `${e.name}:${e.code}`);
   it("bad message shapes are bad_messages", async () => {
