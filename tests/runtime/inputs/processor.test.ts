@@ -88,6 +88,27 @@ describe("qwen25vl-mini input processor vs reference.json", () => {
     expect(c.input_ids.slice(n, n + c.turn1!.answer_ids.length)).toEqual(processor.tokenizer.encode(c.messages[1].content as string));
   });
 
+  it("two_turn continuation: after turn 1's prompt + answer + <|im_end|>, only the new ids, no images again", async () => {
+    const c = ref.cases.find((x) => x.name === "two_turn")!;
+    const n = c.turn1!.input_ids_len;
+    const cached = [...c.input_ids.slice(0, n), ...c.turn1!.answer_ids, ref.special_tokens["<|im_end|>"]];
+    const next = await processor.encodeContinuation(c.messages, cached, { loadImage });
+    expect([...cached, ...next.inputIds]).toEqual(c.input_ids);
+    expect(next.inputIds[0]).toBe(198); // the "\n" after <|im_end|>, which the model never generated
+    expect(next.images).toEqual([]);
+    expect(next.pixelValues.length).toBe(0);
+    // a session whose history differs is out of sync, typed
+    const wrong = [...cached];
+    wrong[n + 1] += 1;
+    await expect(processor.encodeContinuation(c.messages, wrong, { loadImage })).rejects.toMatchObject({ code: "out_of_sync" });
+    // cut inside the image's pads
+    await expect(processor.encodeContinuation(c.messages, c.input_ids.slice(0, 20), { loadImage })).rejects.toMatchObject({ code: "out_of_sync" });
+    // an empty session gets everything, images included
+    const all = await processor.encodeContinuation(c.messages, [], { loadImage });
+    expect(all.inputIds).toEqual(c.input_ids);
+    expect(all.images.length).toBe(1);
+  });
+
   it("a data: URL image gives the same inputs as the file", async () => {
     const c = ref.cases.find((x) => x.name === "two_turn")!;
     const url = "data:image/png;base64," + readFileSync(join(DIR, "images/gradient_252x56.png")).toString("base64");
