@@ -1,17 +1,21 @@
 // Node: PNG and JPEG bytes or files → RGB uint8 (HWC), decoded by pngjs and jpeg-js. Converts as PIL's
 // `Image.open(…).convert("RGB")` does for the common cases: palette and grayscale expand to RGB, alpha is dropped (not
-// composited), 16-bit samples keep their high byte. The result feeds the same resize as the browser path.
+// composited), 16-bit samples keep their high byte; a JPEG is turned upright by its EXIF orientation, as
+// transformers' load_image does (ImageOps.exif_transpose). The result feeds the same resize as the browser path.
 
 import { readFile } from "node:fs/promises";
 import jpeg from "jpeg-js";
 import { PNG } from "pngjs";
 import { RuntimeError } from "../../client/runtime/errors.ts";
 import type { RgbImage } from "../../client/runtime/messages.ts";
-import { checkPixelLimit, DEFAULT_MAX_INPUT_PIXELS, readImageHeader } from "./image-header.ts";
+import { checkPixelLimit, DEFAULT_MAX_INPUT_PIXELS, jpegExifOrientation, readImageHeader } from "./image-header.ts";
+import { applyExifOrientation } from "./image-processor.ts";
 
 export interface DecodeOptions {
   /** Refuse images with more pixels than this before decoding (default: Pillow's decompression-bomb limit). */
   readonly maxInputPixels?: number;
+  /** Keep a JPEG as stored instead of turning it upright by its EXIF orientation (default false). */
+  readonly ignoreExifOrientation?: boolean;
 }
 
 function rgbaToRgb(rgba: ArrayLike<number>, n: number, shift: number): Uint8Array {
@@ -39,7 +43,9 @@ export function decodeImageBytes(bytes: Uint8Array, options: DecodeOptions = {})
     const maxMp = (options.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS) / 1e6;
     const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, maxResolutionInMP: maxMp, maxMemoryUsageInMB: 4096 });
     if (img.data.length !== n * 3) throw new Error(`decoded ${img.data.length} bytes for ${header.width}×${header.height}×3`);
-    return { width: img.width, height: img.height, data: new Uint8Array(img.data.buffer, img.data.byteOffset, img.data.byteLength), channels: 3 };
+    const decoded: RgbImage = { width: img.width, height: img.height, data: new Uint8Array(img.data.buffer, img.data.byteOffset, img.data.byteLength), channels: 3 };
+    // transformers' load_image applies ImageOps.exif_transpose; browsers' createImageBitmap does the same by default
+    return options.ignoreExifOrientation ? decoded : applyExifOrientation(decoded, jpegExifOrientation(bytes));
   } catch (cause) {
     if (cause instanceof RuntimeError) throw cause;
     throw new RuntimeError("unsupported_image", `cannot decode the ${header.format.toUpperCase()} image: ${(cause as Error).message}`, { cause });

@@ -64,7 +64,7 @@ export async function decodeBrowserImage(source: BrowserImageSource, options: Br
   checkPixelLimit(header.width, header.height, limit);
   let bitmap: ImageBitmap;
   try {
-    bitmap = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+    bitmap = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none", imageOrientation: "from-image" });
   } catch (cause) {
     throw new RuntimeError("unsupported_image", `the browser cannot decode this ${header.format.toUpperCase()} image: ${(cause as Error).message}`, { cause });
   }

@@ -68,3 +68,37 @@ export function checkPixelLimit(width: number, height: number, maxInputPixels = 
     throw new RuntimeError("too_many_pixels", `image is ${width}×${height} = ${width * height} pixels, more than the limit of ${maxInputPixels}`);
   }
 }
+
+/** EXIF orientation (1…8) of a JPEG's APP1 segment, 1 when absent or unreadable. */
+export function jpegExifOrientation(bytes: Uint8Array): number {
+  if (sniffImageFormat(bytes) !== "jpeg") return 1;
+  let o = 2;
+  while (o + 4 <= bytes.length && bytes[o] === 0xff) {
+    const m = bytes[o + 1];
+    if (m === 0xda || m === 0xd9) break;
+    const len = (bytes[o + 2] << 8) | bytes[o + 3];
+    if (m === 0xe1 && o + 10 <= bytes.length && String.fromCharCode(bytes[o + 4], bytes[o + 5], bytes[o + 6], bytes[o + 7]) === "Exif") {
+      const t = o + 10; // TIFF header
+      const end = Math.min(bytes.length, o + 2 + len);
+      if (t + 8 > end) return 1;
+      const le = bytes[t] === 0x49 && bytes[t + 1] === 0x49;
+      if (!le && !(bytes[t] === 0x4d && bytes[t + 1] === 0x4d)) return 1;
+      const u16 = (p: number) => (le ? bytes[p] | (bytes[p + 1] << 8) : (bytes[p] << 8) | bytes[p + 1]);
+      const u32 = (p: number) => (le ? (bytes[p] | (bytes[p + 1] << 8) | (bytes[p + 2] << 16)) + bytes[p + 3] * 2 ** 24 : bytes[p] * 2 ** 24 + ((bytes[p + 1] << 16) | (bytes[p + 2] << 8) | bytes[p + 3]));
+      const ifd = t + u32(t + 4);
+      if (ifd + 2 > end) return 1;
+      const n = u16(ifd);
+      for (let i = 0; i < n; i++) {
+        const e = ifd + 2 + i * 12;
+        if (e + 12 > end) return 1;
+        if (u16(e) === 0x0112) {
+          const v = u16(e + 8);
+          return v >= 1 && v <= 8 ? v : 1;
+        }
+      }
+      return 1;
+    }
+    o += 2 + len;
+  }
+  return 1;
+}

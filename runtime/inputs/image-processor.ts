@@ -218,6 +218,43 @@ export function resizeBicubicPil(rgb: Uint8Array, width: number, height: number,
   return src === rgb ? rgb.slice() : src;
 }
 
+/**
+ * PIL's `ImageOps.exif_transpose` for an EXIF orientation (2…8; 1 = as stored), which transformers' `load_image`
+ * applies before processing: 2 mirror, 3 rotate 180°, 4 flip, 5 transpose, 6 rotate 90° clockwise, 7 transverse,
+ * 8 rotate 90° counter-clockwise.
+ */
+export function applyExifOrientation(image: RgbImage, orientation: number): RgbImage {
+  if (orientation <= 1 || orientation > 8) return image;
+  const rgb = toRgb(image);
+  const W = image.width;
+  const H = image.height;
+  const swap = orientation >= 5;
+  const ow = swap ? H : W;
+  const oh = swap ? W : H;
+  const out = new Uint8Array(ow * oh * 3);
+  for (let y = 0; y < oh; y++) {
+    for (let x = 0; x < ow; x++) {
+      let sx: number;
+      let sy: number;
+      switch (orientation) {
+        case 2: sx = W - 1 - x; sy = y; break;
+        case 3: sx = W - 1 - x; sy = H - 1 - y; break;
+        case 4: sx = x; sy = H - 1 - y; break;
+        case 5: sx = y; sy = x; break;
+        case 6: sx = y; sy = H - 1 - x; break;
+        case 7: sx = W - 1 - y; sy = H - 1 - x; break;
+        default: sx = W - 1 - y; sy = x; break; // 8
+      }
+      const s = (sy * W + sx) * 3;
+      const d = (y * ow + x) * 3;
+      out[d] = rgb[s];
+      out[d + 1] = rgb[s + 1];
+      out[d + 2] = rgb[s + 2];
+    }
+  }
+  return { width: ow, height: oh, data: out, channels: 3 };
+}
+
 // ---- config ----
 
 function num(j: Record<string, unknown>, key: string, fallback?: number): number {

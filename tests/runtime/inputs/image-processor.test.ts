@@ -203,3 +203,37 @@ describe("browser decode path (the parts Node can run)", () => {
     await expect(decodeBrowserImage(big, { maxInputPixels: 1000 })).rejects.toMatchObject({ code: "too_many_pixels" });
   });
 });
+
+describe("EXIF orientation (transformers' load_image applies ImageOps.exif_transpose)", () => {
+  // 3×2 source   a b c / d e f   (each pixel's R is its letter's index)
+  const src = { width: 3, height: 2, data: Uint8Array.from([0, 1, 2, 3, 4, 5].flatMap((v) => [v, 0, 0])), channels: 3 as const };
+  const letters = (im: { width: number; height: number; data: ArrayLike<number> }) =>
+    Array.from({ length: im.height }, (_, y) => Array.from({ length: im.width }, (_, x) => "abcdef"[im.data[(y * im.width + x) * 3]]).join("")).join("/");
+  it("maps the 8 orientations as PIL's transposes do (worked by hand)", async () => {
+    const { applyExifOrientation } = await import("../../../runtime/inputs/image-processor.ts");
+    const want: Record<number, string> = { 1: "abc/def", 2: "cba/fed", 3: "fed/cba", 4: "def/abc", 5: "ad/be/cf", 6: "da/eb/fc", 7: "fc/eb/da", 8: "cf/be/ad" };
+    for (const [o, w] of Object.entries(want)) expect(letters(applyExifOrientation(src, Number(o)))).toBe(w);
+  });
+  it("reads the orientation from a JPEG's APP1 and turns the decoded JPEG upright", async () => {
+    const jpeg = (await import("jpeg-js")).default;
+    const { jpegExifOrientation } = await import("../../../runtime/inputs/image-header.ts");
+    // 16×8: left half black, right half white
+    const raw = Buffer.alloc(16 * 8 * 4, 255);
+    for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) raw.fill(0, (y * 16 + x) * 4, (y * 16 + x) * 4 + 3);
+    const plain = new Uint8Array(jpeg.encode({ width: 16, height: 8, data: raw }, 95).data);
+    // APP1: "Exif\0\0", big-endian TIFF, IFD0 with one entry: 0x0112 SHORT 1 = 6 (rotate 90° clockwise)
+    const tiff = [0x4d, 0x4d, 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0];
+    const body = [...Array.from("Exif", (c) => c.charCodeAt(0)), 0, 0, ...tiff];
+    const app1 = [0xff, 0xe1, (body.length + 2) >> 8, (body.length + 2) & 255, ...body];
+    const rotated = Uint8Array.from([...plain.subarray(0, 2), ...app1, ...plain.subarray(2)]);
+    expect(jpegExifOrientation(plain)).toBe(1);
+    expect(jpegExifOrientation(rotated)).toBe(6);
+    const up = decodeImageBytes(rotated);
+    expect([up.width, up.height]).toEqual([8, 16]);
+    // the source's left (black) column is now the top row
+    expect(up.data[0]).toBeLessThan(20);
+    expect(up.data[(15 * 8 + 7) * 3]).toBeGreaterThan(235);
+    const asStored = decodeImageBytes(rotated, { ignoreExifOrientation: true });
+    expect([asStored.width, asStored.height]).toEqual([16, 8]);
+  });
+});
