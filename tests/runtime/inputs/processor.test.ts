@@ -144,6 +144,17 @@ describe("several images, system message", () => {
   });
 });
 
+describe("template variables", () => {
+  it("add_vision_id numbers the pictures (the Qwen2.5-VL template's option) without changing the image tokens", async () => {
+    const msgs: InputMessage[] = [{ role: "user", content: [{ type: "image_url", image_url: { url: "images/gradient_252x56.png" } }, { type: "image_url", image_url: { url: "images/gradient_252x56.png" } }, { type: "text", text: "Same?" }] }];
+    const out = await processor.encode(msgs, { loadImage, templateVariables: { add_vision_id: true } });
+    expect(out.text).toContain("Picture 1: <|vision_start|><|image_pad|><|vision_end|>Picture 2: <|vision_start|><|image_pad|><|vision_end|>Same?");
+    expect(out.inputIds.filter((t) => t === processor.tokens.image).length).toBe(36);
+    const plain = await processor.encode(msgs, { loadImage, addGenerationPrompt: false });
+    expect(plain.text.endsWith("Same?<|im_end|>\n")).toBe(true);
+  });
+});
+
 describe("typed errors", () => {
   const code = async (p: Promise<unknown>) => p.then(() => "no error", (e: { code?: string; name?: string }) => `${e.name}:${e.code}`);
   it("bad message shapes are bad_messages", async () => {
