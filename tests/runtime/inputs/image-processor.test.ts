@@ -160,6 +160,15 @@ describe("decoding and typed errors", () => {
     expect(g.data[0]).toBe(g.data[1]);
     expect(g.data[1]).toBe(g.data[2]);
   });
+  it("keeps the high byte of 16-bit PNG samples (PIL's RGB;16B unpacker), not a rescale", () => {
+    const opts = { width: 2, height: 1, bitDepth: 16, colorType: 2, inputColorType: 6, inputHasAlpha: true } as const;
+    const png = new PNG(opts as never);
+    png.data = Buffer.from(new Uint16Array([0x1234, 0xff00, 0x00ff, 0xffff, 0x8000, 0x7fff, 0x01ff, 0xffff]).buffer);
+    const bytes = new Uint8Array(PNG.sync.write(png, opts as never));
+    expect(readImageHeader(bytes)).toMatchObject({ format: "png", bitDepth: 16 });
+    // a rescale would give round(0x7fff·255/65535) = 127 but round(0x01ff·255/65535) = 2, and 0x00ff → 1
+    expect(Array.from(decodeImageBytes(bytes).data)).toEqual([0x12, 0xff, 0x00, 0x80, 0x7f, 0x01]);
+  });
   it("reads a JPEG header and decodes a JPEG", async () => {
     const jpeg = (await import("jpeg-js")).default;
     const raw = { width: 30, height: 20, data: Buffer.alloc(30 * 20 * 4, 128) };
