@@ -6,7 +6,11 @@
 
 import { parseQwen25VLConfig, qwen25DecoderNaming, qwen25VisionPrefix, type Qwen25VLConfig } from "../checkpoint/families/qwen2_5_vl.ts";
 import type { TensorSource } from "../convert/checkpoint/tensor-source.ts";
-import { createGqaSession, type GqaSession } from "../model/create-session.ts";
+import { createGqaSession, createMlaSession } from "../model/create-session.ts";
+import type { AttentionBackend } from "../model/attention-backend.ts";
+import { loadMlaModel } from "../model/mla/checkpoint.ts";
+import type { MlaReadPath } from "../model/mla/attention.ts";
+import type { MlaModelWeights } from "../model/mla/weights.ts";
 import type { AppendOptions, DecoderSession } from "../model/decoder-session.ts";
 import type { ImageGrid } from "../model/rope-index.ts";
 import { loadGqaModel, type GqaModelWeights } from "../model/weights.ts";
@@ -28,18 +32,28 @@ export interface VisionInput {
   readonly grid: VisionGrid;
 }
 
+/** The decoder of a loaded model: the original GQA one or its MLA conversion (config.json has `mha2mla`). */
+export type Qwen25VLDecoder = { readonly kind: "original"; readonly model: GqaModelWeights } | { readonly kind: "mla"; readonly model: MlaModelWeights };
+
 export interface Qwen25VLModel {
   readonly config: Qwen25VLConfig;
-  readonly decoder: GqaModelWeights;
+  readonly decoder: Qwen25VLDecoder;
   readonly vision: VisionWeights;
   readonly visionPrefix: string;
 }
 
-/** Reads the decoder and the vision tower from `source` (config.json's object as `rawConfig`). */
+/**
+ * Reads the decoder and the vision tower from `source` (config.json's object as `rawConfig`), tensor by tensor. An
+ * mla-edge MLA checkpoint (config.json with `mha2mla`) loads its converted decoder; the tower is the same.
+ */
 export async function loadQwen25VL(source: TensorSource, rawConfig: unknown, label = "config.json"): Promise<Qwen25VLModel> {
   const config = parseQwen25VLConfig(rawConfig, label);
   const names = source.names();
-  const decoder = await loadGqaModel(source, config.text, qwen25DecoderNaming(names));
+  const naming = qwen25DecoderNaming(names);
+  const isMla = (rawConfig as Record<string, unknown>).mha2mla != null;
+  const decoder: Qwen25VLDecoder = isMla
+    ? { kind: "mla", model: await loadMlaModel(source, rawConfig, { naming }) }
+    : { kind: "original", model: await loadGqaModel(source, config.text, naming) };
   const visionPrefix = qwen25VisionPrefix(names);
   const vision = await loadQwen25VisionWeights(source, config.vision, visionPrefix);
   return { config, decoder, vision, visionPrefix };
@@ -92,7 +106,7 @@ export function appendTurn(
   return session.append(ids, { ...opts, imageEmbeds, imageGrids: images.map((i) => llmGrid(i.grid, vision.spatialMergeSize)) });
 }
 
-/** A fresh session over the original (GQA) decoder. */
-export function createQwen25VLSession(model: Qwen25VLModel): GqaSession {
-  return createGqaSession(model.decoder);
+/** A fresh session over the model's decoder (MLA: the absorbed read path unless `path` says otherwise). */
+export function createQwen25VLSession(model: Pick<Qwen25VLModel, "decoder">, path: MlaReadPath = "absorbed"): { session: DecoderSession; backend: AttentionBackend } {
+  return model.decoder.kind === "original" ? createGqaSession(model.decoder.model) : createMlaSession(model.decoder.model, path);
 }

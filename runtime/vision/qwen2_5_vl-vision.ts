@@ -394,7 +394,7 @@ export function runQwen25VisionPlan(plan: Qwen25VisionPlan, weights: VisionWeigh
       case "window_unpermute": {
         if (out === null) throw new VisionError("bad_grid", "window_unpermute before patch_merger");
         const O = cfg.outHiddenSize;
-        const y = new Float64Array(out.length);
+        const y: Float64Array = new Float64Array(out.length);
         for (let k = 0; k < plan.windowIndex.length; k++) y.set(out.subarray(k * O, (k + 1) * O), plan.windowIndex[k] * O);
         out = y;
         break;

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { openCheckpointDir } from "../../convert/checkpoint/node-io.ts";
 import { DecoderSession } from "../../model/decoder-session.ts";
-import type { GqaAttentionBackend } from "../../model/gqa-attention.ts";
+import { GqaAttentionBackend } from "../../model/gqa-attention.ts";
 import { appendTurn, createQwen25VLSession, loadQwen25VL, Qwen25VLError, type Qwen25VLModel, type VisionInput } from "../../runtime/qwen2_5_vl-model.ts";
 import { Sampler } from "../../runtime/sampler.ts";
 import { loadReference, maxAbsDiff, MINI_DIR, pixelValuesNoResize, refCase, type RefCase, type Reference } from "./qwen25vl-fixture.ts";
@@ -63,6 +63,7 @@ function greedy(session: DecoderSession, first: Float32Array, n: number): { ids:
 
 function runCase(c: RefCase) {
   const { session, backend } = createQwen25VLSession(model);
+  if (!(backend instanceof GqaAttentionBackend)) throw new Error("expected the original decoder");
   let positions: Int32Array | null = null;
   const logits = appendTurn(model, session, c.input_ids, images(c), {
     hook: (cap) => {
@@ -113,7 +114,7 @@ describe("Qwen2.5-VL on the CPU reference path (qwen25vl-mini)", () => {
     expect(rest.slice(0, t1.answer_ids.length)).toEqual(t1.answer_ids);
     // A session that knows only what the edge stores with the cache (its length and next position) over the same
     // K/V continues with the same positions.
-    const restored = new DecoderSession(model.config.text, model.decoder.shell, session.backend);
+    const restored = new DecoderSession(model.config.text, model.decoder.model.shell, session.backend);
     restored.adoptCache(session.length, session.nextPosition);
     const logits = appendTurn(model, restored, rest);
     expectLogits(logits, c);

@@ -1,0 +1,74 @@
+// generate() on qwen25vl-mini, for the original decoder and for its MLA conversion at full rank with every rope pair
+// kept (r = head_dim, no SVD (nothing left to compress): the conversion is exact on the real architecture), both read paths:
+// every reference case's 12 greedy ids, the top-20 logits at the first generated position, and seeded sampling
+// reproducing itself.
+
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { openCheckpointDir } from "../../convert/checkpoint/node-io.ts";
+import { convertModel } from "../../convert/pipeline/convert-model.ts";
+import { GqaAttentionBackend } from "../../model/gqa-attention.ts";
+import { MlaAttentionBackend } from "../../model/mla/attention.ts";
+import { generate } from "../../runtime/generate.ts";
+import { createQwen25VLSession, loadQwen25VL, type Qwen25VLModel, type VisionInput } from "../../runtime/qwen2_5_vl-model.ts";
+import { loadReference, MINI_DIR, pixelValuesNoResize, refCase, type RefCase, type Reference } from "./qwen25vl-fixture.ts";
+
+let ref: Reference;
+let original: Qwen25VLModel;
+let mla: Qwen25VLModel;
+
+beforeAll(async () => {
+  ref = loadReference();
+  const ck = await openCheckpointDir(MINI_DIR);
+  original = await loadQwen25VL(ck.source, JSON.parse(readFileSync(join(MINI_DIR, "config.json"), "utf8")));
+  await ck.source.close();
+  if (original.decoder.kind !== "original") throw new Error("expected the original decoder");
+  const dh = original.config.text.headDim;
+  const converted = convertModel(original.decoder.model, { strategy: "high", ropeDims: dh, svd: "none", dKv: dh }, null);
+  mla = { ...original, decoder: { kind: "mla", model: converted.model } };
+}, 120_000);
+
+function images(c: RefCase): VisionInput[] {
+  return c.images.map((img) => {
+    const { pixels, grid } = pixelValuesNoResize(join(MINI_DIR, ref.images[img.url].resized_file ?? img.url));
+    return { pixelValues: pixels, grid };
+  });
+}
+
+const variants: [string, () => Qwen25VLModel, "absorbed" | "expanded"][] = [
+  ["original", () => original, "absorbed"],
+  ["MLA full rank, absorbed", () => mla, "absorbed"],
+  ["MLA full rank, expanded", () => mla, "expanded"],
+];
+
+describe("generate on qwen25vl-mini", () => {
+  for (const [label, get, path] of variants) {
+    it(`${label}: greedy ids and top-20 logits of every case equal the reference`, () => {
+      for (const name of ["text_only", "one_image", "two_turn"]) {
+        const c = refCase(ref, name);
+        const model = get();
+        const { session, backend } = createQwen25VLSession(model, path);
+        expect(backend).toBeInstanceOf(model.decoder.kind === "mla" ? MlaAttentionBackend : GqaAttentionBackend);
+        const streamed: number[] = [];
+        const r = generate(model, session, c.input_ids, images(c), { temperature: 0, maxTokens: c.greedy.n, onToken: (id) => streamed.push(id) });
+        expect(r.outputIds, name).toEqual(c.greedy.ids);
+        expect(streamed).toEqual(r.outputIds);
+        expect(r.topLogits.map(([id]) => id), name).toEqual(c.logits_last.top20.map(([id]) => id));
+        for (let i = 0; i < 20; i++) expect(Math.abs(r.topLogits[i][1] - c.logits_last.top20[i][1]), `${name} top ${i}`).toBeLessThanOrEqual(2e-3);
+        expect(r.timings.promptTokens).toBe(c.num_tokens);
+        expect(r.timings.generatedTokens).toBe(c.greedy.n);
+      }
+    });
+  }
+
+  it("stops at a stop id; seeded sampling reproduces itself and differs from greedy", () => {
+    const c = refCase(ref, "text_only");
+    const run = (opts: Parameters<typeof generate>[4]) => generate(original, createQwen25VLSession(original).session, c.input_ids, [], opts);
+    expect(run({ temperature: 0, maxTokens: 12, stopTokenIds: [c.greedy.ids[2]] }).outputIds).toEqual(c.greedy.ids.slice(0, 3));
+    const a = run({ temperature: 1.5, topK: 50, topP: 0.95, seed: 11, maxTokens: 8 });
+    const b = run({ temperature: 1.5, topK: 50, topP: 0.95, seed: 11, maxTokens: 8 });
+    expect(a.outputIds).toEqual(b.outputIds);
+    expect(a.outputIds).not.toEqual(c.greedy.ids.slice(0, 8));
+  });
+});
