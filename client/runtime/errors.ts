@@ -9,6 +9,10 @@ export type RuntimeErrorCode =
   | "bad_messages"
   /** The model files are missing something or disagree with each other. */
   | "bad_model"
+  /** An image the runtime cannot read: not PNG/JPEG, corrupt, empty, or an aspect ratio the processor refuses. */
+  | "unsupported_image"
+  /** An image larger than the decoder's pixel limit (a decompression-bomb guard, checked before decoding). */
+  | "too_many_pixels"
   /** The runtime's view of the session and the store's disagree (e.g. another writer appended a turn). */
   | "out_of_sync"
   /** The operation was aborted through its AbortSignal. */
