@@ -10,6 +10,8 @@ import { openCheckpointDir } from "../../convert/checkpoint/node-io.ts";
 import { convertModel } from "../../convert/pipeline/convert-model.ts";
 import { GqaAttentionBackend } from "../../model/gqa-attention.ts";
 import { MlaAttentionBackend } from "../../model/mla/attention.ts";
+import { readImageFile } from "../../runtime/inputs/image-decode.node.ts";
+import { QwenImageProcessor } from "../../runtime/inputs/image-processor.ts";
 import { generate } from "../../runtime/generate.ts";
 import { createQwen25VLSession, loadQwen25VL, type Qwen25VLModel, type VisionInput } from "../../runtime/qwen2_5_vl-model.ts";
 import { loadReference, MINI_DIR, pixelValuesNoResize, refCase, type RefCase, type Reference } from "./qwen25vl-fixture.ts";
@@ -61,6 +63,22 @@ describe("generate on qwen25vl-mini", () => {
       }
     });
   }
+
+  it("one_image and two_turn from the original PNGs through the image processor (PIL-exact resize): ids and logits equal the reference", async () => {
+    const processor = QwenImageProcessor.fromJson(JSON.parse(readFileSync(join(MINI_DIR, "preprocessor_config.json"), "utf8")));
+    for (const name of ["one_image", "two_turn"]) {
+      const c = refCase(ref, name);
+      const inputs: VisionInput[] = [];
+      for (const img of c.images) {
+        const p = processor.process(await readImageFile(join(MINI_DIR, img.url)));
+        expect([...p.gridThw]).toEqual(img.image_grid_thw);
+        inputs.push({ pixelValues: p.pixelValues, grid: { t: p.gridThw[0], h: p.gridThw[1], w: p.gridThw[2] } });
+      }
+      const r = generate(original, createQwen25VLSession(original).session, c.input_ids, inputs, { temperature: 0, maxTokens: c.greedy.n });
+      expect(r.outputIds, name).toEqual(c.greedy.ids);
+      for (let i = 0; i < 20; i++) expect(Math.abs(r.topLogits[i][1] - c.logits_last.top20[i][1]), `${name} top ${i}`).toBeLessThanOrEqual(2e-3);
+    }
+  });
 
   it("stops at a stop id; seeded sampling reproduces itself and differs from greedy", () => {
     const c = refCase(ref, "text_only");
