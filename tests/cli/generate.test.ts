@@ -2,7 +2,7 @@
 // 12 greedy ids equal, top-20 logits within 2e-3), for the original checkpoint and for its MLA conversion at full rank
 // with every rope pair kept written as a sharded mla-edge checkpoint; --prompt/--image; streamed text; usage errors.
 
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -97,6 +97,19 @@ describe("mla-edge generate (qwen25vl-mini)", () => {
     expect(s.code).toBe(0);
     expect(s.stdout).toBe(doc.text + "\n");
     expect(s.stderr).toMatch(/83 prompt tokens \(1 image\), 12 generated/);
+  }, 60_000);
+
+  it("an image_url given as a data: URL gives the same ids as the file", async () => {
+    const c = ref.cases.find((x) => x.name === "two_turn")!;
+    const png = await readFile(join(MINI, "images/gradient_252x56.png"));
+    const msgs = JSON.parse(JSON.stringify((c as unknown as { messages: unknown[] }).messages), (k, v: unknown) =>
+      k === "url" ? `data:image/png;base64,${png.toString("base64")}` : v,
+    ) as unknown;
+    const file = join(tmp, "data-url.json");
+    await writeFile(file, JSON.stringify(msgs));
+    const r = await runCli(["generate", "--model", MINI, "--messages", file, "--max-tokens", "12", "--json"]);
+    expect(r.code).toBe(0);
+    expectCase(JSON.parse(r.stdout) as GenerateJson, c);
   }, 60_000);
 
   it("seeded sampling is reproducible and honours the flags", async () => {

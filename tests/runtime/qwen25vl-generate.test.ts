@@ -13,7 +13,7 @@ import { MlaAttentionBackend } from "../../model/mla/attention.ts";
 import { readImageFile } from "../../runtime/inputs/image-decode.node.ts";
 import { QwenImageProcessor } from "../../runtime/inputs/image-processor.ts";
 import { generate } from "../../runtime/generate.ts";
-import { createQwen25VLSession, loadQwen25VL, type Qwen25VLModel, type VisionInput } from "../../runtime/qwen2_5_vl-model.ts";
+import { appendTurn, createQwen25VLSession, loadQwen25VL, type Qwen25VLModel, type VisionInput } from "../../runtime/qwen2_5_vl-model.ts";
 import { loadReference, MINI_DIR, pixelValuesNoResize, refCase, type RefCase, type Reference } from "./qwen25vl-fixture.ts";
 
 let ref: Reference;
@@ -78,6 +78,24 @@ describe("generate on qwen25vl-mini", () => {
       expect(r.outputIds, name).toEqual(c.greedy.ids);
       for (let i = 0; i < 20; i++) expect(Math.abs(r.topLogits[i][1] - c.logits_last.top20[i][1]), `${name} top ${i}`).toBeLessThanOrEqual(2e-3);
     }
+  });
+
+  it("two_turn with turn 1's latent cache exported and imported into a fresh MLA session (what a restore from the edge does) answers turn 2 like the single pass", () => {
+    const c = refCase(ref, "two_turn");
+    const t1 = c.turn1!;
+    const first = createQwen25VLSession(mla);
+    appendTurn(mla, first.session, c.input_ids.slice(0, t1.input_ids_len), images(c), { logits: "none" });
+    const rest = c.input_ids.slice(t1.input_ids_len);
+    // turn 1's answer is appended as turn 2's prefix, as a chat does after the reply streamed
+    const snap = (first.backend as MlaAttentionBackend).exportCache();
+    const stored = { length: first.session.length, nextPosition: first.session.nextPosition };
+    expect(stored.nextPosition - stored.length).toBe(t1.rope_deltas);
+    const second = createQwen25VLSession(mla);
+    (second.backend as MlaAttentionBackend).importCache(structuredClone(snap));
+    second.session.adoptCache(stored.length, stored.nextPosition);
+    const r = generate(mla, second.session, rest, [], { temperature: 0, maxTokens: c.greedy.n });
+    expect(r.outputIds).toEqual(c.greedy.ids);
+    for (let i = 0; i < 20; i++) expect(Math.abs(r.topLogits[i][1] - c.logits_last.top20[i][1])).toBeLessThanOrEqual(2e-3);
   });
 
   it("stops at a stop id; seeded sampling reproduces itself and differs from greedy", () => {
