@@ -1,24 +1,17 @@
 // `mla-edge generate` in process on fixtures/qwen25vl-mini: every reference case through --messages (input ids equal,
 // 12 greedy ids equal, top-20 logits within 2e-3), for the original checkpoint and for its MLA conversion at full rank
-// with every rope pair kept written as a sharded mla-edge checkpoint; --prompt/--image; streamed text; usage errors.
+// with every rope pair kept by `mla-edge convert`; --prompt/--image; streamed text; usage errors.
 
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openCheckpointDir } from "../../convert/checkpoint/node-io.ts";
-import { writeShardedCheckpoint } from "../../convert/checkpoint/node-io.ts";
-import type { TensorToWrite } from "../../convert/checkpoint/safetensors-writer.ts";
-import { convertModel } from "../../convert/pipeline/convert-model.ts";
 import type { GenerateJson } from "../../convert/cli/generate.ts";
-import { mlaCheckpointConfig, mlaCheckpointTensors } from "../../model/mla/checkpoint.ts";
-import { loadQwen25VL } from "../../runtime/qwen2_5_vl-model.ts";
 import { loadReference, type RefCase, type Reference } from "../runtime/qwen25vl-fixture.ts";
 import { runCli } from "./run-cli.ts";
 
 const MINI = fileURLToPath(new URL("../../fixtures/qwen25vl-mini/", import.meta.url));
-const SIDE_FILES = ["tokenizer.json", "tokenizer_config.json", "chat_template.json", "preprocessor_config.json", "generation_config.json"];
 let tmp: string;
 let mlaDir: string;
 let ref: Reference;
@@ -26,26 +19,11 @@ let ref: Reference;
 beforeAll(async () => {
   ref = loadReference();
   tmp = await mkdtemp(join(tmpdir(), "mla-edge-generate-"));
-  // The MLA conversion at full rank (r = head_dim: every rope pair kept, nothing to compress), written as an
-  // mla-edge checkpoint in shards, with the vision tower's bf16 tensors and the side files copied as they are.
-  const ck = await openCheckpointDir(MINI);
-  try {
-    const model = await loadQwen25VL(ck.source, ck.rawConfig);
-    if (model.decoder.kind !== "original") throw new Error("expected the original model");
-    const dh = model.config.text.headDim;
-    const mla = convertModel(model.decoder.model, { strategy: "high", ropeDims: dh, svd: "none", dKv: dh }, null).model;
-    const tensors: TensorToWrite[] = mlaCheckpointTensors(mla);
-    for (const name of ck.source.names().filter((n) => n.startsWith("visual."))) {
-      const info = ck.source.info(name);
-      tensors.push({ name, dtype: "BF16", shape: info.shape, data: await ck.source.readBytes(name) });
-    }
-    mlaDir = join(tmp, "mini-mla");
-    await writeShardedCheckpoint(mlaDir, tensors, { maxShardBytes: 30_000_000 });
-    await writeFile(join(mlaDir, "config.json"), JSON.stringify(mlaCheckpointConfig(mla, ck.rawConfig), null, 2));
-    for (const f of SIDE_FILES) await copyFile(join(MINI, f), join(mlaDir, f));
-  } finally {
-    await ck.source.close();
-  }
+  // The MLA conversion at full rank (r = head_dim: every rope pair kept, nothing left to compress) by `mla-edge convert`:
+  // decoder in our layout, the vision tower's bf16 tensors and the side files copied as they are.
+  mlaDir = join(tmp, "mini-mla");
+  const r = await runCli(["convert", "--model", MINI, "--out", mlaDir, "--strategy", "high", "--rope-dims", "16", "--svd", "none", "--json"]);
+  if (r.code !== 0) throw new Error(r.stderr);
 }, 120_000);
 
 afterAll(async () => {
