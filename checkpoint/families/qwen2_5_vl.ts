@@ -53,6 +53,12 @@ export function parseQwen25VisionConfig(json: unknown, textHidden: number, label
     throw new CheckpointError("bad_config", `${label}: vision_config must be an object`);
   }
   const c = json as Json;
+  if (c.patch_cells !== undefined) {
+    throw new CheckpointError(
+      "bad_config",
+      `${label}: vision_config describes the tiny fixture's toy tower (patch_cells), not a Qwen2.5-VL vision transformer; this runtime needs the checkpoint's visual.* tensors`,
+    );
+  }
   const hiddenSize = int(c, "hidden_size", label, 1280);
   const numHeads = int(c, "num_heads", label, 16);
   if (hiddenSize % numHeads !== 0) throw new CheckpointError("bad_config", `${label}: vision hidden_size ${hiddenSize} is not a multiple of num_heads ${numHeads}`);

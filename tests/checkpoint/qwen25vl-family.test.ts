@@ -43,6 +43,8 @@ describe("Qwen2.5-VL configs as released", () => {
     expect(() => parseQwen25VLConfig({ ...raw, model_type: "llava_next" })).toThrow(CheckpointError);
     expect(() => parseQwen25VLConfig({ ...raw, vision_config: { ...raw.vision_config, out_hidden_size: 32 } })).toThrow(/out_hidden_size/);
     expect(() => parseQwen25VLConfig({ ...raw, vision_config: { ...raw.vision_config, fullatt_block_indexes: [9] } })).toThrow(/fullatt_block_indexes/);
+    const tiny = JSON.parse(readFileSync("fixtures/tiny-qwen-vl/config.json", "utf8"));
+    expect(() => parseQwen25VLConfig(tiny)).toThrow(/toy tower/);
   });
 });
 
