@@ -20,11 +20,27 @@ export class WordTokenizer {
     });
   }
 
-  /** From tokenizer.json `{ "type": "word-level", "vocab": [...] }`. */
+  /**
+   * From tokenizer.json: a Hugging Face tokenizers file with a `WordLevel` model (ids 0..n-1, each once), or the older
+   * `{ "type": "word-level", "vocab": [...] }`.
+   */
   static fromJson(json: unknown): WordTokenizer {
-    const j = json as { type?: unknown; vocab?: unknown } | null;
+    const j = json as { type?: unknown; vocab?: unknown; model?: { type?: unknown; vocab?: unknown } } | null;
+    if (j !== null && typeof j === "object" && j.model !== null && typeof j.model === "object" && j.model.type === "WordLevel") {
+      const map = j.model.vocab;
+      if (map === null || typeof map !== "object" || Array.isArray(map)) throw new TokenizerError("bad_tokenizer", "tokenizer.json: model.vocab must map words to ids");
+      const entries = Object.entries(map as Record<string, unknown>);
+      const vocab = new Array<string>(entries.length);
+      for (const [w, id] of entries) {
+        if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id >= entries.length || vocab[id] !== undefined) {
+          throw new TokenizerError("bad_tokenizer", `tokenizer.json: WordLevel ids must be 0..${entries.length - 1}, each once (word ${JSON.stringify(w)} has ${JSON.stringify(id)})`);
+        }
+        vocab[id] = w;
+      }
+      return new WordTokenizer(vocab);
+    }
     if (j === null || typeof j !== "object" || j.type !== "word-level" || !Array.isArray(j.vocab) || !j.vocab.every((w) => typeof w === "string")) {
-      throw new TokenizerError("bad_tokenizer", 'tokenizer.json must be {"type": "word-level", "vocab": [strings]}');
+      throw new TokenizerError("bad_tokenizer", 'tokenizer.json must be a Hugging Face WordLevel tokenizer or {"type": "word-level", "vocab": [strings]}');
     }
     return new WordTokenizer(j.vocab as string[]);
   }

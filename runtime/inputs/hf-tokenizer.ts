@@ -72,11 +72,13 @@ export class HfTokenizer {
     return ids;
   }
 
+  /**
+   * Text of `ids`. Ids the tokenizer does not know (e.g. Qwen's embedding rows 151665…151935, which only exist as
+   * weights) are skipped, as the Rust tokenizers' decode skips them.
+   */
   decode(ids: readonly number[], options: DecodeTextOptions = {}): string {
-    for (const id of ids) {
-      if (!Number.isInteger(id) || id < 0 || this.idToToken(id) === undefined) throw new RuntimeError("bad_messages", `token id ${id} is not in the tokenizer's vocabulary`);
-    }
-    return this.tok.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false });
+    const known = ids.filter((id) => Number.isInteger(id) && id >= 0 && this.idToToken(id) !== undefined);
+    return this.tok.decode(known, { skip_special_tokens: options.skipSpecialTokens ?? false });
   }
 
   tokenToId(token: string): number | undefined {

@@ -81,6 +81,12 @@ export interface InputProcessor {
   /** Stop ids: generation_config's / config's eos ids and the tokenizer's eos token. */
   readonly eosTokenIds: number[];
   encode(messages: readonly InputMessage[], options?: EncodeOptions): Promise<ModelInputs>;
+  /**
+   * The next turn of a session whose cache already holds `cachedIds` (earlier prompts and generated answers): renders
+   * the whole conversation, checks `cachedIds` is a prefix of its ids (`out_of_sync` if not) and returns only the new
+   * ids, with only the images whose tokens are new (token offsets relative to the new ids).
+   */
+  encodeContinuation(messages: readonly InputMessage[], cachedIds: readonly number[], options?: EncodeOptions): Promise<ModelInputs>;
   decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
 }
 
@@ -270,6 +276,30 @@ export class ChatInputProcessor implements InputProcessor {
       o += p.pixelValues.length;
     }
     return { text, inputIds, images, pixelValues, imageGridThw: processed.map((p) => [...p.gridThw] as [number, number, number]) };
+  }
+
+  async encodeContinuation(messages: readonly InputMessage[], cachedIds: readonly number[], options: EncodeOptions = {}): Promise<ModelInputs> {
+    const full = await this.encode(messages, options);
+    const n = cachedIds.length;
+    if (n > full.inputIds.length) {
+      throw new RuntimeError("out_of_sync", `the session holds ${n} tokens but the whole conversation renders to ${full.inputIds.length}`);
+    }
+    for (let i = 0; i < n; i++) {
+      if (cachedIds[i] !== full.inputIds[i]) {
+        throw new RuntimeError("out_of_sync", `the session's token ${i} is ${cachedIds[i]}, the conversation renders ${full.inputIds[i]} there (history edited, or an answer that does not re-tokenize the same)`);
+      }
+    }
+    for (const im of full.images) {
+      if (im.tokenOffset < n && im.tokenOffset + im.numImageTokens > n) throw new RuntimeError("out_of_sync", `the session ends inside an image's tokens (${im.tokenOffset}…${im.tokenOffset + im.numImageTokens})`);
+    }
+    const fresh = full.images.filter((im) => im.tokenOffset >= n).map((im) => ({ ...im, tokenOffset: im.tokenOffset - n }));
+    const pixelValues = new Float32Array(fresh.reduce((a, p) => a + p.pixelValues.length, 0));
+    let o = 0;
+    for (const p of fresh) {
+      pixelValues.set(p.pixelValues, o);
+      o += p.pixelValues.length;
+    }
+    return { text: full.text, inputIds: full.inputIds.slice(n), images: fresh, pixelValues, imageGridThw: fresh.map((p) => [...p.gridThw] as [number, number, number]) };
   }
 
   decode(idsIn: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {

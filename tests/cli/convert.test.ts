@@ -33,7 +33,7 @@ describe("mla-edge convert", () => {
     const summary = JSON.parse(r.stdout) as { files: string[]; dKv: number; ropeDims: number; latentSpaces: number; keptPairs: number[][][]; calibrationTokens: { image: number } };
     expect(summary).toMatchObject({ dKv: 8, ropeDims: 8, latentSpaces: 2, calibrationTokens: { image: 16 * 18 } });
     expect(summary.keptPairs).toHaveLength(4);
-    expect((await readdir(out)).sort()).toEqual(["config.json", "model.safetensors", "tokenizer.json", "vision.onnx", "visual.safetensors"]);
+    expect((await readdir(out)).sort()).toEqual(["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vision.onnx", "visual.safetensors"]);
     const config = JSON.parse(await readFile(join(out, "config.json"), "utf8")) as { mha2mla: Record<string, unknown>; mla_edge: Record<string, unknown> };
     expect(config.mha2mla).toMatchObject({ partial_rope_version: "mkl", rope_dim_for_mla: 8, svd_init_method: "md-svd", low_rank: 8 });
     expect(config.mla_edge).toMatchObject({ rope_pairs: "in_checkpoint", latent_spaces: 2 });

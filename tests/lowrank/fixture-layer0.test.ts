@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { WordTokenizer } from "../../model/tokenizer.ts";
 import { openSafetensorsFile } from "../../convert/checkpoint/node-io.ts";
 import { fromFloat32, matrix, stackRows, subtract, frobeniusNormSquared, type Matrix } from "../../convert/linalg/matrix.ts";
 import { matmul } from "../../convert/linalg/matmul.ts";
@@ -45,7 +46,7 @@ async function loadLayer0(): Promise<{ wkNope: Matrix; wv: Matrix; embed: Float3
   }
 }
 
-const VOCAB = (JSON.parse(readFileSync(new URL("tokenizer.json", DIR), "utf8")) as { vocab: string[] }).vocab;
+const VOCAB = WordTokenizer.fromJson(JSON.parse(readFileSync(new URL("tokenizer.json", DIR), "utf8"))).vocab;
 
 /**
  * Token ids of a jsonl file: calib.jsonl's input_ids, or eval.jsonl's turns (question words, answer words, <end>)

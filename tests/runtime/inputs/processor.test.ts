@@ -61,6 +61,8 @@ describe("qwen25vl-mini input processor vs reference.json", () => {
       });
       expect(out.pixelValues.length).toBe(rows * 1176);
       expect(processor.decode(c.greedy.ids)).toBe(c.greedy.text);
+      // an id past the tokenizer (151665…151935 exist only as embedding rows) decodes to nothing, like the Rust decoder
+      expect(processor.decode([...c.greedy.ids, 151900])).toBe(c.greedy.text);
     });
   }
 
@@ -88,12 +90,57 @@ describe("qwen25vl-mini input processor vs reference.json", () => {
     expect(c.input_ids.slice(n, n + c.turn1!.answer_ids.length)).toEqual(processor.tokenizer.encode(c.messages[1].content as string));
   });
 
+  it("two_turn continuation: after turn 1's prompt + answer + <|im_end|>, only the new ids, no images again", async () => {
+    const c = ref.cases.find((x) => x.name === "two_turn")!;
+    const n = c.turn1!.input_ids_len;
+    const cached = [...c.input_ids.slice(0, n), ...c.turn1!.answer_ids, ref.special_tokens["<|im_end|>"]];
+    const next = await processor.encodeContinuation(c.messages, cached, { loadImage });
+    expect([...cached, ...next.inputIds]).toEqual(c.input_ids);
+    expect(next.inputIds[0]).toBe(198); // the "\n" after <|im_end|>, which the model never generated
+    expect(next.images).toEqual([]);
+    expect(next.pixelValues.length).toBe(0);
+    // a session whose history differs is out of sync, typed
+    const wrong = [...cached];
+    wrong[n + 1] += 1;
+    await expect(processor.encodeContinuation(c.messages, wrong, { loadImage })).rejects.toMatchObject({ code: "out_of_sync" });
+    // cut inside the image's pads
+    await expect(processor.encodeContinuation(c.messages, c.input_ids.slice(0, 20), { loadImage })).rejects.toMatchObject({ code: "out_of_sync" });
+    // an empty session gets everything, images included
+    const all = await processor.encodeContinuation(c.messages, [], { loadImage });
+    expect(all.inputIds).toEqual(c.input_ids);
+    expect(all.images.length).toBe(1);
+  });
+
   it("a data: URL image gives the same inputs as the file", async () => {
     const c = ref.cases.find((x) => x.name === "two_turn")!;
     const url = "data:image/png;base64," + readFileSync(join(DIR, "images/gradient_252x56.png")).toString("base64");
     const msgs = c.messages.map((m) => ({ ...m, content: typeof m.content === "string" ? m.content : m.content.map((p) => (p.type === "image_url" ? { type: "image_url" as const, image_url: { url } } : p)) }));
     const out = await processor.encode(msgs, { loadImage });
     expect(out.inputIds).toEqual(c.input_ids);
+  });
+});
+
+describe("several images, system message", () => {
+  it("keeps prompt order across parts and messages; each image's pads equal its grid/4; pixel rows concatenate in order", async () => {
+    const msgs: InputMessage[] = [
+      { role: "system", content: "Be brief." },
+      { role: "user", content: [{ type: "image_url", image_url: { url: "images/noisy_300x150.png" } }, { type: "text", text: "and" }, { type: "image_url", image_url: "images/gradient_252x56.png" }] },
+      { role: "assistant", content: "Two images." },
+      { role: "user", content: [{ type: "text", text: "Again:" }, { type: "image_url", image_url: { url: "images/gradient_252x56.png" } }] },
+    ];
+    const out = await processor.encode(msgs, { loadImage });
+    // the model's template keeps our system message instead of its default one
+    expect(out.text.startsWith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>and<|vision_start|>")).toBe(true);
+    expect(out.imageGridThw).toEqual([[1, 10, 22], [1, 4, 18], [1, 4, 18]]);
+    expect(out.images.map((i) => i.numImageTokens)).toEqual([55, 18, 18]);
+    const pads = out.inputIds.filter((t) => t === processor.tokens.image).length;
+    expect(pads).toBe(55 + 18 + 18);
+    const starts = out.inputIds.flatMap((t, i) => (t === processor.tokens.visionStart ? [i + 1] : []));
+    expect(out.images.map((i) => i.tokenOffset)).toEqual(starts);
+    expect(out.pixelValues.length).toBe((220 + 72 + 72) * 1176);
+    // rows 220.. are the gradient image, identical to the third image's rows
+    expect(out.pixelValues.subarray(220 * 1176, 292 * 1176)).toEqual(out.pixelValues.subarray(292 * 1176));
+    expect(out.pixelValues.subarray(0, 220 * 1176)).toEqual(out.images[0].pixelValues);
   });
 });
 
