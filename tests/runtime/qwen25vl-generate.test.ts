@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { openCheckpointDir } from "../../convert/checkpoint/node-io.ts";
+import type { TensorSource } from "../../convert/checkpoint/tensor-source.ts";
 import { convertModel } from "../../convert/pipeline/convert-model.ts";
 import { GqaAttentionBackend } from "../../model/gqa-attention.ts";
 import { MlaAttentionBackend } from "../../model/mla/attention.ts";
@@ -96,6 +97,32 @@ describe("generate on qwen25vl-mini", () => {
     const r = generate(mla, second.session, rest, [], { temperature: 0, maxTokens: c.greedy.n });
     expect(r.outputIds).toEqual(c.greedy.ids);
     for (let i = 0; i < 20; i++) expect(Math.abs(r.topLogits[i][1] - c.logits_last.top20[i][1])).toBeLessThanOrEqual(2e-3);
+  });
+
+  it("a checkpoint in the newer transformers layout (model.language_model.*, model.visual.*) loads and runs the same", async () => {
+    const ck = await openCheckpointDir(MINI_DIR);
+    try {
+      const src = ck.source;
+      const toNew = (n: string) => (n.startsWith("visual.") ? `model.${n}` : n.startsWith("model.") ? `model.language_model.${n.slice(6)}` : n);
+      const back = new Map(src.names().map((n) => [toNew(n), n]));
+      const orig = (n: string) => back.get(n) ?? `<absent ${n}>`;
+      const renamed: TensorSource = {
+        names: () => [...back.keys()],
+        has: (n) => back.has(n),
+        info: (n) => src.info(orig(n)),
+        readFloat32: (n, shape) => src.readFloat32(orig(n), shape),
+        readInt32: (n, shape) => src.readInt32(orig(n), shape),
+        readBytes: (n) => src.readBytes(orig(n)),
+        close: () => Promise.resolve(),
+      };
+      const model = await loadQwen25VL(renamed, ck.rawConfig);
+      expect(model.visionPrefix).toBe("model.visual.");
+      const c = refCase(ref, "one_image");
+      const r = generate(model, createQwen25VLSession(model).session, c.input_ids, images(c), { temperature: 0, maxTokens: c.greedy.n });
+      expect(r.outputIds).toEqual(c.greedy.ids);
+    } finally {
+      await ck.source.close();
+    }
   });
 
   it("stops at a stop id; seeded sampling reproduces itself and differs from greedy", () => {
