@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  imageTokenCount,
   parseQwen25VLConfig,
   qwen25DecoderNaming,
   qwen25VisionPrefix,
@@ -27,6 +28,8 @@ describe("Qwen2.5-VL configs as released", () => {
     expect(c.text.imageRoutedTokenIds).toEqual([151655, 151652, 151653]);
     expect(c.vision).toMatchObject({ depth: 32, hiddenSize: 1280, numHeads: 16, headDim: 80, outHiddenSize: 2048, windowSize: 112 });
     expect(c.vision.fullattBlockIndexes).toEqual([7, 15, 23, 31]);
+    // image tokens = grid_t·grid_h·grid_w / merge² (the fixture's 308×140 image: grid [1, 10, 22] → 55)
+    expect(imageTokenCount({ t: 1, h: 10, w: 22 }, c.vision.spatialMergeSize)).toBe(55);
   });
 
   it("7B: vocab 152,064 (padded), untied lm_head, 28 layers of 28/4 heads, vision out 3584", () => {
