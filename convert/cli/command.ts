@@ -17,6 +17,8 @@ export interface StringArg {
   readonly choices?: readonly string[];
   /** Placeholder in help, e.g. N or PATH. */
   readonly valueName?: string;
+  /** The flag may be given several times; its value is the list in order (empty when absent). */
+  readonly multiple?: boolean;
 }
 export interface BooleanArg {
   readonly type: "boolean";
@@ -29,7 +31,9 @@ export type ArgSpecs = Readonly<Record<string, ArgSpec>>;
 export type ArgValues<A extends ArgSpecs> = {
   readonly [K in keyof A]: A[K] extends BooleanArg
     ? boolean
-    : A[K] extends { readonly required: true } | { readonly default: string }
+    : A[K] extends { readonly multiple: true }
+      ? readonly string[]
+      : A[K] extends { readonly required: true } | { readonly default: string }
       ? string
       : string | undefined;
 };
@@ -79,20 +83,26 @@ export function defineCommand<const A extends ArgSpecs>(def: CommandDefinition<A
 type CommandShape = Pick<CommandDefinition<ArgSpecs>, "name" | "description" | "args" | "examples">;
 
 function parseCommandArgs<A extends ArgSpecs>(def: CommandShape, argv: readonly string[]): ArgValues<A> {
-  const options: Record<string, { type: "string" | "boolean" }> = {};
-  for (const [name, spec] of Object.entries(def.args)) options[name] = { type: spec.type };
-  let parsed: Record<string, string | boolean | undefined>;
+  const options: Record<string, { type: "string" | "boolean"; multiple?: boolean }> = {};
+  for (const [name, spec] of Object.entries(def.args)) options[name] = spec.type === "string" && spec.multiple ? { type: "string", multiple: true } : { type: spec.type };
+  let parsed: Record<string, string | boolean | string[] | undefined>;
   try {
-    parsed = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>;
+    parsed = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Record<string, string | boolean | string[] | undefined>;
   } catch (e) {
     // parseArgs throws TypeError with ERR_PARSE_ARGS_* codes and a readable message.
     throw new UserError("usage", `${(e as Error).message}\nRun \`mla-edge ${def.name} --help\` for the flags.`);
   }
-  const out: Record<string, string | boolean | undefined> = {};
+  const out: Record<string, string | boolean | readonly string[] | undefined> = {};
   for (const [name, spec] of Object.entries(def.args)) {
     const v = parsed[name];
     if (spec.type === "boolean") {
       out[name] = v === true;
+      continue;
+    }
+    if (spec.multiple) {
+      const list = (v as string[] | undefined) ?? [];
+      if (list.length === 0 && spec.required) throw new UserError("usage", `missing required flag --${name}`);
+      out[name] = list;
       continue;
     }
     const value = (v as string | undefined) ?? spec.default;
@@ -107,7 +117,8 @@ function parseCommandArgs<A extends ArgSpecs>(def: CommandShape, argv: readonly 
 
 function commandHelp(def: CommandShape): string {
   const rows = Object.entries(def.args).map(([name, spec]) => {
-    const flag = spec.type === "boolean" ? `--${name}` : `--${name} ${spec.valueName ?? (spec.choices ? spec.choices.join("|") : "VALUE")}`;
+    const flag =
+      spec.type === "boolean" ? `--${name}` : `--${name} ${spec.valueName ?? (spec.choices ? spec.choices.join("|") : "VALUE")}${spec.multiple ? " ..." : ""}`;
     const notes: string[] = [];
     if (spec.type === "string" && spec.required) notes.push("required");
     if (spec.type === "string" && spec.default !== undefined) notes.push(`default ${spec.default}`);

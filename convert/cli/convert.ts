@@ -4,7 +4,10 @@
 
 import { copyFile, mkdir, readdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import type { WritableDtype } from "../../checkpoint/dtype.ts";
 import { CheckpointError } from "../../checkpoint/errors.ts";
+import type { TensorToWrite } from "../../checkpoint/safetensors-writer.ts";
+import type { TensorSource } from "../../checkpoint/tensor-source.ts";
 import { openCheckpointDir, writeShardedCheckpoint } from "../../checkpoint/io.node.ts";
 import { readCalibrationSet } from "../calibration/calib-set.ts";
 import { CalibrationError } from "../calibration/errors.ts";
@@ -25,7 +28,26 @@ import { asUserError } from "./eval.ts";
 export const DEFAULT_CALIBRATION_SEQUENCES = 64;
 
 /** Files next to the weights that the converted folder needs unchanged. */
-const SIDE_FILES = [VISION_FILE, "vision.onnx", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "generation_config.json"];
+const SIDE_FILES = [VISION_FILE, "vision.onnx", "tokenizer.json", "tokenizer_config.json", "chat_template.json", "preprocessor_config.json", "generation_config.json"];
+
+/** Vision-tower tensors stored with the decoder (Qwen2.5-VL `visual.*` / `model.visual.*`): copied byte for byte. */
+export function isVisionTensor(name: string): boolean {
+  return name.startsWith("visual.") || name.startsWith("model.visual.");
+}
+
+const PASS_THROUGH_DTYPES: readonly string[] = ["F32", "F16", "BF16", "I32"];
+
+/** The source's vision tensors as tensors to write, each read from the source only when written. */
+export function visionPassThrough(source: TensorSource): TensorToWrite[] {
+  return source
+    .names()
+    .filter(isVisionTensor)
+    .map((name) => {
+      const info = source.info(name);
+      if (!PASS_THROUGH_DTYPES.includes(info.dtype)) throw new CheckpointError("bad_header", `vision tensor ${name} has dtype ${info.dtype}, which the writer does not copy`);
+      return { name, dtype: info.dtype as WritableDtype, shape: info.shape, data: () => source.readBytes(name) };
+    });
+}
 
 function toUserError(e: unknown): unknown {
   if (e instanceof ConversionError) {
@@ -40,9 +62,15 @@ function toUserError(e: unknown): unknown {
 }
 
 /** Writes a converted model: weights (our layout, rope pairs inside), config.json with mha2mla, side files copied. */
-export async function writeMlaDir(out: string, result: ConversionResult, sourceDir: string, baseRawConfig: Record<string, unknown>): Promise<string[]> {
+export async function writeMlaDir(
+  out: string,
+  result: ConversionResult,
+  sourceDir: string,
+  baseRawConfig: Record<string, unknown>,
+  extraTensors: readonly TensorToWrite[] = [],
+): Promise<string[]> {
   await mkdir(out, { recursive: true });
-  const files = await writeShardedCheckpoint(out, mlaCheckpointTensors(result.model));
+  const files = await writeShardedCheckpoint(out, [...mlaCheckpointTensors(result.model), ...extraTensors]);
   await writeFile(join(out, "config.json"), JSON.stringify(mlaCheckpointConfig(result.model, baseRawConfig), null, 2) + "\n");
   const present = new Set(await readdir(sourceDir));
   for (const f of SIDE_FILES) {
@@ -110,7 +138,14 @@ export const convertCommand = defineCommand({
       }
       const result = convertModel(orig, opts, calibration, log);
       log(`writing ${outDir}\n`);
-      const files = await writeMlaDir(outDir, result, modelDir, ckpt.rawConfig);
+      // the vision tower stored with the decoder (Qwen2.5-VL visual.*) goes into the output unchanged
+      const again = await openCheckpointDir(modelDir);
+      let files: string[];
+      try {
+        files = await writeMlaDir(outDir, result, modelDir, ckpt.rawConfig, visionPassThrough(again.source));
+      } finally {
+        await again.source.close();
+      }
       const seconds = (performance.now() - started) / 1000;
       log(`done in ${seconds.toFixed(1)}s\n`);
       const m = result.model;
