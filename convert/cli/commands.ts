@@ -2,6 +2,7 @@
 import type { Command } from "./command.ts";
 import { convertCommand } from "./convert.ts";
 import { evalCommand } from "./eval.ts";
+import { packCommand } from "./pack.ts";
 import { sizeCommand } from "./size.ts";
 
-export const COMMANDS: readonly Command[] = [sizeCommand, convertCommand, evalCommand];
+export const COMMANDS: readonly Command[] = [sizeCommand, convertCommand, evalCommand, packCommand];
