@@ -67,9 +67,9 @@ export function matMulNBitsSizes(g: MatMulNBitsGeometry, zeroPoints: boolean): {
 
 /**
  * Quantizes W [n, k] (row-major f32) block-wise along k.
- * Symmetric (default): per block, m = the element of largest magnitude, scale = m / −2^(bits−1) rounded to f16, so m
- * maps exactly to code 0 (as ORT's and llama.cpp's q4_0 quantizers do); zero point 2^(bits−1).
- * Asymmetric: range [min(0, lo), max(0, hi)], scale = range / (2^bits − 1) rounded to f16, zp = round(−min / scale).
+ * Symmetric (default): per block, m = the element of largest magnitude, scale = m / −2^(bits−1) in f16 (rounded, then
+ * one ulp away from zero if rounding shrank it), so m maps to code 0 (as ORT's and llama.cpp's q4_0 quantizers do); zero point 2^(bits−1).
+ * Asymmetric: range [min(0, lo), max(0, hi)], scale = range / (2^bits − 1) in f16 (same rounding), zp = round(−min / scale).
  * Codes are round-half-even of x/scale + zp, clamped to [0, 2^bits − 1]; the scale used is the stored f16 value.
  */
 export function quantizeMatMulNBits(
@@ -106,7 +106,7 @@ export function quantizeMatMulNBits(
           if (x < lo) lo = x;
           if (x > hi) hi = x;
         }
-        scale = halfToFloat(floatToHalf((hi - lo) / qmax));
+        scale = f16AtLeast((hi - lo) / qmax);
         zp = scale === 0 ? zpDefault : Math.min(qmax, Math.max(0, roundHalfEven(-lo / scale)));
       } else {
         let m = 0;
@@ -115,7 +115,7 @@ export function quantizeMatMulNBits(
           if (!Number.isFinite(x)) throw new MatMulNBitsError("bad_data", `non-finite weight at row ${row}, column ${kk}`);
           if (Math.abs(x) > Math.abs(m)) m = x;
         }
-        scale = halfToFloat(floatToHalf(m / -zpDefault));
+        scale = f16AtLeast(m / -zpDefault);
         zp = zpDefault;
       }
       scales[row * kb + j] = floatToHalf(scale);
@@ -133,6 +133,14 @@ export function quantizeMatMulNBits(
     }
   }
   return { n, k, bits, block, b, scales, zeroPoints };
+}
+
+/** The f16 value nearest to x, moved one ulp away from zero if rounding shrank it: |result| ≥ |x|, so the block's range
+ * still fits the codes and the per-element error stays within one step (half a step where no clamping happens). */
+function f16AtLeast(x: number): number {
+  let h = floatToHalf(x);
+  if (Math.abs(halfToFloat(h)) < Math.abs(x)) h += 1; // sign bit untouched: +1 on the magnitude bits grows |value|
+  return halfToFloat(h);
 }
 
 function roundHalfEven(x: number): number {
