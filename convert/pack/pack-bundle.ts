@@ -50,7 +50,7 @@ export interface PackResult {
 export const PACKABLE_MODEL_TYPES: readonly string[] = ["qwen2_5_vl", "qwen2_vl", "qwen2", "llama", "llava_next", "mistral"];
 
 /** Side files copied into the bundle when the checkpoint has them. */
-const SIDE_FILES = ["tokenizer.json", "tokenizer_config.json", "chat_template.json", "chat_template.jinja", "preprocessor_config.json", "generation_config.json"];
+const SIDE_FILES = ["vision.onnx", "tokenizer.json", "tokenizer_config.json", "chat_template.json", "chat_template.jinja", "preprocessor_config.json", "generation_config.json"];
 
 /** Rows read and quantized per step: bounded f32 working memory (~16 MiB) whatever the tensor's size. */
 const CHUNK_ELEMENTS = 4 * 1024 * 1024;

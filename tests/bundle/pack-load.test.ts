@@ -134,6 +134,27 @@ describe("mla-edge pack", () => {
     expect(await checkAgainstSource(MINI, out, m)).toBe(m.tensors.length);
   });
 
+  it("an mla-edge convert output (MLA tensors, int32 rope pairs) packs and matches its source", async () => {
+    const mla = join(work, "tiny-mla");
+    const io = { stdout: () => undefined, stderr: () => undefined };
+    expect(await main(["convert", "--model", TINY, "--out", mla, "--d-kv", "16", "--strategy", "high", "--svd", "joint"], io)).toBe(0);
+    const out = join(work, "tiny-mla-bundle");
+    const { manifest: m } = await packBundle(mla, out, { weights: "int8", block: 128, norms: "f16" });
+    expect(findBundleTensor(m, "model.layers.0.self_attn.k_r_proj.weight")).toMatchObject({ kind: "matmul_nbits", bits: 8 });
+    expect(findBundleTensor(m, "model.layers.0.self_attn.kv_proj.up_k.weight")).toMatchObject({ kind: "matmul_nbits" });
+    expect(findBundleTensor(m, "model.layers.0.input_layernorm.weight")).toMatchObject({ kind: "plain", dtype: "f16" });
+    const pairs = findBundleTensor(m, "model.layers.0.self_attn.rope_pairs");
+    expect(pairs).toMatchObject({ kind: "plain", dtype: "i32" });
+    const arrays = await arraysFromShards(out, m);
+    const ckpt = await openCheckpointDir(mla);
+    const expectedPairs = await ckpt.source.readInt32("model.layers.0.self_attn.rope_pairs");
+    await ckpt.source.close();
+    const got = arrays.get("model.layers.0.self_attn.rope_pairs:data")!;
+    expect([...new Int32Array(got.buffer, 0, expectedPairs.length)]).toEqual([...expectedPairs]);
+    expect((await readdir(out)).sort()).toEqual(["manifest.json", "tokenizer.json", "vision.onnx", "weights-00000.bin"]);
+    expect(await checkAgainstSource(mla, out, m, ["visual.safetensors"])).toBe(m.tensors.length - 4); // all but the 4 int32 rope_pairs (checked above)
+  });
+
   it("the CLI writes a bundle and reports it as JSON", async () => {
     let stdout = "";
     const io = { stdout: (s: string) => void (stdout += s), stderr: () => undefined };
@@ -141,7 +162,7 @@ describe("mla-edge pack", () => {
     expect(await main(["pack", "--model", TINY, "--out", out, "--weights", "int4", "--block", "64", "--json"], io)).toBe(0);
     const summary = JSON.parse(stdout) as { shards: number; quantization: { block: number } };
     expect(summary.quantization.block).toBe(64);
-    expect((await readdir(out)).sort()).toEqual(["manifest.json", "tokenizer.json", "weights-00000.bin"]);
+    expect((await readdir(out)).sort()).toEqual(["manifest.json", "tokenizer.json", "vision.onnx", "weights-00000.bin"]);
   });
 
   describe("typed errors leave nothing behind", () => {
