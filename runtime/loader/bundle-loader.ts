@@ -296,14 +296,19 @@ export interface GpuWeights {
  * GPU buffers for every tensor array of the bundle, filled by queue.writeBuffer as shard windows arrive: no CPU copy of
  * the whole model is ever held. Combine with loadBundle({ sink }). Aliased names (tied head) share the buffers.
  */
-export function gpuWeightSink(device: GpuWeightDevice, manifest: BundleManifest): GpuWeights {
+export function gpuWeightSink(
+  device: GpuWeightDevice,
+  manifest: BundleManifest,
+  /** Buffer usage flags; add COPY_SRC to read weights back (tests). */
+  usage: number = BufferUsage.STORAGE | BufferUsage.COPY_DST,
+): GpuWeights {
   const buffers = new Map<string, GPUBuffer>();
   let bytes = 0;
   for (const t of manifest.tensors) {
     for (const [array, a] of tensorArrays(t)) {
       const size = Math.max(4, Math.ceil((a.rows * a.rowBytes) / 4) * 4);
       bytes += size;
-      buffers.set(`${t.name}:${array}`, device.createBuffer({ size, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST, label: `${t.name}:${array}` }));
+      buffers.set(`${t.name}:${array}`, device.createBuffer({ size, usage, label: `${t.name}:${array}` }));
     }
   }
   const sink = tensorRouterSink(manifest, (s) => {
