@@ -13,6 +13,8 @@ const MIB = 1024 * 1024;
 function toUserError(e: unknown): unknown {
   if (!(e instanceof PackError)) return e;
   switch (e.code) {
+    case "missing_file":
+      return new UserError("file_not_found", e.message);
     case "bad_option":
       return new UserError("invalid_argument", e.message);
     case "missing_tensor":
@@ -58,6 +60,7 @@ export const packCommand = defineCommand({
         vision: args.vision as "f16" | "int8",
         norms: args.norms as "f32" | "f16",
         maxShardBytes: shardMib * MIB,
+        log: ctx.io.stderr,
       });
       const seconds = (performance.now() - started) / 1000;
       const m = r.manifest;

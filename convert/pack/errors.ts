@@ -2,6 +2,7 @@
 
 export type PackErrorCode =
   | "missing_tensor"
+  | "missing_file"
   | "shape_mismatch"
   | "unknown_family"
   | "unsupported_dtype"

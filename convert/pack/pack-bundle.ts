@@ -110,7 +110,9 @@ export async function packBundle(modelDir: string, out: string, options: PackOpt
   try {
     rawConfig = JSON.parse(await readFile(configPath, "utf8")) as Record<string, unknown>;
   } catch (e) {
-    if ((e as { code?: string }).code === "ENOENT") throw new PackError("missing_tensor", `${configPath} does not exist`, { cause: e });
+    const errno = (e as { code?: string }).code;
+    if (errno === "ENOENT" || errno === "ENOTDIR") throw new PackError("missing_file", `${configPath} does not exist (--model must be a checkpoint folder)`, { cause: e });
+    if (e instanceof SyntaxError) throw new PackError("unknown_family", `${configPath} is not JSON: ${e.message}`, { cause: e });
     throw packIoError(e, configPath, "reading");
   }
   const modelType = String(rawConfig.model_type ?? "");
@@ -173,6 +175,8 @@ export async function packBundle(modelDir: string, out: string, options: PackOpt
     writer = new ShardWriter(tmp, maxShard, options.openShardFile);
     const tensors: BundleTensorEntry[] = [];
     let sourceBytes = 0;
+    const stored = names.filter((n) => aliases[n] === undefined).length;
+    let packed = 0;
     for (const name of names) {
       const tr = treat(name);
       const info = reader.tensor(name).info;
@@ -232,7 +236,10 @@ export async function packBundle(modelDir: string, out: string, options: PackOpt
         }
         tensors.push({ name, kind: "plain", shape: [...shape], dtype: tr.kind, data: await writer.place(data, rows, rowElems * eb, name) });
       }
-      log(`packed ${name}\n`);
+      packed++;
+      if (packed === stored || packed % Math.max(1, Math.ceil(stored / 20)) === 0) {
+        log(`pack: ${packed}/${stored} tensors (${name})\n`);
+      }
     }
     const shards = await writer.finish();
 

@@ -165,6 +165,17 @@ describe("mla-edge pack", () => {
     expect((await readdir(out)).sort()).toEqual(["manifest.json", "tokenizer.json", "vision.onnx", "weights-00000.bin"]);
   });
 
+  it("the CLI reports a missing model folder and a bad flag as one-line errors (exit 1)", async () => {
+    let stderr = "";
+    const io = { stdout: () => undefined, stderr: (s: string) => void (stderr += s) };
+    expect(await main(["pack", "--model", join(work, "nope"), "--out", join(work, "nope-out")], io)).toBe(1);
+    expect(stderr).toMatch(/nope\/config\.json does not exist/);
+    stderr = "";
+    expect(await main(["pack", "--model", TINY, "--out", join(work, "nope-out"), "--block", "48"], io)).toBe(1);
+    expect(stderr).toMatch(/--block must be one of 32, 64, 128/);
+    expect((await readdir(work)).filter((f) => f.includes("nope"))).toEqual([]);
+  });
+
   describe("typed errors leave nothing behind", () => {
     async function brokenModel(name: string, patch: (c: Record<string, unknown>) => void): Promise<string> {
       const dir = join(work, name);
