@@ -1,6 +1,6 @@
 // Block quantization in MatMulNBits layout: exact codes for hand-made blocks, the per-block error bound against the
 // f64 reference, and the bytes run through onnxruntime-web's own com.microsoft.MatMulNBits (wasm EP) compared with our
-// f64 dequantized matmul and with the unquantized product. Planted bugs seen failing before commit: nibbles swapped in
+// f64 dequantized matmul and with the unquantized product; with f16 T1 the scales initializer is our f16 bytes as is. Planted bugs seen failing before commit: nibbles swapped in
 // the writer (exact-code, round-trip and ORT-vs-unquantized tests fail), nibbles swapped in the reader codeAt (ORT vs
 // reference fails).
 import * as ort from "onnxruntime-web";
@@ -15,7 +15,7 @@ import {
   type NBits,
   type QuantBlock,
 } from "../../checkpoint/bundle/matmul-nbits.ts";
-import { halfToFloat } from "../../convert/checkpoint/dtype.ts";
+import { floatToHalf, halfToFloat } from "../../convert/checkpoint/dtype.ts";
 import { matMulNBitsModel } from "./onnx-matmul-nbits.ts";
 
 function rng(seed: number): () => number {
@@ -152,6 +152,31 @@ describe("layout checked by onnxruntime-web's MatMulNBits (wasm EP)", () => {
           expect(Math.abs(y[i * c.n + row] - exact)).toBeLessThanOrEqual(bound * 1.0001 + 1e-6);
         }
       }
+    });
+  }
+});
+
+describe("the same bytes, scales included, through MatMulNBits with f16 T1 (wasm EP)", () => {
+  for (const c of CASES) {
+    it(`int${c.bits} block ${c.block}${c.zp ? " zero points" : ""}: our f16 scale bytes as the initializer`, async () => {
+      const w = randomWeights(c.n * c.k, 11 + c.k);
+      const q = quantizeMatMulNBits(w, { n: c.n, k: c.k, bits: c.bits, block: c.block }, { zeroPoints: c.zp });
+      const m = 2;
+      const a16 = Uint16Array.from(randomWeights(m * c.k, 5 + c.n), (x) => floatToHalf(x * 4));
+      ort.env.wasm.numThreads = 1;
+      const session = await ort.InferenceSession.create(matMulNBitsModel(q, m, "float16"), { executionProviders: ["wasm"] });
+      const out = await session.run({ A: new ort.Tensor("float16", a16, [m, c.k]) });
+      await session.release();
+      expect(out.Y.type).toBe("float16");
+      const y = out.Y.data as Uint16Array;
+      const ref = matMulNBitsReference(Float64Array.from(a16, halfToFloat), m, q);
+      let maxAbs = 0;
+      let maxRef = 0;
+      for (let i = 0; i < ref.length; i++) {
+        maxAbs = Math.max(maxAbs, Math.abs(halfToFloat(y[i]) - ref[i]));
+        maxRef = Math.max(maxRef, Math.abs(ref[i]));
+      }
+      expect(maxAbs / maxRef).toBeLessThan(4e-3); // f16 output and f16 accumulation on ORT's side
     });
   }
 });

@@ -22,10 +22,11 @@ const str = (field: number, s: string): number[] => ld(field, utf8(s));
 
 const FLOAT = 1;
 const UINT8 = 2;
+const FLOAT16 = 10;
 
-function valueInfo(name: string, dims: number[]): number[] {
+function valueInfo(name: string, dims: number[], elem = FLOAT): number[] {
   const shape = dims.flatMap((d) => ld(1, vi(1, d)));
-  return [...str(1, name), ...ld(2, ld(1, [...vi(1, FLOAT), ...ld(2, shape)]))];
+  return [...str(1, name), ...ld(2, ld(1, [...vi(1, elem), ...ld(2, shape)]))];
 }
 /** TensorProto with raw_data: dims (1), data_type (2), name (8), raw_data (9). */
 function initializer(name: string, elem: number, dims: number[], raw: Uint8Array): number[] {
@@ -34,13 +35,15 @@ function initializer(name: string, elem: number, dims: number[], raw: Uint8Array
 const intAttr = (name: string, v: number): number[] => [...str(1, name), ...vi(3, v), ...vi(20, 2)];
 
 /**
- * Y [m, N] = A [m, K] · dequant(B)ᵀ through MatMulNBits. The f16 scales are widened to f32 (exact) because the node's
- * T1 must match A's f32; B and zero points are our bytes unchanged.
+ * Y [m, N] = A [m, K] · dequant(B)ᵀ through MatMulNBits. T1 (A, scales, Y) is f32 — our f16 scales widened exactly —
+ * or f16, where the scales initializer is our f16 bytes unchanged. B and zero points are always our bytes unchanged.
  */
-export function matMulNBitsModel(q: MatMulNBitsWeight, m: number): Uint8Array {
+export function matMulNBitsModel(q: MatMulNBitsWeight, m: number, t1: "float32" | "float16" = "float32"): Uint8Array {
   const kb = Math.ceil(q.k / q.block);
   const scalesF32 = new Float32Array(q.scales.length);
   for (let i = 0; i < q.scales.length; i++) scalesF32[i] = halfToFloat(q.scales[i]);
+  const elem = t1 === "float16" ? FLOAT16 : FLOAT;
+  const scaleBytes = t1 === "float16" ? new Uint8Array(q.scales.buffer, q.scales.byteOffset, q.scales.byteLength) : new Uint8Array(scalesF32.buffer);
   const inputs = ["A", "B", "scales", ...(q.zeroPoints ? ["zero_points"] : [])];
   const node = [
     ...inputs.flatMap((n) => str(1, n)),
@@ -57,10 +60,10 @@ export function matMulNBitsModel(q: MatMulNBitsWeight, m: number): Uint8Array {
     ...ld(1, node),
     ...str(2, "matmul_nbits"),
     ...ld(5, initializer("B", UINT8, [q.n, kb, (q.block * q.bits) / 8], q.b)),
-    ...ld(5, initializer("scales", FLOAT, [q.n * kb], new Uint8Array(scalesF32.buffer))),
+    ...ld(5, initializer("scales", elem, [q.n * kb], scaleBytes)),
     ...(q.zeroPoints ? ld(5, initializer("zero_points", UINT8, [q.zeroPoints.length], q.zeroPoints)) : []),
-    ...ld(11, valueInfo("A", [m, q.k])),
-    ...ld(12, valueInfo("Y", [m, q.n])),
+    ...ld(11, valueInfo("A", [m, q.k], elem)),
+    ...ld(12, valueInfo("Y", [m, q.n], elem)),
   ];
   const model = [...vi(1, 8), ...str(2, "mla-edge-test"), ...ld(7, graph), ...ld(8, [...str(1, ""), ...vi(2, 17)]), ...ld(8, [...str(1, "com.microsoft"), ...vi(2, 1)])];
   return Uint8Array.from(model);
