@@ -187,11 +187,12 @@ export async function packBundle(modelDir: string, out: string, options: PackOpt
       const rowElems = shape.slice(1).reduce((a, b) => a * b, 1);
       const chunkRows = Math.max(1, Math.floor(CHUNK_ELEMENTS / rowElems));
       if (tr.kind === "quant") {
+        // B streams to its shard(s) chunk by chunk; scales and zero points (1/8–1/16 of B) are held and placed after it
         const [n, k] = shape;
         const kb = kBlocksOf(k, block);
         const bRow = kb * blobSizeOf(block, tr.bits);
         const zpRow = zeroPointRowBytes(kb, tr.bits);
-        const b = new Uint8Array(n * bRow);
+        const bArray = await writer.beginArray(n, bRow, `${name} (B)`);
         const scales = new Uint8Array(n * kb * 2);
         const zp = zeroPoints ? new Uint8Array(n * zpRow) : null;
         for (let r0 = 0; r0 < n; r0 += chunkRows) {
@@ -202,7 +203,7 @@ export async function packBundle(modelDir: string, out: string, options: PackOpt
           } catch (e) {
             throw new PackError("unsupported_dtype", `tensor ${name}: ${(e as Error).message}`, { cause: e });
           }
-          b.set(q.b, r0 * bRow);
+          await bArray.write(q.b);
           scales.set(new Uint8Array(q.scales.buffer, q.scales.byteOffset, q.scales.byteLength), r0 * kb * 2);
           if (zp && q.zeroPoints) zp.set(q.zeroPoints, r0 * zpRow);
         }
@@ -214,27 +215,29 @@ export async function packBundle(modelDir: string, out: string, options: PackOpt
           block,
           kBlocks: kb,
           blobSize: blobSizeOf(block, tr.bits),
-          b: await writer.place(b, n, bRow, `${name} (B)`),
+          b: bArray.end(),
           scales: await writer.place(scales, n, kb * 2, `${name} (scales)`),
           zeroPoints: zp ? await writer.place(zp, n, zpRow, `${name} (zero points)`) : null,
         });
       } else {
+        // streamed chunk by chunk: never more than one chunk of the tensor in memory
         const eb = tr.kind === "f16" ? 2 : 4;
-        const data = new Uint8Array(rows * rowElems * eb);
-        const dv = new DataView(data.buffer);
+        const data = await writer.beginArray(rows, rowElems * eb, name);
         for (let r0 = 0; r0 < rows; r0 += chunkRows) {
           const r1 = Math.min(rows, r0 + chunkRows);
-          const base = r0 * rowElems;
+          const bytes = new Uint8Array((r1 - r0) * rowElems * eb);
+          const dv = new DataView(bytes.buffer);
           if (tr.kind === "i32") {
             const v = await reader.readIntRows(name, r0, r1);
-            for (let i = 0; i < v.length; i++) dv.setInt32((base + i) * 4, v[i], true);
+            for (let i = 0; i < v.length; i++) dv.setInt32(i * 4, v[i], true);
           } else {
             const v = await reader.readFloatRows(name, r0, r1);
-            if (tr.kind === "f16") for (let i = 0; i < v.length; i++) dv.setUint16((base + i) * 2, floatToHalf(v[i]), true);
-            else for (let i = 0; i < v.length; i++) dv.setFloat32((base + i) * 4, v[i], true);
+            if (tr.kind === "f16") for (let i = 0; i < v.length; i++) dv.setUint16(i * 2, floatToHalf(v[i]), true);
+            else for (let i = 0; i < v.length; i++) dv.setFloat32(i * 4, v[i], true);
           }
+          await data.write(bytes);
         }
-        tensors.push({ name, kind: "plain", shape: [...shape], dtype: tr.kind, data: await writer.place(data, rows, rowElems * eb, name) });
+        tensors.push({ name, kind: "plain", shape: [...shape], dtype: tr.kind, data: data.end() });
       }
       packed++;
       if (packed === stored || packed % Math.max(1, Math.ceil(stored / 20)) === 0) {

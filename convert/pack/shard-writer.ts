@@ -11,6 +11,12 @@ import { packIoError, PackError } from "./errors.ts";
 /** How a shard file is opened; tests inject faults (disk full) here. */
 export type OpenShardFile = (path: string) => Promise<Pick<FileHandle, "write" | "close">>;
 
+/** One array being written row-run by row-run (see ShardWriter.beginArray). */
+export interface ArrayWriter {
+  write(bytes: Uint8Array): Promise<void>;
+  end(): BundleArray;
+}
+
 export const shardFileName = (i: number): string => `weights-${String(i).padStart(5, "0")}.bin`;
 
 const defaultOpen: OpenShardFile = (path) => open(path, "wx");
@@ -34,29 +40,67 @@ export class ShardWriter {
 
   /** Stores `bytes` (rows × rowBytes) and returns where its pieces went. `label` names it in errors. */
   async place(bytes: Uint8Array, rows: number, rowBytes: number, label: string): Promise<BundleArray> {
-    if (bytes.byteLength !== rows * rowBytes) throw new PackError("io", `${label}: ${bytes.byteLength} bytes for ${rows} rows of ${rowBytes}`);
+    const s = await this.beginArray(rows, rowBytes, label);
+    await s.write(bytes);
+    return s.end();
+  }
+
+  /**
+   * Starts an array of `rows` rows written in order by `write` (whole rows per call), so a big tensor streams to disk
+   * without being held. Placement: whole in the current shard if it fits; else whole in a fresh shard if it fits
+   * there; else split at row boundaries, filling each shard.
+   */
+  async beginArray(rows: number, rowBytes: number, label: string): Promise<ArrayWriter> {
     if (rowBytes > this.maxShardBytes) {
       throw new PackError("row_too_large", `${label}: one row is ${rowBytes} bytes, more than a ${this.maxShardBytes}-byte shard`);
     }
-    const pieces: BundlePiece[] = [];
-    let r = 0;
-    while (r < rows) {
-      if (this.handle === null) await this.startShard();
-      const offset = Math.ceil(this.size / BUNDLE_ALIGN) * BUNDLE_ALIGN;
-      const fit = Math.max(0, Math.floor((this.maxShardBytes - offset) / rowBytes));
-      const left = rows - r;
-      const wholeFitsFresh = left * rowBytes <= this.maxShardBytes;
-      if (fit < left && (fit === 0 || (wholeFitsFresh && this.size > 0))) {
-        await this.endShard();
-        continue;
-      }
-      const take = Math.min(fit, left);
-      await this.padTo(offset);
-      await this.write(bytes.subarray(r * rowBytes, (r + take) * rowBytes));
-      pieces.push({ shard: this.shards.length, offset, byteLength: take * rowBytes, rowStart: r, rowEnd: r + take });
-      r += take;
+    if (this.handle === null) await this.startShard();
+    let offset = Math.ceil(this.size / BUNDLE_ALIGN) * BUNDLE_ALIGN;
+    const fit = Math.max(0, Math.floor((this.maxShardBytes - offset) / rowBytes));
+    if (fit < rows && (fit === 0 || (rows * rowBytes <= this.maxShardBytes && this.size > 0))) {
+      await this.endShard();
+      await this.startShard();
+      offset = 0;
     }
-    return { rows, rowBytes, pieces };
+    const pieces: BundlePiece[] = [];
+    let pieceStart = 0; // first row of the open piece
+    let pieceOffset = offset;
+    let written = 0; // rows written so far
+    let capacity = Math.floor((this.maxShardBytes - offset) / rowBytes);
+    await this.padTo(offset);
+    const closePiece = () => {
+      if (written > pieceStart) {
+        pieces.push({ shard: this.shards.length, offset: pieceOffset, byteLength: (written - pieceStart) * rowBytes, rowStart: pieceStart, rowEnd: written });
+      }
+    };
+    return {
+      write: async (bytes: Uint8Array) => {
+        if (bytes.byteLength % rowBytes !== 0) throw new PackError("io", `${label}: a write of ${bytes.byteLength} bytes is not whole ${rowBytes}-byte rows`);
+        let r = 0;
+        const n = bytes.byteLength / rowBytes;
+        if (written + n > rows) throw new PackError("io", `${label}: more than the declared ${rows} rows`);
+        while (r < n) {
+          if (capacity === 0) {
+            closePiece();
+            await this.endShard();
+            await this.startShard();
+            pieceStart = written;
+            pieceOffset = 0;
+            capacity = Math.floor(this.maxShardBytes / rowBytes);
+          }
+          const take = Math.min(capacity, n - r);
+          await this.write(bytes.subarray(r * rowBytes, (r + take) * rowBytes));
+          r += take;
+          written += take;
+          capacity -= take;
+        }
+      },
+      end: () => {
+        if (written !== rows) throw new PackError("io", `${label}: ${written} of ${rows} rows written`);
+        closePiece();
+        return { rows, rowBytes, pieces };
+      },
+    };
   }
 
   /** Closes the last shard; returns every shard's name, size and SHA-256. */

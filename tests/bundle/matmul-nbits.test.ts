@@ -1,8 +1,8 @@
 // Block quantization in MatMulNBits layout: exact codes for hand-made blocks, the per-block error bound against the
 // f64 reference, and the bytes run through onnxruntime-web's own com.microsoft.MatMulNBits (wasm EP) compared with our
-// f64 dequantized matmul and with the unquantized product; with f16 T1 the scales initializer is our f16 bytes as is. Planted bugs seen failing before commit: nibbles swapped in
-// the writer (exact-code, round-trip and ORT-vs-unquantized tests fail), nibbles swapped in the reader codeAt (ORT vs
-// reference fails).
+// f64 dequantized matmul and with the unquantized product; with f16 T1 the scales initializer is our f16 bytes as is.
+// Planted bugs seen failing before commit: nibbles swapped in the writer (exact-code, round-trip and
+// ORT-vs-unquantized tests fail), nibbles swapped in the reader codeAt (ORT vs reference fails).
 import * as ort from "onnxruntime-web";
 import { describe, expect, it } from "vitest";
 import {
