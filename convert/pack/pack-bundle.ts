@@ -4,7 +4,7 @@
 // Written into a temporary sibling folder and renamed into place, so an error leaves no half-written bundle.
 
 import { createHash } from "node:crypto";
-import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import {
   BUNDLE_FORMAT,
@@ -57,7 +57,8 @@ const CHUNK_ELEMENTS = 4 * 1024 * 1024;
 
 type Treatment = { kind: "quant"; bits: NBits } | { kind: "f16" } | { kind: "f32" } | { kind: "i32" } | { kind: "skip" };
 
-const isVision = (name: string, file: string) => name.startsWith("visual.") || name.startsWith("vision_tower.") || name.startsWith("model.visual.") || file === "visual.safetensors";
+const VISION_PREFIXES = ["visual.", "model.visual.", "vision_tower.", "model.vision_tower.", "multi_modal_projector.", "model.multi_modal_projector."];
+const isVision = (name: string, file: string) => file === "visual.safetensors" || VISION_PREFIXES.some((p) => name.startsWith(p));
 const INT_DTYPES = new Set(["I64", "I32", "I16", "I8", "U8", "BOOL"]);
 
 /** Expected shapes of the decoder tensors the runtime requires (MLA attention tensors are checked by name only). */
@@ -128,7 +129,7 @@ export async function packBundle(modelDir: string, out: string, options: PackOpt
 
   const outExists = await stat(out).then((s) => s, () => null);
   if (outExists) {
-    const empty = outExists.isDirectory() && (await import("node:fs/promises").then((f) => f.readdir(out))).length === 0;
+    const empty = outExists.isDirectory() && (await readdir(out)).length === 0;
     if (!empty) throw new PackError("out_exists", `${out} already exists; pick a new --out or remove it`);
   }
 

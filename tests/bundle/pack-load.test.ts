@@ -362,6 +362,20 @@ describe("bundle loader over HTTP", () => {
     }
   });
 
+  it("a missing bundle is fetch_failed (HTTP 404) and an aborted load is aborted, both typed", async () => {
+    const missing = await loadBundle(`${base}no-such-bundle/`, { cache: null }).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(BundleError);
+    expect(missing).toMatchObject({ code: "fetch_failed", message: expect.stringContaining("HTTP 404") });
+    const ac = new AbortController();
+    ac.abort();
+    const aborted = await loadBundle(base, { cache: null, signal: ac.signal }).catch((e: unknown) => e);
+    expect(aborted).toMatchObject({ code: "aborted" });
+    const ac2 = new AbortController();
+    const midway = await loadBundle(base, { cache: null, signal: ac2.signal, onProgress: (d) => d > 1_000_000 && ac2.abort() }).catch((e: unknown) => e);
+    expect(midway).toBeInstanceOf(BundleError);
+    expect(midway).toMatchObject({ code: "aborted" });
+  });
+
   it("gpuWeightSink fills one buffer per tensor array through queue.writeBuffer (4-byte aligned writes)", async () => {
     const store = new Map<object, Uint8Array>();
     const device: GpuWeightDevice = {
