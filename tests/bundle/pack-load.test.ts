@@ -18,6 +18,7 @@ import { PackError } from "../../convert/pack/errors.ts";
 import { packBundle } from "../../convert/pack/pack-bundle.ts";
 import { gpuWeightSink, loadBundle, tensorArrays, tensorRouterSink, type GpuWeightDevice } from "../../runtime/loader/bundle-loader.ts";
 import { FolderBundleCache } from "../../runtime/loader/folder-cache.node.ts";
+import { FOLDER_BASE, folderFetch } from "../../runtime/loader/folder-fetch.node.ts";
 
 const TINY = resolve("fixtures/tiny-qwen-vl");
 const MINI = resolve("fixtures/qwen25vl-mini");
@@ -359,6 +360,22 @@ describe("bundle loader over HTTP", () => {
       expect(cached).not.toContain(`sha256-${victim.sha256}.bin`);
     } finally {
       await writeFile(path, good);
+    }
+  });
+
+  it("a bundle on disk loads through folderFetch with the same verification (no server)", async () => {
+    const manifest = parseBundleManifest(JSON.parse(await readFile(join(bundle, "manifest.json"), "utf8")));
+    const rec = recordingSink(manifest);
+    const r = await loadBundle(FOLDER_BASE, { fetch: folderFetch(bundle), cache: null, sink: rec.sink });
+    expect(r.stats.fetched.length).toBe(manifest.shards.length + manifest.files.length);
+    for (const [i, s] of manifest.shards.entries()) expect(same(rec.shards[i], await readFile(join(bundle, s.file)))).toBe(true);
+    // a path leaving the folder is refused even when the file exists there
+    await writeFile(join(work, "manifest.json"), await readFile(join(bundle, "manifest.json")));
+    try {
+      expect((await folderFetch(bundle)(`${FOLDER_BASE}../manifest.json`)).status).toBe(404);
+      expect((await folderFetch(bundle)(`${FOLDER_BASE}manifest.json`)).status).toBe(200);
+    } finally {
+      await rm(join(work, "manifest.json"));
     }
   });
 
