@@ -26,7 +26,10 @@ export interface BundleCache {
   delete(key: string): Promise<void>;
 }
 
-/** Receives each shard in consecutive windows: `offset` is a multiple of 256, the window's length a multiple of 256. */
+/**
+ * Receives each shard in consecutive windows: `offset` is a multiple of 256, the window's length a multiple of 256.
+ * Windows of one shard arrive in order; with `concurrency` > 1 windows of different shards interleave.
+ */
 export interface ShardSink {
   write(shard: number, offset: number, bytes: Uint8Array): void | Promise<void>;
 }
@@ -43,6 +46,11 @@ export interface LoadBundleOptions {
   readonly signal?: AbortSignal;
   /** Sink window size; a multiple of 256 (default 4 MiB). */
   readonly windowBytes?: number;
+  /**
+   * Shards / files downloaded at once (default 3). Each in-flight shard is held in memory until verified (≤ 64 MiB);
+   * sink writes of one shard stay in order, writes of different shards interleave.
+   */
+  readonly concurrency?: number;
   /** Side files (tokenizer, template, preprocessor config) to load too; default all of the manifest's files. */
   readonly files?: readonly string[];
 }
@@ -96,6 +104,8 @@ export async function loadBundle(baseUrl: string, options: LoadBundleOptions = {
   const doFetch = options.fetch ?? defaultFetch;
   const cache = options.cache === undefined ? (typeof caches !== "undefined" ? await cacheStorageBundleCache() : null) : options.cache;
   const windowBytes = options.windowBytes ?? 4 * 1024 * 1024;
+  const concurrency = options.concurrency ?? 3;
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw new RangeError("concurrency must be a positive integer");
   if (windowBytes <= 0 || windowBytes % BUNDLE_ALIGN !== 0) throw new RangeError(`windowBytes must be a positive multiple of ${BUNDLE_ALIGN}`);
   const signal = options.signal;
 
@@ -130,7 +140,12 @@ export async function loadBundle(baseUrl: string, options: LoadBundleOptions = {
   const stats = { bytesFetched: 0, bytesFromCache: 0, manifestBytes: mtext.length, fetched: [] as string[], fromCache: [] as string[], corruptCached: [] as string[] };
   const files = new Map<string, Uint8Array>();
 
-  for (const item of items) {
+  // A pool of `concurrency` downloads; the first failure cancels the others (internal abort) and is the one thrown.
+  const stop = new AbortController();
+  const anySignal = (AbortSignal as unknown as { any?: (s: AbortSignal[]) => AbortSignal }).any;
+  const fetchSignal = signal && anySignal ? anySignal([signal, stop.signal]) : (signal ?? stop.signal);
+  let firstError: unknown = null;
+  const loadItem = async (item: (typeof items)[number]) => {
     if (signal?.aborted) throw new BundleError("aborted", "bundle load aborted");
     const key = cacheKey(item.sha256);
     const deliver = async (bytes: Uint8Array, from: number, to: number) => {
@@ -154,13 +169,27 @@ export async function loadBundle(baseUrl: string, options: LoadBundleOptions = {
       }
     }
     if (bytes === null) {
-      bytes = await fetchVerified(doFetch, joinUrl(baseUrl, item.file), item, signal, windowBytes, deliver, progress);
+      bytes = await fetchVerified(doFetch, joinUrl(baseUrl, item.file), item, fetchSignal, windowBytes, deliver, progress);
       stats.bytesFetched += bytes.byteLength;
       stats.fetched.push(item.file);
       if (cache) await cache.put(key, bytes);
     }
     if (item.shard === null) files.set(item.file, bytes);
-  }
+  };
+  let next = 0;
+  const worker = async () => {
+    while (firstError === null && next < items.length) {
+      const item = items[next++];
+      try {
+        await loadItem(item);
+      } catch (e) {
+        if (firstError === null) firstError = signal?.aborted ? new BundleError("aborted", "bundle load aborted", { cause: e }) : e;
+        stop.abort();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, items.length)) }, worker));
+  if (firstError !== null) throw firstError;
   return { manifest, files, stats };
 }
 

@@ -379,6 +379,29 @@ describe("bundle loader over HTTP", () => {
     }
   });
 
+  it("downloads `concurrency` files at once (3 by default), one at a time with concurrency 1", async () => {
+    const peak = async (concurrency: number | undefined) => {
+      let inFlight = 0;
+      let max = 0;
+      const counting = async (url: string, init?: { signal?: AbortSignal }) => {
+        inFlight++;
+        max = Math.max(max, inFlight);
+        await new Promise((r) => setTimeout(r, 20));
+        try {
+          const res = await fetch(url, init);
+          return new Response(await res.arrayBuffer(), { status: res.status });
+        } finally {
+          inFlight--;
+        }
+      };
+      const r = await loadBundle(base, { fetch: counting, cache: null, concurrency });
+      expect(r.stats.fetched.length).toBeGreaterThan(4);
+      return max;
+    };
+    expect(await peak(undefined)).toBe(3);
+    expect(await peak(1)).toBe(1);
+  });
+
   it("a missing bundle is fetch_failed (HTTP 404) and an aborted load is aborted, both typed", async () => {
     const missing = await loadBundle(`${base}no-such-bundle/`, { cache: null }).catch((e: unknown) => e);
     expect(missing).toBeInstanceOf(BundleError);
