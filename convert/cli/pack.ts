@@ -20,6 +20,7 @@ function toUserError(e: unknown): unknown {
     case "missing_tensor":
     case "shape_mismatch":
     case "unknown_family":
+    case "bad_config":
     case "unsupported_dtype":
     case "row_too_large":
       return new UserError("invalid_file", e.message);

@@ -5,6 +5,7 @@ export type PackErrorCode =
   | "missing_file"
   | "shape_mismatch"
   | "unknown_family"
+  | "bad_config"
   | "unsupported_dtype"
   | "bad_option"
   | "out_exists"

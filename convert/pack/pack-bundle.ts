@@ -113,7 +113,7 @@ export async function packBundle(modelDir: string, out: string, options: PackOpt
   } catch (e) {
     const errno = (e as { code?: string }).code;
     if (errno === "ENOENT" || errno === "ENOTDIR") throw new PackError("missing_file", `${configPath} does not exist (--model must be a checkpoint folder)`, { cause: e });
-    if (e instanceof SyntaxError) throw new PackError("unknown_family", `${configPath} is not JSON: ${e.message}`, { cause: e });
+    if (e instanceof SyntaxError) throw new PackError("bad_config", `${configPath} is not JSON: ${e.message}`, { cause: e });
     throw packIoError(e, configPath, "reading");
   }
   const modelType = String(rawConfig.model_type ?? "");
@@ -124,7 +124,7 @@ export async function packBundle(modelDir: string, out: string, options: PackOpt
   try {
     config = parseModelConfig(rawConfig, configPath);
   } catch (e) {
-    throw new PackError("unknown_family", (e as Error).message, { cause: e });
+    throw new PackError("bad_config", (e as Error).message, { cause: e });
   }
 
   const outExists = await stat(out).then((s) => s, () => null);

@@ -191,11 +191,12 @@ describe("mla-edge pack", () => {
       expect(left).toEqual([]);
     };
 
-    it("missing tensor, wrong shape, unknown family", async () => {
+    it("missing tensor, wrong shape, unknown family, bad config", async () => {
       const cases: Array<[string, (c: Record<string, unknown>) => void, string, RegExp]> = [
         ["m-missing", (c) => void (c.num_hidden_layers = 5), "missing_tensor", /model\.layers\.4\./],
         ["m-shape", (c) => void (c.intermediate_size = 300), "shape_mismatch", /model\.layers\.0\.mlp\.(gate|up|down)_proj\.weight has shape/],
         ["m-family", (c) => void (c.model_type = "gpt2"), "unknown_family", /gpt2/],
+        ["m-config", (c) => void delete c.hidden_size, "bad_config", /hidden_size/],
       ];
       for (const [name, patch, code, msg] of cases) {
         const model = await brokenModel(name, patch);
