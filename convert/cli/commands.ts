@@ -3,6 +3,7 @@ import type { Command } from "./command.ts";
 import { convertCommand } from "./convert.ts";
 import { evalCommand } from "./eval.ts";
 import { generateCommand } from "./generate.ts";
+import { packCommand } from "./pack.ts";
 import { sizeCommand } from "./size.ts";
 
-export const COMMANDS: readonly Command[] = [sizeCommand, convertCommand, evalCommand, generateCommand];
+export const COMMANDS: readonly Command[] = [sizeCommand, convertCommand, evalCommand, generateCommand, packCommand];

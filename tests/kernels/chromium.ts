@@ -42,8 +42,14 @@ export interface BrowserSession {
   close(): Promise<void>;
 }
 
-/** Bundles `entry`, serves it (plus `/ort/` = onnxruntime-web/dist when asked) and opens it in Chromium. */
-export async function openInChromium(entry: string, opts: { serveOrt?: boolean } = {}): Promise<BrowserSession> {
+/**
+ * Bundles `entry`, serves it (plus `/ort/` = onnxruntime-web/dist when asked, and the files of `serveDir.dir` under
+ * `serveDir.prefix`, each request reported to `serveDir.onRequest`) and opens it in Chromium.
+ */
+export async function openInChromium(
+  entry: string,
+  opts: { serveOrt?: boolean; serveDir?: { prefix: string; dir: string; onRequest?: (file: string, bytes: number) => void } } = {},
+): Promise<BrowserSession> {
   const root = resolve(import.meta.dirname, "../..");
   const bundled = await build({
     entryPoints: [entry],
@@ -72,6 +78,18 @@ export async function openInChromium(entry: string, opts: { serveOrt?: boolean }
         res.setHeader("Content-Type", "text/javascript");
         res.end(bundle);
         return;
+      }
+      const sd = opts.serveDir;
+      if (sd && url.pathname.startsWith(sd.prefix)) {
+        const rel = decodeURIComponent(url.pathname.slice(sd.prefix.length));
+        const file = normalize(join(sd.dir, rel));
+        if (file.startsWith(sd.dir) && (await stat(file).catch(() => null))?.isFile()) {
+          const bytes = await readFile(file);
+          sd.onRequest?.(rel, bytes.byteLength);
+          res.setHeader("Content-Type", MIME[extname(file)] ?? "application/octet-stream");
+          res.end(bytes);
+          return;
+        }
       }
       if (opts.serveOrt && url.pathname.startsWith("/ort/")) {
         const file = normalize(join(ortDir, url.pathname.slice(5)));
