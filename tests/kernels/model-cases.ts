@@ -1,0 +1,29 @@
+// Case table of the model kernels (linear GEMV/GEMM with fused MatMulNBits dequantization, embedding gather, RMSNorm,
+// SwiGLU, residual add, rotary, LM head + sampling): the same table runs on dawn.node and in Chromium
+// (model-harness.ts), and each result is compared with its f64/f32 CPU reference against the tolerance here.
+import type { NBits, NBitsBlock } from "../../kernels/matmul-nbits.ts";
+
+export type WeightCase = { kind: "nbits"; bits: NBits; block: NBitsBlock; zeroPoints: boolean } | { kind: "f32" } | { kind: "f16" };
+
+export type ModelCase =
+  | { op: "linear"; name: string; m: number; n: number; k: number; w: WeightCase; bias: boolean; kernel: "gemv" | "gemm"; seed: number; tol: number; xScale?: number }
+  | { op: "embedding"; name: string; vocab: number; hidden: number; tokens: number; w: WeightCase; seed: number; tol: number };
+
+export const MODEL_CASES: readonly ModelCase[] = [
+  { op: "linear", name: "gemv int4 b32 sym, N 37 K 100 (partial block, N % 8 ≠ 0)", m: 1, n: 37, k: 100, w: { kind: "nbits", bits: 4, block: 32, zeroPoints: false }, bias: false, kernel: "gemv", seed: 1, tol: 5e-6 },
+  { op: "linear", name: "gemv int4 b64 zp (5 blocks: odd zero-point nibble), bias, N 64 K 320", m: 1, n: 64, k: 320, w: { kind: "nbits", bits: 4, block: 64, zeroPoints: true }, bias: true, kernel: "gemv", seed: 2, tol: 5e-6 },
+  { op: "linear", name: "gemv int4 b128 zp, M 3, N 19 K 200", m: 3, n: 19, k: 200, w: { kind: "nbits", bits: 4, block: 128, zeroPoints: true }, bias: false, kernel: "gemv", seed: 3, tol: 5e-6 },
+  { op: "linear", name: "gemv int8 b32 zp, N 29 K 300", m: 1, n: 29, k: 300, w: { kind: "nbits", bits: 8, block: 32, zeroPoints: true }, bias: false, kernel: "gemv", seed: 4, tol: 5e-6 },
+  { op: "linear", name: "gemv int8 b128 sym, bias, N 40 K 257", m: 1, n: 40, k: 257, w: { kind: "nbits", bits: 8, block: 128, zeroPoints: false }, bias: true, kernel: "gemv", seed: 5, tol: 5e-6 },
+  { op: "linear", name: "gemv f32 weights, N 33 K 70", m: 1, n: 33, k: 70, w: { kind: "f32" }, bias: true, kernel: "gemv", seed: 6, tol: 5e-6 },
+  { op: "linear", name: "gemv f16 weights, odd K, N 21 K 99", m: 1, n: 21, k: 99, w: { kind: "f16" }, bias: false, kernel: "gemv", seed: 7, tol: 5e-6 },
+  { op: "linear", name: "gemv int4 b32, x ×1e4 (large magnitudes)", m: 1, n: 24, k: 192, w: { kind: "nbits", bits: 4, block: 32, zeroPoints: true }, bias: false, kernel: "gemv", seed: 8, tol: 5e-6, xScale: 1e4 },
+  { op: "linear", name: "gemm int4 b32 zp, M 45 N 70 K 200 (no dim a tile multiple)", m: 45, n: 70, k: 200, w: { kind: "nbits", bits: 4, block: 32, zeroPoints: true }, bias: false, kernel: "gemm", seed: 9, tol: 5e-6 },
+  { op: "linear", name: "gemm int4 b128 sym, bias, M 33 N 65 K 300", m: 33, n: 65, k: 300, w: { kind: "nbits", bits: 4, block: 128, zeroPoints: false }, bias: true, kernel: "gemm", seed: 10, tol: 5e-6 },
+  { op: "linear", name: "gemm int8 b64 zp, M 17 N 40 K 130", m: 17, n: 40, k: 130, w: { kind: "nbits", bits: 8, block: 64, zeroPoints: true }, bias: false, kernel: "gemm", seed: 11, tol: 5e-6 },
+  { op: "linear", name: "gemm f16 weights, bias, M 37 N 30 K 45", m: 37, n: 30, k: 45, w: { kind: "f16" }, bias: true, kernel: "gemm", seed: 12, tol: 5e-6 },
+  { op: "linear", name: "gemm f32 weights, M 64 N 64 K 64", m: 64, n: 64, k: 64, w: { kind: "f32" }, bias: false, kernel: "gemm", seed: 13, tol: 5e-6 },
+  { op: "embedding", name: "embedding int4 b32 zp, vocab 50 hidden 72", vocab: 50, hidden: 72, tokens: 9, w: { kind: "nbits", bits: 4, block: 32, zeroPoints: true }, seed: 14, tol: 1e-6 },
+  { op: "embedding", name: "embedding int8 b64 sym, vocab 33 hidden 100", vocab: 33, hidden: 100, tokens: 5, w: { kind: "nbits", bits: 8, block: 64, zeroPoints: false }, seed: 15, tol: 1e-6 },
+  { op: "embedding", name: "embedding f16, vocab 20 hidden 31", vocab: 20, hidden: 31, tokens: 4, w: { kind: "f16" }, seed: 16, tol: 1e-6 },
+];

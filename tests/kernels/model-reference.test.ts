@@ -1,0 +1,57 @@
+// The model kernels' CPU references against known numbers and independent code (no GPU): the MatMulNBits reading of
+// hand-packed bytes, the test quantizer's round trip.
+import { describe, expect, it } from "vitest";
+import { dequantizeWeightsRef, linearRef } from "../../kernels/matmul-nbits.ref.ts";
+import { validateWeights, type NBitsWeights } from "../../kernels/matmul-nbits.ts";
+import { KernelInputError } from "../../kernels/errors.ts";
+import { mulberry32 } from "../helpers/mulberry32.ts";
+import { quantizeNBits } from "./nbits-quantizer.ts";
+
+describe("MatMulNBits reference", () => {
+  it("should read hand-packed int4 codes low nibble first, with the default zero point 8 and f16 scales", () => {
+    // Row 0: K = 3 in one 32-block: bytes 0x21, 0x03 → codes 1, 2, 3 (the rest is padding); scale 1.0 (0x3c00).
+    // Row 1: codes 15, 0, 8; scale 0.5 (0x3800).
+    const data = new Uint8Array(2 * 16);
+    data[0] = 0x21;
+    data[1] = 0x03;
+    data[16] = 0x0f;
+    data[17] = 0x08;
+    const w: NBitsWeights = { kind: "nbits", n: 2, k: 3, bits: 4, block: 32, data, scales: Uint16Array.of(0x3c00, 0x3800) };
+    expect(Array.from(dequantizeWeightsRef(w))).toEqual([-7, -6, -5, 3.5, -4, 0]);
+    expect(Array.from(linearRef(w, [1, 10, 100], 1, [0.25, 0]))).toEqual([-7 - 60 - 500 + 0.25, 3.5 - 40]);
+  });
+
+  it("should read 4-bit zero points packed low-first per row, and 8-bit zero points as bytes", () => {
+    // 3 blocks of 32 → zero-point row stride ⌈3/2⌉ = 2 bytes: block 0 low nibble, block 1 high nibble, block 2 next byte.
+    const data = new Uint8Array(3 * 16).fill(0x55); // every code 5
+    const w: NBitsWeights = { kind: "nbits", n: 1, k: 96, bits: 4, block: 32, data, scales: Uint16Array.of(0x3c00, 0x3c00, 0x3c00), zeroPoints: Uint8Array.of(0x31, 0x07) };
+    const d = dequantizeWeightsRef(w);
+    expect([d[0], d[32], d[64]]).toEqual([4, 2, -2]);
+    const w8: NBitsWeights = { kind: "nbits", n: 1, k: 40, bits: 8, block: 32, data: new Uint8Array(64).fill(200), scales: Uint16Array.of(0x3c00, 0x4000), zeroPoints: Uint8Array.of(100, 190) };
+    const d8 = dequantizeWeightsRef(w8);
+    expect([d8[0], d8[39]]).toEqual([100, 20]);
+  });
+
+  it("should reject B, scales or zero points whose sizes do not match the shape", () => {
+    const ok = quantizeNBits(new Float32Array(64), 2, 32, 4, 32, true);
+    expect(() => validateWeights({ ...ok, data: ok.data.subarray(1) })).toThrow(KernelInputError);
+    expect(() => validateWeights({ ...ok, scales: ok.scales.subarray(1) })).toThrow(KernelInputError);
+    expect(() => validateWeights({ ...ok, zeroPoints: new Uint8Array(3) })).toThrow(KernelInputError);
+  });
+
+  for (const [bits, zp] of [[4, false], [4, true], [8, false], [8, true]] as const) {
+    it(`should round-trip the test quantizer within half a step (int${bits}, ${zp ? "zero points" : "symmetric"})`, () => {
+      const rnd = mulberry32(bits + (zp ? 10 : 0));
+      const n = 5;
+      const k = 150;
+      const w = Float32Array.from({ length: n * k }, () => rnd() * 2 - 1);
+      const q = quantizeNBits(w, n, k, bits, 64, zp);
+      const d = dequantizeWeightsRef(q);
+      let worst = 0;
+      for (let i = 0; i < w.length; i++) worst = Math.max(worst, Math.abs(d[i] - w[i]));
+      const maxStep = 2 / (bits === 4 ? (zp ? 15 : 7) : zp ? 255 : 127);
+      expect(worst).toBeLessThanOrEqual(maxStep / 2 + 1e-3);
+      expect(worst).toBeGreaterThan(0);
+    });
+  }
+});
