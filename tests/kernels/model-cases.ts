@@ -7,7 +7,27 @@ export type WeightCase = { kind: "nbits"; bits: NBits; block: NBitsBlock; zeroPo
 
 export type ModelCase =
   | { op: "linear"; name: string; m: number; n: number; k: number; w: WeightCase; bias: boolean; kernel: "gemv" | "gemm"; seed: number; tol: number; xScale?: number }
-  | { op: "embedding"; name: string; vocab: number; hidden: number; tokens: number; w: WeightCase; seed: number; tol: number };
+  | { op: "embedding"; name: string; vocab: number; hidden: number; tokens: number; w: WeightCase; seed: number; tol: number }
+  /** One row per entry of `rowScales` (values uniform in ±scale; 0 = a zero row). */
+  | { op: "rmsnorm"; name: string; dim: number; rowScales: number[]; eps: number; seed: number; tol: number }
+  | { op: "swiglu"; name: string; rows: number; width: number; fused: boolean; scale: number; seed: number; tol: number }
+  | { op: "add"; name: string; count: number; seed: number; tol: number }
+  | {
+      op: "rotary";
+      name: string;
+      kind: "1d" | "mrope" | "vision";
+      headDim: number;
+      heads: number;
+      headStride: number;
+      offset: number;
+      /** Kept pairs per KV group (all pairs when absent). */
+      pairs?: number[][];
+      section?: [number, number, number];
+      tokens: number;
+      maxPosition: number;
+      seed: number;
+      tol: number;
+    };
 
 export const MODEL_CASES: readonly ModelCase[] = [
   { op: "linear", name: "gemv int4 b32 sym, N 37 K 100 (partial block, N % 8 ≠ 0)", m: 1, n: 37, k: 100, w: { kind: "nbits", bits: 4, block: 32, zeroPoints: false }, bias: false, kernel: "gemv", seed: 1, tol: 5e-6 },
@@ -26,4 +46,26 @@ export const MODEL_CASES: readonly ModelCase[] = [
   { op: "embedding", name: "embedding int4 b32 zp, vocab 50 hidden 72", vocab: 50, hidden: 72, tokens: 9, w: { kind: "nbits", bits: 4, block: 32, zeroPoints: true }, seed: 14, tol: 1e-6 },
   { op: "embedding", name: "embedding int8 b64 sym, vocab 33 hidden 100", vocab: 33, hidden: 100, tokens: 5, w: { kind: "nbits", bits: 8, block: 64, zeroPoints: false }, seed: 15, tol: 1e-6 },
   { op: "embedding", name: "embedding f16, vocab 20 hidden 31", vocab: 20, hidden: 31, tokens: 4, w: { kind: "f16" }, seed: 16, tol: 1e-6 },
+  { op: "rmsnorm", name: "rmsnorm dim 2048, rows ×1, ×1e4, ×1e20 (x² overflows f32), ×1e-3, a zero row", dim: 2048, rowScales: [1, 1e4, 1e20, 1e-3, 0], eps: 1e-6, seed: 17, tol: 5e-6 },
+  { op: "rmsnorm", name: "rmsnorm dim 100 (not a multiple of 256), 7 rows, eps 1e-5", dim: 100, rowScales: [1, 2, 3, 0.5, 1e4, 1, 1], eps: 1e-5, seed: 18, tol: 5e-6 },
+  { op: "swiglu", name: "swiglu separate gate/up, 3 × 300", rows: 3, width: 300, fused: false, scale: 4, seed: 19, tol: 2e-6 },
+  { op: "swiglu", name: "swiglu fused [gate | up] rows, ×100 (e^(−g) overflows f32)", rows: 5, width: 77, fused: true, scale: 100, seed: 20, tol: 2e-6 },
+  { op: "add", name: "residual add 1000", count: 1000, seed: 21, tol: 0 },
+  { op: "rotary", name: "rotary 1-D full head 64, 4 heads, positions to 60000", kind: "1d", headDim: 64, heads: 4, headStride: 64, offset: 0, tokens: 9, maxPosition: 60000, seed: 22, tol: 2e-6 },
+  {
+    op: "rotary",
+    name: "rotary M-RoPE (section 4/6/6) on MLA kept pairs per KV group, slice at offset 8 of a 20-wide head",
+    kind: "mrope",
+    headDim: 32,
+    heads: 4,
+    headStride: 20,
+    offset: 8,
+    pairs: [[0, 5, 12], [2, 7, 15]],
+    section: [4, 6, 6],
+    tokens: 11,
+    maxPosition: 5000,
+    seed: 23,
+    tol: 2e-6,
+  },
+  { op: "rotary", name: "rotary vision 2-D (rows, columns), head 16", kind: "vision", headDim: 16, heads: 3, headStride: 16, offset: 0, tokens: 12, maxPosition: 64, seed: 24, tol: 2e-6 },
 ];

@@ -4,6 +4,11 @@ import type { GpuContext } from "../../kernels/gpu-context.ts";
 import { runEmbedding } from "../../kernels/embedding.ts";
 import { runLinear, uploadWeights, type LinearWeights } from "../../kernels/matmul-nbits.ts";
 import { embeddingRef, linearRef } from "../../kernels/matmul-nbits.ref.ts";
+import { submitCalls, uploadBuffer, type KernelCall } from "../../kernels/dispatch.ts";
+import { residualAddCall, rmsNormCall, swigluCall } from "../../kernels/norm-act.ts";
+import { rmsNormRef, swigluRef } from "../../kernels/norm-act.ref.ts";
+import { rotaryCall, uploadRotary } from "../../kernels/rotary.ts";
+import { mropeTables, rotaryRef, rotaryTables1d, visionRotaryTables } from "../../kernels/rotary.ref.ts";
 import { mulberry32 } from "../helpers/mulberry32.ts";
 import { relativeError } from "./case-data.ts";
 import type { ModelCase, WeightCase } from "./model-cases.ts";
@@ -53,7 +58,87 @@ export async function runModelCase(ctx: GpuContext, c: ModelCase): Promise<Model
         gw.destroy();
       }
     }
+    case "rmsnorm": {
+      const rows = c.rowScales.length;
+      const x = new Float32Array(rows * c.dim);
+      c.rowScales.forEach((sc, r) => x.set(uniform(rnd, c.dim, sc), r * c.dim));
+      const w = Float32Array.from({ length: c.dim }, () => 0.5 + rnd());
+      const out = await runSimple(ctx, [x, w], rows * c.dim, (b, o) => [rmsNormCall(ctx, b[0], b[1], o, rows, c.dim, c.eps)]);
+      return { name: c.name, error: rowwiseError(out, rmsNormRef(x, rows, c.dim, w, c.eps), rows, c.dim) };
+    }
+    case "swiglu": {
+      const g = uniform(rnd, c.rows * c.width, c.scale);
+      const u = uniform(rnd, c.rows * c.width, 2);
+      const ref = swigluRef(g, u);
+      if (c.fused) {
+        const gu = new Float32Array(c.rows * 2 * c.width);
+        for (let r = 0; r < c.rows; r++) {
+          gu.set(g.subarray(r * c.width, (r + 1) * c.width), r * 2 * c.width);
+          gu.set(u.subarray(r * c.width, (r + 1) * c.width), r * 2 * c.width + c.width);
+        }
+        const l = { rows: c.rows, width: c.width, gateStride: 2 * c.width, upStride: 2 * c.width, upOffset: c.width };
+        const out = await runSimple(ctx, [gu], c.rows * c.width, (b, o) => [swigluCall(ctx, b[0], b[0], o, l)]);
+        return { name: c.name, error: relativeError(out, ref) };
+      }
+      const out = await runSimple(ctx, [g, u], c.rows * c.width, (b, o) => [swigluCall(ctx, b[0], b[1], o, { rows: c.rows, width: c.width })]);
+      return { name: c.name, error: relativeError(out, ref) };
+    }
+    case "add": {
+      const h = uniform(rnd, c.count, 3);
+      const d = uniform(rnd, c.count, 1e3);
+      const hb = uploadBuffer(ctx, "add-h", h);
+      const db = uploadBuffer(ctx, "add-d", d);
+      try {
+        await submitCalls(ctx, [residualAddCall(ctx, hb, db, c.count)]);
+        const out = await ctx.readFloat32(hb, 0, c.count);
+        // Exact: one f32 addition, as Math.fround of the f64 sum.
+        return { name: c.name, error: relativeError(out, Float64Array.from(h, (v, i) => Math.fround(v + d[i]))) };
+      } finally {
+        hb.destroy();
+        db.destroy();
+      }
+    }
+    case "rotary": {
+      const tables = c.kind === "1d" ? rotaryTables1d(c.headDim, 1e6) : c.kind === "mrope" ? mropeTables(c.headDim, 1e6, c.section ?? [0, 0, 0]) : visionRotaryTables(c.headDim, 1e4);
+      const pairs = c.pairs ?? [Array.from({ length: c.headDim / 2 }, (_, i) => i)];
+      const x = uniform(rnd, c.tokens * c.heads * c.headStride, 2);
+      const positions = Int32Array.from({ length: tables.streamCount * c.tokens }, (_, i) => (i % c.tokens === 0 ? c.maxPosition : Math.floor(rnd() * c.maxPosition)));
+      const layout = { tokens: c.tokens, heads: c.heads, headStride: c.headStride, offset: c.offset, pairs };
+      const rot = uploadRotary(ctx, tables, pairs);
+      const xb = uploadBuffer(ctx, "rotary-x", x);
+      const pb = uploadBuffer(ctx, "rotary-positions", positions);
+      try {
+        await submitCalls(ctx, [rotaryCall(ctx, rot, xb, pb, layout)]);
+        const out = await ctx.readFloat32(xb, 0, x.length);
+        return { name: c.name, error: relativeError(out, rotaryRef(x, layout, tables, positions)) };
+      } finally {
+        rot.destroy();
+        xb.destroy();
+        pb.destroy();
+      }
+    }
   }
+}
+
+/** Uploads inputs, runs the calls built on them into a poisoned output of `count` f32, reads it back. */
+async function runSimple(ctx: GpuContext, inputs: Float32Array[], count: number, calls: (b: GPUBuffer[], out: GPUBuffer) => KernelCall[]): Promise<Float32Array> {
+  const bufs = inputs.map((a, i) => uploadBuffer(ctx, `in${i}`, a));
+  const out = ctx.storageBuffer("out", count * 4);
+  try {
+    ctx.poison(out);
+    await submitCalls(ctx, calls(bufs, out));
+    return await ctx.readFloat32(out, 0, count);
+  } finally {
+    bufs.forEach((b) => b.destroy());
+    out.destroy();
+  }
+}
+
+/** Worst per-row relative error (rows of very different magnitude are each held to the tolerance). */
+function rowwiseError(actual: Float32Array, ref: Float64Array, rows: number, dim: number): number {
+  let worst = 0;
+  for (let r = 0; r < rows; r++) worst = Math.max(worst, relativeError(actual.subarray(r * dim, (r + 1) * dim), ref.subarray(r * dim, (r + 1) * dim)));
+  return worst;
 }
 
 export async function runModelCases(ctx: GpuContext, cases: readonly ModelCase[]): Promise<Array<ModelCaseResult | { name: string; fault: string }>> {

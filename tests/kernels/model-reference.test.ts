@@ -6,6 +6,8 @@ import { validateWeights, type NBitsWeights } from "../../kernels/matmul-nbits.t
 import { KernelInputError } from "../../kernels/errors.ts";
 import { mulberry32 } from "../helpers/mulberry32.ts";
 import { quantizeNBits } from "./nbits-quantizer.ts";
+import { mropeTables, rotaryRef, visionRotaryTables } from "../../kernels/rotary.ref.ts";
+import { pairStreams, ropeInvFreq, ropeTables, rotatePairs } from "../../model/rope.ts";
 
 describe("MatMulNBits reference", () => {
   it("should read hand-packed int4 codes low nibble first, with the default zero point 8 and f16 scales", () => {
@@ -54,4 +56,41 @@ describe("MatMulNBits reference", () => {
       expect(worst).toBeGreaterThan(0);
     });
   }
+});
+
+describe("rotary reference", () => {
+  it("should equal the CPU runtime's M-RoPE (model/rope.ts) on MLA kept pairs", () => {
+    const headDim = 32;
+    const section: [number, number, number] = [4, 6, 6];
+    const pairs = [[0, 5, 12], [2, 7, 15]];
+    const tokens = 5;
+    const heads = 4;
+    const rnd = mulberry32(3);
+    const positions = Int32Array.from({ length: 3 * tokens }, () => Math.floor(rnd() * 4000));
+    const x = Float64Array.from({ length: tokens * heads * 6 }, () => rnd() * 2 - 1);
+    const ours = rotaryRef(x, { tokens, heads, headStride: 6, offset: 0, pairs }, mropeTables(headDim, 1e6, section), positions);
+    const tables = ropeTables(positions, tokens, ropeInvFreq(headDim, 1e6), pairStreams(headDim, section));
+    const theirs = Float64Array.from(x);
+    for (let t = 0; t < tokens; t++) for (let h = 0; h < heads; h++) rotatePairs(theirs, (t * heads + h) * 6, Int32Array.from(pairs[h >> 1]), tables, t);
+    expect(Array.from(ours)).toEqual(Array.from(theirs));
+  });
+
+  it("should follow Qwen2.5-VL's vision rotary: angles cat(rows·inv_freq, cols·inv_freq), duplicated, rotate_half", () => {
+    const d = 16;
+    const theta = 1e4;
+    const rows = [3, 0];
+    const cols = [1, 5];
+    const x = Float64Array.from({ length: 2 * d }, (_, i) => Math.sin(i + 1));
+    const ours = rotaryRef(x, { tokens: 2, heads: 1, headStride: d, offset: 0, pairs: [Array.from({ length: d / 2 }, (_, i) => i)] }, visionRotaryTables(d, theta), [...rows, ...cols]);
+    // HF: inv_freq = 1/θ^(arange(0, d/2, 2)/(d/2)); freqs = cat(h·inv_freq, w·inv_freq); emb = cat(freqs, freqs);
+    // out = x·cos(emb) + rotate_half(x)·sin(emb), rotate_half(x) = cat(−x2, x1).
+    const inv = Array.from({ length: d / 4 }, (_, j) => 1 / theta ** ((2 * j) / (d / 2)));
+    for (let t = 0; t < 2; t++) {
+      const freqs = [...inv.map((f) => rows[t] * f), ...inv.map((f) => cols[t] * f)];
+      const emb = [...freqs, ...freqs];
+      const v = Array.from(x.subarray(t * d, (t + 1) * d));
+      const rh = [...v.slice(d / 2).map((a) => -a), ...v.slice(0, d / 2)];
+      for (let e = 0; e < d; e++) expect(ours[t * d + e]).toBeCloseTo(v[e] * Math.cos(emb[e]) + rh[e] * Math.sin(emb[e]), 12);
+    }
+  });
 });
