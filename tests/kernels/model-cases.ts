@@ -27,7 +27,31 @@ export type ModelCase =
       maxPosition: number;
       seed: number;
       tol: number;
-    };
+    }
+  /**
+   * `draws` sampled ids (steps 0..draws−1) vs sampleRef; tol is the number of mismatches allowed among draws whose
+   * reference margin exceeds 1e-5 (draws closer to a float boundary are reported, not compared; all of them so close
+   * counts as a mismatch). `ties` copies the
+   * largest logit to that many other ids; `banned` bans that many ids, the largest logit first.
+   */
+  | {
+      op: "sample";
+      name: string;
+      vocab: number;
+      scale: number;
+      /** Added to every logit (a large offset: exp overflows without the max subtraction). */
+      offset?: number;
+      temperature: number;
+      topK: number;
+      topP: number;
+      ties?: number;
+      banned?: number;
+      draws: number;
+      seed: number;
+      tol: number;
+    }
+  /** LM head: hidden [K] → int4 GEMV logits [vocab] → sampling, one submission, 4 bytes read back. */
+  | { op: "lmhead"; name: string; vocab: number; hidden: number; temperature: number; topK: number; topP: number; draws: number; seed: number; tol: number };
 
 export const MODEL_CASES: readonly ModelCase[] = [
   { op: "linear", name: "gemv int4 b32 sym, N 37 K 100 (partial block, N % 8 ≠ 0)", m: 1, n: 37, k: 100, w: { kind: "nbits", bits: 4, block: 32, zeroPoints: false }, bias: false, kernel: "gemv", seed: 1, tol: 5e-6 },
@@ -68,4 +92,13 @@ export const MODEL_CASES: readonly ModelCase[] = [
     tol: 2e-6,
   },
   { op: "rotary", name: "rotary vision 2-D (rows, columns), head 16", kind: "vision", headDim: 16, heads: 3, headStride: 16, offset: 0, tokens: 12, maxPosition: 64, seed: 24, tol: 2e-6 },
+  { op: "sample", name: "greedy, ties at the max and the max banned → lowest allowed tie", vocab: 1000, scale: 5, temperature: 0, topK: 0, topP: 1, ties: 4, banned: 3, draws: 1, seed: 25, tol: 0 },
+  { op: "sample", name: "temperature 0.7, top-k 40, logits ±3 ×30 (e^90/0.7 overflows f32)", vocab: 5000, scale: 90, temperature: 0.7, topK: 40, topP: 1, draws: 8, seed: 26, tol: 0 },
+  { op: "sample", name: "temperature 1, top-p 0.9", vocab: 3000, scale: 3, temperature: 1, topK: 0, topP: 0.9, draws: 8, seed: 27, tol: 0 },
+  { op: "sample", name: "temperature 0.8, top-k 50 + top-p 0.95, logits 1e4 ± 4 (far beyond exp's range), banned ids", vocab: 2000, scale: 4, offset: 1e4, temperature: 0.8, topK: 50, topP: 0.95, banned: 10, draws: 8, seed: 28, tol: 0 },
+  { op: "sample", name: "temperature 1.2 only (no top-k/p), V 777", vocab: 777, scale: 2, temperature: 1.2, topK: 0, topP: 1, draws: 16, seed: 29, tol: 0 },
+  { op: "sample", name: "top-k beyond the allowed count keeps all", vocab: 100, scale: 1, temperature: 1, topK: 200, topP: 1, banned: 5, draws: 8, seed: 30, tol: 0 },
+  { op: "sample", name: "Qwen vocabulary 151936, logits ±3 ×30, top-p 0.9", vocab: 151936, scale: 90, temperature: 1, topK: 0, topP: 0.9, draws: 1, seed: 31, tol: 0 },
+  { op: "lmhead", name: "LM head int4 b32 hidden 256 → vocab 3000, greedy", vocab: 3000, hidden: 256, temperature: 0, topK: 0, topP: 1, draws: 1, seed: 32, tol: 0 },
+  { op: "lmhead", name: "LM head int4 b32 hidden 256 → vocab 3000, temperature 0.8 top-k 20", vocab: 3000, hidden: 256, temperature: 0.8, topK: 20, topP: 1, draws: 6, seed: 33, tol: 0 },
 ];

@@ -9,6 +9,10 @@ import { residualAddCall, rmsNormCall, swigluCall } from "../../kernels/norm-act
 import { rmsNormRef, swigluRef } from "../../kernels/norm-act.ref.ts";
 import { rotaryCall, uploadRotary } from "../../kernels/rotary.ts";
 import { mropeTables, rotaryRef, rotaryTables1d, visionRotaryTables } from "../../kernels/rotary.ref.ts";
+import { runSampling, samplingCall, bannedMask } from "../../kernels/sampling.ts";
+import { sampleRef } from "../../kernels/sampling.ref.ts";
+import { linearCall } from "../../kernels/matmul-nbits.ts";
+import { readUint32 } from "../../kernels/dispatch.ts";
 import { mulberry32 } from "../helpers/mulberry32.ts";
 import { relativeError } from "./case-data.ts";
 import type { ModelCase, WeightCase } from "./model-cases.ts";
@@ -116,6 +120,58 @@ export async function runModelCase(ctx: GpuContext, c: ModelCase): Promise<Model
         xb.destroy();
         pb.destroy();
       }
+    }
+    case "sample": {
+      const logits = uniform(rnd, c.vocab, c.scale).map((v) => v + (c.offset ?? 0));
+      let top = 0;
+      for (let i = 1; i < c.vocab; i++) if (logits[i] > logits[top]) top = i;
+      const tieIds = Array.from({ length: c.ties ?? 0 }, () => Math.floor(rnd() * c.vocab));
+      for (const i of tieIds) logits[i] = logits[top];
+      const banned = [top, ...Array.from({ length: Math.max(0, (c.banned ?? 0) - 1) }, () => Math.floor(rnd() * c.vocab))].slice(0, c.banned ?? 0);
+      const mask = banned.length ? bannedMask(c.vocab, banned) : null;
+      let mismatches = 0;
+      let skipped = 0;
+      const ids: string[] = [];
+      for (let step = 0; step < c.draws; step++) {
+        const p = { temperature: c.temperature, topK: c.topK, topP: c.topP, seed: c.seed * 7919, step };
+        const got = await runSampling(ctx, logits, p, banned);
+        const ref = sampleRef(logits, mask, p);
+        ids.push(`${got}/${ref.id}`);
+        if (ref.margin <= 1e-5) skipped++;
+        else if (got !== ref.id) mismatches++;
+      }
+      return { name: c.name, error: mismatches + (skipped === c.draws ? 1 : 0), detail: `gpu/ref ids ${ids.join(" ")}; ${skipped} near a boundary` };
+    }
+    case "lmhead": {
+      const w = quantizeNBits(uniform(rnd, c.vocab * c.hidden, 0.5), c.vocab, c.hidden, 4, 32, true, c.seed);
+      const h = uniform(rnd, c.hidden, 2);
+      const gw = uploadWeights(ctx, w);
+      const hb = uploadBuffer(ctx, "lm-hidden", h);
+      const lb = ctx.storageBuffer("lm-logits", c.vocab * 4);
+      const ob = ctx.storageBuffer("lm-id", 4);
+      const refLogits = Float32Array.from(linearRef(w, h, 1));
+      let mismatches = 0;
+      let skipped = 0;
+      const ids: string[] = [];
+      try {
+        for (let step = 0; step < c.draws; step++) {
+          const p = { temperature: c.temperature, topK: c.topK, topP: c.topP, seed: c.seed, step };
+          // One submission: GEMV logits, then the sampler; only the 4-byte id comes back.
+          await submitCalls(ctx, [linearCall(ctx, gw, hb, 1, lb), samplingCall(ctx, { logits: lb, banned: null, out: ob }, c.vocab, p)], "lm-head");
+          const got = (await readUint32(ctx, ob, 0, 1))[0];
+          const ref = sampleRef(refLogits, null, p);
+          ids.push(`${got}/${ref.id}`);
+          // Logits differ from the f64 reference by f32 rounding (~1e-6 relative): a wider boundary margin.
+          if (ref.margin <= 1e-4) skipped++;
+          else if (got !== ref.id) mismatches++;
+        }
+      } finally {
+        gw.destroy();
+        hb.destroy();
+        lb.destroy();
+        ob.destroy();
+      }
+      return { name: c.name, error: mismatches + (skipped === c.draws ? 1 : 0), detail: `gpu/ref ids ${ids.join(" ")}; ${skipped} near a boundary` };
     }
   }
 }

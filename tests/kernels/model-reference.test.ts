@@ -6,6 +6,9 @@ import { validateWeights, type NBitsWeights } from "../../kernels/matmul-nbits.t
 import { KernelInputError } from "../../kernels/errors.ts";
 import { mulberry32 } from "../helpers/mulberry32.ts";
 import { quantizeNBits } from "./nbits-quantizer.ts";
+import { sampleRef, samplerHash, samplerUniform, type SamplingParams } from "../../kernels/sampling.ref.ts";
+import { bannedMask } from "../../kernels/sampling.ts";
+import { argmaxExcluding } from "../../model/decoder-session.ts";
 import { mropeTables, rotaryRef, visionRotaryTables } from "../../kernels/rotary.ref.ts";
 import { pairStreams, ropeInvFreq, ropeTables, rotatePairs } from "../../model/rope.ts";
 
@@ -92,5 +95,69 @@ describe("rotary reference", () => {
       const rh = [...v.slice(d / 2).map((a) => -a), ...v.slice(0, d / 2)];
       for (let e = 0; e < d; e++) expect(ours[t * d + e]).toBeCloseTo(v[e] * Math.cos(emb[e]) + rh[e] * Math.sin(emb[e]), 12);
     }
+  });
+});
+
+describe("sampling reference", () => {
+  const freq = (logits: number[], p: Omit<SamplingParams, "step">, n: number): number[] => {
+    const counts = new Array<number>(logits.length).fill(0);
+    const l = Float32Array.from(logits);
+    for (let step = 0; step < n; step++) counts[sampleRef(l, null, { ...p, step }).id]++;
+    return counts.map((c) => c / n);
+  };
+
+  it("should be greedy like the CPU runtime's argmaxExcluding (lowest index on ties, banned ids skipped)", () => {
+    const rnd = mulberry32(9);
+    for (let trial = 0; trial < 20; trial++) {
+      const l = Float32Array.from({ length: 64 }, () => Math.round(rnd() * 8));
+      const banned = [Math.floor(rnd() * 64), Math.floor(rnd() * 64)];
+      const got = sampleRef(l, bannedMask(64, banned), { temperature: 0, topK: 0, topP: 1, seed: 1, step: trial }).id;
+      expect(got).toBe(argmaxExcluding(l, 0, 64, banned));
+    }
+  });
+
+  it("should draw with softmax(l/T) frequencies, and keep only the top-k / top-p ids", () => {
+    const l = [3, 2, 1, 0];
+    const z = l.map((v) => Math.exp(v / 2));
+    const s = z.reduce((a, b) => a + b);
+    const plain = freq(l, { temperature: 2, topK: 0, topP: 1, seed: 5 }, 20000);
+    plain.forEach((f, i) => expect(Math.abs(f - z[i] / s)).toBeLessThan(0.015));
+    // top-k 2 at T = 1: only ids 0, 1 with e^1 : 1.
+    const k2 = freq(l, { temperature: 1, topK: 2, topP: 1, seed: 6 }, 20000);
+    expect(k2[2] + k2[3]).toBe(0);
+    expect(Math.abs(k2[0] - Math.E / (Math.E + 1))).toBeLessThan(0.015);
+    // top-p 0.7 at T = 1: probabilities .644 .237 .087 .032 → the smallest prefix reaching 0.7 is {0, 1}.
+    const p7 = freq(l, { temperature: 1, topK: 0, topP: 0.7, seed: 7 }, 20000);
+    expect(p7[2] + p7[3]).toBe(0);
+    expect(p7[1]).toBeGreaterThan(0.2);
+  });
+
+  it("should keep every id tied with the k-th largest logit", () => {
+    const l = [5, 4, 4, 4, 1];
+    const k2 = freq(l, { temperature: 1, topK: 2, topP: 1, seed: 8 }, 4000);
+    expect(k2[4]).toBe(0);
+    for (const i of [1, 2, 3]) expect(k2[i]).toBeGreaterThan(0.05);
+  });
+
+  it("should be range-safe: logits of 1e4 and ±90 at T 0.5 give finite, correct draws", () => {
+    const big = freq([1e4, 1e4 - 1, 1e4 - 50], { temperature: 1, topK: 0, topP: 1, seed: 2 }, 5000);
+    expect(Math.abs(big[0] - Math.E / (Math.E + 1))).toBeLessThan(0.02);
+    expect(big[2]).toBe(0);
+    expect(freq([90, -90, 89.5], { temperature: 0.5, topK: 0, topP: 1, seed: 3 }, 5000)[1]).toBe(0);
+  });
+
+  it("should give a uniform 24-bit u from the counter hash (mean ½, every decile used)", () => {
+    const deciles = new Array<number>(10).fill(0);
+    let mean = 0;
+    for (let step = 0; step < 10000; step++) {
+      const u = samplerUniform(42, step);
+      expect(u).toBeGreaterThanOrEqual(0);
+      expect(u).toBeLessThan(1);
+      mean += u / 10000;
+      deciles[Math.floor(u * 10)]++;
+    }
+    expect(Math.abs(mean - 0.5)).toBeLessThan(0.01);
+    for (const d of deciles) expect(Math.abs(d - 1000)).toBeLessThan(120);
+    expect(samplerHash(1, 0)).not.toBe(samplerHash(2, 0));
   });
 });

@@ -16,7 +16,7 @@ describe.skipIf(!chromiumAvailable())("model kernels in Chromium (WebGPU on Swif
     out = (await session.page.evaluate(() =>
       (globalThis as unknown as { runModelKernelCases(): Promise<unknown> }).runModelKernelCases(),
     )) as typeof out;
-  }, 110_000);
+  }, 240_000);
 
   afterAll(async () => {
     await session?.close();

@@ -21,7 +21,7 @@ describe.skipIf(!swiftShaderAvailable())("model kernels on Node WebGPU (SwiftSha
     } catch {
       parsed = { adapter: "", pipelines: 0, results: [], fatal: `no JSON from the child (exit ${child.code}): ${child.stderr.slice(-2000)}` };
     }
-  }, 110_000);
+  }, 240_000);
 
   it("should get a real SwiftShader adapter, not the null backend", () => {
     expect(parsed.fatal).toBeUndefined();
