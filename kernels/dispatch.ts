@@ -20,31 +20,41 @@ export interface KernelCall {
  */
 export async function submitCalls(ctx: GpuContext, calls: readonly KernelCall[], label = "kernels"): Promise<void> {
   const d = ctx.device;
-  const pipelines = await Promise.all(calls.map((c) => ctx.pipeline(c.program)));
-  const params: GPUBuffer[] = [];
+  const enc = d.createCommandEncoder({ label });
+  const params = await recordCalls(ctx, enc, calls, label);
   try {
-    const enc = d.createCommandEncoder({ label });
-    const pass = enc.beginComputePass({ label });
-    calls.forEach((c, i) => {
-      const p = d.createBuffer({ label: `${c.program.name}-params`, size: c.uniforms.byteLength, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
-      params.push(p);
-      d.queue.writeBuffer(p, 0, c.uniforms);
-      const bind = d.createBindGroup({
-        label: c.program.name,
-        layout: pipelines[i].getBindGroupLayout(0),
-        entries: [{ binding: 0, resource: { buffer: p } }, ...c.buffers.map((buffer, j) => ({ binding: j + 1, resource: { buffer } }))],
-      });
-      pass.setPipeline(pipelines[i]);
-      pass.setBindGroup(0, bind);
-      pass.dispatchWorkgroups(c.grid[0], c.grid[1], c.grid[2]);
-    });
-    pass.end();
     d.queue.submit([enc.finish()]);
     await d.queue.onSubmittedWorkDone();
     ctx.throwIfFailed();
   } finally {
     for (const p of params) p.destroy();
   }
+}
+
+/**
+ * Records `calls` in order into one compute pass of `enc` (pipelines compiled or taken from the cache first). Returns
+ * the per-call uniform buffers, which the caller destroys once the submission has completed.
+ */
+export async function recordCalls(ctx: GpuContext, enc: GPUCommandEncoder, calls: readonly KernelCall[], label = "kernels"): Promise<GPUBuffer[]> {
+  const d = ctx.device;
+  const pipelines = await Promise.all(calls.map((c) => ctx.pipeline(c.program)));
+  const params: GPUBuffer[] = [];
+  const pass = enc.beginComputePass({ label });
+  calls.forEach((c, i) => {
+    const p = d.createBuffer({ label: `${c.program.name}-params`, size: c.uniforms.byteLength, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+    params.push(p);
+    d.queue.writeBuffer(p, 0, c.uniforms);
+    const bind = d.createBindGroup({
+      label: c.program.name,
+      layout: pipelines[i].getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer: p } }, ...c.buffers.map((buffer, j) => ({ binding: j + 1, resource: { buffer } }))],
+    });
+    pass.setPipeline(pipelines[i]);
+    pass.setBindGroup(0, bind);
+    pass.dispatchWorkgroups(c.grid[0], c.grid[1], c.grid[2]);
+  });
+  pass.end();
+  return params;
 }
 
 /** A storage buffer holding `data` (padded to 16 bytes). */
