@@ -97,6 +97,12 @@ export interface GpuWeights {
 
 export function uploadWeights(ctx: GpuContext, w: LinearWeights, label = "weights"): GpuWeights {
   validateWeights(w);
+  // One binding per tensor: e.g. Qwen2.5-VL-3B's int4 LM head (151,936 × 2048 → 148 MiB of codes) passes the default
+  // 128 MiB; request the adapter's limit for the device or split the weight along N.
+  const limit = ctx.device.limits.maxStorageBufferBindingSize;
+  if (w.data.byteLength > limit) {
+    throw new KernelInputError(`${label}: ${w.data.byteLength} bytes pass the device's maxStorageBufferBindingSize (${limit}); split the weight along N or request a larger limit`);
+  }
   const buffers = [uploadBuffer(ctx, `${label}-data`, w.data)];
   if (w.kind === "nbits") {
     buffers.push(uploadBuffer(ctx, `${label}-scales`, w.scales));
