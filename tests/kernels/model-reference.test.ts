@@ -2,7 +2,8 @@
 // hand-packed bytes, the test quantizer's round trip.
 import { describe, expect, it } from "vitest";
 import { dequantizeWeightsRef, linearRef } from "../../kernels/matmul-nbits.ref.ts";
-import { validateWeights, type NBitsWeights } from "../../kernels/matmul-nbits.ts";
+import { uploadWeights, validateWeights, type NBitsWeights } from "../../kernels/matmul-nbits.ts";
+import type { GpuContext } from "../../kernels/gpu-context.ts";
 import { KernelInputError } from "../../kernels/errors.ts";
 import { mulberry32 } from "../helpers/mulberry32.ts";
 import { quantizeNBits } from "./nbits-quantizer.ts";
@@ -159,5 +160,21 @@ describe("sampling reference", () => {
     expect(Math.abs(mean - 0.5)).toBeLessThan(0.01);
     for (const d of deciles) expect(Math.abs(d - 1000)).toBeLessThan(120);
     expect(samplerHash(1, 0)).not.toBe(samplerHash(2, 0));
+  });
+});
+
+describe("weight upload limits", () => {
+  it("should reject a tensor larger than the device's maxStorageBufferBindingSize before allocating anything", () => {
+    let allocated = 0;
+    const ctx = {
+      device: { limits: { maxStorageBufferBindingSize: 1000 } },
+      storageBuffer: () => {
+        allocated++;
+        throw new Error("must not allocate");
+      },
+    } as unknown as GpuContext;
+    const w = quantizeNBits(new Float32Array(64 * 64), 64, 64, 4, 32, false);
+    expect(() => uploadWeights(ctx, w)).toThrow(/maxStorageBufferBindingSize \(1000\); split the weight along N/);
+    expect(allocated).toBe(0);
   });
 });
