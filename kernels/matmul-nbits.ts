@@ -186,6 +186,14 @@ export function createGemvProgram(f: WeightFormat, bias: boolean): KernelProgram
   const wb = 2;
   const biasB = wb + weightBindingCount(f);
   const yB = biasB + (bias ? 1 : 0);
+  const vpw = f.kind === "nbits" ? 32 / f.bits : 0;
+  const fullWord =
+    f.kind === "nbits"
+      ? `        var qx = 0.0;
+        var sx = 0.0;
+${Array.from({ length: vpw }, (_, i) => `        { let xv = x[xb + ${i}u]; qx += f32((word >> ${i * f.bits}u) & MASK) * xv; sx += xv; }`).join("\n")}
+        dot = qx - z * sx;`
+      : "";
   // Quantized rows are walked word by word (one scale/zero per word); dense rows element by element.
   const accumulate =
     f.kind === "nbits"
@@ -198,9 +206,9 @@ export function createGemvProgram(f: WeightFormat, bias: boolean): KernelProgram
       let k0 = w * VPW;
       var dot = 0.0;
       if (k0 + VPW <= P.K) {
-        for (var i = 0u; i < VPW; i++) {
-          dot += (f32((word >> (i * BITS)) & MASK) - z) * x[xo + k0 + i];
-        }
+        // Unrolled: Σ q_i·x_i − z·Σ x_i with constant shifts.
+        let xb = xo + k0;
+${fullWord}
       } else {
         for (var i = 0u; i < VPW; i++) {
           if (k0 + i < P.K) { dot += (f32((word >> (i * BITS)) & MASK) - z) * x[xo + k0 + i]; }
