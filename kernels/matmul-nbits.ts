@@ -175,6 +175,9 @@ export const linearUniforms = uniformLayout([
   ["K", "u32"],
   ["kBlocks", "u32"],
   ["gridX", "u32"],
+  /** Row stride of y and the column of this weight's row 0 in y and bias (a part of a weight split along N). */
+  ["yStride", "u32"],
+  ["yOffset", "u32"],
 ] as const);
 
 export const GEMV_WORKGROUP = 256;
@@ -249,7 +252,7 @@ ${accumulate}
     workgroupBarrier();
   }
   if (lane == 0u && n < P.N) {
-    y[m * P.N + n] = part[t]${bias ? " + bias[n]" : ""};
+    y[m * P.yStride + P.yOffset + n] = part[t]${bias ? " + bias[P.yOffset + n]" : ""};
   }
 }
 `,
@@ -341,10 +344,10 @@ ${loadW}
   let mb = m0 + tr + 16u;
   let na = n0 + tc;
   let nb = n0 + tc + 16u;
-  if (ma < P.M && na < P.N) { y[ma * P.N + na] = a00${bias ? " + bias[na]" : ""}; }
-  if (ma < P.M && nb < P.N) { y[ma * P.N + nb] = a01${bias ? " + bias[nb]" : ""}; }
-  if (mb < P.M && na < P.N) { y[mb * P.N + na] = a10${bias ? " + bias[na]" : ""}; }
-  if (mb < P.M && nb < P.N) { y[mb * P.N + nb] = a11${bias ? " + bias[nb]" : ""}; }
+  if (ma < P.M && na < P.N) { y[ma * P.yStride + P.yOffset + na] = a00${bias ? " + bias[P.yOffset + na]" : ""}; }
+  if (ma < P.M && nb < P.N) { y[ma * P.yStride + P.yOffset + nb] = a01${bias ? " + bias[P.yOffset + nb]" : ""}; }
+  if (mb < P.M && na < P.N) { y[mb * P.yStride + P.yOffset + na] = a10${bias ? " + bias[P.yOffset + na]" : ""}; }
+  if (mb < P.M && nb < P.N) { y[mb * P.yStride + P.yOffset + nb] = a11${bias ? " + bias[P.yOffset + nb]" : ""}; }
 }
 `,
   };
@@ -365,11 +368,14 @@ export function linearCall(
   y: GPUBuffer,
   bias: GPUBuffer | null = null,
   kernel: "auto" | "gemv" | "gemm" = "auto",
+  placement: { readonly yStride: number; readonly yOffset: number } = { yStride: w.n, yOffset: 0 },
 ): KernelCall {
+  const { yStride, yOffset } = placement;
   if (!Number.isInteger(m) || m < 1) throw new KernelInputError(`row count M must be a positive integer, got ${m}`);
+  if (!Number.isInteger(yOffset) || yOffset < 0 || yOffset + w.n > yStride) throw new KernelInputError(`columns [${yOffset}, ${yOffset + w.n}) do not fit a y row of ${yStride}`);
   if (x.size < m * w.k * 4) throw new KernelInputError(`x holds ${x.size} bytes; [${m}, ${w.k}] f32 needs ${m * w.k * 4}`);
-  if (y.size < m * w.n * 4) throw new KernelInputError(`y holds ${y.size} bytes; [${m}, ${w.n}] f32 needs ${m * w.n * 4}`);
-  if (bias && bias.size < w.n * 4) throw new KernelInputError(`bias holds ${bias.size} bytes; [${w.n}] f32 needs ${w.n * 4}`);
+  if (y.size < m * yStride * 4) throw new KernelInputError(`y holds ${y.size} bytes; [${m}, ${yStride}] f32 needs ${m * yStride * 4}`);
+  if (bias && bias.size < (yOffset + w.n) * 4) throw new KernelInputError(`bias holds ${bias.size} bytes; needs ${(yOffset + w.n) * 4}`);
   const gemv = kernel === "gemv" || (kernel === "auto" && m <= GEMV_MAX_ROWS);
   const kBlocks = w.format.kind === "nbits" ? kBlocksOf(w.k, w.format.block) : 0;
   const maxDim = ctx.device.limits.maxComputeWorkgroupsPerDimension;
@@ -379,7 +385,7 @@ export function linearCall(
     const [gx, gy] = normalizeDispatch(Math.ceil(w.n / GEMV_ROWS), maxDim);
     return {
       program: createGemvProgram(w.format, bias !== null),
-      uniforms: linearUniforms.pack({ M: m, N: w.n, K: w.k, kBlocks, gridX: gx }),
+      uniforms: linearUniforms.pack({ M: m, N: w.n, K: w.k, kBlocks, gridX: gx, yStride, yOffset }),
       buffers,
       grid: [gx, gy, m],
     };
@@ -389,10 +395,64 @@ export function linearCall(
   if (gx > maxDim || gy > maxDim) throw new KernelInputError(`GEMM grid ${gx}×${gy} passes the ${maxDim} workgroups-per-dimension limit`);
   return {
     program: createGemmProgram(w.format, bias !== null),
-    uniforms: linearUniforms.pack({ M: m, N: w.n, K: w.k, kBlocks, gridX: gx }),
+    uniforms: linearUniforms.pack({ M: m, N: w.n, K: w.k, kBlocks, gridX: gx, yStride, yOffset }),
     buffers,
     grid: [gx, gy, 1],
   };
+}
+
+/** Rows [start, start + count) of a weight, as a weight of its own (same layout; views, no copy). */
+export function weightRows(w: LinearWeights, start: number, count: number): LinearWeights {
+  if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count < 1 || start + count > w.n) {
+    throw new KernelInputError(`rows [${start}, ${start + count}) are outside the weight's ${w.n}`);
+  }
+  if (w.kind === "f32") return { kind: "f32", n: count, k: w.k, data: w.data.subarray(start * w.k, (start + count) * w.k) };
+  if (w.kind === "f16") return { kind: "f16", n: count, k: w.k, data: w.data.subarray(start * w.k, (start + count) * w.k) };
+  const kb = kBlocksOf(w.k, w.block);
+  const rowBytes = kb * ((w.block * w.bits) / 8);
+  const zs = zeroPointStride(w.bits, kb);
+  return {
+    ...w,
+    n: count,
+    data: w.data.subarray(start * rowBytes, (start + count) * rowBytes),
+    scales: w.scales.subarray(start * kb, (start + count) * kb),
+    zeroPoints: w.zeroPoints?.subarray(start * zs, (start + count) * zs),
+  };
+}
+
+/** A weight uploaded as row ranges (parts) so that no tensor passes the binding limit; y is written as one [M, N]. */
+export interface SplitGpuWeights {
+  readonly n: number;
+  readonly k: number;
+  readonly parts: ReadonlyArray<{ readonly rowStart: number; readonly weights: GpuWeights }>;
+  readonly bytes: number;
+  destroy(): void;
+}
+
+/**
+ * Uploads `w` in as few row ranges as keep every tensor within `maxBindingBytes` (default: the device's
+ * maxStorageBufferBindingSize) — e.g. a 151,936-row int4 LM head in two parts under the default 128 MiB.
+ */
+export function uploadWeightsSplit(ctx: GpuContext, w: LinearWeights, label = "weights", maxBindingBytes = ctx.device.limits.maxStorageBufferBindingSize): SplitGpuWeights {
+  validateWeights(w);
+  const rowBytes = w.data.byteLength / w.n;
+  const rowsPerPart = Math.floor(maxBindingBytes / rowBytes);
+  if (rowsPerPart < 1) throw new KernelInputError(`${label}: one row (${rowBytes} bytes) passes the binding limit ${maxBindingBytes}`);
+  const parts: Array<{ rowStart: number; weights: GpuWeights }> = [];
+  try {
+    for (let start = 0; start < w.n; start += rowsPerPart) {
+      parts.push({ rowStart: start, weights: uploadWeights(ctx, weightRows(w, start, Math.min(rowsPerPart, w.n - start)), `${label}-rows${start}`) });
+    }
+  } catch (e) {
+    parts.forEach((p) => p.weights.destroy());
+    throw e;
+  }
+  return { n: w.n, k: w.k, parts, bytes: parts.reduce((s, p) => s + p.weights.bytes, 0), destroy: () => parts.forEach((p) => p.weights.destroy()) };
+}
+
+/** One call per part, each writing its columns of y [M, N] (and reading its slice of bias). */
+export function linearSplitCalls(ctx: GpuContext, w: SplitGpuWeights, x: GPUBuffer, m: number, y: GPUBuffer, bias: GPUBuffer | null = null, kernel: "auto" | "gemv" | "gemm" = "auto"): KernelCall[] {
+  return w.parts.map((p) => linearCall(ctx, p.weights, x, m, y, bias, kernel, { yStride: w.n, yOffset: p.rowStart }));
 }
 
 /** Convenience for tests and one-off use: uploads x (and bias), runs one linear and reads y back. */

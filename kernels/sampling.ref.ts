@@ -15,7 +15,9 @@
 //     kept' id if rounding leaves none).
 // Integer steps (keys, thresholds of 3, the hash) are exact on every runtime; the float steps (masses of 5, the running
 // sum of 6) differ between f32 on the GPU and f64 here by rounding, so ids agree except when the target or p·Z falls
-// within rounding distance of a boundary: `margin` reports that distance (relative to the total mass).
+// within rounding distance of a boundary: `margin` reports that distance (relative to the total mass) — for top-p only
+// when the draw would change with the neighbouring kept key as τ_p (many tiny weights put p·Z close to some boundary
+// without changing the draw).
 
 export interface SamplingParams {
   /** ≤ 0: greedy. */
@@ -108,29 +110,39 @@ export function sampleRef(logits: Float32Array, banned: Uint32Array | null, p: S
     for (let i = 0; i < v; i++) if (ok(i) && keys[i] >= tk && (strict ? keys[i] > t : keys[i] >= t)) s += w[i];
     return s;
   };
-  let margin = Infinity;
-  let thr = tk;
-  if (p.topP < 1) {
-    const goal = p.topP * z;
-    const tp = largestThreshold((t) => massAbove(t, false) >= goal);
-    thr = Math.max(tp, tk);
-    margin = Math.min((massAbove(tp, false) - goal) / z, (goal - massAbove(tp, true)) / z);
-  }
-  let total = 0;
-  let last = NO_TOKEN;
-  for (let i = 0; i < v; i++) {
-    if (ok(i) && keys[i] >= thr) {
-      total += w[i];
-      last = i;
+  const draw = (thr: number): SampleResult => {
+    let total = 0;
+    let last = NO_TOKEN;
+    for (let i = 0; i < v; i++) {
+      if (ok(i) && keys[i] >= thr) {
+        total += w[i];
+        last = i;
+      }
     }
-  }
-  const target = samplerUniform(p.seed, p.step) * total;
-  let acc = 0;
+    const target = samplerUniform(p.seed, p.step) * total;
+    let acc = 0;
+    for (let i = 0; i < v; i++) {
+      if (!(ok(i) && keys[i] >= thr)) continue;
+      const before = acc;
+      acc += w[i];
+      if (acc > target) return { id: i, margin: Math.min((target - before) / total, (acc - target) / total) };
+    }
+    return { id: last, margin: 0 };
+  };
+  if (!(p.topP < 1)) return draw(tk);
+  const goal = p.topP * z;
+  const tp = largestThreshold((t) => massAbove(t, false) >= goal);
+  const result = draw(Math.max(tp, tk));
+  const pMargin = Math.min((massAbove(tp, false) - goal) / z, (goal - massAbove(tp, true)) / z);
+  // When p·Z is within rounding of a mass boundary, another runtime may settle on the neighbouring kept key; the draw
+  // is still robust if it gives the same id with either neighbour as the threshold.
+  let above = Infinity;
+  let below = -1;
   for (let i = 0; i < v; i++) {
-    if (!(ok(i) && keys[i] >= thr)) continue;
-    const before = acc;
-    acc += w[i];
-    if (acc > target) return { id: i, margin: Math.min(margin, (target - before) / total, (acc - target) / total) };
+    if (!ok(i) || keys[i] < tk) continue;
+    if (keys[i] > tp && keys[i] < above) above = keys[i];
+    if (keys[i] < tp && keys[i] > below) below = keys[i];
   }
-  return { id: last, margin: 0 };
+  const robust = [above, below].every((t) => !Number.isFinite(t) || t < 0 || draw(Math.max(t, tk)).id === result.id);
+  return { id: result.id, margin: robust ? result.margin : Math.min(result.margin, pMargin) };
 }

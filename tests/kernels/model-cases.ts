@@ -6,7 +6,7 @@ import type { NBits, NBitsBlock } from "../../kernels/matmul-nbits.ts";
 export type WeightCase = { kind: "nbits"; bits: NBits; block: NBitsBlock; zeroPoints: boolean } | { kind: "f32" } | { kind: "f16" };
 
 export type ModelCase =
-  | { op: "linear"; name: string; m: number; n: number; k: number; w: WeightCase; bias: boolean; kernel: "gemv" | "gemm"; seed: number; tol: number; xScale?: number }
+  | { op: "linear"; name: string; m: number; n: number; k: number; w: WeightCase; bias: boolean; kernel: "gemv" | "gemm"; seed: number; tol: number; xScale?: number; splitBytes?: number }
   | { op: "embedding"; name: string; vocab: number; hidden: number; tokens: number; w: WeightCase; seed: number; tol: number }
   /** One row per entry of `rowScales` (values uniform in ±scale; 0 = a zero row). */
   | { op: "rmsnorm"; name: string; dim: number; rowScales: number[]; eps: number; seed: number; tol: number }
@@ -51,7 +51,7 @@ export type ModelCase =
       tol: number;
     }
   /** LM head: hidden [K] → int4 GEMV logits [vocab] → sampling, one submission, 4 bytes read back. */
-  | { op: "lmhead"; name: string; vocab: number; hidden: number; temperature: number; topK: number; topP: number; draws: number; seed: number; tol: number };
+  | { op: "lmhead"; name: string; vocab: number; hidden: number; temperature: number; topK: number; topP: number; draws: number; seed: number; tol: number; splitBytes?: number };
 
 export const MODEL_CASES: readonly ModelCase[] = [
   { op: "linear", name: "gemv int4 b32 sym, N 37 K 100 (partial block, N % 8 ≠ 0)", m: 1, n: 37, k: 100, w: { kind: "nbits", bits: 4, block: 32, zeroPoints: false }, bias: false, kernel: "gemv", seed: 1, tol: 5e-6 },
@@ -67,6 +67,8 @@ export const MODEL_CASES: readonly ModelCase[] = [
   { op: "linear", name: "gemm int8 b64 zp, M 17 N 40 K 130", m: 17, n: 40, k: 130, w: { kind: "nbits", bits: 8, block: 64, zeroPoints: true }, bias: false, kernel: "gemm", seed: 11, tol: 5e-6 },
   { op: "linear", name: "gemm f16 weights, bias, M 37 N 30 K 45", m: 37, n: 30, k: 45, w: { kind: "f16" }, bias: true, kernel: "gemm", seed: 12, tol: 5e-6 },
   { op: "linear", name: "gemm f32 weights, M 64 N 64 K 64", m: 64, n: 64, k: 64, w: { kind: "f32" }, bias: false, kernel: "gemm", seed: 13, tol: 5e-6 },
+  { op: "linear", name: "gemv int4 b32 zp, bias, split in 3 row ranges (binding limit 700 B), N 40 K 96", m: 1, n: 40, k: 96, w: { kind: "nbits", bits: 4, block: 32, zeroPoints: true }, bias: true, kernel: "gemv", seed: 34, tol: 5e-6, splitBytes: 700 },
+  { op: "linear", name: "gemm f16, bias, split in 4 row ranges (binding limit 2 KiB), M 35 N 50 K 70", m: 35, n: 50, k: 70, w: { kind: "f16" }, bias: true, kernel: "gemm", seed: 35, tol: 5e-6, splitBytes: 2048 },
   { op: "embedding", name: "embedding int4 b32 zp, vocab 50 hidden 72", vocab: 50, hidden: 72, tokens: 9, w: { kind: "nbits", bits: 4, block: 32, zeroPoints: true }, seed: 14, tol: 1e-6 },
   { op: "embedding", name: "embedding int8 b64 sym, vocab 33 hidden 100", vocab: 33, hidden: 100, tokens: 5, w: { kind: "nbits", bits: 8, block: 64, zeroPoints: false }, seed: 15, tol: 1e-6 },
   { op: "embedding", name: "embedding f16, vocab 20 hidden 31", vocab: 20, hidden: 31, tokens: 4, w: { kind: "f16" }, seed: 16, tol: 1e-6 },
@@ -101,4 +103,5 @@ export const MODEL_CASES: readonly ModelCase[] = [
   { op: "sample", name: "Qwen vocabulary 151936, logits ±3 ×30, top-p 0.9", vocab: 151936, scale: 90, temperature: 1, topK: 0, topP: 0.9, draws: 1, seed: 31, tol: 0 },
   { op: "lmhead", name: "LM head int4 b32 hidden 256 → vocab 3000, greedy", vocab: 3000, hidden: 256, temperature: 0, topK: 0, topP: 1, draws: 1, seed: 32, tol: 0 },
   { op: "lmhead", name: "LM head int4 b32 hidden 256 → vocab 3000, temperature 0.8 top-k 20", vocab: 3000, hidden: 256, temperature: 0.8, topK: 20, topP: 1, draws: 6, seed: 33, tol: 0 },
+  { op: "lmhead", name: "LM head int4 b32 split in 3 row ranges → temperature 4, top-p 0.8", vocab: 3000, hidden: 256, temperature: 4, topK: 0, topP: 0.8, draws: 4, seed: 36, tol: 0, splitBytes: 160_000 },
 ];

@@ -11,7 +11,7 @@ import { rotaryCall, uploadRotary } from "../../kernels/rotary.ts";
 import { mropeTables, rotaryRef, rotaryTables1d, visionRotaryTables } from "../../kernels/rotary.ref.ts";
 import { runSampling, samplingCall, bannedMask } from "../../kernels/sampling.ts";
 import { sampleRef } from "../../kernels/sampling.ref.ts";
-import { linearCall } from "../../kernels/matmul-nbits.ts";
+import { linearSplitCalls, uploadWeightsSplit } from "../../kernels/matmul-nbits.ts";
 import { readUint32 } from "../../kernels/dispatch.ts";
 import { mulberry32 } from "../helpers/mulberry32.ts";
 import { relativeError } from "./case-data.ts";
@@ -43,6 +43,24 @@ export async function runModelCase(ctx: GpuContext, c: ModelCase): Promise<Model
       const w = makeWeights(c.w, c.n, c.k, rnd, c.seed);
       const x = uniform(rnd, c.m * c.k, c.xScale ?? 1);
       const bias = c.bias ? uniform(rnd, c.n) : undefined;
+      if (c.splitBytes) {
+        const sw = uploadWeightsSplit(ctx, w, "split", c.splitBytes);
+        const xb = uploadBuffer(ctx, "x", x);
+        const bb = bias ? uploadBuffer(ctx, "bias", bias) : null;
+        const yb = ctx.storageBuffer("y", c.m * c.n * 4);
+        try {
+          ctx.poison(yb);
+          await submitCalls(ctx, linearSplitCalls(ctx, sw, xb, c.m, yb, bb, c.kernel));
+          const y = await ctx.readFloat32(yb, 0, c.m * c.n);
+          // A split that did not split would not test the offsets.
+          return { name: c.name, error: sw.parts.length < 2 ? Infinity : relativeError(y, linearRef(w, x, c.m, bias)), detail: `${sw.parts.length} parts` };
+        } finally {
+          sw.destroy();
+          xb.destroy();
+          bb?.destroy();
+          yb.destroy();
+        }
+      }
       const gw = uploadWeights(ctx, w);
       try {
         const y = await runLinear(ctx, gw, x, c.m, { bias, kernel: c.kernel, poison: true });
@@ -145,7 +163,7 @@ export async function runModelCase(ctx: GpuContext, c: ModelCase): Promise<Model
     case "lmhead": {
       const w = quantizeNBits(uniform(rnd, c.vocab * c.hidden, 0.5), c.vocab, c.hidden, 4, 32, true, c.seed);
       const h = uniform(rnd, c.hidden, 2);
-      const gw = uploadWeights(ctx, w);
+      const gw = uploadWeightsSplit(ctx, w, "lm-head", c.splitBytes);
       const hb = uploadBuffer(ctx, "lm-hidden", h);
       const lb = ctx.storageBuffer("lm-logits", c.vocab * 4);
       const ob = ctx.storageBuffer("lm-id", 4);
@@ -157,7 +175,7 @@ export async function runModelCase(ctx: GpuContext, c: ModelCase): Promise<Model
         for (let step = 0; step < c.draws; step++) {
           const p = { temperature: c.temperature, topK: c.topK, topP: c.topP, seed: c.seed, step };
           // One submission: GEMV logits, then the sampler; only the 4-byte id comes back.
-          await submitCalls(ctx, [linearCall(ctx, gw, hb, 1, lb), samplingCall(ctx, { logits: lb, banned: null, out: ob }, c.vocab, p)], "lm-head");
+          await submitCalls(ctx, [...linearSplitCalls(ctx, gw, hb, 1, lb), samplingCall(ctx, { logits: lb, banned: null, out: ob }, c.vocab, p)], "lm-head");
           const got = (await readUint32(ctx, ob, 0, 1))[0];
           const ref = sampleRef(refLogits, null, p);
           ids.push(`${got}/${ref.id}`);
@@ -171,7 +189,7 @@ export async function runModelCase(ctx: GpuContext, c: ModelCase): Promise<Model
         lb.destroy();
         ob.destroy();
       }
-      return { name: c.name, error: mismatches + (skipped === c.draws ? 1 : 0), detail: `gpu/ref ids ${ids.join(" ")}; ${skipped} near a boundary` };
+      return { name: c.name, error: mismatches + (skipped === c.draws ? 1 : 0) + (c.splitBytes && gw.parts.length < 2 ? 1 : 0), detail: `gpu/ref ids ${ids.join(" ")}; ${skipped} near a boundary; ${gw.parts.length} parts` };
     }
   }
 }
