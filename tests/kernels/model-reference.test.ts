@@ -2,13 +2,15 @@
 // hand-packed bytes, the test quantizer's round trip.
 import { describe, expect, it } from "vitest";
 import { dequantizeWeightsRef, linearRef } from "../../kernels/matmul-nbits.ref.ts";
-import { uploadWeights, validateWeights, type NBitsWeights } from "../../kernels/matmul-nbits.ts";
+import { linearCall, uploadWeights, validateWeights, type GpuWeights, type NBitsWeights } from "../../kernels/matmul-nbits.ts";
+import { rmsNormCall, swigluCall } from "../../kernels/norm-act.ts";
+import { rotaryCall } from "../../kernels/rotary.ts";
 import type { GpuContext } from "../../kernels/gpu-context.ts";
 import { KernelInputError } from "../../kernels/errors.ts";
 import { mulberry32 } from "../helpers/mulberry32.ts";
 import { quantizeNBits } from "./nbits-quantizer.ts";
 import { sampleRef, samplerHash, samplerUniform, type SamplingParams } from "../../kernels/sampling.ref.ts";
-import { bannedMask } from "../../kernels/sampling.ts";
+import { bannedMask, samplingCall } from "../../kernels/sampling.ts";
 import { argmaxExcluding } from "../../model/decoder-session.ts";
 import { mropeTables, rotaryRef, visionRotaryTables } from "../../kernels/rotary.ref.ts";
 import { pairStreams, ropeInvFreq, ropeTables, rotatePairs } from "../../model/rope.ts";
@@ -176,5 +178,41 @@ describe("weight upload limits", () => {
     const w = quantizeNBits(new Float32Array(64 * 64), 64, 64, 4, 32, false);
     expect(() => uploadWeights(ctx, w)).toThrow(/maxStorageBufferBindingSize \(1000\); split the weight along N/);
     expect(allocated).toBe(0);
+  });
+});
+
+describe("model kernel calls: bad input", () => {
+  // Validation runs before any GPU work: a stub context and buffers that only have a size suffice.
+  const ctx = { device: { limits: { maxComputeWorkgroupsPerDimension: 65535, maxStorageBufferBindingSize: 1 << 27 } } } as unknown as GpuContext;
+  const buf = (size: number): GPUBuffer => ({ size }) as unknown as GPUBuffer;
+  const w: GpuWeights = { format: { kind: "f32" }, n: 10, k: 20, buffers: [buf(800)], bytes: 800, destroy: () => {} };
+
+  it("should reject linear buffers smaller than the shapes, and a part that does not fit its y row", () => {
+    expect(() => linearCall(ctx, w, buf(79), 1, buf(40))).toThrow(KernelInputError);
+    expect(() => linearCall(ctx, w, buf(80), 1, buf(39))).toThrow(/y holds 39 bytes/);
+    expect(() => linearCall(ctx, w, buf(80), 0, buf(40))).toThrow(/positive integer/);
+    expect(() => linearCall(ctx, w, buf(80), 1, buf(400), null, "gemv", { yStride: 15, yOffset: 6 })).toThrow(/do not fit a y row of 15/);
+    expect(linearCall(ctx, w, buf(160), 2, buf(80)).grid).toEqual([2, 1, 2]);
+  });
+
+  it("should reject sampling parameters outside their ranges and a short banned mask", () => {
+    const b = { logits: buf(400), banned: null, out: buf(4) };
+    const p = { temperature: 1, topK: 0, topP: 1, seed: 1, step: 0 };
+    expect(() => samplingCall(ctx, b, 100, { ...p, topK: -1 })).toThrow(/top-k/);
+    expect(() => samplingCall(ctx, b, 100, { ...p, topP: 0 })).toThrow(/top-p/);
+    expect(() => samplingCall(ctx, b, 100, { ...p, temperature: Number.NaN })).toThrow(/temperature/);
+    expect(() => samplingCall(ctx, { ...b, banned: buf(8) }, 100, p)).toThrow(/banned mask/);
+    expect(() => bannedMask(100, [100])).toThrow(KernelInputError);
+  });
+
+  it("should reject rotary slices that pass the head and pair groups that do not divide the heads", () => {
+    const rot = { freq: buf(64), pairs: buf(16), k: 2, groups: 3, streamCount: 1, destroy: () => {} };
+    expect(() => rotaryCall(ctx, rot, buf(4096), buf(64), { tokens: 2, heads: 4, headStride: 8, offset: 0 })).toThrow(/do not split into 3/);
+    expect(() => rotaryCall(ctx, { ...rot, groups: 2 }, buf(4096), buf(64), { tokens: 2, heads: 4, headStride: 8, offset: 5 })).toThrow(/passes the head stride/);
+  });
+
+  it("should reject RMSNorm with a negative eps and SwiGLU layouts that read past their buffers", () => {
+    expect(() => rmsNormCall(ctx, buf(400), buf(400), buf(400), 1, 100, -1)).toThrow(/eps/);
+    expect(() => swigluCall(ctx, buf(400), buf(400), buf(200), { rows: 1, width: 50, gateStride: 100, upStride: 100, upOffset: 60 })).toThrow(KernelInputError);
   });
 });
