@@ -6,6 +6,7 @@ import { create, globals } from "webgpu";
 import { GpuContext } from "../../kernels/gpu-context.ts";
 import type { KernelProgram } from "../../kernels/program.ts";
 import { caseLayouts, layoutPrograms } from "./case-programs.ts";
+import { modelPrograms } from "./model-programs.ts";
 
 export interface CompileOutcome {
   readonly key: string;
@@ -49,8 +50,9 @@ try {
   const withF16 = await GpuContext.create({ gpu });
   const withoutF16 = await GpuContext.create({ gpu, shaderF16: false });
   const outcomes: CompileOutcome[] = [];
-  for (const layout of caseLayouts()) {
-    const programs = layoutPrograms(layout);
+  // `model` as the first argument: the model-kernel programs (model-programs.ts) instead of the MLA attention layouts.
+  const programSets = process.argv[2] === "model" ? [modelPrograms()] : caseLayouts().map((layout) => layoutPrograms(layout));
+  for (const programs of programSets) {
     for (const ctx of [withF16, withoutF16]) {
       for (const p of programs) outcomes.push(await compile(ctx, p));
     }
