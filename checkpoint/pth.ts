@@ -7,6 +7,7 @@
 // allowed globals are recognised by name and their effect is implemented here. docs/checkpoint.md §4.
 
 import { inflateSync } from "fflate";
+import { MlaError } from "../format/errors.ts";
 
 export type PthErrorCode =
   | "bad_zip" // not a zip, truncated, CRC mismatch, unsupported zip feature
@@ -19,15 +20,15 @@ export type PthErrorCode =
   | "not_a_tensor"; // the pickle's value is not the tensor (or dict of tensors) the caller asked for
 
 /** Failure to read a `.pth` archive; `code` is stable, the message names the file and the offending op or global. */
-export class PthError extends Error {
+export class PthError extends MlaError<PthErrorCode> {
   override readonly name = "PthError";
   constructor(
-    readonly code: PthErrorCode,
+    code: PthErrorCode,
     message: string,
     /** The refused opcode or global (`"posix.system"`, `"INST"`), when that is the reason. */
     readonly refused: string | null = null,
   ) {
-    super(message);
+    super(code, message);
   }
 }
 

@@ -15,14 +15,15 @@ import type { AppendOptions, DecoderSession } from "./decoder-session.ts";
 import type { ImageGrid } from "./rope-index.ts";
 import { loadGqaModel, type GqaModelWeights } from "./weights.ts";
 import { loadQwen25VisionWeights, qwen25VisionForward, type VisionGrid, type VisionWeights } from "./vision/qwen2_5_vl-vision.ts";
+import { MlaError } from "../format/errors.ts";
 
-export class Qwen25VLError extends Error {
+export class Qwen25VLError extends MlaError<"bad_image" | "image_count"> {
   override readonly name = "Qwen25VLError";
   constructor(
-    readonly code: "bad_image" | "image_count",
+    code: "bad_image" | "image_count",
     message: string,
   ) {
-    super(message);
+    super(code, message);
   }
 }
 

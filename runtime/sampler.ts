@@ -3,9 +3,13 @@
 // then to the smallest prefix of them whose probability reaches top-p, sampled with a seeded PRNG (mulberry32), so a
 // seed reproduces a run.
 
-export class SamplerError extends Error {
+import { MlaError } from "../format/errors.ts";
+
+export class SamplerError extends MlaError<"bad_sampling"> {
   override readonly name = "SamplerError";
-  readonly code = "bad_sampling";
+  constructor(message: string) {
+    super("bad_sampling", message);
+  }
 }
 
 export interface SamplingParams {

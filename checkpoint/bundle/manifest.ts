@@ -3,6 +3,7 @@
 // config) + weight shards `weights-NNNNN.bin` of at most 64 MiB, each a plain concatenation of 256-byte-aligned pieces.
 
 import type { NBits, QuantBlock } from "./matmul-nbits.ts";
+import { MlaError } from "../../format/errors.ts";
 
 export const BUNDLE_FORMAT = "mla-edge-bundle";
 export const BUNDLE_VERSION = 1;
@@ -104,14 +105,14 @@ export interface BundleManifest {
 export type BundleErrorCode = "bad_manifest" | "unsupported_version" | "hash_mismatch" | "size_mismatch" | "fetch_failed" | "missing_tensor" | "aborted";
 
 /** A manifest that does not validate, or a bundle whose bytes do not match it. `code` is stable. */
-export class BundleError extends Error {
+export class BundleError extends MlaError<BundleErrorCode> {
   override readonly name = "BundleError";
   constructor(
-    readonly code: BundleErrorCode,
+    code: BundleErrorCode,
     message: string,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    super(code, message, options);
   }
 }
 

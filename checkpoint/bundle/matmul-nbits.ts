@@ -13,6 +13,7 @@
 
 import { floatToHalf } from "../dtype.ts";
 import { f16ToF32 } from "../../format/codec/fp16.ts";
+import { MlaError } from "../../format/errors.ts";
 
 export type NBits = 4 | 8;
 export type QuantBlock = 32 | 64 | 128;
@@ -36,13 +37,13 @@ export interface MatMulNBitsWeight extends MatMulNBitsGeometry {
   readonly zeroPoints: Uint8Array | null;
 }
 
-export class MatMulNBitsError extends Error {
+export class MatMulNBitsError extends MlaError<"bad_geometry" | "bad_data"> {
   override readonly name = "MatMulNBitsError";
   constructor(
-    readonly code: "bad_geometry" | "bad_data",
+    code: "bad_geometry" | "bad_data",
     message: string,
   ) {
-    super(message);
+    super(code, message);
   }
 }
 

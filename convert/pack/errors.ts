@@ -1,5 +1,7 @@
 // Typed errors of `mla-edge pack`: each names the tensor or file at fault.
 
+import { MlaError } from "../../format/errors.ts";
+
 export type PackErrorCode =
   | "missing_tensor"
   | "missing_file"
@@ -14,14 +16,14 @@ export type PackErrorCode =
   | "row_too_large"
   | "io";
 
-export class PackError extends Error {
+export class PackError extends MlaError<PackErrorCode> {
   override readonly name = "PackError";
   constructor(
-    readonly code: PackErrorCode,
+    code: PackErrorCode,
     message: string,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    super(code, message, options);
   }
 }
 

@@ -12,9 +12,13 @@
 import { Packr } from "msgpackr";
 import type { RestoreHeader } from "./messages.ts";
 import { checkRestoreHeader, RestoreCheckError } from "./restore-check.ts";
+import { MlaError } from "../errors.ts";
 
-export class ControlDecodeError extends Error {
+export class ControlDecodeError extends MlaError<"bad_control"> {
   override readonly name = "ControlDecodeError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("bad_control", message, options);
+  }
 }
 
 /**

@@ -6,10 +6,14 @@ import { FIXED_HEADER_BYTES, WIRE_STORAGE } from "../chunk/constants.ts";
 import { HEADER_OFFSETS } from "../chunk/header.ts";
 import { MAX_CHUNK_BYTES } from "../chunk/types.ts";
 import type { RestoreChunkInfo, RestoreHeader } from "./messages.ts";
+import { MlaError } from "../errors.ts";
 
 /** A header or chunk that does not fit the stream's header; readers map it to their own error type. */
-export class RestoreCheckError extends Error {
+export class RestoreCheckError extends MlaError<"bad_header"> {
   override readonly name = "RestoreCheckError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("bad_header", message, options);
+  }
 }
 
 /** Token positions are u32 in chunk headers. */

@@ -12,14 +12,15 @@ import {
 } from "../../checkpoint/families/qwen2_5_vl.ts";
 import type { TensorSource } from "../../checkpoint/tensor-source.ts";
 import { erf, linear, rmsNorm, softmaxInPlace } from "../ops.ts";
+import { MlaError } from "../../format/errors.ts";
 
-export class VisionError extends Error {
+export class VisionError extends MlaError<"bad_grid" | "bad_pixels" | "missing_weight"> {
   override readonly name = "VisionError";
   constructor(
-    readonly code: "bad_grid" | "bad_pixels" | "missing_weight",
+    code: "bad_grid" | "bad_pixels" | "missing_weight",
     message: string,
   ) {
-    super(message);
+    super(code, message);
   }
 }
 

@@ -18,15 +18,33 @@ function chunkInfos(head: number): RestoreChunkInfo[] {
     const tokenStart = slot * SLOT_TOKENS;
     const tokenCount = Math.min(SLOT_TOKENS, TOKENS - tokenStart);
     for (const layerStart of [0, 4]) {
-      out.push({ slot, tokenStart, tokenCount, layerStart, layerCount: 4, sealed: tokenCount === SLOT_TOKENS, bytes: 8, key: `h${head}-s${slot}-l${layerStart}` });
+      out.push({ slot, tokenStart, tokenCount, layerStart, layerCount: 4, sealed: tokenCount === SLOT_TOKENS, bytes: CHUNK_BYTES, key: keyFor(`h${head}-s${slot}-l${layerStart}`) });
     }
   }
   return out;
 }
 
-/** A chunk's bytes name it, so the test can check what arrived. */
-const bytesOf = (c: RestoreChunkInfo) => new TextEncoder().encode(c.key);
-const keyOf = (ev: RestoreEvent) => (ev.type === "chunk" ? new TextDecoder().decode(ev.bytes) : "header");
+/** A 64-hex-digit key (as the store's) that still reads as the chunk's name: the name's bytes in hex, zero-padded. */
+function keyFor(name: string): string {
+  return [...new TextEncoder().encode(name)].map((b) => b.toString(16).padStart(2, "0")).join("").padEnd(64, "0");
+}
+
+/** A chunk's fixed header fields (what the SDK checks against its header entry) and then its key, so the test can check what arrived. */
+const CHUNK_BYTES = 80 + 64;
+function bytesOf(c: RestoreChunkInfo): Uint8Array {
+  const b = new Uint8Array(CHUNK_BYTES);
+  b.set([0x4d, 0x4c, 0x41, 0x43]);
+  const v = new DataView(b.buffer);
+  v.setUint8(6, c.sealed ? 1 : 0);
+  v.setUint32(60, c.tokenStart, true);
+  v.setUint32(64, c.tokenCount, true);
+  v.setUint32(68, c.layerStart, true);
+  v.setUint32(72, c.layerCount, true);
+  v.setUint32(76, c.bytes, true);
+  b.set(new TextEncoder().encode(c.key), 80);
+  return b;
+}
+const keyOf = (ev: RestoreEvent) => (ev.type === "chunk" ? new TextDecoder().decode(ev.bytes.subarray(80)) : "header");
 
 interface Script {
   /** Per request: how many chunks it sends before breaking with `error` (undefined: the whole range). */
@@ -45,7 +63,7 @@ function scriptedStore(script: Script): { open: OpenRestore; requests: Array<{ f
     const from = range.from ?? 0;
     const to = range.to ?? TOKENS;
     const chunks = chunkInfos(head).filter((c) => c.tokenStart < to && c.tokenStart + c.tokenCount > from);
-    const header: RestoreHeader = { head, tokens: TOKENS, from, to, layerStart: 0, layerEnd: 7, chunks };
+    const header: RestoreHeader = { head, tokens: TOKENS, from, to, layerStart: 0, layerEnd: 8, chunks };
     const limit = script.breakAfter[i];
     return (async function* () {
       yield { type: "header", header } as const;
@@ -72,7 +90,7 @@ function framedStore(cutAt: ReadonlyArray<number | undefined>): { open: OpenRest
     const from = range.from ?? 0;
     const to = range.to ?? TOKENS;
     const chunks = chunkInfos(3).filter((c) => c.tokenStart < to && c.tokenStart + c.tokenCount > from);
-    const header: RestoreHeader = { head: 3, tokens: TOKENS, from, to, layerStart: 0, layerEnd: 7, chunks };
+    const header: RestoreHeader = { head: 3, tokens: TOKENS, from, to, layerStart: 0, layerEnd: 8, chunks };
     const frames = [encodeJsonFrame(FrameType.control, header), ...chunks.map((c) => encodeFrame(FrameType.chunk, bytesOf(c)))];
     frames.push(encodeJsonFrame(FrameType.control, { done: true, chunks: chunks.length, bytes: chunks.reduce((a, c) => a + bytesOf(c).length, 0) }));
     const body = new Uint8Array(frames.flatMap((f) => [...f]));
@@ -139,7 +157,7 @@ describe("resumable restore", () => {
     const probe = framedStore([undefined]);
     expect(await collect(resumableRestore(probe.open, { maxResumes: 0 }))).toEqual(whole);
     const bodyLength = probe.bodies[0].length;
-    const headerLength = encodeJsonFrame(FrameType.control, { head: 3, tokens: TOKENS, from: 0, to: TOKENS, layerStart: 0, layerEnd: 7, chunks: chunkInfos(3) }).length;
+    const headerLength = encodeJsonFrame(FrameType.control, { head: 3, tokens: TOKENS, from: 0, to: TOKENS, layerStart: 0, layerEnd: 8, chunks: chunkInfos(3) }).length;
     const chunkFrame = 5 + bytesOf(chunkInfos(3)[0]).length; // every key has the same length
     const cuts = Array.from({ length: bodyLength - headerLength }, (_, k) => headerLength + k);
     // concurrently: each resume waits its 250 ms backoff

@@ -253,16 +253,16 @@ describe("restore stream parser (malformed input)", () => {
   }
 
   it("should hand on no part of a frame cut inside its payload at the end of the stream (issue 21)", async () => {
-    // Cut after 1..8 of the chunk frame's 9 bytes, alone or after a whole chunk, as one read or byte by byte.
+    // Cut anywhere inside the chunk frame (5-byte frame header + the chunk), alone or after a whole chunk, as one read or byte by byte.
     for (let cut = 1; cut < chunk.length; cut++) {
       for (const before of [[], [chunk]]) {
         const bytes = new Uint8Array([...header, ...before.flatMap((c) => [...c]), ...chunk.subarray(0, cut)]);
         for (const parts of [[bytes], [...bytes].map((b) => new Uint8Array([b]))]) {
           const { types, error } = await eventsUntilError(parts);
-          expect(types, `cut at ${cut}`).toEqual(before.length === 0 ? ["header"] : ["header", "chunk:4,5,6,7"]);
+          expect(types, `cut at ${cut}`).toEqual(before.length === 0 ? ["header"] : ["header", `chunk:${[...c0].join(",")}`]);
           expect(error, `cut at ${cut}`).toMatchObject({ name: "StreamFormatError", code: "truncated" });
           // the frame reader's message, not the missing trailer's: the cut was seen inside the frame
-          expect((error as Error).message, `cut at ${cut}`).toMatch(cut < 5 ? /inside a frame header/ : /inside a frame: \d+ of 4 payload bytes/);
+          expect((error as Error).message, `cut at ${cut}`).toMatch(cut < 5 ? /inside a frame header/ : new RegExp(`inside a frame: \\d+ of ${c0.length} payload bytes`));
         }
       }
     }
