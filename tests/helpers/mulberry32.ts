@@ -1,14 +1,4 @@
 // mulberry32: the seeded uniform generator the test suites share (codec, conversion, model, kernel and e2e data), so
-// a seed means the same numbers everywhere, in Node, workerd and the browser.
-
-/** Uniform numbers in [0, 1) from a 32-bit seed. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// a seed means the same numbers everywhere, in Node, workerd and the browser. It is the runtime sampler's generator
+// (runtime/sampler.ts), so a test seed and a sampling seed mean the same stream.
+export { mulberry32 } from "../../runtime/sampler.ts";

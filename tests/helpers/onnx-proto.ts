@@ -1,6 +1,5 @@
 // Hand-written ONNX protobuf for one-node test and baseline models (field numbers from onnx/onnx.proto: ModelProto,
 // GraphProto, NodeProto, AttributeProto, TensorProto, ValueInfoProto, TypeProto.Tensor, TensorShapeProto).
-// tests/kernels/onnx-gqa.ts predates this file and still has its own copy of the wire helpers.
 
 export function varint(n: number | bigint): number[] {
   let v = BigInt(n);

@@ -1,38 +1,9 @@
 // A one-node ONNX model (com.microsoft.GroupQueryAttention, decode shape) written as protobuf bytes by hand, for the
 // onnxruntime-web baseline of the kernels benchmark. Field numbers from onnx/onnx.proto (ModelProto, GraphProto,
-// NodeProto, AttributeProto, ValueInfoProto, TypeProto.Tensor, TensorShapeProto).
+// NodeProto, AttributeProto, ValueInfoProto, TypeProto.Tensor, TensorShapeProto); the wire helpers are
+// tests/helpers/onnx-proto.ts.
 
-function varint(n: number | bigint): number[] {
-  let v = BigInt(n);
-  const out: number[] = [];
-  do {
-    let b = Number(v & 0x7fn);
-    v >>= 7n;
-    if (v > 0n) b |= 0x80;
-    out.push(b);
-  } while (v > 0n);
-  return out;
-}
-
-const utf8 = (s: string): number[] => [...new TextEncoder().encode(s)];
-/** Length-delimited field (wire type 2). */
-const ld = (field: number, bytes: number[]): number[] => [...varint((field << 3) | 2), ...varint(bytes.length), ...bytes];
-/** Varint field (wire type 0). */
-const vi = (field: number, n: number): number[] => [...varint(field << 3), ...varint(n)];
-const str = (field: number, s: string): number[] => ld(field, utf8(s));
-
-const ELEM = { float: 1, int32: 6 } as const;
-
-/** ValueInfoProto with a tensor type; dims are numbers (dim_value) or names (dim_param). */
-function valueInfo(name: string, elem: keyof typeof ELEM, dims: Array<number | string>): number[] {
-  const shape = dims.flatMap((d) => ld(1, typeof d === "number" ? vi(1, d) : str(2, d)));
-  const tensor = [...vi(1, ELEM[elem]), ...ld(2, shape)];
-  return [...str(1, name), ...ld(2, ld(1, tensor))];
-}
-
-function intAttr(name: string, v: number): number[] {
-  return [...str(1, name), ...vi(3, v), ...vi(20, 2)];
-}
+import { ld, str, valueInfo, intAttr, vi } from "../helpers/onnx-proto.ts";
 
 export interface GqaModelShape {
   readonly heads: number;
