@@ -9,7 +9,21 @@ export { Sessions, type SessionCreateParams, type SessionOpenParams } from "./re
 export { StoreUsage } from "./resources/store-usage.ts";
 export { StoreSessions, encodeAppendBody, parseRestoreStream, type AppendBody, type RestoreQuery, type SessionAuth, type TruncateResult } from "./resources/store-sessions.ts";
 export { ChatSession, type ChatCompletion, type ChatEvent, type ChatParams, type RestoreStats } from "./chat/chat-session.ts";
-export { createChatModel, loadChatModel, withDecoderKernels, type ChatModel, type ChatModelFiles, type ChatModelParts } from "../runtime/chat-model.ts";
+export {
+  chatFormatOf,
+  createChatModel,
+  loadChatModel,
+  qwen25Vision,
+  toyTowerVision,
+  withDecoderKernels,
+  type ChatFormat,
+  type ChatModel,
+  type ChatModelFiles,
+  type ChatModelParts,
+  type ChatVision,
+} from "../runtime/chat-model.ts";
+export { ChatInputProcessor, type ImageLoader, type InputContentPart, type InputMessage, type ModelInputs } from "../runtime/inputs/processor.ts";
+export { decodeBrowserImage, type BrowserImageSource } from "../runtime/inputs/image-decode.ts";
 export { createDecoderKernels, chooseDecoder, type DecoderChoice, type MlaBackend } from "../runtime/decoder-kernels.ts";
 export { OrtVisionEncoder, TypeScriptVisionEncoder, type OrtNamespace, type VisionEncoder } from "../runtime/vision/vision-encoder.ts";
 export { imageToPatchBytes, patchBytesToImage, type PatchGeometry } from "../runtime/inputs/image.ts";
