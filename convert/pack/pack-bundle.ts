@@ -21,7 +21,7 @@ import { blobSizeOf, kBlocksOf, quantizeMatMulNBits, zeroPointRowBytes, type NBi
 import { parseModelConfig, type TextModelConfig } from "../../checkpoint/config.ts";
 import { CheckpointError } from "../../checkpoint/errors.ts";
 import { floatToHalf } from "../../checkpoint/dtype.ts";
-import { detectTensorNaming, layerTensorNames, type TensorNaming } from "../../checkpoint/tensor-names.ts";
+import { detectTensorNaming, layerTensorNames, type TensorNaming } from "../../checkpoint/families/index.ts";
 import { packIoError, PackError } from "./errors.ts";
 import { RowReader } from "./row-reader.ts";
 import { ShardWriter, type OpenShardFile } from "./shard-writer.ts";
