@@ -4,7 +4,7 @@
 // plus the model's vision tower and side files) gives the same greedy ids and logits through `generate` as mla-edge's
 // own layout of the same weights; `--rank-file` serves a folder downloaded without it. `pack` of it writes a bundle
 // carrying the kept pairs as rope_pairs tensors (no rank file needed) that loads (hash-verified) to the same decoder
-// and the same logits as the bundle of our layout.
+// and the same logits as the bundle of our layout. The SDK's loadChatModelDir reads such a folder too.
 
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -31,6 +31,12 @@ import { loadGqaModel } from "../../runtime/weights.ts";
 import { randomLowRank } from "../runtime/mla-helpers.ts";
 import { loadReference, refCase } from "../runtime/qwen25vl-fixture.ts";
 import { runCli } from "./run-cli.ts";
+import { ChatSession } from "../../client/chat/chat-session.ts";
+import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
+import { loadChatModelDir } from "../../runtime/chat-model.node.ts";
+import { nodeImageLoader } from "../../runtime/inputs/processor.node.ts";
+import type { InputMessage } from "../../runtime/inputs/processor.ts";
+import { MemoryStore } from "../client/memory-store.ts";
 
 const MINI = fileURLToPath(new URL("../../fixtures/qwen25vl-mini/", import.meta.url));
 const RANKS = fileURLToPath(new URL("../../fixtures/released-ranks/", import.meta.url));
@@ -131,6 +137,23 @@ describe("mla-edge generate on a released MHA2MLA directory", () => {
     const o = await runCli(["generate", "--model", MINI, "--messages", messages, "--rank-file", join(RANKS, "qwen25vl-mini-ranks.pth")]);
     expect(o.code).toBe(1);
     expect(o.stderr).toMatch(/--rank-file applies to an MLA checkpoint/);
+  }, 120_000);
+});
+
+describe("the SDK on a released MHA2MLA directory", () => {
+  it("loadChatModelDir reads the rank file beside it; a chat turn answers like our layout's", async () => {
+    const codec = { bits: 4, group: 32, axis: "token", rope: "int8" } as const;
+    const msgs = JSON.parse(await readFile(messages, "utf8")) as InputMessage[];
+    const answer = async (dir: string) => {
+      const model = await loadChatModelDir(dir, { codec: loadNodeCodec() });
+      const chat = ChatSession.fresh(model, new MemoryStore(model.spec, codec, 128, model.ref), { codec, chunkTokens: 128 });
+      return chat.complete({ messages: msgs, loadImage: nodeImageLoader(tmp), maxTokens: 8, topLogits: 20 });
+    };
+    const a = await answer(ours);
+    const b = await answer(released);
+    expect(b.tokenIds).toEqual(a.tokenIds);
+    expect(b.topLogits).toEqual(a.topLogits);
+    await expect(loadChatModelDir(bare, { codec: loadNodeCodec() })).rejects.toThrow(/qwen2_5_vl-ranks\.pth/);
   }, 120_000);
 });
 
