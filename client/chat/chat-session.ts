@@ -45,6 +45,7 @@ export interface ChatParams {
 }
 
 export type ChatEvent =
+  /** `text`: what the token adds to the answer's text (the deltas concatenate to `message.content`; "" for a stop token). */
   | { readonly type: "token"; readonly id: number; readonly text: string }
   | { readonly type: "done"; readonly message: { readonly role: "assistant"; readonly content: string }; readonly tokenIds: readonly number[]; readonly usage: ChatUsage; readonly topLogits?: [number, number][] };
 
@@ -79,6 +80,27 @@ export interface ChatSessionOptions {
   readonly storage?: SessionStorage;
   /** Receives each committed turn's timing report (opt-in client telemetry, client/telemetry/). */
   readonly onReport?: (report: ClientTurnReport) => void;
+}
+
+/**
+ * The text each generated token adds to the answer: the decoded answer so far minus what was handed out, holding back
+ * an incomplete UTF-8 sequence (a byte-level BPE token may end inside a character). The deltas concatenate to the
+ * message's content.
+ */
+class TextDelta {
+  private readonly ids: number[] = [];
+  private given = "";
+  constructor(private readonly decode: (ids: readonly number[]) => string) {}
+  push(id: number): string {
+    this.ids.push(id);
+    const text = this.decode(this.ids);
+    if (text.endsWith("\uFFFD")) return "";
+    // a decoder that rewrote earlier text (rare): hand out only what follows the common prefix
+    let k = 0;
+    while (k < text.length && k < this.given.length && text[k] === this.given[k]) k++;
+    this.given = text;
+    return text.slice(k);
+  }
 }
 
 /** One macrotask turn (setImmediate in Node: after pending I/O callbacks; setTimeout(0) elsewhere). */
@@ -447,6 +469,7 @@ export class ChatSession {
       const generated: number[] = [];
       let top: [number, number][] | undefined;
       let firstAt = 0;
+      const streamed = new TextDelta((ids) => processor.decode(ids, { skipSpecialTokens: true }));
       for (;;) {
         if (signal.aborted) throw new RuntimeError("aborted", "the turn was aborted");
         const tok = argmaxExcluding(logits, logits.length - V, V, format.bannedIds);
@@ -454,7 +477,7 @@ export class ChatSession {
         generated.push(tok);
         if (generated.length === 1) firstAt = now();
         const stop = format.stopIds.includes(tok);
-        yield { type: "token", id: tok, text: stop ? "" : processor.decode([tok], { skipSpecialTokens: true }) };
+        yield { type: "token", id: tok, text: stop ? "" : streamed.push(tok) };
         if (stop || generated.length >= maxTokens) break;
         logits = await feed([tok], "last");
       }

@@ -211,7 +211,7 @@ async function main(): Promise<void> {
     let done: { answer: string; usage: ChatUsage; tokenIds: readonly number[] } | null = null;
     for await (const ev of state.session.chat({ messages: [{ role: "user", content }], maxTokens: 4, stream: true })) {
       if (ev.type === "token") {
-        text = (text + " " + ev.text).trim();
+        text += ev.text;
         line.textContent = `assistant: ${text}`;
       } else {
         done = { answer: ev.message.content, usage: ev.usage, tokenIds: ev.tokenIds };

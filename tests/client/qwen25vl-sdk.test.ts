@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ChatSession } from "../../client/chat/chat-session.ts";
+import { ChatSession, type ChatCompletion } from "../../client/chat/chat-session.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
 import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
 import type { AppendControl } from "../../format/wire/messages.ts";
@@ -69,7 +69,13 @@ describe("SDK chat session on qwen25vl-mini (reference.json)", () => {
         const store = new RecordingStore(model.spec, CODEC, CHUNK_TOKENS, model.ref);
         const chat = ChatSession.fresh(model, store as SessionStore, { codec: CODEC, chunkTokens: CHUNK_TOKENS });
         const visionBefore = model.vision.calls;
-        const out = await chat.complete({ messages: messagesOf(c), loadImage: nodeImageLoader(MINI), maxTokens: c.greedy.n, topLogits: 20 });
+        let streamed = "";
+        let out: ChatCompletion | null = null;
+        for await (const ev of chat.stream({ messages: messagesOf(c), loadImage: nodeImageLoader(MINI), maxTokens: c.greedy.n, topLogits: 20 })) {
+          if (ev.type === "token") streamed += ev.text;
+          else out = { message: ev.message, tokenIds: ev.tokenIds, usage: ev.usage, topLogits: ev.topLogits };
+        }
+        if (out === null) throw new Error("no done event");
         expect(model.vision.calls - visionBefore, c.name).toBe(c.images.length);
         expect(out.usage.prompt_tokens, c.name).toBe(c.num_tokens);
         const control = store.controls[0];
@@ -85,6 +91,7 @@ describe("SDK chat session on qwen25vl-mini (reference.json)", () => {
         expect(control.tokenIds.slice(c.num_tokens)).toEqual([...c.greedy.ids, 151645, 198]);
         expect(chat.nextPosition - chat.length, c.name).toBe(c.rope_deltas);
         expect(out.message.content).toBe(model.processor.decode(c.greedy.ids, { skipSpecialTokens: true }));
+        expect(streamed, c.name).toBe(out.message.content); // the token events' text deltas add up to the answer
       }
     }, 300_000);
   }
