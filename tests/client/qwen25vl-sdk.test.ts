@@ -2,7 +2,7 @@
 // tokenizer.json, chat template and image processor; its vision transformer; M-RoPE positions): every reference.json
 // case gives the reference's input ids and position ids (as uploaded to the store), its 12 greedy ids and its top-20
 // logits within the README's 2e-3, for the original checkpoint (loaded as its exact full-rank MLA form) and for
-// `mla-edge convert`'s full-rank conversion.
+// `mla-edge convert`'s full-rank conversion (on the CPU reference decoder and on the kernels' decode loop).
 
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -14,7 +14,8 @@ import type { CodecParams } from "../../format/codec/types.ts";
 import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
 import type { AppendControl } from "../../format/wire/messages.ts";
 import type { SessionStore, TurnUpload } from "../../runtime/cache-store.ts";
-import type { ChatModel } from "../../runtime/chat-model.ts";
+import { withDecoderKernels, type ChatModel } from "../../runtime/chat-model.ts";
+import { createCpuBackend } from "../../kernels/backend.ts";
 import { loadChatModelDir } from "../../runtime/chat-model.node.ts";
 import { nodeImageLoader } from "../../runtime/inputs/processor.node.ts";
 import type { InputMessage } from "../../runtime/inputs/processor.ts";
@@ -30,7 +31,7 @@ const CHUNK_TOKENS = 128;
 
 let tmp: string;
 let ref: Reference;
-const models: Record<"original" | "mla", ChatModel> = {} as Record<"original" | "mla", ChatModel>;
+const models: Record<"original" | "mla" | "mla-kernels", ChatModel> = {} as Record<"original" | "mla" | "mla-kernels", ChatModel>;
 
 /** A MemoryStore that also keeps every uploaded turn's control (token ids, positions). */
 class RecordingStore extends MemoryStore {
@@ -51,6 +52,8 @@ beforeAll(async () => {
   const codec = loadNodeCodec();
   models.original = await loadChatModelDir(MINI, { codec });
   models.mla = await loadChatModelDir(mlaDir, { codec });
+  // the same model decoding through kernels/ (their f32 CPU fallback: the WebGPU path's host code, in process)
+  models["mla-kernels"] = withDecoderKernels(models.mla, createCpuBackend());
 }, 180_000);
 
 afterAll(async () => {
@@ -60,9 +63,10 @@ afterAll(async () => {
 const messagesOf = (c: RefCase) => (c as unknown as { messages: InputMessage[] }).messages;
 
 describe("SDK chat session on qwen25vl-mini (reference.json)", () => {
-  for (const kind of ["original", "mla"] as const) {
+  for (const kind of ["original", "mla", "mla-kernels"] as const) {
     it(`${kind}: every case's input ids, position ids, greedy ids and top-20 logits`, async () => {
       const model = models[kind];
+      expect(ChatSession.fresh(model, new MemoryStore(model.spec, CODEC, CHUNK_TOKENS, model.ref), { codec: CODEC, chunkTokens: CHUNK_TOKENS }).decoderChoice.path).toBe(kind === "mla-kernels" ? "kernels" : "reference");
       expect(model.vision.kind).toBe("qwen2_5_vl-f32");
       expect(model.format.closingIds).toEqual([151645, 198]); // <|im_end|> \n, as the template closes an answer
       for (const c of ref.cases) {

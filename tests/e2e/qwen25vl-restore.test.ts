@@ -3,7 +3,8 @@
 // sealed within and across turns). Turn 1 has an image; a session restored from the edge after turn 1 (a "page
 // reload": a new chat opened from id + token) answers turn 2 exactly like the uninterrupted session (same ids, same
 // logits, bit-identical cache), without calling the vision tower again, and continues at the same M-RoPE position: the
-// rope delta of turn 1's image (reference.json two_turn turn1.rope_deltas) carries over the restore.
+// rope delta of turn 1's image (reference.json two_turn turn1.rope_deltas) carries over the restore. On the CPU
+// reference decoder and on the kernels' decode loop (their CPU fallback; WebGPU itself runs in the browser tests).
 
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -14,6 +15,8 @@ import { createClient, type ChatCompletion, type InputMessage, type MlaEdge } fr
 import type { CodecParams } from "../../format/codec/types.ts";
 import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
 import { loadChatModelDir } from "../../runtime/chat-model.node.ts";
+import { withDecoderKernels } from "../../runtime/chat-model.ts";
+import { createCpuBackend } from "../../kernels/backend.ts";
 import { nodeImageLoader } from "../../runtime/inputs/processor.node.ts";
 import type { MlaCacheSnapshot } from "../../runtime/mla/attention.ts";
 import { runCli } from "../cli/run-cli.ts";
@@ -25,7 +28,7 @@ const CODEC: CodecParams = { bits: 4, group: 32, axis: "token", rope: "int8" };
 const CHUNK_TOKENS = 16; // turn 1 is 39 prompt tokens + answer: slots seal within turn 1 and across the turns
 
 let edge: EdgeServer;
-let client: MlaEdge;
+let clients: { client: MlaEdge }[] = [];
 let tmp: string;
 let c: RefCase;
 
@@ -36,7 +39,12 @@ beforeAll(async () => {
   const r = await runCli(["convert", "--model", MINI, "--out", mlaDir, "--strategy", "high", "--rope-dims", "16", "--svd", "none", "--json"]);
   if (r.code !== 0) throw new Error(r.stderr);
   edge = await startEdgeServer();
-  client = createClient({ baseUrl: edge.url, apiKey: edge.apiKey, model: await loadChatModelDir(mlaDir, { codec: loadNodeCodec() }) });
+  const model = await loadChatModelDir(mlaDir, { codec: loadNodeCodec() });
+  clients = [
+    { client: createClient({ baseUrl: edge.url, apiKey: edge.apiKey, model }) },
+    // the kernels' decode loop (their f32 CPU fallback in process: the WebGPU path's host code, packed sealed slots)
+    { client: createClient({ baseUrl: edge.url, apiKey: edge.apiKey, model: withDecoderKernels(model, createCpuBackend()) }) },
+  ];
 }, 180_000);
 
 afterAll(async () => {
@@ -51,7 +59,8 @@ function sameCache(a: MlaCacheSnapshot, b: MlaCacheSnapshot): boolean {
 }
 
 describe("qwen25vl-mini: a 2-turn chat whose turn 1 is restored from the edge store", () => {
-  it("answers turn 2 like the uninterrupted session, at the same M-RoPE positions", async () => {
+  for (const k of [0, 1]) it(`answers turn 2 like the uninterrupted session, at the same M-RoPE positions (decoder ${k === 0 ? "CPU reference" : "kernels, CPU fallback"})`, async () => {
+    const { client } = clients[k];
     const model = client.model!;
     const messages = (c as unknown as { messages: InputMessage[] }).messages;
     const turn1: InputMessage[] = [messages[0]]; // user: [gradient_252x56.png] "What does this strip show?"
@@ -87,5 +96,6 @@ describe("qwen25vl-mini: a 2-turn chat whose turn 1 is restored from the edge st
     expect(a.nextPosition - a.length).toBe(c.turn1!.rope_deltas); // text-only turn 2: the delta stays
     expect(sameCache(await a.inspectCache(), await restored.inspectCache())).toBe(true);
     for (const s of [a, b]) await client.store.sessions.delete(s.id, { token: s.token });
+    expect(a.decoderChoice.path).toBe(k === 1 ? "kernels" : "reference");
   }, 300_000);
 });
