@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { patchBytesToImage } from "../../../runtime/inputs/image.ts";
-import { WordChatTemplate } from "../../../runtime/inputs/chat-template.ts";
+import { WordChatTemplate } from "./word-chat-template.ts";
 import type { ChatMessage } from "../../../runtime/inputs/messages.ts";
 import { WordTokenizer } from "../../../runtime/inputs/tokenizer.ts";
 import { loadInputProcessor } from "../../../runtime/inputs/processor.node.ts";

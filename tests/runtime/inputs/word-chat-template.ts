@@ -1,10 +1,10 @@
-// The tiny-qwen-vl chat format (fixtures/tiny-qwen-vl/README.md "Sequence format"): `<bos>` once, an image as
+// Test reference (the code-built format the SDK used before it ran the model's own template): the tiny-qwen-vl chat format (fixtures/tiny-qwen-vl/README.md "Sequence format"): `<bos>` once, an image as
 // `<|vision_start|> <|image_pad|>×cells <|vision_end|>`, text as words, an assistant answer as words + `<end>`.
 // No separator between question and answer: the model answers right after the question's last word.
 
-import type { WordTokenizer } from "./tokenizer.ts";
-import { RuntimeError } from "../errors.ts";
-import type { ChatMessage, RgbImage } from "./messages.ts";
+import type { WordTokenizer } from "../../../runtime/inputs/tokenizer.ts";
+import { RuntimeError } from "../../../runtime/errors.ts";
+import type { ChatMessage, RgbImage } from "../../../runtime/inputs/messages.ts";
 
 export interface EncodedTurn {
   readonly ids: number[];
