@@ -1,5 +1,6 @@
 // Messages → model inputs on fixtures/qwen25vl-mini: for every case of reference.json the rendered template equals
-// `chat_text`, input_ids equal, image grids / token counts / pixel sums match, plus the typed errors.
+// `chat_text`, input_ids equal, image grids / token counts / pixel sums match, plus the typed errors, and a session's
+// turns (encodeTurn, chatFormat) against two_turn.
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -172,5 +173,36 @@ describe("typed errors", () => {
     expect(await code(processor.encode([{ role: "user", content: [{ type: "image_url", image_url: { url: "https://example.com/a.png" } }] }], { loadImage }))).toBe("RuntimeError:unsupported_image");
     const small = nodeImageLoader(DIR, { maxInputPixels: 1000 });
     expect(await code(processor.encode([{ role: "user", content: [{ type: "image_url", image_url: { url: "images/gradient_252x56.png" } }] }], { loadImage: small }))).toBe("RuntimeError:too_many_pixels");
+  });
+});
+
+describe("a session's turns: encodeTurn and chatFormat", () => {
+  it("qwen25vl-mini two_turn: turn 1, the answer closed by chatFormat, turn 2 continued give the reference's input_ids", async () => {
+    const c = ref.cases.find((x) => x.name === "two_turn")!;
+    const t1 = await processor.encodeTurn([c.messages[0]], false, { loadImage });
+    expect(t1.inputIds).toEqual(c.input_ids.slice(0, c.turn1!.input_ids_len));
+    expect(t1.images.map((im) => im.tokenOffset)).toEqual([c.input_ids.indexOf(processor.tokens.image)]);
+    const { closingIds } = processor.chatFormat();
+    expect(closingIds).toEqual([ref.special_tokens["<|im_end|>"], 198]); // <|im_end|> \n
+    const t2 = await processor.encodeTurn([c.messages[2]], true, { loadImage });
+    expect([...t1.inputIds, ...c.turn1!.answer_ids, ...closingIds, ...t2.inputIds]).toEqual(c.input_ids);
+    expect(t2.images).toEqual([]);
+    // an image in a continued turn: its offset is relative to the turn's own ids
+    const t3 = await processor.encodeTurn([c.messages[0]], true, { loadImage });
+    expect(t3.inputIds.slice(t3.images[0].tokenOffset, t3.images[0].tokenOffset + t3.images[0].numImageTokens).every((t) => t === processor.tokens.image)).toBe(true);
+    expect(t3.inputIds[t3.images[0].tokenOffset - 1]).toBe(processor.tokens.visionStart);
+  });
+
+  it("a template that does not render a conversation as its turns in order is bad_model for a continued turn", async () => {
+    const { ChatInputProcessor } = await import("../../../runtime/inputs/processor.ts");
+    const read = (f: string) => JSON.parse(readFileSync(join(DIR, f), "utf8")) as unknown;
+    const odd = ChatInputProcessor.fromFiles({
+      config: read("config.json"),
+      tokenizer: read("tokenizer.json"),
+      preprocessorConfig: read("preprocessor_config.json"),
+      tokenizerConfig: { ...(read("tokenizer_config.json") as object), chat_template: "{% for m in messages | reverse %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}" },
+    });
+    await expect(odd.encodeTurn([{ role: "user", content: "hi" }], false)).resolves.toBeTruthy();
+    await expect(odd.encodeTurn([{ role: "user", content: "hi" }], true)).rejects.toSatisfy((e: unknown) => (e as { code?: string }).code === "bad_model");
   });
 });
