@@ -23,6 +23,7 @@ import type { SessionStore } from "../../runtime/cache-store.ts";
 import { RuntimeError } from "../../runtime/errors.ts";
 import type { ChatUsage } from "../../runtime/inputs/messages.ts";
 import type { ImageLoader, InputMessage } from "../../runtime/inputs/processor.ts";
+import { decodeBrowserImage } from "../../runtime/inputs/image-decode.ts";
 import { topLogits } from "../../runtime/sampler.ts";
 import { CacheAssembler, SessionCache, SnapshotSink, tokenMajorPositions, type PackedChunk, type RestoreSink } from "../../runtime/session-cache.ts";
 
@@ -33,7 +34,10 @@ export interface ChatParams {
    * the conversation.
    */
   readonly messages: readonly InputMessage[];
-  /** Resolves `image_url` parts to pixels (Node: runtime/inputs/processor.node.ts nodeImageLoader; browser: decodeBrowserImage). */
+  /**
+   * Resolves `image_url` parts to pixels. Default in a browser: decodeBrowserImage (fetch + createImageBitmap); in Node
+   * pass runtime/inputs/processor.node.ts nodeImageLoader (data: URLs and files).
+   */
   readonly loadImage?: ImageLoader;
   /** Also return the N largest logits at the first generated position, [id, value] descending (as `mla-edge generate --json`). */
   readonly topLogits?: number;
@@ -101,6 +105,11 @@ class TextDelta {
     this.given = text;
     return text.slice(k);
   }
+}
+
+/** In a browser (createImageBitmap exists): image_url parts are fetched and decoded there; elsewhere none (pass loadImage). */
+function defaultImageLoader(): ImageLoader | undefined {
+  return typeof (globalThis as { createImageBitmap?: unknown }).createImageBitmap === "function" ? (url) => decodeBrowserImage(url) : undefined;
 }
 
 /** One macrotask turn (setImmediate in Node: after pending I/O callbacks; setTimeout(0) elsewhere). */
@@ -436,7 +445,7 @@ export class ChatSession {
       if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RuntimeError("bad_messages", `maxTokens must be a positive integer, got ${maxTokens}`);
       const processor = this.model.processor;
       const format = this.model.format;
-      const turn = await processor.encodeTurn(params.messages, startLength > 0, params.loadImage ? { loadImage: params.loadImage } : {});
+      const turn = await processor.encodeTurn(params.messages, startLength > 0, { loadImage: params.loadImage ?? defaultImageLoader() });
       const fed: number[] = [];
       const media: MediaSpan[] = [];
       let imageEmbeds: Float32Array | undefined;

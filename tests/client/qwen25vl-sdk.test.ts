@@ -16,6 +16,7 @@ import type { AppendControl } from "../../format/wire/messages.ts";
 import type { SessionStore, TurnUpload } from "../../runtime/cache-store.ts";
 import { withDecoderKernels, type ChatModel } from "../../runtime/chat-model.ts";
 import { createCpuBackend } from "../../kernels/backend.ts";
+import { RuntimeError } from "../../runtime/errors.ts";
 import { loadChatModelDir } from "../../runtime/chat-model.node.ts";
 import { nodeImageLoader } from "../../runtime/inputs/processor.node.ts";
 import type { InputMessage } from "../../runtime/inputs/processor.ts";
@@ -99,4 +100,18 @@ describe("SDK chat session on qwen25vl-mini (reference.json)", () => {
       }
     }, 300_000);
   }
+
+  it("bad input is a typed error and leaves the session as it was: an image_url without a loader (Node), an unknown part", async () => {
+    const model = models.mla;
+    const store = new RecordingStore(model.spec, CODEC, CHUNK_TOKENS, model.ref);
+    const chat = ChatSession.fresh(model, store as SessionStore, { codec: CODEC, chunkTokens: CHUNK_TOKENS });
+    const c = ref.cases.find((x) => x.name === "one_image")!;
+    await expect(chat.complete({ messages: messagesOf(c), maxTokens: 2 })).rejects.toSatisfy((e: unknown) => e instanceof RuntimeError && e.code === "bad_messages" && /image loader/.test(e.message));
+    const odd = [{ role: "user", content: [{ type: "video", video: "x" }] }] as unknown as InputMessage[];
+    await expect(chat.complete({ messages: odd, maxTokens: 2 })).rejects.toSatisfy((e: unknown) => e instanceof RuntimeError && e.code === "bad_messages");
+    expect(chat.length).toBe(0);
+    expect(store.controls).toEqual([]);
+    const ok = await chat.complete({ messages: messagesOf(ref.cases.find((x) => x.name === "text_only")!), maxTokens: 12 });
+    expect(ok.tokenIds).toEqual(ref.cases.find((x) => x.name === "text_only")!.greedy.ids);
+  }, 120_000);
 });
