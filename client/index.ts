@@ -8,7 +8,33 @@ export { Stream } from "./core/stream.ts";
 export { Sessions, type SessionCreateParams, type SessionOpenParams } from "./resources/sessions.ts";
 export { StoreUsage } from "./resources/store-usage.ts";
 export { StoreSessions, encodeAppendBody, parseRestoreStream, type AppendBody, type RestoreQuery, type SessionAuth, type TruncateResult } from "./resources/store-sessions.ts";
-export { ChatSession, type ChatCompletion, type ChatEvent, type ChatParams, type RestoreStats } from "./chat/chat-session.ts";
+export { ChatSession, type ChatCompletion as ChatTurnResult, type ChatEvent, type ChatParams, type FinishReason, type RestoreStats } from "./chat/chat-session.ts";
+export {
+  Completions,
+  InvalidRequestError,
+  DEFAULT_MAX_TOKENS,
+  DEFAULT_SESSION_CODEC,
+  type ChatCompletion,
+  type ChatCompletionChunk,
+  type ChatCompletionChunkChoice,
+  type ChatCompletionContentPart,
+  type ChatCompletionContentPartImage,
+  type ChatCompletionContentPartPixels,
+  type ChatCompletionContentPartText,
+  type ChatCompletionCreateParams,
+  type ChatCompletionCreateParamsNonStreaming,
+  type ChatCompletionCreateParamsStreaming,
+  type ChatCompletionMessage,
+  type ChatCompletionMessageParam,
+  type ChatCompletionRequestOptions,
+  type CompletionUsage,
+  type ImageBytesDecoder,
+  type InvalidRequestCode,
+  type MlaEdgeCompletionInfo,
+  type MlaEdgeRequest,
+} from "./chat/completions.ts";
+export { SessionPool } from "./chat/session-pool.ts";
+export { StopScanner, type StopScan } from "../runtime/stop-sequences.ts";
 export { createChatModel, loadChatModel, withDecoderKernels, type ChatModel, type ChatModelFiles, type ChatModelParts } from "../runtime/chat-model.ts";
 export { createDecoderKernels, chooseDecoder, type DecoderChoice, type MlaBackend } from "../runtime/decoder-kernels.ts";
 export { OrtVisionEncoder, TypeScriptVisionEncoder, type OrtNamespace, type VisionEncoder } from "../runtime/vision/vision-encoder.ts";
