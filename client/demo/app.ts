@@ -1,9 +1,15 @@
-// The chat demo page: loads the converted model (decoder on the WebGPU MLA kernels, or the CPU reference without an
-// adapter or with ?decoder=cpu; vision tower on onnxruntime-web's WebGPU EP or wasm, codec in wasm), chats over an edge session, keeps only its id + token in localStorage, and after a
-// reload restores the cache from the edge instead of re-encoding the image and re-running the history.
+// The chat demo page: loads a model bundle (`mla-edge pack`; ?bundle=URL, default the demo server's /bundle/ = the
+// converted tiny fixture) with a download progress bar, keeping its verified shards in Cache Storage so a reload
+// downloads nothing but the manifest; decodes on the WebGPU MLA kernels (or the CPU reference without an adapter or
+// with ?decoder=cpu; vision tower = the bundle's vision.onnx on onnxruntime-web's WebGPU EP or wasm, codec in wasm);
+// chats through `client.chat.completions.create({ stream: true })` over an edge session, keeps only its id + token in
+// localStorage, and after a reload restores the cache from the edge instead of re-encoding the image and re-running
+// the history. Shows tokens/s, cached tokens and the session's KV bytes next to the bf16 equivalent.
 
-import { AuthenticationError, createClient, createDecoderKernels, NotFoundError, OrtVisionEncoder, PermissionDeniedError, RuntimeError, loadChatModel, patchBytesToImage, type ChatMessage, type ChatSession, type ChatUsage, type OrtNamespace, type RgbImage } from "../index.ts";
+import { AuthenticationError, createClient, createDecoderKernels, NotFoundError, OrtVisionEncoder, PermissionDeniedError, RuntimeError, patchBytesToImage, type ChatCompletionContentPart, type ChatSession, type OrtNamespace, type RgbImage } from "../index.ts";
 import { loadWasmCodec } from "../../format/codec/wasm.ts";
+import { loadBundleChatModel } from "../../runtime/loader/bundle-chat-model.ts";
+import type { LoadStats } from "../../runtime/loader/bundle-loader.ts";
 import { base64ToBytes } from "../../runtime/vision/toy-tower.ts";
 
 interface Sample {
@@ -21,6 +27,21 @@ interface Saved {
 }
 
 const STORAGE_KEY = "mla-edge-demo";
+const DEFAULT_BUNDLE = "/bundle/";
+
+/** What `ask` returns (the demo's own summary of a chat.completion). */
+interface AskResult {
+  readonly answer: string;
+  readonly tokenIds: readonly number[];
+  readonly finishReason: string;
+  readonly usage: {
+    readonly prompt_tokens: number;
+    readonly completion_tokens: number;
+    readonly cached_tokens: number;
+    readonly ttft_ms: number;
+    readonly tokens_per_second: number | null;
+  };
+}
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const GEOMETRY = { rows: 4, cols: 4, cellPixels: 8 };
 
@@ -29,11 +50,12 @@ const state: {
   imageSent: boolean;
   session: ChatSession | null;
   saved: Saved | null;
-  lastUsage: ChatUsage | null;
+  lastUsage: AskResult["usage"] | null;
+  bundle: { url: string; stats: LoadStats; ms: number } | null;
   restoreMs: number | null;
   samples: Sample[];
   nextSample: number;
-} = { image: null, imageSent: false, session: null, saved: null, lastUsage: null, restoreMs: null, samples: [], nextSample: 0 };
+} = { image: null, imageSent: false, session: null, saved: null, lastUsage: null, bundle: null, restoreMs: null, samples: [], nextSample: 0 };
 
 async function bytes(url: string): Promise<Uint8Array> {
   const r = await fetch(url);
@@ -94,17 +116,19 @@ function renderStats(visionKind: string, visionCalls: () => number): void {
   stat("turns", String(s?.turns ?? 0));
   stat("tokens cached", String(s?.length ?? 0));
   stat("KV stored", kv ? `${kv.stored.toLocaleString()} B` : "—");
-  stat("KV uncompressed (bf16 GQA)", kv ? `${kv.uncompressed.toLocaleString()} B` : "—");
+  stat("KV bf16 equivalent (original GQA)", kv ? `${kv.uncompressed.toLocaleString()} B` : "—");
   stat("compression", kv && kv.stored > 0 ? `${(kv.uncompressed / kv.stored).toFixed(1)}×` : "—");
   stat("KV on this device (allocated)", kv ? `${kv.device.toLocaleString()} B` : "—");
   stat("restore time", state.restoreMs === null ? "—" : `${state.restoreMs.toFixed(1)} ms`);
   const rs = s?.restoreStats;
   stat("restore: fetch / decode / GPU upload", rs ? `${rs.fetchMs.toFixed(1)} / ${rs.decodeMs.toFixed(1)} / ${rs.uploadMs.toFixed(1)} ms` : "—");
   stat("TTFT", state.lastUsage ? `${state.lastUsage.ttft_ms.toFixed(1)} ms` : "—");
-  stat("TPOT", state.lastUsage ? `${state.lastUsage.tpot_ms.toFixed(1)} ms` : "—");
+  stat("tokens/s", state.lastUsage?.tokens_per_second != null ? state.lastUsage.tokens_per_second.toFixed(1) : "—");
   stat("cached tokens (last turn)", state.lastUsage ? String(state.lastUsage.cached_tokens) : "—");
   stat("vision tower calls (this page)", String(visionCalls()));
   stat("vision tower", visionKind);
+  const b = state.bundle;
+  stat("bundle", b ? `${b.url}: ${b.stats.bytesFetched.toLocaleString()} B downloaded, ${b.stats.bytesFromCache.toLocaleString()} B from cache, ${b.ms.toFixed(0)} ms` : "—");
   const d = s?.decoderChoice;
   stat("decoder", d ? (d.path === "kernels" ? `${d.kind} (MLA kernels)` : `CPU reference (${d.fallback})`) : "—");
 }
@@ -115,32 +139,55 @@ async function main(): Promise<void> {
   const ort = (await import(/* @vite-ignore */ ortUrl)) as OrtNamespace & { env: { wasm: { wasmPaths: string; numThreads: number } } };
   ort.env.wasm.wasmPaths = "/ort/";
   ort.env.wasm.numThreads = 1;
-  const onnx = await bytes("/model/vision.onnx");
   const shape = { cells: 16, patchDim: 192, hidden: 128 };
   const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
-  let vision: OrtVisionEncoder;
-  try {
-    if (!gpu || (await gpu.requestAdapter()) === null) throw new Error("no WebGPU adapter");
-    vision = await OrtVisionEncoder.create(ort, onnx, shape, { executionProviders: ["webgpu"] });
-  } catch {
-    vision = await OrtVisionEncoder.create(ort, onnx, shape, { executionProviders: ["wasm"] });
-  }
+  let vision: OrtVisionEncoder | null = null;
+  const makeVision = async (onnx: Uint8Array): Promise<OrtVisionEncoder> => {
+    try {
+      if (!gpu || (await gpu.requestAdapter()) === null) throw new Error("no WebGPU adapter");
+      vision = await OrtVisionEncoder.create(ort, onnx, shape, { executionProviders: ["webgpu"] });
+    } catch {
+      vision = await OrtVisionEncoder.create(ort, onnx, shape, { executionProviders: ["wasm"] });
+    }
+    return vision;
+  };
   const codecBytes = await bytes(WebAssembly.validate(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11])) ? "/codec.simd.wasm" : "/codec.wasm");
   const codec = await loadWasmCodec(codecBytes);
   const kernels = new URLSearchParams(location.search).get("decoder") === "cpu" ? null : await createDecoderKernels();
-  const model = await loadChatModel({
-    config: JSON.parse(new TextDecoder().decode(await bytes("/model/config.json"))),
-    weights: await bytes("/model/model.safetensors"),
-    tokenizer: JSON.parse(new TextDecoder().decode(await bytes("/model/tokenizer.json"))),
-    vision,
+
+  // The model bundle: streamed with progress, verified, cached in Cache Storage (a reload fetches only the manifest).
+  const bundleUrl = new URL(new URLSearchParams(location.search).get("bundle") ?? DEFAULT_BUNDLE, location.href).href;
+  $<HTMLInputElement>("bundle-url").value = bundleUrl;
+  $<HTMLFormElement>("bundle-form").onsubmit = (ev) => {
+    ev.preventDefault();
+    const q = new URLSearchParams(location.search);
+    q.set("bundle", $<HTMLInputElement>("bundle-url").value.trim() || DEFAULT_BUNDLE);
+    location.search = q.toString();
+  };
+  const bar = $<HTMLProgressElement>("download");
+  const t0 = performance.now();
+  $("status").textContent = "downloading the model bundle…";
+  const loaded = await loadBundleChatModel(bundleUrl, {
+    vision: makeVision,
     codec,
-    ref: { id: "tiny-qwen-vl", conversion: "high-r8-md-svd-dkv16" },
     kernels,
+    onProgress: (done, total) => {
+      bar.max = Math.max(1, total);
+      bar.value = done;
+      $("download-text").textContent = `${done.toLocaleString()} / ${total.toLocaleString()} B`;
+    },
   });
+  const model = loaded.model;
+  const stats = loaded.bundle.stats;
+  state.bundle = { url: bundleUrl, stats, ms: performance.now() - t0 };
+  $("download-text").textContent =
+    `${(stats.bytesFetched + stats.bytesFromCache).toLocaleString()} B: ${stats.bytesFetched.toLocaleString()} downloaded, ${stats.bytesFromCache.toLocaleString()} from Cache Storage (${loaded.bundle.manifest.quantization.weights} weights)`;
+  if (vision === null) throw new Error("the bundle's vision tower was not loaded");
+  const tower: OrtVisionEncoder = vision;
   // Opt-in timing reports: the operator dashboard (/dashboard on the edge) shows the demo's TTFT, TPOT and restores.
   const client = createClient({ baseUrl: location.origin, apiKey: cfg.apiKey, model, telemetry: true });
   state.samples = (await (await fetch("/samples.json")).json()) as Sample[];
-  const refresh = () => renderStats(vision.kind, () => vision.calls);
+  const refresh = () => renderStats(tower.kind, () => tower.calls);
 
   const raw = localStorage.getItem(STORAGE_KEY);
   if (raw !== null) {
@@ -196,34 +243,62 @@ async function main(): Promise<void> {
     refresh();
   };
 
-  async function ask(question: string): Promise<{ answer: string; usage: ChatUsage; tokenIds: readonly number[] }> {
-    if (state.session === null) {
-      if (state.image === null) throw new Error("make or upload an image first");
-      state.session = await client.sessions.create({ codec: { bits: 4, group: 32, axis: "token", rope: "int8" }, chunkTokens: 16 });
-      state.saved = { id: state.session.id, token: state.session.token, log: [] };
-      state.imageSent = false;
-    }
-    const content: ChatMessage["content"] = !state.imageSent && state.image ? [{ type: "image", image: state.image }, { type: "text", text: question }] : question;
-    if (!state.imageSent && state.image) state.saved!.image = rgbBase64(state.image);
+  async function ask(question: string): Promise<AskResult> {
+    if (state.session === null && state.image === null) throw new Error("make or upload an image first");
+    const content: ChatCompletionContentPart[] = [];
+    const withImage = !state.imageSent && state.image !== null;
+    if (withImage) content.push({ type: "image", image: state.image! });
+    content.push({ type: "text", text: question });
     addLog("user", question);
     const line = addLog("assistant", "", false);
+    const s = state.session;
+    // Only the new turn: the session on the edge (restored into this page's cache) holds the history.
+    const stream = await client.chat.completions.create({
+      messages: [{ role: "user", content }],
+      stream: true,
+      stream_options: { include_usage: true },
+      temperature: 0,
+      max_tokens: 4,
+      mla_edge: s === null ? { codec: { bits: 4, group: 32, axis: "token", rope: "int8" }, chunk_tokens: 16 } : { session: { id: s.id, token: s.token } },
+    });
     let text = "";
-    let done: { answer: string; usage: ChatUsage; tokenIds: readonly number[] } | null = null;
-    for await (const ev of state.session.chat({ messages: [{ role: "user", content }], maxTokens: 4, stream: true })) {
-      if (ev.type === "token") {
-        text = (text + " " + ev.text).trim();
+    let finishReason = "";
+    let ids: readonly number[] = [];
+    let usage: AskResult["usage"] | null = null;
+    for await (const chunk of stream) {
+      const info = chunk.mla_edge;
+      if (info?.session && state.session === null) {
+        // the new session exists on the edge now: remember it before the answer is in
+        state.session = client.sessionPool.get(info.session.id, info.session.token) ?? null;
+        state.saved = { id: info.session.id, token: info.session.token, log: [{ role: "user", text: question }] };
+        if (withImage) state.saved.image = rgbBase64(state.image!);
+        save();
+      }
+      const choice = chunk.choices[0];
+      if (choice?.delta.content) {
+        text += choice.delta.content;
         line.textContent = `assistant: ${text}`;
-      } else {
-        done = { answer: ev.message.content, usage: ev.usage, tokenIds: ev.tokenIds };
+      }
+      if (choice?.finish_reason) finishReason = choice.finish_reason;
+      if (chunk.usage && info?.completion_ids) {
+        ids = info.completion_ids;
+        usage = {
+          prompt_tokens: chunk.usage.prompt_tokens,
+          completion_tokens: chunk.usage.completion_tokens,
+          cached_tokens: chunk.usage.prompt_tokens_details.cached_tokens,
+          ttft_ms: info.ttft_ms ?? 0,
+          tokens_per_second: info.tokens_per_second ?? null,
+        };
       }
     }
-    if (done === null) throw new Error("the turn ended without an answer");
+    if (usage === null) throw new Error("the completion ended without its usage");
+    if (withImage && state.saved && state.saved.image === undefined) state.saved.image = rgbBase64(state.image!);
     state.imageSent = true;
-    state.lastUsage = done.usage;
-    state.saved!.log.push({ role: "assistant", text: done.answer });
+    state.lastUsage = usage;
+    state.saved!.log.push({ role: "assistant", text });
     save();
     refresh();
-    return done;
+    return { answer: text, tokenIds: ids, finishReason, usage };
   }
 
   $<HTMLFormElement>("ask").onsubmit = (ev) => {
@@ -236,7 +311,7 @@ async function main(): Promise<void> {
   if (state.image === null && state.session === null) useSample(state.nextSample++);
   refresh();
   ($("send") as HTMLButtonElement).disabled = false;
-  $("status").textContent = `ready (vision: ${vision.kind}, decoder: ${kernels ? `${kernels.kind} kernels` : "CPU reference"})`;
+  $("status").textContent = `ready (vision: ${tower.kind}, decoder: ${kernels ? `${kernels.kind} kernels` : "CPU reference"})`;
 
   // Hooks for the browser e2e test (tests/e2e/chromium.test.ts) and for poking at the demo from the console.
   (window as unknown as { mlaDemo: unknown }).mlaDemo = {
@@ -250,8 +325,10 @@ async function main(): Promise<void> {
       tokens: state.session?.length ?? 0,
       restoreMs: state.restoreMs,
       restoredTokens: state.session?.restoreStats?.tokens ?? 0,
-      visionCalls: vision.calls,
-      visionKind: vision.kind,
+      visionCalls: tower.calls,
+      visionKind: tower.kind,
+      bundle: state.bundle,
+      lastUsage: state.lastUsage,
       decoder: state.session?.decoderChoice ?? null,
       restore: state.session?.restoreStats ?? null,
       kv: state.session?.kvBytes ?? null,

@@ -1,0 +1,143 @@
+// The demo on a real bundle, in Debian Chromium (playwright-core, WebGPU on SwiftShader) against the real edge store:
+// the page downloads the default bundle (the converted tiny fixture packed by `mla-edge pack`) with a progress bar,
+// caches it in Cache Storage (the next load downloads no shard), streams answers through
+// client.chat.completions.create({ stream: true }), shows tokens/s, cached tokens and the session's KV bytes next to
+// the bf16 equivalent, and after a page reload continues the conversation from the edge without prefill or a vision
+// call, answering like an uninterrupted session.
+
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { skipWithout, SYSTEM_TOOLS } from "../helpers/system-tools.ts";
+import { ensureDemoBundle, startDemoServer, type DemoServer } from "../../client/demo/server.ts";
+import { startEdgeServer, type EdgeServer } from "./edge-server.ts";
+
+const ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking", "--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--enable-unsafe-swiftshader"];
+
+interface LoadStats {
+  bytesFetched: number;
+  bytesFromCache: number;
+  fetched: string[];
+  fromCache: string[];
+}
+interface DemoState {
+  sessionId: string | null;
+  turns: number;
+  tokens: number;
+  restoredTokens: number;
+  visionCalls: number;
+  bundle: { url: string; stats: LoadStats } | null;
+  kv: { stored: number; uncompressed: number; device: number } | null;
+}
+interface AskResult {
+  answer: string;
+  tokenIds: number[];
+  finishReason: string;
+  usage: { prompt_tokens: number; completion_tokens: number; cached_tokens: number; tokens_per_second: number | null };
+}
+interface DemoWindow {
+  mlaDemoReady: Promise<void>;
+  mlaDemo: { ask(q: string): Promise<AskResult>; useSample(i: number): void; state(): DemoState };
+}
+
+let edge: EdgeServer;
+let demo: DemoServer;
+let browser: Browser;
+let page: Page;
+let work: string;
+let shardFiles: string[];
+
+const state = (): Promise<DemoState> => page.evaluate(() => (window as unknown as DemoWindow).mlaDemo.state());
+const ready = () => page.evaluate(() => (window as unknown as DemoWindow).mlaDemoReady);
+const statText = (name: string) => page.textContent(`[data-stat="${name}"]`);
+
+describe.skipIf(skipWithout(import.meta.url, "chromium"))("demo on a real bundle in Chromium", () => {
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), "mla-demo-bundle-"));
+    const bundleDir = await ensureDemoBundle(join(work, "bundle"));
+    shardFiles = (JSON.parse(await readFile(join(bundleDir, "manifest.json"), "utf8")) as { shards: { file: string }[] }).shards.map((s) => s.file);
+    edge = await startEdgeServer();
+    demo = await startDemoServer({ edgeUrl: edge.url, apiKey: edge.apiKey, samples: 4, bundleDir });
+    browser = await chromium.launch({ executablePath: SYSTEM_TOOLS.chromium.path, headless: true, args: ARGS });
+    page = await browser.newPage();
+    page.on("pageerror", (e) => console.error("page error:", e));
+  }, 180_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await demo?.close();
+    await edge?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it("should download the bundle with progress, cache it, stream answers, and continue after a reload without prefill", async () => {
+    await page.goto(demo.url);
+    await ready();
+    const first = await state();
+    expect(first.bundle!.url).toBe(`${demo.url}/bundle/`);
+    expect(first.bundle!.stats.bytesFetched).toBeGreaterThan(0);
+    expect(first.bundle!.stats.fetched).toEqual(expect.arrayContaining(shardFiles));
+    const bar = await page.evaluate(() => {
+      const p = document.getElementById("download") as HTMLProgressElement;
+      return { value: p.value, max: p.max };
+    });
+    expect(bar.max).toBeGreaterThan(1);
+    expect(bar.value).toBe(bar.max);
+    expect(await page.textContent("#download-text")).toMatch(/downloaded/);
+
+    // the uninterrupted reference in this page: sample 2, two questions on one session
+    const samples = (await (await fetch(`${demo.url}/samples.json`)).json()) as { questions: string[] }[];
+    const q = samples[2].questions;
+    const reference = await page.evaluate(async (qs) => {
+      const w = window as unknown as DemoWindow;
+      localStorage.clear();
+      w.mlaDemo.useSample(2);
+      const out: AskResult[] = [];
+      for (const x of qs) out.push(await w.mlaDemo.ask(x));
+      localStorage.clear();
+      return out;
+    }, q.slice(0, 2));
+    expect(reference[0].usage.cached_tokens).toBe(0);
+    expect(reference[1].usage.cached_tokens).toBeGreaterThan(0); // held by the page's session cache
+
+    // a fresh page: the bundle comes from Cache Storage
+    await page.goto(demo.url);
+    await ready();
+    const cachedLoad = await state();
+    expect(cachedLoad.sessionId).toBeNull();
+    expect(cachedLoad.bundle!.stats.fetched.filter((f) => shardFiles.includes(f))).toEqual([]);
+    expect(cachedLoad.bundle!.stats.fromCache).toEqual(expect.arrayContaining(shardFiles));
+    const r0 = await page.evaluate(async (x) => {
+      const w = window as unknown as DemoWindow;
+      w.mlaDemo.useSample(2);
+      return w.mlaDemo.ask(x);
+    }, q[0]);
+    expect(r0.tokenIds).toEqual(reference[0].tokenIds);
+    expect(r0.usage.cached_tokens).toBe(0);
+    expect(await page.textContent("#log")).toContain(`assistant: ${r0.answer}`);
+    const afterFirst = await state();
+    expect(await statText("cached tokens (last turn)")).toBe("0");
+    expect(await statText("KV stored")).toBe(`${afterFirst.kv!.stored.toLocaleString("en-US")} B`);
+    expect(await statText("KV bf16 equivalent (original GQA)")).toBe(`${afterFirst.kv!.uncompressed.toLocaleString("en-US")} B`);
+    if (r0.tokenIds.length > 1) expect(Number(await statText("tokens/s"))).toBeGreaterThan(0);
+
+    // reload: the session comes back from the edge (no vision call, no prefill of turn 1) and answers as before
+    await page.reload();
+    await ready();
+    const back = await state();
+    expect(back.sessionId).toBe(afterFirst.sessionId);
+    expect(back.turns).toBe(1);
+    expect(back.restoredTokens).toBe(afterFirst.tokens);
+    expect(back.visionCalls).toBe(0);
+    expect(back.bundle!.stats.bytesFetched).toBe(0);
+    const r1 = await page.evaluate(async (x) => (window as unknown as DemoWindow).mlaDemo.ask(x), q[1]);
+    expect(r1.tokenIds).toEqual(reference[1].tokenIds);
+    expect(r1.usage.cached_tokens).toBe(back.restoredTokens);
+    expect(r1.usage.prompt_tokens).toBe(back.restoredTokens + (reference[1].usage.prompt_tokens - reference[1].usage.cached_tokens));
+    expect(await statText("cached tokens (last turn)")).toBe(String(back.restoredTokens));
+    expect((await state()).visionCalls).toBe(0);
+    await page.screenshot({ path: "/tmp/mla-edge-demo-bundle.png" });
+  }, 300_000);
+});
