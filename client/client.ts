@@ -11,7 +11,7 @@ import { StoreSessions } from "./resources/store-sessions.ts";
 import { StoreUsage } from "./resources/store-usage.ts";
 import type { ChatModel } from "../runtime/chat-model.ts";
 import { TurnReporter, type TelemetryOptions } from "./telemetry/turn-reporter.ts";
-import { Completions, type ImageBytesDecoder } from "./chat/completions.ts";
+import { Completions, type ChatEngine, type ImageBytesDecoder } from "./chat/completions.ts";
 import { SessionPool } from "./chat/session-pool.ts";
 
 export type Fetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
@@ -48,6 +48,11 @@ export interface ClientOptions {
    * parts are refused.
    */
   readonly decodeImage?: ImageBytesDecoder;
+  /**
+   * Where `chat.completions` run instead of on `model`: e.g. `new WorkerEngine(worker)`, a dedicated Web Worker that
+   * holds the model (client/engine/). Default: in process, on `model`.
+   */
+  readonly engine?: ChatEngine;
   /** Chat sessions the client keeps in memory for `chat.completions` and `sessions` (least recently used dropped; default 8). */
   readonly sessionCacheSize?: number;
 }
@@ -77,6 +82,7 @@ export class MlaEdge {
   /** The report queue when `telemetry` is on, else null. */
   readonly telemetry: TurnReporter | null;
   readonly decodeImage: ImageBytesDecoder | undefined;
+  readonly engine: ChatEngine | undefined;
   /** The chat sessions this client holds in memory, shared by `sessions` and `chat.completions`. */
   readonly sessionPool: SessionPool;
   private readonly fetchImpl: Fetch;
@@ -121,6 +127,7 @@ export class MlaEdge {
             await this.request({ method: "POST", path: "/v1/telemetry", body: batch, token: this.apiKey ?? token, maxRetries: 1 });
           }, t === true ? {} : t);
     this.decodeImage = options.decodeImage;
+    this.engine = options.engine;
     this.sessionPool = new SessionPool(options.sessionCacheSize ?? 8);
     this.sessions = new Sessions(this);
     this.chat = { completions: new Completions(this) };

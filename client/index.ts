@@ -34,6 +34,10 @@ export {
   type MlaEdgeRequest,
 } from "./chat/completions.ts";
 export { SessionPool } from "./chat/session-pool.ts";
+export type { ChatEngine } from "./chat/completions.ts";
+export { WorkerEngine, errorFromWire } from "./engine/worker-engine.ts";
+export { serveChatEngine, errorToWire, type EngineClient } from "./engine/worker-host.ts";
+export type { EngineReply, EngineRequest, MessageEndpoint, WireError } from "./engine/protocol.ts";
 export { StopScanner, type StopScan } from "../runtime/stop-sequences.ts";
 export { createChatModel, loadChatModel, withDecoderKernels, type ChatModel, type ChatModelFiles, type ChatModelParts } from "../runtime/chat-model.ts";
 export { createDecoderKernels, chooseDecoder, type DecoderChoice, type MlaBackend } from "../runtime/decoder-kernels.ts";

@@ -186,11 +186,20 @@ export class InvalidRequestError extends MlaError<InvalidRequestCode> {
   override readonly name = "InvalidRequestError";
   constructor(
     readonly param: string | null,
-    message: string,
+    /** The message without the parameter's name. */
+    readonly detail: string,
     code: InvalidRequestCode = "invalid_request",
   ) {
-    super(code, param === null ? message : `${param}: ${message}`);
+    super(code, param === null ? detail : `${param}: ${detail}`);
   }
+}
+
+/**
+ * Where completions run when not on this thread's model: e.g. a dedicated Web Worker (client/engine/worker-engine.ts).
+ * `stream` runs one request with stream semantics; it rejects (typed) before the first chunk on a bad request.
+ */
+export interface ChatEngine {
+  stream(params: ChatCompletionCreateParams, signal: AbortSignal): Promise<AsyncIterable<ChatCompletionChunk>>;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -201,6 +210,8 @@ export type ImageBytesDecoder = (bytes: Uint8Array) => RgbImage | Promise<RgbIma
 
 export interface CompletionsClient {
   readonly model: ChatModel | undefined;
+  /** When set, completions run there instead of on `model`. */
+  readonly engine: ChatEngine | undefined;
   readonly sessionPool: SessionPool;
   readonly decodeImage: ImageBytesDecoder | undefined;
   readonly sessions: {
@@ -239,16 +250,23 @@ export class Completions {
   create(params: ChatCompletionCreateParamsNonStreaming, options?: ChatCompletionRequestOptions): Promise<ChatCompletion>;
   create(params: ChatCompletionCreateParams, options?: ChatCompletionRequestOptions): Promise<Stream<ChatCompletionChunk> | ChatCompletion>;
   async create(params: ChatCompletionCreateParams, options: ChatCompletionRequestOptions = {}): Promise<Stream<ChatCompletionChunk> | ChatCompletion> {
-    const model = this.client.model;
-    if (model === undefined) throw new InvalidRequestError("model", "the client has no chat model: pass `model` to createClient");
-    const checked = checkParams(params, model);
-    const turns = await this.convertMessages(params.messages);
     const controller = new AbortController();
     const outer = options.signal;
     if (outer) {
       if (outer.aborted) controller.abort();
       else outer.addEventListener("abort", () => controller.abort(), { once: true });
     }
+    const engine = this.client.engine;
+    if (engine !== undefined) {
+      if (controller.signal.aborted) throw new APIUserAbortError();
+      const remote = await engine.stream({ ...params, stream: true, ...(params.stream === true ? {} : { stream_options: null }) } as ChatCompletionCreateParams, controller.signal);
+      if (params.stream === true) return new Stream<ChatCompletionChunk>(() => remote[Symbol.asyncIterator](), controller);
+      return collect(remote[Symbol.asyncIterator]());
+    }
+    const model = this.client.model;
+    if (model === undefined) throw new InvalidRequestError("model", "the client has no chat model (or engine): pass `model` or `engine` to createClient");
+    const checked = checkParams(params, model);
+    const turns = await this.convertMessages(params.messages);
     const prepared = await this.prepare(params.mla_edge, turns, controller.signal);
     const chunks = () => this.run(model, checked, prepared, controller.signal);
     if (params.stream === true) return new Stream<ChatCompletionChunk>(chunks, controller);
@@ -528,13 +546,14 @@ function checkParams(p: ChatCompletionCreateParams, model: ChatModel): Checked {
   return { maxTokens, logitBias, sampling, stops, includeUsage: p.stream === true && p.stream_options?.include_usage === true };
 }
 
-async function collect(chunks: AsyncGenerator<ChatCompletionChunk>): Promise<ChatCompletion> {
+async function collect(chunks: AsyncIterator<ChatCompletionChunk>): Promise<ChatCompletion> {
   let content = "";
   let last: ChatCompletionChunk | null = null;
   let finish: FinishReason | null = null;
   let usage: CompletionUsage | null = null;
   let info: MlaEdgeCompletionInfo | null = null;
-  for await (const c of chunks) {
+  for (let r = await chunks.next(); r.done !== true; r = await chunks.next()) {
+    const c = r.value;
     last = c;
     for (const ch of c.choices) {
       content += ch.delta.content ?? "";
