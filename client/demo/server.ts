@@ -110,7 +110,10 @@ async function proxy(req: IncomingMessage, res: ServerResponse, edgeUrl: string)
 }
 
 export async function startDemoServer(options: DemoServerOptions): Promise<DemoServer> {
-  const scripts = new Map<string, string>([["/app.js", await bundle(join(DEMO, "app.ts"))]]);
+  const scripts = new Map<string, string>([
+    ["/app.js", await bundle(join(DEMO, "app.ts"))],
+    ["/engine-worker.js", await bundle(join(DEMO, "engine-worker.ts"))],
+  ]);
   for (const [name, entry] of Object.entries(options.extraEntries ?? {})) scripts.set(`/${name}.js`, await bundle(entry));
   const evalLines = (await readFile(join(ROOT, "fixtures", "tiny-qwen-vl", "eval.jsonl"), "utf8")).split("\n").filter((l) => l.length > 0);
   const samples = JSON.stringify(

@@ -23,6 +23,7 @@ interface LoadStats {
   fromCache: string[];
 }
 interface DemoState {
+  engine: string;
   sessionId: string | null;
   turns: number;
   tokens: number;
@@ -39,7 +40,7 @@ interface AskResult {
 }
 interface DemoWindow {
   mlaDemoReady: Promise<void>;
-  mlaDemo: { ask(q: string): Promise<AskResult>; useSample(i: number): void; state(): DemoState };
+  mlaDemo: { ask(q: string): Promise<AskResult>; useSample(i: number): void; state(): DemoState; model: unknown };
 }
 
 let edge: EdgeServer;
@@ -48,6 +49,8 @@ let browser: Browser;
 let page: Page;
 let work: string;
 let shardFiles: string[];
+/** Sample 2's first two answers on the page's own engine (test 1), for the worker engine to match. */
+let pageAnswers: AskResult[] = [];
 
 const state = (): Promise<DemoState> => page.evaluate(() => (window as unknown as DemoWindow).mlaDemo.state());
 const ready = () => page.evaluate(() => (window as unknown as DemoWindow).mlaDemoReady);
@@ -99,6 +102,7 @@ describe.skipIf(skipWithout(import.meta.url, "chromium"))("demo on a real bundle
       localStorage.clear();
       return out;
     }, q.slice(0, 2));
+    pageAnswers = reference;
     expect(reference[0].usage.cached_tokens).toBe(0);
     expect(reference[1].usage.cached_tokens).toBeGreaterThan(0); // held by the page's session cache
 
@@ -139,5 +143,46 @@ describe.skipIf(skipWithout(import.meta.url, "chromium"))("demo on a real bundle
     expect(await statText("cached tokens (last turn)")).toBe(String(back.restoredTokens));
     expect((await state()).visionCalls).toBe(0);
     await page.screenshot({ path: "/tmp/mla-edge-demo-bundle.png" });
+  }, 300_000);
+
+  it("should run the engine in a dedicated Web Worker (?engine=worker): same answers, streamed back, and a reload restored in the worker", async () => {
+    expect(pageAnswers.length).toBe(2);
+    const url = `${demo.url}/?engine=worker`;
+    await page.evaluate(() => localStorage.clear());
+    await page.goto(url);
+    await ready();
+    const w0 = await state();
+    expect(w0.engine).toBe("worker");
+    expect(await page.evaluate(() => (window as unknown as DemoWindow).mlaDemo.model === undefined)).toBe(true); // no model on the page
+    expect(w0.bundle!.stats.fromCache).toEqual(expect.arrayContaining(shardFiles)); // the worker reads the page's Cache Storage
+    expect(await page.textContent("#status")).toContain("engine: Web Worker");
+    const samples = (await (await fetch(`${demo.url}/samples.json`)).json()) as { questions: string[] }[];
+    const q = samples[2].questions;
+    const r0 = await page.evaluate(async (x) => {
+      const w = window as unknown as DemoWindow;
+      w.mlaDemo.useSample(2);
+      return w.mlaDemo.ask(x);
+    }, q[0]);
+    expect(r0.tokenIds).toEqual(pageAnswers[0].tokenIds);
+    expect(await page.textContent("#log")).toContain(`assistant: ${r0.answer}`);
+    const after0 = await state();
+    expect(after0.visionCalls).toBe(1); // counted in the worker
+    expect(after0.turns).toBe(1);
+    expect(await statText("engine")).toBe("Web Worker");
+    expect(await statText("KV stored")).toBe(`${after0.kv!.stored.toLocaleString("en-US")} B`);
+
+    await page.reload();
+    await ready();
+    const back = await state();
+    expect(back.sessionId).toBe(after0.sessionId);
+    expect(back.visionCalls).toBe(0);
+    const r1 = await page.evaluate(async (x) => (window as unknown as DemoWindow).mlaDemo.ask(x), q[1]);
+    expect(r1.tokenIds).toEqual(pageAnswers[1].tokenIds);
+    expect(r1.usage.cached_tokens).toBe(after0.tokens);
+    const after1 = await state();
+    expect(after1.restoredTokens).toBe(after0.tokens); // restored from the edge by the worker, not prefilled
+    expect(after1.visionCalls).toBe(0);
+    expect(after1.turns).toBe(2);
+    await page.screenshot({ path: "/tmp/mla-edge-demo-worker.png" });
   }, 300_000);
 });
