@@ -6,6 +6,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PNG } from "pngjs";
+import { createServer } from "node:http";
 import {
   APIUserAbortError,
   createClient,
@@ -128,6 +129,20 @@ describe("chat.completions.create", () => {
     expect(second.mla_edge.session).toEqual({ id: session.id, token: session.token, turns: 2, tokens: ref.length });
     expect(second.mla_edge.kv_bytes).toBe(ref.kvBytes.stored);
     expect(second.mla_edge.kv_bytes_bf16).toBe(ref.kvBytes.uncompressed);
+
+    // image_url as an http(s) URL and as a Blob give the same answer as the data: URL and the pixels
+    const png = Buffer.from(pngDataUrl(image).split(",")[1], "base64");
+    const srv = createServer((_req, res) => res.writeHead(200, { "content-type": "image/png" }).end(png));
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    try {
+      const port = (srv.address() as { port: number }).port;
+      for (const url of [`http://127.0.0.1:${port}/grid.png`, new Blob([png], { type: "image/png" })]) {
+        const r = await client().chat.completions.create({ messages: [{ role: "user", content: [{ type: "image_url", image_url: { url } }, { type: "text", text: q[0] }] }], temperature: 0, max_tokens: 8, mla_edge: mla });
+        expect(r.mla_edge.completion_ids, String(url)).toEqual(r1.tokenIds);
+      }
+    } finally {
+      srv.close();
+    }
 
     // The same client continues from its session cache: nothing restored, the whole history cached.
     const third = await reloaded.chat.completions.create({ messages: [{ role: "user", content: q[2] }], temperature: 0, max_tokens: 8, mla_edge: { session: { id: session.id, token: session.token } } });
