@@ -143,6 +143,28 @@ describe.skipIf(skipWithout(import.meta.url, "chromium"))("demo on a real bundle
     expect(await statText("cached tokens (last turn)")).toBe(String(back.restoredTokens));
     expect((await state()).visionCalls).toBe(0);
     await page.screenshot({ path: "/tmp/mla-edge-demo-bundle.png" });
+
+    // image_url parts decoded by the browser (createImageBitmap): a PNG File / Blob and a data: URL of the sample's
+    // pixels answer exactly as the pixels themselves (new sessions, greedy)
+    const viaUrls = await page.evaluate(async (x) => {
+      const w = window as unknown as DemoWindow & { mlaDemo: { client: { chat: { completions: { create(p: unknown): Promise<{ mla_edge: { completion_ids: number[] } }> } } } } };
+      const canvas = document.getElementById("image") as HTMLCanvasElement;
+      const blob = await new Promise<Blob>((r) => canvas.toBlob((b) => r(b!), "image/png"));
+      const file = new File([blob], "grid.png", { type: "image/png" });
+      const ctx = canvas.getContext("2d")!;
+      const rgba = ctx.getImageData(0, 0, 32, 32).data;
+      const mla = { codec: { bits: 4, group: 32, axis: "token", rope: "int8" }, chunk_tokens: 16 };
+      const ask = async (part: unknown) =>
+        (await w.mlaDemo.client.chat.completions.create({ messages: [{ role: "user", content: [part, { type: "text", text: x }] }], temperature: 0, max_tokens: 4, mla_edge: mla })).mla_edge.completion_ids;
+      return {
+        pixels: await ask({ type: "image", image: { width: 32, height: 32, data: rgba, channels: 4 } }),
+        file: await ask({ type: "image_url", image_url: { url: file } }),
+        dataUrl: await ask({ type: "image_url", image_url: { url: canvas.toDataURL("image/png") } }),
+      };
+    }, q[0]);
+    expect(viaUrls.pixels).toEqual(reference[0].tokenIds);
+    expect(viaUrls.file).toEqual(reference[0].tokenIds);
+    expect(viaUrls.dataUrl).toEqual(reference[0].tokenIds);
   }, 300_000);
 
   it("should run the engine in a dedicated Web Worker (?engine=worker): same answers, streamed back, and a reload restored in the worker", async () => {
