@@ -9,6 +9,6 @@ export * from "./safetensors-file.ts";
 export * from "./sharded-source.ts";
 export * from "./safetensors-writer.ts";
 export * from "./config.ts";
-export * from "./tensor-names.ts";
+export * from "./families/index.ts";
 export * from "./mla-config.ts";
 export * from "./copy-tensors.ts";

@@ -8,13 +8,14 @@ export { Stream } from "./core/stream.ts";
 export { Sessions, type SessionCreateParams, type SessionOpenParams } from "./resources/sessions.ts";
 export { StoreUsage } from "./resources/store-usage.ts";
 export { StoreSessions, encodeAppendBody, parseRestoreStream, type AppendBody, type RestoreQuery, type SessionAuth, type TruncateResult } from "./resources/store-sessions.ts";
-export { ChatSession, type ChatCompletion as ChatTurnResult, type ChatEvent, type ChatParams, type FinishReason, type RestoreStats } from "./chat/chat-session.ts";
+export { ChatSession, type ChatCompletion, type ChatEvent, type ChatParams, type FinishReason, type RestoreStats } from "./chat/chat-session.ts";
 export {
   Completions,
   InvalidRequestError,
   DEFAULT_MAX_TOKENS,
   DEFAULT_SESSION_CODEC,
-  type ChatCompletion,
+  // OpenAI's `ChatCompletion` (the name ChatCompletion stays the session API's turn result)
+  type ChatCompletion as ChatCompletionResponse,
   type ChatCompletionChunk,
   type ChatCompletionChunkChoice,
   type ChatCompletionContentPart,
@@ -39,7 +40,21 @@ export { WorkerEngine, errorFromWire } from "./engine/worker-engine.ts";
 export { serveChatEngine, errorToWire, type EngineClient } from "./engine/worker-host.ts";
 export type { EngineReply, EngineRequest, MessageEndpoint, WireError } from "./engine/protocol.ts";
 export { StopScanner, type StopScan } from "../runtime/stop-sequences.ts";
-export { createChatModel, loadChatModel, withDecoderKernels, type ChatModel, type ChatModelFiles, type ChatModelParts } from "../runtime/chat-model.ts";
+export {
+  chatFormatOf,
+  createChatModel,
+  loadChatModel,
+  qwen25Vision,
+  toyTowerVision,
+  withDecoderKernels,
+  type ChatFormat,
+  type ChatModel,
+  type ChatModelFiles,
+  type ChatModelParts,
+  type ChatVision,
+} from "../runtime/chat-model.ts";
+export { ChatInputProcessor, type ImageLoader, type InputContentPart, type InputMessage, type ModelInputs } from "../runtime/inputs/processor.ts";
+export { decodeBrowserImage, type BrowserImageSource } from "../runtime/inputs/image-decode.ts";
 export { createDecoderKernels, chooseDecoder, type DecoderChoice, type MlaBackend } from "../runtime/decoder-kernels.ts";
 export { OrtVisionEncoder, TypeScriptVisionEncoder, type OrtNamespace, type VisionEncoder } from "../runtime/vision/vision-encoder.ts";
 export { imageToPatchBytes, patchBytesToImage, type PatchGeometry } from "../runtime/inputs/image.ts";

@@ -44,16 +44,18 @@ export interface Qwen25VLModel {
 }
 
 /**
- * Reads the decoder and the vision tower from `source` (config.json's object as `rawConfig`), tensor by tensor. An
- * mla-edge MLA checkpoint (config.json with `mha2mla`) loads its converted decoder; the tower is the same.
+ * Reads the decoder and the vision tower from `source` (config.json's object as `rawConfig`), tensor by tensor. An MLA
+ * checkpoint (config.json with `mha2mla`: mla-edge's layout, or a released one with `options.ranks` from its rank file)
+ * loads its converted decoder; the tower is the same.
  */
-export async function loadQwen25VL(source: TensorSource, rawConfig: unknown, label = "config.json"): Promise<Qwen25VLModel> {
+export async function loadQwen25VL(source: TensorSource, rawConfig: unknown, label = "config.json", options: { readonly ranks?: ArrayLike<number> } = {}): Promise<Qwen25VLModel> {
   const config = parseQwen25VLConfig(rawConfig, label);
   const names = source.names();
   const naming = qwen25DecoderNaming(names);
   const isMla = (rawConfig as Record<string, unknown>).mha2mla != null;
+  // a released MHA2MLA checkpoint's kept pairs come from its rank file (`options.ranks`), mla-edge's are in the weights
   const decoder: Qwen25VLDecoder = isMla
-    ? { kind: "mla", model: await loadMlaModel(source, rawConfig, { naming }) }
+    ? { kind: "mla", model: await loadMlaModel(source, rawConfig, { naming, ...(options.ranks !== undefined ? { ranks: options.ranks } : {}) }) }
     : { kind: "original", model: await loadGqaModel(source, config.text, naming) };
   const visionPrefix = qwen25VisionPrefix(names);
   const vision = await loadQwen25VisionWeights(source, config.vision, visionPrefix);

@@ -2,7 +2,7 @@
 
 import type { TextModelConfig } from "../checkpoint/config.ts";
 import { CheckpointError } from "../checkpoint/errors.ts";
-import { detectTensorNaming, layerTensorNames, type TensorNaming } from "../checkpoint/tensor-names.ts";
+import { detectTensorNaming, layerTensorNames, type TensorNaming } from "../checkpoint/families/index.ts";
 import type { TensorSource } from "../checkpoint/tensor-source.ts";
 
 /** Per-layer weights other than attention: the two RMSNorms and the SwiGLU MLP. */

@@ -9,6 +9,45 @@ import { parseModelConfig } from "../config.ts";
 import { CheckpointError } from "../errors.ts";
 import { parseMlaConfig } from "../mla-config.ts";
 import { readPthTensor, type PthTensor } from "../pth.ts";
+import type { TensorNaming } from "./llama.ts";
+
+/**
+ * Per-layer tensor names of the MLA layout (docs/method.md §10.4): the released names (permuted q_proj, k_r_proj,
+ * kv_proj_{text,img} down/up), our single-space kv_proj, plus our in-checkpoint kept rope pairs.
+ */
+export function mlaLayerTensorNames(n: TensorNaming, i: number) {
+  const a = `${n.layer(i)}self_attn.`;
+  const space = (s: string) => ({
+    down: `${a}${s}.down_kv.weight`,
+    upK: `${a}${s}.up_k.weight`,
+    upKBias: `${a}${s}.up_k.bias`,
+    upV: `${a}${s}.up_v.weight`,
+    upVBias: `${a}${s}.up_v.bias`,
+  });
+  return {
+    qWeight: `${a}q_proj.weight`,
+    qBias: `${a}q_proj.bias`,
+    kRWeight: `${a}k_r_proj.weight`,
+    kRBias: `${a}k_r_proj.bias`,
+    oWeight: `${a}o_proj.weight`,
+    /** int32 [n_kv, r/2]: kept frequency pairs per KV head, ascending. Ours; absent from released checkpoints. */
+    ropePairs: `${a}rope_pairs`,
+    text: space("kv_proj_text"),
+    image: space("kv_proj_img"),
+    /** Single latent space (no modality split). */
+    shared: space("kv_proj"),
+  } as const;
+}
+
+/**
+ * The release's kept-pair rule (`select_mkl_frequency`, docs/method.md §3.3), the one place it is written: pair i of
+ * one KV head is kept when its rank `ranks[base + i]` is below ropeDims/2. Returns the kept pair indices ascending.
+ */
+export function keptPairsOfRanks(ranks: ArrayLike<number>, base: number, half: number, ropeDims: number): number[] {
+  const kept: number[] = [];
+  for (let i = 0; i < half; i++) if (ranks[base + i] < ropeDims / 2) kept.push(i);
+  return kept;
+}
 
 /** The kept pairs of a released checkpoint, from its rank file. */
 export interface ReleasedRanks {
@@ -81,16 +120,14 @@ export function keptPairsFromRankTensor(
     for (let g = 0; g < H; g++) {
       const base = (l * H + g) * width;
       const seen = new Uint8Array(half);
-      const kept: number[] = [];
       for (let i = 0; i < half; i++) {
         const v = data[base + i];
         if (!Number.isInteger(v) || v < 0 || v >= half || seen[v]) throw mismatch(`layer ${l} KV head ${g}: ranks are not a permutation of 0…${half - 1}`);
         seen[v] = 1;
         if (width === dh && data[base + half + i] !== v) throw mismatch(`layer ${l} KV head ${g}: the two halves of the rank row differ at dim ${i}`);
-        if (v < r / 2) kept.push(i);
       }
       for (let i = 0; i < width; i++) ranks[base + i] = data[base + i];
-      layer.push(kept);
+      layer.push(keptPairsOfRanks(data, base, half, r));
     }
     keptPairs.push(layer);
   }

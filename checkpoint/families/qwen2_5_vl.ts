@@ -4,9 +4,14 @@
 
 import { parseModelConfig, type TextModelConfig } from "../config.ts";
 import { CheckpointError } from "../errors.ts";
-import { QWEN2_5_VL_NAMING, LANGUAGE_MODEL_PREFIX_NAMING, type TensorNaming } from "../tensor-names.ts";
+import { decoderNaming, type TensorNaming } from "./llama.ts";
 
 export const QWEN2_5_VL_MODEL_TYPE = "qwen2_5_vl";
+
+/** Qwen2.5-VL as saved by transformers 4.51 (`model.layers.{i}`), also plain Qwen2/Llama LMs and the tiny fixture. */
+export const QWEN2_5_VL_NAMING = decoderNaming("qwen2_5_vl", "model.", "lm_head.weight");
+/** Newer transformers VLM layout (`model.language_model.layers.{i}`), for Qwen2.5-VL and LLaVA-NeXT alike. */
+export const LANGUAGE_MODEL_PREFIX_NAMING = decoderNaming("language_model_prefix", "model.language_model.", "lm_head.weight");
 
 /** `vision_config` of a Qwen2.5-VL checkpoint (Qwen2_5_VisionTransformerPretrainedModel). */
 export interface Qwen25VisionConfig {

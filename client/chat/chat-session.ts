@@ -21,13 +21,22 @@ import { Stream } from "../core/stream.ts";
 import type { ChatModel } from "../../runtime/chat-model.ts";
 import type { SessionStore } from "../../runtime/cache-store.ts";
 import { RuntimeError } from "../../runtime/errors.ts";
-import { Sampler, type SamplingParams } from "../../runtime/sampler.ts";
-import { imageToPatchBytes } from "../../runtime/inputs/image.ts";
-import type { ChatMessage, ChatUsage } from "../../runtime/inputs/messages.ts";
+import type { ChatUsage } from "../../runtime/inputs/messages.ts";
+import type { ImageLoader, InputMessage } from "../../runtime/inputs/processor.ts";
+import { Sampler, topLogits, type SamplingParams } from "../../runtime/sampler.ts";
 import { CacheAssembler, SessionCache, SnapshotSink, tokenMajorPositions, type PackedChunk, type RestoreSink } from "../../runtime/session-cache.ts";
 
 export interface ChatParams {
-  readonly messages: readonly ChatMessage[];
+  /**
+   * This turn's new messages (OpenAI-style; earlier turns are in the session's cache): text parts, `image` parts with
+   * pixels, `image_url` parts resolved by `loadImage`. The model's chat template renders them as the continuation of
+   * the conversation.
+   */
+  readonly messages: readonly InputMessage[];
+  /** Resolves `image_url` parts to pixels (Node: runtime/inputs/processor.node.ts nodeImageLoader; browser: decodeBrowserImage). */
+  readonly loadImage?: ImageLoader;
+  /** Also return the N largest logits at the first generated position, [id, value] descending (as `mla-edge generate --json`). */
+  readonly topLogits?: number;
   /** true: a Stream of token events ending with `done`; false/absent: a Promise of the completion. */
   readonly stream?: boolean;
   /** Generated tokens at most (the stop token included). Default 64. */
@@ -63,6 +72,7 @@ export type ChatEvent =
       readonly tokenIds: readonly number[];
       readonly usage: ChatUsage;
       readonly finishReason: FinishReason;
+      readonly topLogits?: [number, number][];
     };
 
 export interface ChatCompletion {
@@ -70,6 +80,8 @@ export interface ChatCompletion {
   readonly tokenIds: readonly number[];
   readonly usage: ChatUsage;
   readonly finishReason: FinishReason;
+  /** With `topLogits: N`: the N largest logits at the first generated position. */
+  readonly topLogits?: [number, number][];
 }
 
 /** What the last restore cost (for the demo page and the benchmark). */
@@ -180,6 +192,14 @@ export class ChatSession {
     return this.decoder.length;
   }
 
+  /**
+   * The M-RoPE position the next text token gets: length + the rope delta of the images so far (get_rope_index). A
+   * restored session derives it from the stored tokens' positions and continues from it.
+   */
+  get nextPosition(): number {
+    return this.decoder.nextPosition;
+  }
+
   get restoreStats(): RestoreStats | null {
     return this.lastRestore;
   }
@@ -233,7 +253,7 @@ export class ChatSession {
   /** Runs one turn to the end and returns the answer and usage. */
   async complete(params: ChatParams): Promise<ChatCompletion> {
     for await (const ev of this.stream(params)) {
-      if (ev.type === "done") return { message: ev.message, tokenIds: ev.tokenIds, usage: ev.usage, finishReason: ev.finishReason };
+      if (ev.type === "done") return { message: ev.message, tokenIds: ev.tokenIds, usage: ev.usage, finishReason: ev.finishReason, ...(ev.topLogits ? { topLogits: ev.topLogits } : {}) };
     }
     throw new RuntimeError("aborted", "the turn ended without an answer");
   }
@@ -416,40 +436,33 @@ export class ChatSession {
     const t0 = now();
     const startLength = this.decoder.length;
     const cfg = this.model.weights.config;
-    const template = this.model.template;
     const maxTokens = params.maxTokens ?? 64;
     let committed = false;
     try {
       if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RuntimeError("bad_messages", `maxTokens must be a positive integer, got ${maxTokens}`);
       if (params.replay !== undefined && params.replay.length === 0) throw new RuntimeError("bad_messages", "a replayed answer needs at least one token");
-      const turn = template.encode(params.messages, startLength === 0);
+      const processor = this.model.processor;
+      const format = this.model.format;
+      const turn = await processor.encodeTurn(params.messages, startLength > 0, params.loadImage ? { loadImage: params.loadImage } : {});
       const fed: number[] = [];
       const media: MediaSpan[] = [];
       let imageEmbeds: Float32Array | undefined;
+      const grids: ImageGrid[] = turn.images.map((im) => this.model.vision.grid(im));
       if (turn.images.length > 0) {
-        const patchBytes = turn.images.map((img) => imageToPatchBytes(img, this.model.patches));
-        const all = new Float32Array(patchBytes.reduce((a, p) => a + p.length, 0));
-        let o = 0;
-        for (const p of patchBytes) {
-          for (let i = 0; i < p.length; i++) all[o + i] = p[i] / 255;
-          o += p.length;
-        }
-        imageEmbeds = await this.model.vision.encode(all, turn.images.length);
+        imageEmbeds = await this.model.vision.encode(turn.images);
         // A media span covers every image-routed token of its image (vision start/end included).
-        const pad = template.tokens.imagePad;
-        const routed = tokenModalities(turn.ids, cfg.imageRoutedTokenIds);
-        let img = 0;
-        for (let i = 0; i < turn.ids.length; i++) {
-          if (turn.ids[i] !== pad || (i > 0 && turn.ids[i - 1] === pad)) continue;
-          let a = i;
-          while (a > 0 && routed[a - 1] === 1 && turn.ids[a - 1] !== pad) a--;
-          let b = i;
-          while (b < turn.ids.length && turn.ids[b] === pad) b++;
-          while (b < turn.ids.length && routed[b] === 1 && turn.ids[b] !== pad) b++;
-          media.push({ hash: bytesToHex(sha256(patchBytes[img++])), start: startLength + a, length: b - a });
+        const pad = processor.tokens.image;
+        const ids = turn.inputIds;
+        const routed = tokenModalities(ids, cfg.imageRoutedTokenIds);
+        for (const im of turn.images) {
+          let a = im.tokenOffset;
+          while (a > 0 && routed[a - 1] === 1 && ids[a - 1] !== pad) a--;
+          let b = im.tokenOffset + im.numImageTokens;
+          while (b < ids.length && routed[b] === 1 && ids[b] !== pad) b++;
+          const px = new Uint8Array(im.pixelValues.buffer, im.pixelValues.byteOffset, im.pixelValues.byteLength);
+          media.push({ hash: bytesToHex(sha256(px)), start: startLength + a, length: b - a });
         }
       }
-      const grids: ImageGrid[] = turn.images.map(() => this.model.imageGrid);
       const feed = async (ids: number[], logits: "last" | "none", embeds?: Float32Array, g: ImageGrid[] = []): Promise<Float32Array> => {
         const { positions } = ropeIndexPositions(ids, this.decoder.nextPosition, cfg.tokens.imagePad ?? -1, g);
         const out = await this.decoder.appendAsync(ids, { imageEmbeds: embeds, imageGrids: g, logits });
@@ -458,13 +471,14 @@ export class ChatSession {
         return out;
       };
 
-      let logits = await feed(turn.ids, "last", imageEmbeds, grids);
+      let logits = await feed(turn.inputIds, "last", imageEmbeds, grids);
       const V = cfg.vocabSize;
-      const banned = template.bannedTokenIds;
+      const banned = format.bannedIds;
       const sampler = params.sampling !== undefined && params.sampling.temperature > 0 ? new Sampler(params.sampling) : null;
       const replay = params.replay;
       const bias = params.logitBias !== undefined && params.logitBias.size > 0 ? params.logitBias : undefined;
       const generated: number[] = [];
+      let top: [number, number][] | undefined;
       let firstAt = 0;
       let finishReason: FinishReason = "length";
       for (;;) {
@@ -481,16 +495,18 @@ export class ChatSession {
             tok = sampler.next(row);
           }
         }
+        if (generated.length === 0 && params.topLogits !== undefined) top = topLogits(logits.subarray(logits.length - V), params.topLogits);
         generated.push(tok);
         if (generated.length === 1) firstAt = now();
-        yield { type: "token", id: tok, text: tok === template.tokens.end ? "" : template.tokenizer.decode([tok]) };
+        const stop = format.stopIds.includes(tok);
+        yield { type: "token", id: tok, text: stop ? "" : processor.decode([tok], { skipSpecialTokens: true }) };
         if (replay !== undefined) {
-          if (tok === template.tokens.end || generated.length >= replay.length) {
+          if (stop || generated.length >= replay.length) {
             finishReason = "stop";
             break;
           }
         } else {
-          if (tok === template.tokens.end || params.stop?.(generated) === true) {
+          if (stop || params.stop?.(generated) === true) {
             finishReason = "stop";
             break;
           }
@@ -499,8 +515,12 @@ export class ChatSession {
         logits = await feed([tok], "last");
       }
       const lastAt = now();
+      // Close the answer as the template renders it, so the next turn's rendering continues from this cache.
       const last = generated[generated.length - 1];
-      await feed(last === template.tokens.end ? [last] : [last, template.tokens.end], "none");
+      const closing = [...format.closingIds];
+      const tail = !format.stopIds.includes(last) ? [last, ...closing] : closing.length > 0 ? closing : [last];
+      await feed(tail, "none");
+      const answerIds = generated.filter((t) => !format.stopIds.includes(t));
 
       const pending = this.cache.prepareCommit(this.sealing);
       const control: AppendControl = {
@@ -522,7 +542,7 @@ export class ChatSession {
       this.noteChunks(pending.chunks);
       const kv = this.kvBytes;
       const usage: ChatUsage = {
-        prompt_tokens: turn.ids.length,
+        prompt_tokens: turn.inputIds.length,
         completion_tokens: generated.length,
         cached_tokens: this.restoredTokens,
         ttft_ms: firstAt - t0,
@@ -532,7 +552,7 @@ export class ChatSession {
         kv_device_bytes: kv.device,
       };
       this.report(result.seq, usage, startLength);
-      yield { type: "done", message: { role: "assistant", content: template.decode(generated) }, tokenIds: generated, usage, finishReason };
+      yield { type: "done", message: { role: "assistant", content: processor.decode(answerIds, { skipSpecialTokens: true }) }, tokenIds: generated, usage, finishReason, ...(top ? { topLogits: top } : {}) };
     } finally {
       // An aborted or failed turn leaves nothing behind: the cache returns to the last committed state.
       if (!committed) {

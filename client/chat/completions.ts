@@ -14,7 +14,8 @@ import type { SessionStorage } from "../../format/wire/messages.ts";
 import type { ChatModel } from "../../runtime/chat-model.ts";
 import { RuntimeError } from "../../runtime/errors.ts";
 import { decodeBrowserImage } from "../../runtime/inputs/image-decode.ts";
-import type { ChatMessage, ContentPart, RgbImage } from "../../runtime/inputs/messages.ts";
+import type { RgbImage } from "../../runtime/inputs/messages.ts";
+import type { InputContentPart, InputMessage } from "../../runtime/inputs/processor.ts";
 import { checkSamplingParams, SamplerError, type SamplingParams } from "../../runtime/sampler.ts";
 import { StopScanner } from "../../runtime/stop-sequences.ts";
 import { APIUserAbortError, ConflictError } from "../core/error.ts";
@@ -233,7 +234,7 @@ interface Checked {
 }
 
 interface Turn {
-  readonly messages: ChatMessage[];
+  readonly messages: InputMessage[];
   /** The assistant's answer closing the turn, for a history replay; null: the turn to generate. */
   readonly answer: string | null;
 }
@@ -279,6 +280,7 @@ export class Completions {
     let session: ChatSession;
     let restored = 0;
     let forkedFrom: string | null = null;
+    let created = false;
     const guard = async <T>(p: Promise<T>): Promise<T> => {
       try {
         return await p;
@@ -310,6 +312,7 @@ export class Completions {
           signal,
         }),
       );
+      created = true;
     }
     const cached = session.length;
     // History: the answered turns of `messages` beyond what the session holds are replayed; fewer is a mismatch.
@@ -323,15 +326,15 @@ export class Completions {
       );
     }
     for (const t of turns.slice(answered > 0 ? held : answered, answered)) {
-      const replay = session.model.template.tokenizer.encode(t.answer!.trim());
+      const replay = answerIds(session.model, t.answer!);
       if (replay.length === 0) throw new InvalidRequestError("messages", "an assistant message of the history is empty");
       try {
         await session.complete({ messages: t.messages, replay, signal });
       } catch (e) {
-        throw this.settle(session, e, signal);
+        throw await this.settle(session, e, signal, created);
       }
     }
-    return { session, cached, restored, replayed: session.length - cached, forkedFrom, turn: turns[turns.length - 1].messages };
+    return { session, cached, restored, replayed: session.length - cached, forkedFrom, created, turn: turns[turns.length - 1].messages };
   }
 
   private async *run(model: ChatModel, p: Checked, prep: Prepared, signal: AbortSignal): AsyncGenerator<ChatCompletionChunk> {
@@ -339,8 +342,7 @@ export class Completions {
     const id = `chatcmpl-${randomId()}`;
     const created = Math.floor(Date.now() / 1000);
     const base = { id, object: "chat.completion.chunk" as const, created, model: model.ref.id, system_fingerprint: null };
-    const template = model.template;
-    const scanner = new StopScanner(p.stops, (ids) => template.decode(ids));
+    const scanner = new StopScanner(p.stops, (ids) => answerText(model, ids));
     const contextTokens = session.length;
     const ids: number[] = [];
     const t0 = now();
@@ -394,13 +396,22 @@ export class Completions {
         if (p.includeUsage) yield { ...base, choices: [], usage, mla_edge: info };
       }
     } catch (e) {
-      throw this.settle(session, e, signal);
+      throw await this.settle(session, e, signal, prep.created);
     }
   }
 
-  /** A 409 means another writer moved the session on: the held cache is stale, so the next request reopens it. */
-  private settle(session: ChatSession, e: unknown, signal: AbortSignal): unknown {
+  /**
+   * The error a failed request ends with. A 409 means another writer moved the session on: the held cache is stale, so
+   * the next request reopens it. A session this request created and left empty is deleted (nothing half-written). A
+   * message the chat template refuses (e.g. a system message for a template without one) is an invalid request.
+   */
+  private async settle(session: ChatSession, e: unknown, signal: AbortSignal, created: boolean): Promise<unknown> {
     if (e instanceof ConflictError) this.client.sessionPool.delete(session.id);
+    if (created && session.turns === 0) {
+      this.client.sessionPool.delete(session.id);
+      await session.store.delete().catch(() => undefined);
+    }
+    if (e instanceof RuntimeError && e.code === "bad_messages") return new InvalidRequestError("messages", e.message);
     return abortError(e, signal);
   }
 
@@ -408,16 +419,21 @@ export class Completions {
   private async convertMessages(messages: readonly ChatCompletionMessageParam[]): Promise<Turn[]> {
     if (!Array.isArray(messages) || messages.length === 0) throw new InvalidRequestError("messages", "must be a non-empty array");
     const turns: Turn[] = [];
-    let current: ChatMessage[] = [];
+    let current: InputMessage[] = [];
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i];
       const where = `messages[${i}]`;
       if (m === null || typeof m !== "object") throw new InvalidRequestError(where, "must be a message object");
       if (m.role === "system" || m.role === "developer") {
-        throw new InvalidRequestError(`${where}.role`, `this model's chat template has no ${m.role} messages (user and assistant only)`);
+        // the model's chat template decides whether it takes one (Qwen does; the tiny fixture's refuses it)
+        if (typeof m.content !== "string" && !(Array.isArray(m.content) && m.content.every((p: ChatCompletionContentPart) => p?.type === "text"))) {
+          throw new InvalidRequestError(`${where}.content`, `a ${m.role} message's content must be text`);
+        }
+        current.push({ role: "system", content: textOf(m, where) });
+        continue;
       }
       if (m.role === "assistant") {
-        if (current.length === 0) throw new InvalidRequestError(where, "an assistant message must follow a user message");
+        if (!current.some((x) => x.role === "user")) throw new InvalidRequestError(where, "an assistant message must follow a user message");
         turns.push({ messages: current, answer: textOf(m, where) });
         current = [];
         continue;
@@ -425,15 +441,15 @@ export class Completions {
       if (m.role !== "user") throw new InvalidRequestError(`${where}.role`, `unknown role ${JSON.stringify((m as { role: unknown }).role)}`);
       current.push({ role: "user", content: await this.userContent(m, where) });
     }
-    if (current.length === 0) throw new InvalidRequestError("messages", "the last message must be the user's");
+    if (current.length === 0 || current[current.length - 1].role !== "user") throw new InvalidRequestError("messages", "the last message must be the user's");
     turns.push({ messages: current, answer: null });
     return turns;
   }
 
-  private async userContent(m: ChatCompletionMessageParam, where: string): Promise<string | ContentPart[]> {
+  private async userContent(m: ChatCompletionMessageParam, where: string): Promise<string | InputContentPart[]> {
     if (typeof m.content === "string") return m.content;
     if (!Array.isArray(m.content)) throw new InvalidRequestError(`${where}.content`, "must be a string or an array of content parts");
-    const parts: ContentPart[] = [];
+    const parts: InputContentPart[] = [];
     for (let j = 0; j < m.content.length; j++) {
       const part = m.content[j] as ChatCompletionContentPart;
       const at = `${where}.content[${j}]`;
@@ -480,7 +496,20 @@ interface Prepared {
   readonly restored: number;
   readonly replayed: number;
   readonly forkedFrom: string | null;
-  readonly turn: ChatMessage[];
+  /** The session was created by this request. */
+  readonly created: boolean;
+  readonly turn: InputMessage[];
+}
+
+/** The answer's text as the session reports it: stop ids left out, special tokens skipped. */
+function answerText(model: ChatModel, ids: readonly number[]): string {
+  const stops = model.format.stopIds;
+  return model.processor.decode(ids.filter((t) => !stops.includes(t)), { skipSpecialTokens: true });
+}
+
+/** An assistant message of the history as the ids the session feeds as its answer (the template's closing ids follow). */
+function answerIds(model: ChatModel, text: string): number[] {
+  return model.processor.tokenizer.encode(text.trim(), { addSpecialTokens: false });
 }
 
 function textOf(m: ChatCompletionMessageParam, where: string): string {

@@ -6,7 +6,9 @@
 import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { CheckpointError } from "../../checkpoint/errors.ts";
+import { releasedRanksFromBytes } from "../../checkpoint/families/mha2mla_released.ts";
 import { openCheckpointDir } from "../../checkpoint/io.node.ts";
+import { readRankFile, releasedRanksOf } from "../eval/vlm-dir.ts";
 import { RuntimeError } from "../../runtime/errors.ts";
 import { DecoderSessionError } from "../../runtime/decoder-session.ts";
 import { generate, type GenerateResult } from "../../runtime/generate.ts";
@@ -117,10 +119,16 @@ export const generateCommand = defineCommand({
     "top-p": { type: "string", valueName: "P", description: "nucleus sampling: the smallest set of tokens whose probability reaches P" },
     seed: { type: "string", valueName: "S", description: "sampling seed (default 0)" },
     json: { type: "boolean", description: "print one JSON object: input_ids, output_ids, text, top_logits, timings" },
+    "rank-file": {
+      type: "string",
+      valueName: "PTH",
+      description: "released MHA2MLA checkpoint: its .pth rank file (default: config mha2mla.qk_tensor_path, looked up in the model folder)",
+    },
   },
   examples: [
     "mla-edge generate --model fixtures/qwen25vl-mini --prompt \"Describe the image.\" --image photo.png",
     "mla-edge generate --model out/qwen-mla --messages chat.json --temperature 0 --json",
+    "mla-edge generate --model Qwen2.5-VL-7B-MLA-stage2-rope32-d_kv_64 --prompt \"Describe the image.\" --image photo.png",
   ],
   async handler(args, ctx) {
     if ((args.prompt === undefined) === (args.messages === undefined)) throw new UserError("usage", "give either --prompt TEXT (with --image FILE ...) or --messages FILE");
@@ -138,7 +146,15 @@ export const generateCommand = defineCommand({
     try {
       const ck = await openCheckpointDir(dir);
       try {
-        model = await loadQwen25VL(ck.source, ck.rawConfig, resolve(dir, "config.json"));
+        const isMla = ck.rawConfig.mha2mla !== undefined && ck.rawConfig.mha2mla !== null;
+        const rankFile = args["rank-file"];
+        if (rankFile !== undefined && !isMla) throw new UserError("invalid_argument", `--rank-file applies to an MLA checkpoint; ${dir} holds the original model`);
+        // a released MHA2MLA checkpoint (`cnxup/*-MLA-stage2-*`) as published: kept pairs from its .pth rank file
+        const released =
+          rankFile === undefined
+            ? await releasedRanksOf(dir, ck.rawConfig, ck.source)
+            : releasedRanksFromBytes(ck.rawConfig, await readRankFile(resolve(ctx.cwd, rankFile)), resolve(ctx.cwd, rankFile));
+        model = await loadQwen25VL(ck.source, ck.rawConfig, resolve(dir, "config.json"), released === null ? {} : { ranks: released.ranks });
       } finally {
         await ck.source.close();
       }

@@ -43,6 +43,11 @@ export const packCommand = defineCommand({
     norms: { type: "string", default: "f32", choices: ["f32", "f16"], description: "norms and biases" },
     "shard-mib": { type: "string", default: "64", valueName: "N", description: "largest shard in MiB (1–64)" },
     json: { type: "boolean", description: "print a JSON summary on stdout" },
+    "rank-file": {
+      type: "string",
+      valueName: "PTH",
+      description: "released MHA2MLA checkpoint: its .pth rank file (default: config mha2mla.qk_tensor_path, looked up in the model folder)",
+    },
   },
   examples: [
     "mla-edge pack --model fixtures/tiny-qwen-vl --out out/tiny-bundle",
@@ -60,6 +65,7 @@ export const packCommand = defineCommand({
         zeroPoints: args["zero-points"],
         vision: args.vision as "f16" | "int8",
         norms: args.norms as "f32" | "f16",
+        ...(args["rank-file"] !== undefined ? { rankFile: resolve(ctx.cwd, args["rank-file"]) } : {}),
         maxShardBytes: shardMib * MIB,
         log: ctx.io.stderr,
       });

@@ -55,7 +55,7 @@ export async function loadVisionSide(dir: string, rawConfig: Record<string, unkn
   }
 }
 
-async function readRankFile(path: string): Promise<Uint8Array> {
+export async function readRankFile(path: string): Promise<Uint8Array> {
   try {
     return new Uint8Array(await readFile(path));
   } catch (cause) {

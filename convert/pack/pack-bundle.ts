@@ -21,7 +21,9 @@ import { blobSizeOf, kBlocksOf, quantizeMatMulNBits, zeroPointRowBytes, type NBi
 import { parseModelConfig, type TextModelConfig } from "../../checkpoint/config.ts";
 import { CheckpointError } from "../../checkpoint/errors.ts";
 import { floatToHalf } from "../../checkpoint/dtype.ts";
-import { detectTensorNaming, layerTensorNames, type TensorNaming } from "../../checkpoint/tensor-names.ts";
+import { detectTensorNaming, layerTensorNames, mlaLayerTensorNames, type TensorNaming } from "../../checkpoint/families/index.ts";
+import { isReleasedMha2mla, releasedRanksFromBytes, resolveReleasedRanks, type ReleasedRanks } from "../../checkpoint/families/mha2mla_released.ts";
+import { dirFileReader, readRankFile } from "../eval/vlm-dir.ts";
 import { packIoError, PackError } from "./errors.ts";
 import { RowReader } from "./row-reader.ts";
 import { ShardWriter, type OpenShardFile } from "./shard-writer.ts";
@@ -37,6 +39,11 @@ export interface PackOptions {
   readonly log?: (line: string) => void;
   /** Fault injection for tests (disk full). */
   readonly openShardFile?: OpenShardFile;
+  /**
+   * A released MHA2MLA checkpoint's `.pth` rank file, instead of its config's `mha2mla.qk_tensor_path` resolved in the
+   * model folder. The bundle then carries the kept pairs as `rope_pairs` tensors (mla-edge's layout): no rank file needed.
+   */
+  readonly rankFile?: string;
 }
 
 export interface PackResult {
@@ -87,6 +94,35 @@ function expectedShapes(c: TextModelConfig, n: TensorNaming, names: ReadonlySet<
     }
   }
   return want;
+}
+
+/**
+ * The kept pairs of a released MHA2MLA checkpoint as `rope_pairs` tensors ([n_kv, r/2] int32 per layer), from its rank
+ * file (`rankFile`, else config `mha2mla.qk_tensor_path` in `modelDir`); none for any other checkpoint.
+ */
+async function releasedRopePairs(
+  modelDir: string,
+  rawConfig: Record<string, unknown>,
+  names: readonly string[],
+  naming: TensorNaming,
+  rankFile: string | undefined,
+): Promise<{ name: string; shape: [number, number]; pairs: Int32Array }[]> {
+  const isMla = rawConfig.mha2mla !== undefined && rawConfig.mha2mla !== null;
+  if (rankFile !== undefined && !isMla) throw new PackError("bad_option", `a rank file applies to an MLA checkpoint; ${modelDir} holds the original model`);
+  if (!isMla || (rankFile === undefined && (!isReleasedMha2mla(rawConfig) || names.some((n) => n.endsWith("self_attn.rope_pairs"))))) return [];
+  let released: ReleasedRanks;
+  try {
+    released = rankFile === undefined ? await resolveReleasedRanks(rawConfig, dirFileReader(modelDir), modelDir) : releasedRanksFromBytes(rawConfig, await readRankFile(rankFile), rankFile);
+  } catch (e) {
+    const code = e instanceof CheckpointError && e.code === "io" ? "missing_file" : "bad_config";
+    throw new PackError(code, (e as Error).message, { cause: e });
+  }
+  return released.keptPairs.map((layer, l) => {
+    const name = mlaLayerTensorNames(naming, l).ropePairs;
+    if (names.includes(name)) throw new PackError("bad_config", `${name} is in the checkpoint and a rank file was given: pass one of them`);
+    const half = layer[0].length;
+    return { name, shape: [layer.length, half], pairs: Int32Array.from(layer.flat()) };
+  });
 }
 
 async function sha256File(path: string): Promise<{ size: number; sha256: string }> {
@@ -154,6 +190,9 @@ export async function packBundle(modelDir: string, out: string, options: PackOpt
     }
     const aliases: Record<string, string> = {};
     if (config.tieWordEmbeddings) aliases[naming.lmHead] = naming.embedTokens;
+    // A released MHA2MLA checkpoint (`cnxup/*-MLA-stage2-*`) as published keeps its kept RoPE pairs in a .pth rank file:
+    // read it now (before any output), and store the pairs as int32 `rope_pairs` tensors, as mla-edge's layout does.
+    const ropePairs = await releasedRopePairs(modelDir, rawConfig, names, naming, options.rankFile);
 
     const treat = (name: string): Treatment => {
       const t = reader.tensor(name);
@@ -244,6 +283,14 @@ export async function packBundle(modelDir: string, out: string, options: PackOpt
       if (packed === stored || packed % Math.max(1, Math.ceil(stored / 20)) === 0) {
         log(`pack: ${packed}/${stored} tensors (${name})\n`);
       }
+    }
+    for (const { name, shape, pairs } of ropePairs) {
+      const bytes = new Uint8Array(pairs.length * 4);
+      const dv = new DataView(bytes.buffer);
+      for (let i = 0; i < pairs.length; i++) dv.setInt32(i * 4, pairs[i], true);
+      const data = await writer.beginArray(shape[0], shape[1] * 4, name);
+      await data.write(bytes);
+      tensors.push({ name, kind: "plain", shape: [...shape], dtype: "i32", data: data.end() });
     }
     const shards = await writer.finish();
 

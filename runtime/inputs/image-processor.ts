@@ -151,6 +151,46 @@ export function toRgb(image: RgbImage): Uint8Array {
   return out;
 }
 
+/** Where pixel k of line j is, in pixels from the start of the buffer: j·line + k·step. */
+interface PassLayout {
+  readonly step: number;
+  readonly line: number;
+}
+
+/**
+ * One pass of PIL's separable bicubic resample (ImagingResampleHorizontal/Vertical_8bpc) along one axis of an RGB
+ * uint8 image: each of `lines` lines of `inLen` pixels becomes `outLen` pixels (22-bit fixed-point weights, rounding
+ * offset, clipped to 0…255). `from` / `to` give the layout of the lines in the input and the output buffer, so the one
+ * loop serves the horizontal and the vertical pass.
+ */
+function resamplePass(src: Uint8Array, inLen: number, outLen: number, lines: number, from: PassLayout, to: PassLayout): Uint8Array {
+  const { ksize, bounds, kk } = precomputeCoeffs(inLen, outLen);
+  const half = 1 << (PRECISION_BITS - 1);
+  const out = new Uint8Array(lines * outLen * 3);
+  for (let j = 0; j < lines; j++) {
+    for (let i = 0; i < outLen; i++) {
+      const min = bounds[i * 2];
+      const count = bounds[i * 2 + 1];
+      const kOff = i * ksize;
+      let s0 = half;
+      let s1 = half;
+      let s2 = half;
+      for (let k = 0; k < count; k++) {
+        const w = kk[kOff + k];
+        const p = (j * from.line + (k + min) * from.step) * 3;
+        s0 += src[p] * w;
+        s1 += src[p + 1] * w;
+        s2 += src[p + 2] * w;
+      }
+      const o = (j * to.line + i * to.step) * 3;
+      out[o] = clip8(s0);
+      out[o + 1] = clip8(s1);
+      out[o + 2] = clip8(s2);
+    }
+  }
+  return out;
+}
+
 /**
  * PIL `Image.resize((outW, outH), Image.BICUBIC, reducing_gap=None)` of an RGB uint8 image, bit-exact: horizontal pass
  * first into an 8-bit intermediate, then the vertical pass; a pass is skipped when its dimension is unchanged.
@@ -159,62 +199,10 @@ export function resizeBicubicPil(rgb: Uint8Array, width: number, height: number,
   if (rgb.length !== width * height * 3) throw new RuntimeError("unsupported_image", `RGB data has ${rgb.length} bytes, expected ${width}×${height}×3`);
   if (!(outW >= 1 && outH >= 1)) throw new RuntimeError("unsupported_image", `cannot resize to ${outW}×${outH}`);
   let src = rgb;
-  let srcW = width;
-  const half = 1 << (PRECISION_BITS - 1);
-  if (outW !== width) {
-    const { ksize, bounds, kk } = precomputeCoeffs(width, outW);
-    const tmp = new Uint8Array(outW * height * 3);
-    for (let yy = 0; yy < height; yy++) {
-      const row = yy * width * 3;
-      for (let xx = 0; xx < outW; xx++) {
-        const xmin = bounds[xx * 2];
-        const xmax = bounds[xx * 2 + 1];
-        const kOff = xx * ksize;
-        let s0 = half;
-        let s1 = half;
-        let s2 = half;
-        for (let x = 0; x < xmax; x++) {
-          const w = kk[kOff + x];
-          const p = row + (x + xmin) * 3;
-          s0 += src[p] * w;
-          s1 += src[p + 1] * w;
-          s2 += src[p + 2] * w;
-        }
-        const o = (yy * outW + xx) * 3;
-        tmp[o] = clip8(s0);
-        tmp[o + 1] = clip8(s1);
-        tmp[o + 2] = clip8(s2);
-      }
-    }
-    src = tmp;
-    srcW = outW;
-  }
-  if (outH !== height) {
-    const { ksize, bounds, kk } = precomputeCoeffs(height, outH);
-    const out = new Uint8Array(srcW * outH * 3);
-    for (let yy = 0; yy < outH; yy++) {
-      const ymin = bounds[yy * 2];
-      const ymax = bounds[yy * 2 + 1];
-      const kOff = yy * ksize;
-      for (let xx = 0; xx < srcW; xx++) {
-        let s0 = half;
-        let s1 = half;
-        let s2 = half;
-        for (let y = 0; y < ymax; y++) {
-          const w = kk[kOff + y];
-          const p = ((y + ymin) * srcW + xx) * 3;
-          s0 += src[p] * w;
-          s1 += src[p + 1] * w;
-          s2 += src[p + 2] * w;
-        }
-        const o = (yy * srcW + xx) * 3;
-        out[o] = clip8(s0);
-        out[o + 1] = clip8(s1);
-        out[o + 2] = clip8(s2);
-      }
-    }
-    src = out;
-  }
+  // horizontal pass: `height` lines of `width` pixels, adjacent samples 1 pixel apart, lines a row apart
+  if (outW !== width) src = resamplePass(src, width, outW, height, { step: 1, line: width }, { step: 1, line: outW });
+  // vertical pass: `outW` columns of `height` pixels, samples a row apart, columns 1 pixel apart
+  if (outH !== height) src = resamplePass(src, height, outH, outW, { step: outW, line: 1 }, { step: outW, line: 1 });
   return src === rgb ? rgb.slice() : src;
 }
 

@@ -179,6 +179,13 @@ function validateMessages(messages: unknown): asserts messages is readonly Input
   });
 }
 
+/** A fixed earlier exchange: what `encodeTurn` and `chatFormat` render around (only its rendering is used, never its ids). */
+const ANCHOR_ANSWER = "mla-edge-answer";
+const ANCHOR: TemplateMessage[] = [
+  { role: "user", content: "mla-edge-question" },
+  { role: "assistant", content: ANCHOR_ANSWER },
+];
+
 export class ChatInputProcessor implements InputProcessor {
   constructor(
     readonly tokenizer: HfTokenizer,
@@ -232,7 +239,47 @@ export class ChatInputProcessor implements InputProcessor {
 
   async encode(messages: readonly InputMessage[], options: EncodeOptions = {}): Promise<ModelInputs> {
     validateMessages(messages);
-    // pixels first (all checks before any work is handed back), in prompt order
+    const processed = await this.processImages(messages, options);
+    const text = this.template.render(this.templateMessages(messages), { addGenerationPrompt: options.addGenerationPrompt ?? true, variables: options.templateVariables });
+    return this.inputsFromText(text, processed);
+  }
+
+  /**
+   * One turn of a chat session, without the history's messages: with `continued` false (an empty session) the same as
+   * `encode`; with `continued` true only what the template renders after an earlier exchange, i.e. the text of
+   * `render(history ++ messages)` past `render(history)` for any history (checked on a fixed one: the template must
+   * render a conversation as the concatenation of its messages, as chat templates do). Images: only this turn's.
+   */
+  async encodeTurn(messages: readonly InputMessage[], continued: boolean, options: EncodeOptions = {}): Promise<ModelInputs> {
+    if (!continued) return this.encode(messages, options);
+    validateMessages(messages);
+    const processed = await this.processImages(messages, options);
+    const vars = options.templateVariables;
+    const before = this.template.render(ANCHOR, { addGenerationPrompt: false, variables: vars });
+    const whole = this.template.render([...ANCHOR, ...this.templateMessages(messages)], { addGenerationPrompt: options.addGenerationPrompt ?? true, variables: vars });
+    if (!whole.startsWith(before)) {
+      throw new RuntimeError("bad_model", "the chat template does not render a conversation as the concatenation of its turns: a session cannot continue it turn by turn");
+    }
+    return this.inputsFromText(whole.slice(before.length), processed);
+  }
+
+  /**
+   * The chat format a session needs from the template: `closingIds`, what the template renders after an assistant
+   * answer's text (Qwen: `<|im_end|>` `\n`; the tiny fixture: `<end>`), which the session feeds after each generated
+   * answer so that the cache holds exactly what the next turn's rendering continues from.
+   */
+  chatFormat(): { readonly closingIds: number[] } {
+    const asked = this.template.render([ANCHOR[0]], { addGenerationPrompt: true });
+    const answered = this.template.render(ANCHOR, { addGenerationPrompt: false });
+    const at = answered.indexOf(ANCHOR_ANSWER, asked.length);
+    if (!answered.startsWith(asked) || at < 0) {
+      throw new RuntimeError("bad_model", "the chat template does not render an assistant answer right after its generation prompt");
+    }
+    return { closingIds: this.tokenizer.encode(answered.slice(at + ANCHOR_ANSWER.length)) };
+  }
+
+  /** Every image part's pixels, in prompt order (all checks before any work is handed back). */
+  private async processImages(messages: readonly InputMessage[], options: EncodeOptions): Promise<ProcessedImage[]> {
     const processed: ProcessedImage[] = [];
     for (const m of messages) {
       if (typeof m.content === "string") continue;
@@ -248,7 +295,11 @@ export class ChatInputProcessor implements InputProcessor {
         processed.push(this.imageProcessor.process(image));
       }
     }
-    const text = this.template.render(this.templateMessages(messages), { addGenerationPrompt: options.addGenerationPrompt ?? true, variables: options.templateVariables });
+    return processed;
+  }
+
+  /** Tokenizes rendered text and expands each image's `<|image_pad|>` to its token count. */
+  private inputsFromText(text: string, processed: readonly ProcessedImage[]): ModelInputs {
     const raw = this.tokenizer.encode(text);
     const pad = this.tokens.image;
     const padCount = raw.reduce((n, t) => n + (t === pad ? 1 : 0), 0);

@@ -8,7 +8,7 @@ import type { WritableDtype } from "../../checkpoint/dtype.ts";
 import { CheckpointError } from "../../checkpoint/errors.ts";
 import { mlaConfigJson, parseMlaConfig } from "../../checkpoint/mla-config.ts";
 import type { TensorToWrite } from "../../checkpoint/safetensors-writer.ts";
-import { detectTensorNaming, layerTensorNames, mlaLayerTensorNames, QWEN2_5_VL_NAMING, type TensorNaming } from "../../checkpoint/tensor-names.ts";
+import { detectTensorNaming, layerTensorNames, mlaLayerTensorNames, QWEN2_5_VL_NAMING, type TensorNaming } from "../../checkpoint/families/index.ts";
 import type { TensorSource } from "../../checkpoint/tensor-source.ts";
 import { loadDecoderShell, type DecoderShellWeights } from "../weights.ts";
 import { assembleMlaModel } from "./build.ts";

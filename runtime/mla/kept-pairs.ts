@@ -1,6 +1,7 @@
 // Kept RoPE frequency pairs per (layer, KV head) and the row selections they induce (docs/method.md §3, §4).
 // Pair i is dims (i, i + d_h/2) (HF rotate_half convention).
 
+import { keptPairsOfRanks } from "../../checkpoint/families/mha2mla_released.ts";
 import { MlaError } from "../../format/errors.ts";
 export class KeptPairsError extends MlaError<"bad_pairs" | "bad_ranks"> {
   override readonly name = "KeptPairsError";
@@ -108,8 +109,7 @@ export function keptPairsFromRanks(
     const heads: number[][] = [];
     for (let g = 0; g < kvHeads; g++) {
       const base = (l * kvHeads + g) * width;
-      const kept: number[] = [];
-      for (let i = 0; i < half; i++) if (ranks[base + i] < r) kept.push(i);
+      const kept = keptPairsOfRanks(ranks, base, half, ropeDims);
       if (kept.length !== r) {
         throw new KeptPairsError("bad_ranks", `layer ${l} head ${g}: ${kept.length} pairs have rank < ${r}; ranks must be a permutation`);
       }

@@ -11,9 +11,8 @@ import { spawnSync } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as ort from "onnxruntime-web";
-import { chooseDecoder, createClient, createDecoderKernels, OrtVisionEncoder, withDecoderKernels, type ChatMessage, type ChatModel, type MlaBackend, type RgbImage } from "../../client/index.ts";
+import { chooseDecoder, createClient, createDecoderKernels, OrtVisionEncoder, withDecoderKernels, type ChatMessage, type ChatModel, type MlaBackend } from "../../client/index.ts";
 import { sharedCacheLayout } from "../../runtime/decoder-kernels.ts";
-import { imageToPatchBytes } from "../../runtime/inputs/image.ts";
 import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
 import { createMlaSession } from "../../runtime/create-session.ts";
@@ -96,20 +95,13 @@ async function sample(edge: EdgeServer, model: ChatModel, codec: CodecParams, ch
 
   // Recomputed: the whole history re-encoded (vision tower) and prefilled with turn 2's question.
   const history: ChatMessage[] = [...turn1, { role: "assistant", content: r1.message.content }, ...turn2];
-  const { ids, images } = model.template.encode(history, true);
+  const { inputIds: ids, images } = await model.processor.encode(history);
   t0 = now();
-  const patches = images.map((im: RgbImage) => imageToPatchBytes(im, model.patches));
-  const input = new Float32Array(patches.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of patches) {
-    for (let i = 0; i < p.length; i++) input[o + i] = p[i] / 255;
-    o += p.length;
-  }
-  const embeds = await model.vision.encode(input, images.length);
+  const embeds = await model.vision.encode(images);
   const recompute = recomputeDecoder(model, codec, chunkTokens);
-  const logits = await recompute.session.appendAsync(ids, { imageEmbeds: embeds, imageGrids: images.map(() => model.imageGrid) });
+  const logits = await recompute.session.appendAsync(ids, { imageEmbeds: embeds, imageGrids: images.map((im) => model.vision.grid(im)) });
   const V = model.weights.config.vocabSize;
-  const recomputedFirst = argmaxExcluding(logits, logits.length - V, V, model.template.bannedTokenIds);
+  const recomputedFirst = argmaxExcluding(logits, logits.length - V, V, model.format.bannedIds);
   const recomputeTtftMs = now() - t0;
   recompute.dispose();
   await client.store.sessions.delete(s.id, { token: s.token });

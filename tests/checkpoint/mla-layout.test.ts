@@ -10,7 +10,7 @@ import { openCheckpointDir, openSafetensorsFile, writeSafetensorsFile } from "..
 import { createMlaSession } from "../../runtime/create-session.ts";
 import { buildMlaModel } from "../../runtime/mla/build.ts";
 import { loadMlaModel, mlaCheckpointConfig, mlaCheckpointTensors, shellTensors, streamingMlaLayerTensors } from "../../runtime/mla/checkpoint.ts";
-import { QWEN2_5_VL_NAMING } from "../../checkpoint/tensor-names.ts";
+import { QWEN2_5_VL_NAMING } from "../../checkpoint/families/index.ts";
 import { ranksFromKeptPairs } from "../../runtime/mla/kept-pairs.ts";
 import type { MlaModelWeights } from "../../runtime/mla/weights.ts";
 import { imagePrefixTokens, loadTinyFixture, type TinyFixture } from "../../runtime/tiny-fixture.node.ts";

@@ -17,7 +17,7 @@ import {
 import { CheckpointError } from "../../checkpoint/errors.ts";
 import { openCheckpointDir } from "../../checkpoint/io.node.ts";
 import { planSafetensors, type TensorToWrite } from "../../checkpoint/safetensors-writer.ts";
-import { layerTensorNames } from "../../checkpoint/tensor-names.ts";
+import { layerTensorNames } from "../../checkpoint/families/index.ts";
 import { qwen25VisionWeightShapes } from "../../runtime/vision/qwen2_5_vl-vision.ts";
 
 describe("Qwen2.5-VL configs as released", () => {

@@ -67,7 +67,7 @@ describe("chat engine over postMessage", () => {
     const c = cases[1];
     const first = await remote.chat.completions.create({ messages: [{ role: "user", content: [{ type: "image", image: caseImage(c) }, { type: "text", text: c.turns[0].question }] }], temperature: 0, max_tokens: 8, mla_edge: mla });
     const s = first.mla_edge.session;
-    const st = await remote.chat.completions.create({ messages: [{ role: "user", content: c.turns[1].question }], temperature: 2, seed: 3, max_tokens: 8, logit_bias: { [String(model.template.tokens.end)]: -100 }, stream: true, mla_edge: { session: { id: s.id, token: s.token } } });
+    const st = await remote.chat.completions.create({ messages: [{ role: "user", content: c.turns[1].question }], temperature: 2, seed: 3, max_tokens: 8, logit_bias: { [String(model.format.stopIds[0])]: -100 }, stream: true, mla_edge: { session: { id: s.id, token: s.token } } });
     const err = await (async () => {
       try {
         for await (const ch of st) if (ch.choices[0]?.delta.content) st.controller.abort();

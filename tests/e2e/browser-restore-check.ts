@@ -5,7 +5,7 @@
 
 import type { ChatMessage, ChatSession, MlaEdge } from "../../client/index.ts";
 import { withDecoderKernels, type ChatModel } from "../../runtime/chat-model.ts";
-import { imageToPatchBytes, patchBytesToImage } from "../../runtime/inputs/image.ts";
+import { patchBytesToImage } from "../../runtime/inputs/image.ts";
 import { sharedCacheLayout } from "../../runtime/decoder-kernels.ts";
 import { createMlaSession } from "../../runtime/create-session.ts";
 import { DecoderSession } from "../../runtime/decoder-session.ts";
@@ -102,23 +102,23 @@ export async function runLogitsCheck(model: ChatModel, cases: readonly CheckCase
   const spec = model.spec;
   const dims = { latentWidth: spec.kvHeads * spec.dKv, ropeWidth: spec.kvHeads * spec.ropeDims, ropeDims: spec.ropeDims };
   const sealing = () => new SlotSealing(spec.layers, C, dims.latentWidth, dims.ropeWidth, codecSlotQuantizer(model.codec, codec, dims));
-  const tok = model.template.tokenizer;
+  const tok = model.processor.tokenizer;
   const relErr: number[] = [];
   let rows = 0;
   for (const c of cases) {
     const image = patchBytesToImage(base64ToBytes(c.patches_u8), { rows: 4, cols: 4, cellPixels: 8 });
-    const turn = model.template.encode([{ role: "user", content: [{ type: "image", image }, { type: "text", text: c.questions[0] }] }], true);
-    const embeds = await model.vision.encode(Float32Array.from(imageToPatchBytes(image, model.patches), (v) => v / 255), 1);
+    const turn = await model.processor.encode([{ role: "user", content: [{ type: "image", image }, { type: "text", text: c.questions[0] }] }]);
+    const embeds = await model.vision.encode(turn.images);
     const rest: number[] = [];
     c.questions.forEach((q, i) => {
       if (i > 0) rest.push(...tok.encode(q));
-      rest.push(...tok.encode(c.answers[i]), model.template.tokens.end);
+      rest.push(...tok.encode(c.answers[i]), ...model.format.closingIds);
     });
     const ref = createMlaSession(w, "absorbed", { defaultImageGrid: model.imageGrid, sealing: sealing() }).session;
     const attention = new MlaKernelAttentionBackend(w, kernels, sharedCacheLayout(kernels, w, codec, C), sealing());
     const gpu = new DecoderSession(w.config, w.shell, attention, { defaultImageGrid: model.imageGrid });
-    const a = [ref.append(turn.ids, { imageEmbeds: embeds, logits: "all" })];
-    const b = [await gpu.appendAsync(turn.ids, { imageEmbeds: embeds, logits: "all" })];
+    const a = [ref.append(turn.inputIds, { imageEmbeds: embeds, logits: "all" })];
+    const b = [await gpu.appendAsync(turn.inputIds, { imageEmbeds: embeds, logits: "all" })];
     for (const t of rest) {
       a.push(ref.append([t]));
       b.push(await gpu.appendAsync([t]));

@@ -1,0 +1,91 @@
+// The SDK's chat session on fixtures/qwen25vl-mini through the one runtime path `mla-edge generate` uses (the model's
+// tokenizer.json, chat template and image processor; its vision transformer; M-RoPE positions): every reference.json
+// case gives the reference's input ids and position ids (as uploaded to the store), its 12 greedy ids and its top-20
+// logits within the README's 2e-3, for the original checkpoint (loaded as its exact full-rank MLA form) and for
+// `mla-edge convert`'s full-rank conversion.
+
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ChatSession } from "../../client/chat/chat-session.ts";
+import type { CodecParams } from "../../format/codec/types.ts";
+import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
+import type { AppendControl } from "../../format/wire/messages.ts";
+import type { SessionStore, TurnUpload } from "../../runtime/cache-store.ts";
+import type { ChatModel } from "../../runtime/chat-model.ts";
+import { loadChatModelDir } from "../../runtime/chat-model.node.ts";
+import { nodeImageLoader } from "../../runtime/inputs/processor.node.ts";
+import type { InputMessage } from "../../runtime/inputs/processor.ts";
+import { runCli } from "../cli/run-cli.ts";
+import { loadReference, type RefCase, type Reference } from "../runtime/qwen25vl-fixture.ts";
+import { MemoryStore } from "./memory-store.ts";
+
+const MINI = fileURLToPath(new URL("../../fixtures/qwen25vl-mini/", import.meta.url));
+const CODEC: CodecParams = { bits: 4, group: 32, axis: "token", rope: "int8" };
+// Longer than any case (prompt + 12 + 2 closing tokens): no slot fills, so no slot is sealed (quantized) and the logits
+// are the decoder's own; the quantized path is checked against an uninterrupted run in tests/e2e/qwen25vl-restore.test.ts.
+const CHUNK_TOKENS = 128;
+
+let tmp: string;
+let ref: Reference;
+const models: Record<"original" | "mla", ChatModel> = {} as Record<"original" | "mla", ChatModel>;
+
+/** A MemoryStore that also keeps every uploaded turn's control (token ids, positions). */
+class RecordingStore extends MemoryStore {
+  readonly controls: AppendControl[] = [];
+  override async append(upload: TurnUpload) {
+    const r = await super.append(upload);
+    this.controls.push(upload.control);
+    return r;
+  }
+}
+
+beforeAll(async () => {
+  ref = loadReference();
+  tmp = await mkdtemp(join(tmpdir(), "mla-edge-sdk-qwen-"));
+  const mlaDir = join(tmp, "mini-mla");
+  const r = await runCli(["convert", "--model", MINI, "--out", mlaDir, "--strategy", "high", "--rope-dims", "16", "--svd", "none", "--json"]);
+  if (r.code !== 0) throw new Error(r.stderr);
+  const codec = loadNodeCodec();
+  models.original = await loadChatModelDir(MINI, { codec });
+  models.mla = await loadChatModelDir(mlaDir, { codec });
+}, 180_000);
+
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+const messagesOf = (c: RefCase) => (c as unknown as { messages: InputMessage[] }).messages;
+
+describe("SDK chat session on qwen25vl-mini (reference.json)", () => {
+  for (const kind of ["original", "mla"] as const) {
+    it(`${kind}: every case's input ids, position ids, greedy ids and top-20 logits`, async () => {
+      const model = models[kind];
+      expect(model.vision.kind).toBe("qwen2_5_vl-f32");
+      expect(model.format.closingIds).toEqual([151645, 198]); // <|im_end|> \n, as the template closes an answer
+      for (const c of ref.cases) {
+        const store = new RecordingStore(model.spec, CODEC, CHUNK_TOKENS, model.ref);
+        const chat = ChatSession.fresh(model, store as SessionStore, { codec: CODEC, chunkTokens: CHUNK_TOKENS });
+        const visionBefore = model.vision.calls;
+        const out = await chat.complete({ messages: messagesOf(c), loadImage: nodeImageLoader(MINI), maxTokens: c.greedy.n, topLogits: 20 });
+        expect(model.vision.calls - visionBefore, c.name).toBe(c.images.length);
+        expect(out.usage.prompt_tokens, c.name).toBe(c.num_tokens);
+        const control = store.controls[0];
+        expect(control.tokenIds.slice(0, c.num_tokens), c.name).toEqual(c.input_ids);
+        // token-major [t, h, w] of the prompt = the reference's 3 × n position_ids
+        const pos = control.positions.slice(0, 3 * c.num_tokens);
+        for (let k = 0; k < 3; k++) expect(pos.filter((_, i) => i % 3 === k), `${c.name} stream ${k}`).toEqual(c.position_ids[k]);
+        expect(out.tokenIds, c.name).toEqual(c.greedy.ids);
+        const top = out.topLogits!;
+        expect(top.map(([id]) => id), c.name).toEqual(c.logits_last.top20.map(([id]) => id));
+        for (let i = 0; i < 20; i++) expect(Math.abs(top[i][1] - c.logits_last.top20[i][1]), `${c.name} logit ${i}`).toBeLessThanOrEqual(2e-3);
+        // the answer is closed as the template renders it, and the session continues at the reference's rope delta
+        expect(control.tokenIds.slice(c.num_tokens)).toEqual([...c.greedy.ids, 151645, 198]);
+        expect(chat.nextPosition - chat.length, c.name).toBe(c.rope_deltas);
+        expect(out.message.content).toBe(model.processor.decode(c.greedy.ids, { skipSpecialTokens: true }));
+      }
+    }, 300_000);
+  }
+});
