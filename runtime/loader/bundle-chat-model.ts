@@ -2,7 +2,9 @@
 // shards (Cache Storage in browsers, a folder in Node) with progress; every tensor is then rebuilt from its pieces —
 // MatMulNBits weights dequantized ((code − zp) · scale, the f64 reference rounded to f32), f16 norms widened — into an
 // in-memory f32 safetensors file that loadChatModel reads as it reads a converted checkpoint. The vision tower is the
-// bundle's vision.onnx, run by the caller's encoder factory (onnxruntime-web). This is the path until the GPU engine
+// bundle's vision.onnx, run by the caller's encoder factory (onnxruntime-web), or (a real Qwen2.5-VL bundle) the model's own
+// vision transformer from its visual.* tensors; tokenizer, chat template, image processor and generation config come
+// from the bundle's side files. This is the path until the GPU engine
 // (issue 18) consumes the same bytes without dequantizing; the answers are those of the bundle's quantized weights.
 // Browser-safe.
 
@@ -18,8 +20,12 @@ import type { VisionEncoder } from "../vision/vision-encoder.ts";
 import { loadBundle, type LoadBundleOptions, type LoadedBundle, type ShardSink } from "./bundle-loader.ts";
 
 export interface BundleChatModelOptions extends Omit<LoadBundleOptions, "sink"> {
-  /** Builds the vision encoder from the bundle's vision.onnx (e.g. `OrtVisionEncoder.create(ort, onnx, …)`). */
-  readonly vision: (onnx: Uint8Array, manifest: BundleManifest) => VisionEncoder | Promise<VisionEncoder>;
+  /**
+   * Builds a toy vision encoder from the bundle's vision.onnx (e.g. `OrtVisionEncoder.create(ort, onnx, …)`): used when
+   * the bundle has one (the tiny fixture). Without vision.onnx the model's own vision transformer (its `visual.*`
+   * tensors in the bundle) runs.
+   */
+  readonly vision?: (onnx: Uint8Array, manifest: BundleManifest) => VisionEncoder | Promise<VisionEncoder>;
   readonly codec: Codec;
   /** Decoder kernels (WebGPU MLA attention); default null = the CPU reference decoder. */
   readonly kernels?: MlaBackend | null;
@@ -111,14 +117,35 @@ export async function loadBundleChatModel(url: string, options: BundleChatModelO
     if (bytes === undefined) throw new BundleError("missing_tensor", `the bundle has no ${name ?? "tokenizer"} file`);
     return bytes;
   };
-  const tokenizer = JSON.parse(new TextDecoder().decode(file(m.tokenizer.tokenizer))) as unknown;
-  const vision = await options.vision(file("vision.onnx"), m);
-  const raw = m.config as { _name_or_path?: string; mha2mla?: unknown };
+  const json = (name: string | null): unknown => (name !== null && bundle.files.has(name) ? (JSON.parse(new TextDecoder().decode(bundle.files.get(name)!)) as unknown) : undefined);
+  const tokenizer = json(m.tokenizer.tokenizer);
+  if (tokenizer === undefined) throw new BundleError("missing_tensor", "the bundle has no tokenizer file");
+  const onnx = bundle.files.get("vision.onnx");
+  let vision: VisionEncoder | undefined;
+  if (onnx !== undefined) {
+    if (options.vision === undefined) throw new BundleError("missing_tensor", "the bundle's vision tower is vision.onnx: pass a `vision` factory (onnxruntime-web)");
+    vision = await options.vision(onnx, m);
+  }
+  const chatTemplate = m.tokenizer.chatTemplate;
+  const raw = m.config as { _name_or_path?: string; model_type?: string; mha2mla?: unknown };
   const q = m.quantization;
   const ref = options.ref ?? {
-    id: raw._name_or_path ?? "tiny-qwen-vl",
+    id: raw._name_or_path ?? (vision !== undefined ? "tiny-qwen-vl" : (raw.model_type ?? "model")),
     conversion: `${JSON.stringify(raw.mha2mla ?? null)}+bundle:${q.weights}${q.weights === "f16" ? "" : `-b${q.block}${q.zeroPoints ? "-zp" : ""}`}`,
   };
-  const model = await loadChatModel({ config: m.config, weights: safetensors, tokenizer, vision, codec: options.codec, kernels: options.kernels ?? null, ref });
+  const model = await loadChatModel({
+    config: m.config,
+    weights: safetensors,
+    tokenizer,
+    tokenizerConfig: json(m.tokenizer.tokenizerConfig),
+    // chat_template.json is JSON ({ chat_template }); a .jinja file is the template itself
+    chatTemplateJson: chatTemplate === null ? undefined : chatTemplate.endsWith(".json") ? json(chatTemplate) : { chat_template: new TextDecoder().decode(file(chatTemplate)) },
+    preprocessorConfig: m.preprocessorConfig ?? json("preprocessor_config.json"),
+    generationConfig: json("generation_config.json"),
+    ...(vision !== undefined ? { vision } : {}),
+    codec: options.codec,
+    kernels: options.kernels ?? null,
+    ref,
+  });
   return { model, bundle };
 }

@@ -206,5 +206,21 @@ describe.skipIf(skipWithout(import.meta.url, "chromium"))("demo on a real bundle
     expect(after1.visionCalls).toBe(0);
     expect(after1.turns).toBe(2);
     await page.screenshot({ path: "/tmp/mla-edge-demo-worker.png" });
+
+    // a PNG File crosses postMessage and is decoded in the worker (createImageBitmap + OffscreenCanvas there)
+    const viaFile = await page.evaluate(async (x) => {
+      const w = window as unknown as { mlaDemo: { client: { chat: { completions: { create(p: unknown): Promise<{ mla_edge: { completion_ids: number[] } }> } } } } };
+      const canvas = document.getElementById("image") as HTMLCanvasElement;
+      const blob = await new Promise<Blob>((r) => canvas.toBlob((b) => r(b!), "image/png"));
+      const file = new File([blob], "grid.png", { type: "image/png" });
+      const r = await w.mlaDemo.client.chat.completions.create({
+        messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: file } }, { type: "text", text: x }] }],
+        temperature: 0,
+        max_tokens: 4,
+        mla_edge: { codec: { bits: 4, group: 32, axis: "token", rope: "int8" }, chunk_tokens: 16 },
+      });
+      return r.mla_edge.completion_ids;
+    }, q[0]);
+    expect(viaFile).toEqual(pageAnswers[0].tokenIds);
   }, 300_000);
 });
