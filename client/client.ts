@@ -11,6 +11,8 @@ import { StoreSessions } from "./resources/store-sessions.ts";
 import { StoreUsage } from "./resources/store-usage.ts";
 import type { ChatModel } from "../runtime/chat-model.ts";
 import { TurnReporter, type TelemetryOptions } from "./telemetry/turn-reporter.ts";
+import { Completions, type ChatEngine, type ImageBytesDecoder } from "./chat/completions.ts";
+import { SessionPool } from "./chat/session-pool.ts";
 
 export type Fetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
@@ -40,6 +42,19 @@ export interface ClientOptions {
    * reuse): `true` or options. Off by default. `client.telemetry.flush()` posts what is queued.
    */
   readonly telemetry?: boolean | TelemetryOptions;
+  /**
+   * Decodes PNG/JPEG bytes of `image_url` parts in `chat.completions.create` (Node: `decodeImageBytes` from
+   * runtime/inputs/image-decode.node.ts). Default: the browser's decoder (createImageBitmap); without one, image_url
+   * parts are refused.
+   */
+  readonly decodeImage?: ImageBytesDecoder;
+  /**
+   * Where `chat.completions` run instead of on `model`: e.g. `new WorkerEngine(worker)`, a dedicated Web Worker that
+   * holds the model (client/engine/). Default: in process, on `model`.
+   */
+  readonly engine?: ChatEngine;
+  /** Chat sessions the client keeps in memory for `chat.completions` and `sessions` (least recently used dropped; default 8). */
+  readonly sessionCacheSize?: number;
 }
 
 /**
@@ -66,9 +81,15 @@ export class MlaEdge {
   readonly model: ChatModel | undefined;
   /** The report queue when `telemetry` is on, else null. */
   readonly telemetry: TurnReporter | null;
+  readonly decodeImage: ImageBytesDecoder | undefined;
+  readonly engine: ChatEngine | undefined;
+  /** The chat sessions this client holds in memory, shared by `sessions` and `chat.completions`. */
+  readonly sessionPool: SessionPool;
   private readonly fetchImpl: Fetch;
 
   readonly sessions: Sessions;
+  /** OpenAI-style chat completions over edge-stored sessions. */
+  readonly chat: { readonly completions: Completions };
   readonly store: { readonly sessions: StoreSessions; readonly usage: StoreUsage };
 
   static MlaEdgeError = Errors.MlaEdgeError;
@@ -105,7 +126,11 @@ export class MlaEdge {
         : new TurnReporter(async (batch, token) => {
             await this.request({ method: "POST", path: "/v1/telemetry", body: batch, token: this.apiKey ?? token, maxRetries: 1 });
           }, t === true ? {} : t);
+    this.decodeImage = options.decodeImage;
+    this.engine = options.engine;
+    this.sessionPool = new SessionPool(options.sessionCacheSize ?? 8);
     this.sessions = new Sessions(this);
+    this.chat = { completions: new Completions(this) };
     this.store = { sessions: new StoreSessions(this), usage: new StoreUsage(this) };
   }
 

@@ -8,7 +8,38 @@ export { Stream } from "./core/stream.ts";
 export { Sessions, type SessionCreateParams, type SessionOpenParams } from "./resources/sessions.ts";
 export { StoreUsage } from "./resources/store-usage.ts";
 export { StoreSessions, encodeAppendBody, parseRestoreStream, type AppendBody, type RestoreQuery, type SessionAuth, type TruncateResult } from "./resources/store-sessions.ts";
-export { ChatSession, type ChatCompletion, type ChatEvent, type ChatParams, type RestoreStats } from "./chat/chat-session.ts";
+export { ChatSession, type ChatCompletion, type ChatEvent, type ChatParams, type FinishReason, type RestoreStats } from "./chat/chat-session.ts";
+export {
+  Completions,
+  InvalidRequestError,
+  DEFAULT_MAX_TOKENS,
+  DEFAULT_SESSION_CODEC,
+  // OpenAI's `ChatCompletion` (the name ChatCompletion stays the session API's turn result)
+  type ChatCompletion as ChatCompletionResponse,
+  type ChatCompletionChunk,
+  type ChatCompletionChunkChoice,
+  type ChatCompletionContentPart,
+  type ChatCompletionContentPartImage,
+  type ChatCompletionContentPartPixels,
+  type ChatCompletionContentPartText,
+  type ChatCompletionCreateParams,
+  type ChatCompletionCreateParamsNonStreaming,
+  type ChatCompletionCreateParamsStreaming,
+  type ChatCompletionMessage,
+  type ChatCompletionMessageParam,
+  type ChatCompletionRequestOptions,
+  type CompletionUsage,
+  type ImageBytesDecoder,
+  type InvalidRequestCode,
+  type MlaEdgeCompletionInfo,
+  type MlaEdgeRequest,
+} from "./chat/completions.ts";
+export { SessionPool } from "./chat/session-pool.ts";
+export type { ChatEngine } from "./chat/completions.ts";
+export { WorkerEngine, errorFromWire } from "./engine/worker-engine.ts";
+export { serveChatEngine, errorToWire, type EngineClient } from "./engine/worker-host.ts";
+export type { EngineReply, EngineRequest, MessageEndpoint, WireError } from "./engine/protocol.ts";
+export { StopScanner, type StopScan } from "../runtime/stop-sequences.ts";
 export {
   chatFormatOf,
   createChatModel,

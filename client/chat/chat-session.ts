@@ -24,7 +24,7 @@ import { RuntimeError } from "../../runtime/errors.ts";
 import type { ChatUsage } from "../../runtime/inputs/messages.ts";
 import type { ImageLoader, InputMessage } from "../../runtime/inputs/processor.ts";
 import { decodeBrowserImage } from "../../runtime/inputs/image-decode.ts";
-import { topLogits } from "../../runtime/sampler.ts";
+import { Sampler, topLogits, type SamplingParams } from "../../runtime/sampler.ts";
 import { CacheAssembler, SessionCache, SnapshotSink, tokenMajorPositions, type PackedChunk, type RestoreSink } from "../../runtime/session-cache.ts";
 
 export interface ChatParams {
@@ -46,17 +46,45 @@ export interface ChatParams {
   /** Generated tokens at most (the stop token included). Default 64. */
   readonly maxTokens?: number;
   readonly signal?: AbortSignal;
+  /**
+   * How the next token is chosen (runtime/sampler.ts: temperature, top-k, top-p, seed; a fresh Sampler per turn, so a
+   * seed reproduces the turn). Absent or temperature 0: greedy. The template's banned ids (pad, bos, vision) are never chosen.
+   */
+  readonly sampling?: SamplingParams;
+  /** Added to the logits of these ids before choosing (OpenAI's logit_bias; −100 all but bans an id, e.g. the end token). */
+  readonly logitBias?: ReadonlyMap<number, number>;
+  /**
+   * Asked after each generated token once its `token` event was consumed (so a stream reader can update state the
+   * check reads): true ends the answer there, as the end token would (`finishReason` "stop"). Used for stop strings.
+   */
+  readonly stop?: (generated: readonly number[]) => boolean;
+  /**
+   * Feed these ids as the assistant's answer instead of generating (replaying a known history into a new session):
+   * token by token like generation, closed with the end token. `maxTokens` and `stop` do not apply.
+   */
+  readonly replay?: readonly number[];
 }
+
+/** Why an answer ended: the end token or a `stop` check ("stop"), or `maxTokens` ("length"). */
+export type FinishReason = "stop" | "length";
 
 export type ChatEvent =
   /** `text`: what the token adds to the answer's text (the deltas concatenate to `message.content`; "" for a stop token). */
   | { readonly type: "token"; readonly id: number; readonly text: string }
-  | { readonly type: "done"; readonly message: { readonly role: "assistant"; readonly content: string }; readonly tokenIds: readonly number[]; readonly usage: ChatUsage; readonly topLogits?: [number, number][] };
+  | {
+      readonly type: "done";
+      readonly message: { readonly role: "assistant"; readonly content: string };
+      readonly tokenIds: readonly number[];
+      readonly usage: ChatUsage;
+      readonly finishReason: FinishReason;
+      readonly topLogits?: [number, number][];
+    };
 
 export interface ChatCompletion {
   readonly message: { readonly role: "assistant"; readonly content: string };
   readonly tokenIds: readonly number[];
   readonly usage: ChatUsage;
+  readonly finishReason: FinishReason;
   /** With `topLogits: N`: the N largest logits at the first generated position. */
   readonly topLogits?: [number, number][];
 }
@@ -256,7 +284,7 @@ export class ChatSession {
   /** Runs one turn to the end and returns the answer and usage. */
   async complete(params: ChatParams): Promise<ChatCompletion> {
     for await (const ev of this.stream(params)) {
-      if (ev.type === "done") return { message: ev.message, tokenIds: ev.tokenIds, usage: ev.usage, ...(ev.topLogits ? { topLogits: ev.topLogits } : {}) };
+      if (ev.type === "done") return { message: ev.message, tokenIds: ev.tokenIds, usage: ev.usage, finishReason: ev.finishReason, ...(ev.topLogits ? { topLogits: ev.topLogits } : {}) };
     }
     throw new RuntimeError("aborted", "the turn ended without an answer");
   }
@@ -443,6 +471,7 @@ export class ChatSession {
     let committed = false;
     try {
       if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RuntimeError("bad_messages", `maxTokens must be a positive integer, got ${maxTokens}`);
+      if (params.replay !== undefined && params.replay.length === 0) throw new RuntimeError("bad_messages", "a replayed answer needs at least one token");
       const processor = this.model.processor;
       const format = this.model.format;
       const turn = await processor.encodeTurn(params.messages, startLength > 0, { loadImage: params.loadImage ?? defaultImageLoader() });
@@ -475,19 +504,46 @@ export class ChatSession {
 
       let logits = await feed(turn.inputIds, "last", imageEmbeds, grids);
       const V = cfg.vocabSize;
+      const banned = format.bannedIds;
+      const sampler = params.sampling !== undefined && params.sampling.temperature > 0 ? new Sampler(params.sampling) : null;
+      const replay = params.replay;
+      const bias = params.logitBias !== undefined && params.logitBias.size > 0 ? params.logitBias : undefined;
       const generated: number[] = [];
       let top: [number, number][] | undefined;
       let firstAt = 0;
       const streamed = new TextDelta((ids) => processor.decode(ids, { skipSpecialTokens: true }));
+      let finishReason: FinishReason = "length";
       for (;;) {
         if (signal.aborted) throw new RuntimeError("aborted", "the turn was aborted");
-        const tok = argmaxExcluding(logits, logits.length - V, V, format.bannedIds);
+        let tok: number;
+        if (replay !== undefined) tok = replay[generated.length];
+        else if (sampler === null && bias === undefined) tok = argmaxExcluding(logits, logits.length - V, V, banned);
+        else {
+          const row = logits.slice(logits.length - V);
+          for (const [id, b] of bias ?? []) if (id >= 0 && id < V) row[id] += b;
+          if (sampler === null) tok = argmaxExcluding(row, 0, V, banned);
+          else {
+            for (const b of banned) if (b < V) row[b] = -Infinity;
+            tok = sampler.next(row);
+          }
+        }
         if (generated.length === 0 && params.topLogits !== undefined) top = topLogits(logits.subarray(logits.length - V), params.topLogits);
         generated.push(tok);
         if (generated.length === 1) firstAt = now();
         const stop = format.stopIds.includes(tok);
         yield { type: "token", id: tok, text: stop ? "" : streamed.push(tok) };
-        if (stop || generated.length >= maxTokens) break;
+        if (replay !== undefined) {
+          if (stop || generated.length >= replay.length) {
+            finishReason = "stop";
+            break;
+          }
+        } else {
+          if (stop || params.stop?.(generated) === true) {
+            finishReason = "stop";
+            break;
+          }
+          if (generated.length >= maxTokens) break;
+        }
         logits = await feed([tok], "last");
       }
       const lastAt = now();
@@ -528,7 +584,7 @@ export class ChatSession {
         kv_device_bytes: kv.device,
       };
       this.report(result.seq, usage, startLength);
-      yield { type: "done", message: { role: "assistant", content: processor.decode(answerIds, { skipSpecialTokens: true }) }, tokenIds: generated, usage, ...(top ? { topLogits: top } : {}) };
+      yield { type: "done", message: { role: "assistant", content: processor.decode(answerIds, { skipSpecialTokens: true }) }, tokenIds: generated, usage, finishReason, ...(top ? { topLogits: top } : {}) };
     } finally {
       // An aborted or failed turn leaves nothing behind: the cache returns to the last committed state.
       if (!committed) {

@@ -1,9 +1,16 @@
-// The chat demo page: loads the converted model (decoder on the WebGPU MLA kernels, or the CPU reference without an
-// adapter or with ?decoder=cpu; vision tower on onnxruntime-web's WebGPU EP or wasm, codec in wasm), chats over an edge session, keeps only its id + token in localStorage, and after a
-// reload restores the cache from the edge instead of re-encoding the image and re-running the history.
+// The chat demo page: loads a model bundle (`mla-edge pack`; ?bundle=URL, default the demo server's /bundle/ = the
+// converted tiny fixture) with a download progress bar, keeping its verified shards in Cache Storage so a reload
+// downloads nothing but the manifest; decodes on the WebGPU MLA kernels (or the CPU reference without an adapter or
+// with ?decoder=cpu; vision tower = the bundle's vision.onnx on onnxruntime-web's WebGPU EP or wasm, codec in wasm);
+// chats through `client.chat.completions.create({ stream: true })` over an edge session, keeps only its id + token in
+// localStorage, and after a reload restores the cache from the edge instead of re-encoding the image and re-running
+// the history. Shows tokens/s, cached tokens and the session's KV bytes next to the bf16 equivalent.
 
-import { AuthenticationError, createClient, createDecoderKernels, NotFoundError, OrtVisionEncoder, PermissionDeniedError, RuntimeError, loadChatModel, patchBytesToImage, type ChatMessage, type ChatSession, type ChatUsage, type OrtNamespace, type RgbImage } from "../index.ts";
+import type { ChatModel } from "../../runtime/chat-model.ts";
+import { AuthenticationError, createClient, createDecoderKernels, NotFoundError, OrtVisionEncoder, PermissionDeniedError, RuntimeError, patchBytesToImage, type ChatCompletionContentPart, type ChatSession, type MlaEdgeCompletionInfo, WorkerEngine, type OrtNamespace, type RgbImage } from "../index.ts";
 import { loadWasmCodec } from "../../format/codec/wasm.ts";
+import { loadBundleChatModel } from "../../runtime/loader/bundle-chat-model.ts";
+import type { LoadStats } from "../../runtime/loader/bundle-loader.ts";
 import { base64ToBytes } from "../../runtime/vision/toy-tower.ts";
 
 interface Sample {
@@ -21,6 +28,21 @@ interface Saved {
 }
 
 const STORAGE_KEY = "mla-edge-demo";
+const DEFAULT_BUNDLE = "/bundle/";
+
+/** What `ask` returns (the demo's own summary of a chat.completion). */
+interface AskResult {
+  readonly answer: string;
+  readonly tokenIds: readonly number[];
+  readonly finishReason: string;
+  readonly usage: {
+    readonly prompt_tokens: number;
+    readonly completion_tokens: number;
+    readonly cached_tokens: number;
+    readonly ttft_ms: number;
+    readonly tokens_per_second: number | null;
+  };
+}
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const GEOMETRY = { rows: 4, cols: 4, cellPixels: 8 };
 
@@ -29,11 +51,14 @@ const state: {
   imageSent: boolean;
   session: ChatSession | null;
   saved: Saved | null;
-  lastUsage: ChatUsage | null;
+  lastUsage: AskResult["usage"] | null;
+  bundle: { url: string; stats: LoadStats; ms: number } | null;
+  /** `?engine=worker`: what the worker's last completion said of the session (the page holds no ChatSession then). */
+  remote: MlaEdgeCompletionInfo | null;
   restoreMs: number | null;
   samples: Sample[];
   nextSample: number;
-} = { image: null, imageSent: false, session: null, saved: null, lastUsage: null, restoreMs: null, samples: [], nextSample: 0 };
+} = { image: null, imageSent: false, session: null, saved: null, lastUsage: null, bundle: null, remote: null, restoreMs: null, samples: [], nextSample: 0 };
 
 async function bytes(url: string): Promise<Uint8Array> {
   const r = await fetch(url);
@@ -86,64 +111,168 @@ function stat(name: string, value: string): void {
   dl.insertAdjacentHTML("beforeend", `<dt>${name}</dt><dd data-stat="${name}">${value}</dd>`);
 }
 
-function renderStats(visionKind: string, visionCalls: () => number): void {
+function renderStats(visionKind: string, visionCalls: () => number, engine: string): void {
   $("stats").innerHTML = "";
   const s = state.session;
-  const kv = s?.kvBytes;
-  stat("session", s ? s.id.slice(0, 8) : "—");
-  stat("turns", String(s?.turns ?? 0));
-  stat("tokens cached", String(s?.length ?? 0));
+  const r = state.remote;
+  const kv = s ? s.kvBytes : r ? { stored: r.kv_bytes, uncompressed: r.kv_bytes_bf16, device: r.kv_device_bytes } : undefined;
+  stat("engine", engine);
+  stat("session", s ? s.id.slice(0, 8) : (state.saved?.id.slice(0, 8) ?? "—"));
+  stat("turns", String(s?.turns ?? r?.session.turns ?? 0));
+  stat("tokens cached", String(s?.length ?? r?.session.tokens ?? 0));
   stat("KV stored", kv ? `${kv.stored.toLocaleString()} B` : "—");
-  stat("KV uncompressed (bf16 GQA)", kv ? `${kv.uncompressed.toLocaleString()} B` : "—");
+  stat("KV bf16 equivalent (original GQA)", kv ? `${kv.uncompressed.toLocaleString()} B` : "—");
   stat("compression", kv && kv.stored > 0 ? `${(kv.uncompressed / kv.stored).toFixed(1)}×` : "—");
   stat("KV on this device (allocated)", kv ? `${kv.device.toLocaleString()} B` : "—");
   stat("restore time", state.restoreMs === null ? "—" : `${state.restoreMs.toFixed(1)} ms`);
   const rs = s?.restoreStats;
   stat("restore: fetch / decode / GPU upload", rs ? `${rs.fetchMs.toFixed(1)} / ${rs.decodeMs.toFixed(1)} / ${rs.uploadMs.toFixed(1)} ms` : "—");
   stat("TTFT", state.lastUsage ? `${state.lastUsage.ttft_ms.toFixed(1)} ms` : "—");
-  stat("TPOT", state.lastUsage ? `${state.lastUsage.tpot_ms.toFixed(1)} ms` : "—");
+  stat("tokens/s", state.lastUsage?.tokens_per_second != null ? state.lastUsage.tokens_per_second.toFixed(1) : "—");
   stat("cached tokens (last turn)", state.lastUsage ? String(state.lastUsage.cached_tokens) : "—");
   stat("vision tower calls (this page)", String(visionCalls()));
+  if (r) stat("restored by the last request", `${r.restored_tokens} tokens`);
   stat("vision tower", visionKind);
+  const b = state.bundle;
+  stat("bundle", b ? `${b.url}: ${b.stats.bytesFetched.toLocaleString()} B downloaded, ${b.stats.bytesFromCache.toLocaleString()} B from cache, ${b.ms.toFixed(0)} ms` : "—");
   const d = s?.decoderChoice;
-  stat("decoder", d ? (d.path === "kernels" ? `${d.kind} (MLA kernels)` : `CPU reference (${d.fallback})`) : "—");
+  stat("decoder", d ? (d.path === "kernels" ? `${d.kind} (MLA kernels)` : `CPU reference (${d.fallback})`) : (r?.decoder ?? "—"));
 }
 
-async function main(): Promise<void> {
-  const cfg = (await (await fetch("/config.json")).json()) as { apiKey: string };
+/** Where the model runs: on this page, or in the engine worker (?engine=worker). */
+interface Engine {
+  readonly model: ChatModel | undefined;
+  readonly worker: WorkerEngine | null;
+  readonly stats: LoadStats;
+  readonly quantization: string;
+  readonly visionKind: string;
+  readonly decoder: string;
+  /** Vision tower calls so far (the worker's count is refreshed after each request and on load). */
+  visionCalls(): number;
+  refreshVisionCalls(): Promise<void>;
+}
+
+async function startPageEngine(bundleUrl: string, cpu: boolean, onProgress: (done: number, total: number) => void): Promise<Engine> {
   const ortUrl = "/ort/ort.all.min.mjs";
   const ort = (await import(/* @vite-ignore */ ortUrl)) as OrtNamespace & { env: { wasm: { wasmPaths: string; numThreads: number } } };
   ort.env.wasm.wasmPaths = "/ort/";
   ort.env.wasm.numThreads = 1;
-  const onnx = await bytes("/model/vision.onnx");
   const shape = { cells: 16, patchDim: 192, hidden: 128 };
   const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
-  let vision: OrtVisionEncoder;
-  try {
-    if (!gpu || (await gpu.requestAdapter()) === null) throw new Error("no WebGPU adapter");
-    vision = await OrtVisionEncoder.create(ort, onnx, shape, { executionProviders: ["webgpu"] });
-  } catch {
-    vision = await OrtVisionEncoder.create(ort, onnx, shape, { executionProviders: ["wasm"] });
-  }
+  let vision: OrtVisionEncoder | null = null;
+  const makeVision = async (onnx: Uint8Array): Promise<OrtVisionEncoder> => {
+    try {
+      if (!gpu || (await gpu.requestAdapter()) === null) throw new Error("no WebGPU adapter");
+      vision = await OrtVisionEncoder.create(ort, onnx, shape, { executionProviders: ["webgpu"] });
+    } catch {
+      vision = await OrtVisionEncoder.create(ort, onnx, shape, { executionProviders: ["wasm"] });
+    }
+    return vision;
+  };
   const codecBytes = await bytes(WebAssembly.validate(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11])) ? "/codec.simd.wasm" : "/codec.wasm");
   const codec = await loadWasmCodec(codecBytes);
-  const kernels = new URLSearchParams(location.search).get("decoder") === "cpu" ? null : await createDecoderKernels();
-  const model = await loadChatModel({
-    config: JSON.parse(new TextDecoder().decode(await bytes("/model/config.json"))),
-    weights: await bytes("/model/model.safetensors"),
-    tokenizer: JSON.parse(new TextDecoder().decode(await bytes("/model/tokenizer.json"))),
-    vision,
-    codec,
-    ref: { id: "tiny-qwen-vl", conversion: "high-r8-md-svd-dkv16" },
-    kernels,
+  const kernels = cpu ? null : await createDecoderKernels();
+  const loaded = await loadBundleChatModel(bundleUrl, { vision: makeVision, codec, kernels, onProgress });
+  const tower = vision as OrtVisionEncoder | null;
+  if (tower === null) throw new Error("the bundle's vision tower was not loaded");
+  return {
+    model: loaded.model,
+    worker: null,
+    stats: loaded.bundle.stats,
+    quantization: loaded.bundle.manifest.quantization.weights,
+    visionKind: tower.kind,
+    decoder: kernels ? `${kernels.kind} kernels` : "CPU reference",
+    visionCalls: () => tower.calls,
+    refreshVisionCalls: async () => undefined,
+  };
+}
+
+async function startWorkerEngine(bundleUrl: string, apiKey: string, cpu: boolean, onProgress: (done: number, total: number) => void): Promise<Engine> {
+  const worker = new Worker("/engine-worker.js", { type: "module", name: "mla-edge-engine" });
+  const ready = await new Promise<{ stats: LoadStats; quantization: string; visionKind: string; decoder: string }>((resolve, reject) => {
+    worker.addEventListener("error", (e) => reject(new Error(`engine worker: ${e.message}`)));
+    worker.addEventListener("message", (ev: MessageEvent) => {
+      const m = ev.data as { type: string; done?: number; total?: number; message?: string };
+      if (m.type === "progress") onProgress(m.done!, m.total!);
+      else if (m.type === "ready") resolve(ev.data as { stats: LoadStats; quantization: string; visionKind: string; decoder: string });
+      else if (m.type === "failed") reject(new Error(`engine worker: ${m.message}`));
+    });
+    worker.postMessage({ type: "init", bundleUrl, baseUrl: location.origin, apiKey, decoder: cpu ? "cpu" : "auto" });
   });
+  let calls = 0;
+  worker.addEventListener("message", (ev: MessageEvent) => {
+    const m = ev.data as { type: string; visionCalls?: number };
+    if (m.type === "status") calls = m.visionCalls!;
+  });
+  return {
+    model: undefined,
+    worker: new WorkerEngine(worker),
+    stats: ready.stats,
+    quantization: ready.quantization,
+    visionKind: ready.visionKind,
+    decoder: ready.decoder,
+    visionCalls: () => calls,
+    refreshVisionCalls: async () => {
+      const got = new Promise<void>((resolve) => {
+        const on = (ev: MessageEvent) => {
+          if ((ev.data as { type?: string }).type !== "status") return;
+          worker.removeEventListener("message", on);
+          resolve();
+        };
+        worker.addEventListener("message", on);
+      });
+      worker.postMessage({ type: "status" });
+      await got;
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const cfg = (await (await fetch("/config.json")).json()) as { apiKey: string };
+  const params = new URLSearchParams(location.search);
+  const useWorker = params.get("engine") === "worker";
+  // The model bundle: streamed with progress, verified, cached in Cache Storage (a reload fetches only the manifest).
+  const bundleUrl = new URL(params.get("bundle") ?? DEFAULT_BUNDLE, location.href).href;
+  $<HTMLInputElement>("bundle-url").value = bundleUrl;
+  $<HTMLFormElement>("bundle-form").onsubmit = (ev) => {
+    ev.preventDefault();
+    const q = new URLSearchParams(location.search);
+    q.set("bundle", $<HTMLInputElement>("bundle-url").value.trim() || DEFAULT_BUNDLE);
+    location.search = q.toString();
+  };
+  const bar = $<HTMLProgressElement>("download");
+  const onProgress = (done: number, total: number) => {
+    bar.max = Math.max(1, total);
+    bar.value = done;
+    $("download-text").textContent = `${done.toLocaleString()} / ${total.toLocaleString()} B`;
+  };
+  const t0 = performance.now();
+  $("status").textContent = `downloading the model bundle${useWorker ? " (in the engine worker)" : ""}…`;
+  let engine: Engine;
+  if (useWorker) engine = await startWorkerEngine(bundleUrl, cfg.apiKey, params.get("decoder") === "cpu", onProgress);
+  else engine = await startPageEngine(bundleUrl, params.get("decoder") === "cpu", onProgress);
+  state.bundle = { url: bundleUrl, stats: engine.stats, ms: performance.now() - t0 };
+  const stats = engine.stats;
+  $("download-text").textContent =
+    `${(stats.bytesFetched + stats.bytesFromCache).toLocaleString()} B: ${stats.bytesFetched.toLocaleString()} downloaded, ${stats.bytesFromCache.toLocaleString()} from Cache Storage (${engine.quantization} weights)`;
+  const model = engine.model;
   // Opt-in timing reports: the operator dashboard (/dashboard on the edge) shows the demo's TTFT, TPOT and restores.
-  const client = createClient({ baseUrl: location.origin, apiKey: cfg.apiKey, model, telemetry: true });
+  const client = useWorker
+    ? createClient({ baseUrl: location.origin, apiKey: cfg.apiKey, engine: engine.worker! })
+    : createClient({ baseUrl: location.origin, apiKey: cfg.apiKey, model, telemetry: true });
   state.samples = (await (await fetch("/samples.json")).json()) as Sample[];
-  const refresh = () => renderStats(vision.kind, () => vision.calls);
+  const refresh = () => renderStats(engine.visionKind, () => engine.visionCalls(), useWorker ? "Web Worker" : "this page");
 
   const raw = localStorage.getItem(STORAGE_KEY);
-  if (raw !== null) {
+  if (raw !== null && useWorker) {
+    // the engine worker restores the session on the next question (mla_edge.session); nothing to prefill then
+    const saved = JSON.parse(raw) as Saved;
+    state.saved = saved;
+    state.imageSent = saved.log.some((l) => l.role === "assistant");
+    if (saved.image) setImage({ width: 32, height: 32, data: base64ToBytes(saved.image), channels: 3 });
+    for (const l of saved.log) addLog(l.role, l.text, false);
+    addLog("meta", `session ${saved.id.slice(0, 8)}: the engine worker restores it from the edge with your next question`, false);
+  } else if (raw !== null) {
     const saved = JSON.parse(raw) as Saved;
     try {
       // A session another tab changed while this restore was resumed is simply opened again.
@@ -188,6 +317,7 @@ async function main(): Promise<void> {
   $("reset").onclick = () => {
     state.saved = null;
     state.session = null;
+    state.remote = null;
     state.imageSent = false;
     state.lastUsage = null;
     state.restoreMs = null;
@@ -196,34 +326,64 @@ async function main(): Promise<void> {
     refresh();
   };
 
-  async function ask(question: string): Promise<{ answer: string; usage: ChatUsage; tokenIds: readonly number[] }> {
-    if (state.session === null) {
-      if (state.image === null) throw new Error("make or upload an image first");
-      state.session = await client.sessions.create({ codec: { bits: 4, group: 32, axis: "token", rope: "int8" }, chunkTokens: 16 });
-      state.saved = { id: state.session.id, token: state.session.token, log: [] };
-      state.imageSent = false;
-    }
-    const content: ChatMessage["content"] = !state.imageSent && state.image ? [{ type: "image", image: state.image }, { type: "text", text: question }] : question;
-    if (!state.imageSent && state.image) state.saved!.image = rgbBase64(state.image);
+  async function ask(question: string): Promise<AskResult> {
+    if (state.saved === null && state.image === null) throw new Error("make or upload an image first");
+    const content: ChatCompletionContentPart[] = [];
+    const withImage = !state.imageSent && state.image !== null;
+    if (withImage) content.push({ type: "image", image: state.image! });
+    content.push({ type: "text", text: question });
     addLog("user", question);
     const line = addLog("assistant", "", false);
+    const s = state.saved;
+    // Only the new turn: the session on the edge (restored into this page's cache) holds the history.
+    const stream = await client.chat.completions.create({
+      messages: [{ role: "user", content }],
+      stream: true,
+      stream_options: { include_usage: true },
+      temperature: 0,
+      max_tokens: 4,
+      mla_edge: s === null ? { codec: { bits: 4, group: 32, axis: "token", rope: "int8" }, chunk_tokens: 16 } : { session: { id: s.id, token: s.token } },
+    });
     let text = "";
-    let done: { answer: string; usage: ChatUsage; tokenIds: readonly number[] } | null = null;
-    for await (const ev of state.session.chat({ messages: [{ role: "user", content }], maxTokens: 4, stream: true })) {
-      if (ev.type === "token") {
-        text += ev.text;
+    let finishReason = "";
+    let ids: readonly number[] = [];
+    let usage: AskResult["usage"] | null = null;
+    for await (const chunk of stream) {
+      const info = chunk.mla_edge;
+      if (info?.session && state.saved === null) {
+        // the new session exists on the edge now: remember it before the answer is in
+        state.session = client.sessionPool.get(info.session.id, info.session.token) ?? null;
+        state.saved = { id: info.session.id, token: info.session.token, log: [{ role: "user", text: question }] };
+        if (withImage) state.saved.image = rgbBase64(state.image!);
+        save();
+      }
+      const choice = chunk.choices[0];
+      if (choice?.delta.content) {
+        text += choice.delta.content;
         line.textContent = `assistant: ${text}`;
-      } else {
-        done = { answer: ev.message.content, usage: ev.usage, tokenIds: ev.tokenIds };
+      }
+      if (choice?.finish_reason) finishReason = choice.finish_reason;
+      if (chunk.usage && info?.completion_ids) {
+        ids = info.completion_ids;
+        if (useWorker) state.remote = info as MlaEdgeCompletionInfo;
+        usage = {
+          prompt_tokens: chunk.usage.prompt_tokens,
+          completion_tokens: chunk.usage.completion_tokens,
+          cached_tokens: chunk.usage.prompt_tokens_details.cached_tokens,
+          ttft_ms: info.ttft_ms ?? 0,
+          tokens_per_second: info.tokens_per_second ?? null,
+        };
       }
     }
-    if (done === null) throw new Error("the turn ended without an answer");
+    if (usage === null) throw new Error("the completion ended without its usage");
+    if (withImage && state.saved && state.saved.image === undefined) state.saved.image = rgbBase64(state.image!);
     state.imageSent = true;
-    state.lastUsage = done.usage;
-    state.saved!.log.push({ role: "assistant", text: done.answer });
+    state.lastUsage = usage;
+    state.saved!.log.push({ role: "assistant", text });
     save();
+    await engine.refreshVisionCalls();
     refresh();
-    return done;
+    return { answer: text, tokenIds: ids, finishReason, usage };
   }
 
   $<HTMLFormElement>("ask").onsubmit = (ev) => {
@@ -233,10 +393,10 @@ async function main(): Promise<void> {
     input.value = "";
     ask(q).catch((e) => addLog("meta", `error: ${String(e)}`, false));
   };
-  if (state.image === null && state.session === null) useSample(state.nextSample++);
+  if (state.image === null && state.saved === null) useSample(state.nextSample++);
   refresh();
   ($("send") as HTMLButtonElement).disabled = false;
-  $("status").textContent = `ready (vision: ${vision.kind}, decoder: ${kernels ? `${kernels.kind} kernels` : "CPU reference"})`;
+  $("status").textContent = `ready (engine: ${useWorker ? "Web Worker" : "this page"}, vision: ${engine.visionKind}, decoder: ${engine.decoder})`;
 
   // Hooks for the browser e2e test (tests/e2e/chromium.test.ts) and for poking at the demo from the console.
   (window as unknown as { mlaDemo: unknown }).mlaDemo = {
@@ -245,16 +405,20 @@ async function main(): Promise<void> {
     client,
     model,
     state: () => ({
-      sessionId: state.session?.id ?? null,
-      turns: state.session?.turns ?? 0,
-      tokens: state.session?.length ?? 0,
+      engine: useWorker ? "worker" : "page",
+      sessionId: state.session?.id ?? (useWorker ? (state.saved?.id ?? null) : null),
+      turns: state.session?.turns ?? state.remote?.session.turns ?? 0,
+      tokens: state.session?.length ?? state.remote?.session.tokens ?? 0,
       restoreMs: state.restoreMs,
-      restoredTokens: state.session?.restoreStats?.tokens ?? 0,
-      visionCalls: vision.calls,
-      visionKind: vision.kind,
+      restoredTokens: state.session?.restoreStats?.tokens ?? state.remote?.restored_tokens ?? 0,
+      visionCalls: engine.visionCalls(),
+      visionKind: engine.visionKind,
+      bundle: state.bundle,
+      lastUsage: state.lastUsage,
       decoder: state.session?.decoderChoice ?? null,
       restore: state.session?.restoreStats ?? null,
-      kv: state.session?.kvBytes ?? null,
+      kv: state.session?.kvBytes ?? (state.remote ? { stored: state.remote.kv_bytes, uncompressed: state.remote.kv_bytes_bf16, device: state.remote.kv_device_bytes } : null),
+      remote: state.remote,
     }),
   };
 }

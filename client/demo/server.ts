@@ -1,9 +1,13 @@
-// The chat demo's HTTP server: bundles client/demo/app.ts with esbuild, serves the page, the converted model
-// (client/demo/model), sample images from the fixture's eval set, the codec .wasm and onnxruntime-web's dist, and
-// proxies /v1/* to the edge store (same origin: no CORS). COOP/COEP make the page cross-origin isolated for ORT.
+// The chat demo's HTTP server: bundles client/demo/app.ts with esbuild, serves the page, the model bundle the page
+// loads by default at /bundle/ (the converted tiny fixture, client/demo/model, packed by `mla-edge pack` into
+// build/demo-bundle/ on first start), the converted model itself (/model/), sample images from the fixture's eval set,
+// the codec .wasm and onnxruntime-web's dist, and proxies /v1/* to the edge store (same origin: no CORS). COOP/COEP
+// make the page cross-origin isolated for ORT.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { readFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { readFile, stat } from "node:fs/promises";
+import { promisify } from "node:util";
 import { extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
@@ -19,6 +23,7 @@ const MIME: Record<string, string> = {
   ".json": "application/json",
   ".onnx": "application/octet-stream",
   ".safetensors": "application/octet-stream",
+  ".bin": "application/octet-stream",
   ".css": "text/css",
 };
 
@@ -33,6 +38,22 @@ export interface DemoServerOptions {
   readonly extraEntries?: Readonly<Record<string, string>>;
   /** Sample images served at /samples.json (default 12 eval cases). */
   readonly samples?: number;
+  /**
+   * The bundle folder served at /bundle/ (manifest.json + shards + side files). Default build/demo-bundle, packed from
+   * client/demo/model (`mla-edge pack`, int4 weights, block 32) when it is missing or older than the model.
+   */
+  readonly bundleDir?: string;
+}
+
+/** Packs client/demo/model into `dir` with the CLI (a child process: the demo may not import convert/). */
+export async function ensureDemoBundle(dir = join(ROOT, "build", "demo-bundle")): Promise<string> {
+  const model = join(DEMO, "model", "model.safetensors");
+  const manifest = await stat(join(dir, "manifest.json")).catch(() => null);
+  if (manifest !== null && manifest.mtimeMs >= (await stat(model)).mtimeMs) return dir;
+  const { rm } = await import("node:fs/promises");
+  await rm(dir, { recursive: true, force: true });
+  await promisify(execFile)(process.execPath, [join(ROOT, "bin", "mla-edge.mjs"), "pack", "--model", join(DEMO, "model"), "--out", dir, "--weights", "int4", "--block", "32"], { cwd: ROOT });
+  return dir;
 }
 
 export interface DemoServer {
@@ -89,7 +110,10 @@ async function proxy(req: IncomingMessage, res: ServerResponse, edgeUrl: string)
 }
 
 export async function startDemoServer(options: DemoServerOptions): Promise<DemoServer> {
-  const scripts = new Map<string, string>([["/app.js", await bundle(join(DEMO, "app.ts"))]]);
+  const scripts = new Map<string, string>([
+    ["/app.js", await bundle(join(DEMO, "app.ts"))],
+    ["/engine-worker.js", await bundle(join(DEMO, "engine-worker.ts"))],
+  ]);
   for (const [name, entry] of Object.entries(options.extraEntries ?? {})) scripts.set(`/${name}.js`, await bundle(entry));
   const evalLines = (await readFile(join(ROOT, "fixtures", "tiny-qwen-vl", "eval.jsonl"), "utf8")).split("\n").filter((l) => l.length > 0);
   const samples = JSON.stringify(
@@ -99,6 +123,7 @@ export async function startDemoServer(options: DemoServerOptions): Promise<DemoS
     }),
   );
   const config = JSON.stringify({ apiKey: options.apiKey });
+  const bundleDir = options.bundleDir ?? (await ensureDemoBundle());
 
   const server: Server = createServer((req, res) => {
     void (async () => {
@@ -117,6 +142,7 @@ export async function startDemoServer(options: DemoServerOptions): Promise<DemoS
       else if (p === "/samples.json") body = samples;
       else if (p === "/config.json") body = config;
       else if (p.startsWith("/model/")) body = await fileUnder(join(DEMO, "model"), p.slice(7));
+      else if (p.startsWith("/bundle/")) body = await fileUnder(bundleDir, p.slice(8));
       else if (p === "/codec.simd.wasm" || p === "/codec.wasm") body = await fileUnder(join(ROOT, "build"), p.slice(1));
       else if (p.startsWith("/ort/")) body = await fileUnder(join(ROOT, "node_modules", "onnxruntime-web", "dist"), p.slice(5));
       if (body === null) {

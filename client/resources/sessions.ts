@@ -11,6 +11,7 @@ import type { StoreSessions } from "./store-sessions.ts";
 import type { TurnReporter } from "../telemetry/turn-reporter.ts";
 import type { ChatModel } from "../../runtime/chat-model.ts";
 import { ChatSession } from "../chat/chat-session.ts";
+import type { SessionPool } from "../chat/session-pool.ts";
 import { checkSessionCodec } from "../../runtime/session-cache.ts";
 import type { ClientTurnReport } from "../../format/telemetry/client-report.ts";
 
@@ -36,6 +37,14 @@ export interface SessionsClient extends RequestClient {
   readonly store: { readonly sessions: StoreSessions };
   readonly telemetry: TurnReporter | null;
   readonly model: ChatModel | undefined;
+  /** The sessions this client holds in memory (shared with `chat.completions`). */
+  readonly sessionPool: SessionPool;
+}
+
+export interface SessionForkParams {
+  readonly model?: ChatModel;
+  readonly ttlSeconds?: number;
+  readonly signal?: AbortSignal;
 }
 
 export class Sessions extends APIResource<SessionsClient> {
@@ -48,17 +57,32 @@ export class Sessions extends APIResource<SessionsClient> {
       { spec: model.spec, model: model.ref, codec: params.codec, chunkTokens, ...(params.ttlSeconds !== undefined ? { ttlSeconds: params.ttlSeconds } : {}), ...(params.storage !== undefined ? { storage: params.storage } : {}) },
       { signal: params.signal },
     );
-    return ChatSession.fresh(model, this.storeOf(created.id, created.token), {
+    const session = ChatSession.fresh(model, this.storeOf(created.id, created.token), {
       codec: params.codec,
       chunkTokens,
       storage: params.storage,
       onReport: this.reportSink(created.token),
     });
+    this._client.sessionPool.put(session);
+    return session;
   }
 
   /** Restores session `id` with its token: streams its chunks into the decoder cache; no image is re-encoded. */
   async open(id: string, token: string, params: SessionOpenParams = {}): Promise<ChatSession> {
-    return ChatSession.open(this.modelOf(params.model), this.storeOf(id, token), params.signal, this.reportSink(token));
+    const session = await ChatSession.open(this.modelOf(params.model), this.storeOf(id, token), params.signal, this.reportSink(token));
+    this._client.sessionPool.put(session);
+    return session;
+  }
+
+  /**
+   * Forks stored session `id` at `turn` on the edge (a new session holding its turns 1..turn; nothing is copied
+   * through the client) and restores the fork. Unlike `ChatSession.fork`, the parent need not be held in memory.
+   */
+  async fork(id: string, token: string, turn: number, params: SessionForkParams = {}): Promise<ChatSession> {
+    const model = this.modelOf(params.model);
+    if (!Number.isInteger(turn) || turn < 0) throw new MlaEdgeError(`fork turn must be an integer ≥ 0, got ${turn}`);
+    const created = await this._client.store.sessions.fork(id, { atSeq: turn, ...(params.ttlSeconds !== undefined ? { ttlSeconds: params.ttlSeconds } : {}) }, { token, signal: params.signal });
+    return this.open(created.id, created.token, { model, signal: params.signal });
   }
 
   /** A restore that breaks mid-stream is resumed as often as the client retries a failed request (`maxRetries`). */

@@ -1,0 +1,151 @@
+// A chat model from a browser bundle (docs/bundle.md) for the CPU runtime: loadBundle streams, verifies and caches the
+// shards (Cache Storage in browsers, a folder in Node) with progress; every tensor is then rebuilt from its pieces —
+// MatMulNBits weights dequantized ((code − zp) · scale, the f64 reference rounded to f32), f16 norms widened — into an
+// in-memory f32 safetensors file that loadChatModel reads as it reads a converted checkpoint. The vision tower is the
+// bundle's vision.onnx, run by the caller's encoder factory (onnxruntime-web), or (a real Qwen2.5-VL bundle) the model's own
+// vision transformer from its visual.* tensors; tokenizer, chat template, image processor and generation config come
+// from the bundle's side files. This is the path until the GPU engine
+// (issue 18) consumes the same bytes without dequantizing; the answers are those of the bundle's quantized weights.
+// Browser-safe.
+
+import { BundleError, type BundleArray, type BundleManifest } from "../../checkpoint/bundle/manifest.ts";
+import { dequantizeMatMulNBits, type NBits, type QuantBlock } from "../../checkpoint/bundle/matmul-nbits.ts";
+import { serializeSafetensors, type TensorToWrite } from "../../checkpoint/safetensors-writer.ts";
+import type { Codec } from "../../format/codec/types.ts";
+import { f16ToF32 } from "../../format/codec/fp16.ts";
+import type { MlaBackend } from "../../kernels/backend.ts";
+import type { ModelRef } from "../../format/wire/messages.ts";
+import { loadChatModel, type ChatModel } from "../chat-model.ts";
+import type { VisionEncoder } from "../vision/vision-encoder.ts";
+import { loadBundle, type LoadBundleOptions, type LoadedBundle, type ShardSink } from "./bundle-loader.ts";
+
+export interface BundleChatModelOptions extends Omit<LoadBundleOptions, "sink"> {
+  /**
+   * Builds a toy vision encoder from the bundle's vision.onnx (e.g. `OrtVisionEncoder.create(ort, onnx, …)`): used when
+   * the bundle has one (the tiny fixture). Without vision.onnx the model's own vision transformer (its `visual.*`
+   * tensors in the bundle) runs.
+   */
+  readonly vision?: (onnx: Uint8Array, manifest: BundleManifest) => VisionEncoder | Promise<VisionEncoder>;
+  readonly codec: Codec;
+  /** Decoder kernels (WebGPU MLA attention); default null = the CPU reference decoder. */
+  readonly kernels?: MlaBackend | null;
+  /** Default: `{ id: config._name_or_path ?? "tiny-qwen-vl", conversion: <mha2mla dict> + the bundle's quantization }`. */
+  readonly ref?: ModelRef;
+}
+
+export interface BundleChatModel {
+  readonly model: ChatModel;
+  readonly bundle: LoadedBundle;
+}
+
+/** Collects shard windows as they arrive (the loader hands them over in 256-aligned pieces). */
+function collectingSink(): { sink: ShardSink; shard(i: number, size: number): Uint8Array } {
+  const windows = new Map<number, Array<{ offset: number; bytes: Uint8Array }>>();
+  return {
+    sink: {
+      write(shard, offset, bytes) {
+        let list = windows.get(shard);
+        if (list === undefined) windows.set(shard, (list = []));
+        list.push({ offset, bytes: bytes.slice() });
+      },
+    },
+    shard(i, size) {
+      const out = new Uint8Array(size);
+      for (const w of windows.get(i) ?? []) out.set(w.bytes.subarray(0, Math.max(0, Math.min(w.bytes.byteLength, size - w.offset))), w.offset);
+      windows.delete(i);
+      return out;
+    },
+  };
+}
+
+function arrayBytes(a: BundleArray, shards: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(a.rows * a.rowBytes);
+  for (const p of a.pieces) out.set(shards[p.shard].subarray(p.offset, p.offset + p.byteLength), p.rowStart * a.rowBytes);
+  return out;
+}
+
+/** The bundle's tensors as f32 / i32 safetensors entries (quantized weights dequantized, aliases resolved). */
+export function bundleTensors(manifest: BundleManifest, shards: readonly Uint8Array[]): TensorToWrite[] {
+  const out: TensorToWrite[] = [];
+  const byName = new Map<string, TensorToWrite>();
+  for (const t of manifest.tensors) {
+    let entry: TensorToWrite;
+    if (t.kind === "matmul_nbits") {
+      const [n, k] = t.shape;
+      const b = arrayBytes(t.b, shards);
+      const s = arrayBytes(t.scales, shards);
+      const w = dequantizeMatMulNBits({
+        n,
+        k,
+        bits: t.bits as NBits,
+        block: t.block as QuantBlock,
+        b,
+        scales: new Uint16Array(s.buffer, s.byteOffset, s.byteLength / 2),
+        zeroPoints: t.zeroPoints ? arrayBytes(t.zeroPoints, shards) : null,
+      });
+      entry = { name: t.name, dtype: "F32", shape: t.shape, data: Float32Array.from(w) };
+    } else {
+      const bytes = arrayBytes(t.data, shards);
+      const count = t.shape.reduce((a, d) => a * d, 1);
+      if (t.dtype === "i32") entry = { name: t.name, dtype: "I32", shape: t.shape, data: new Int32Array(bytes.buffer, bytes.byteOffset, count) };
+      else if (t.dtype === "f32") entry = { name: t.name, dtype: "F32", shape: t.shape, data: new Float32Array(bytes.buffer, bytes.byteOffset, count) };
+      else {
+        const h = new Uint16Array(bytes.buffer, bytes.byteOffset, count);
+        entry = { name: t.name, dtype: "F32", shape: t.shape, data: Float32Array.from(h, (x) => f16ToF32(x)) };
+      }
+    }
+    out.push(entry);
+    byName.set(t.name, entry);
+  }
+  for (const [alias, target] of Object.entries(manifest.aliases)) {
+    const e = byName.get(target);
+    if (e === undefined) throw new BundleError("missing_tensor", `alias ${alias} → ${target}: no such tensor`);
+    out.push({ ...e, name: alias });
+  }
+  return out;
+}
+
+/** Downloads (or reads from the cache) the bundle at `url` and builds the chat model it holds. */
+export async function loadBundleChatModel(url: string, options: BundleChatModelOptions): Promise<BundleChatModel> {
+  const collect = collectingSink();
+  const bundle = await loadBundle(url, { ...options, sink: collect.sink });
+  const m = bundle.manifest;
+  const shards = m.shards.map((s, i) => collect.shard(i, s.size));
+  const safetensors = await serializeSafetensors(bundleTensors(m, shards));
+  const file = (name: string | null): Uint8Array => {
+    const bytes = name === null ? undefined : bundle.files.get(name);
+    if (bytes === undefined) throw new BundleError("missing_tensor", `the bundle has no ${name ?? "tokenizer"} file`);
+    return bytes;
+  };
+  const json = (name: string | null): unknown => (name !== null && bundle.files.has(name) ? (JSON.parse(new TextDecoder().decode(bundle.files.get(name)!)) as unknown) : undefined);
+  const tokenizer = json(m.tokenizer.tokenizer);
+  if (tokenizer === undefined) throw new BundleError("missing_tensor", "the bundle has no tokenizer file");
+  const onnx = bundle.files.get("vision.onnx");
+  let vision: VisionEncoder | undefined;
+  if (onnx !== undefined) {
+    if (options.vision === undefined) throw new BundleError("missing_tensor", "the bundle's vision tower is vision.onnx: pass a `vision` factory (onnxruntime-web)");
+    vision = await options.vision(onnx, m);
+  }
+  const chatTemplate = m.tokenizer.chatTemplate;
+  const raw = m.config as { _name_or_path?: string; model_type?: string; mha2mla?: unknown };
+  const q = m.quantization;
+  const ref = options.ref ?? {
+    id: raw._name_or_path ?? (vision !== undefined ? "tiny-qwen-vl" : (raw.model_type ?? "model")),
+    conversion: `${JSON.stringify(raw.mha2mla ?? null)}+bundle:${q.weights}${q.weights === "f16" ? "" : `-b${q.block}${q.zeroPoints ? "-zp" : ""}`}`,
+  };
+  const model = await loadChatModel({
+    config: m.config,
+    weights: safetensors,
+    tokenizer,
+    tokenizerConfig: json(m.tokenizer.tokenizerConfig),
+    // chat_template.json is JSON ({ chat_template }); a .jinja file is the template itself
+    chatTemplateJson: chatTemplate === null ? undefined : chatTemplate.endsWith(".json") ? json(chatTemplate) : { chat_template: new TextDecoder().decode(file(chatTemplate)) },
+    preprocessorConfig: m.preprocessorConfig ?? json("preprocessor_config.json"),
+    generationConfig: json("generation_config.json"),
+    ...(vision !== undefined ? { vision } : {}),
+    codec: options.codec,
+    kernels: options.kernels ?? null,
+    ref,
+  });
+  return { model, bundle };
+}
