@@ -3,8 +3,17 @@
 
 import { ChunkError, MAX_CHUNK_BYTES } from "../../format/chunk/types.ts";
 import { splitChunkRun } from "../../format/wire/chunk-run.ts";
-import { checkRestoreChunk, checkRestoreHeader, RestoreCheckError } from "../../format/wire/restore-check.ts";
-import { encodeFrameHeader, encodeJsonFrame, FrameError, FrameType, FRAMES_CONTENT_TYPE, decodeJsonPayload, readFrames, type FrameLimits } from "../../format/wire/frames.ts";
+import { checkRestoreChunk, RestoreCheckError } from "../../format/wire/restore-check.ts";
+import { encodeFrameHeader, FrameError, FrameType, FRAMES_CONTENT_TYPE, framesVersionOf, readFrames, WIRE_FORMAT_VERSION, type FrameLimits } from "../../format/wire/frames.ts";
+import {
+  ControlDecodeError,
+  controlFrame,
+  decodeErrorBody,
+  decodeRestoreHeaderMsgpack,
+  decodeRestoreTrailer,
+  encodeAppendControl,
+  type RestoreTrailer,
+} from "../../format/wire/control-msgpack.ts";
 import type {
   AppendControl,
   AppendResult,
@@ -18,7 +27,7 @@ import type {
   TruncateRequest,
 } from "../../format/wire/messages.ts";
 import type { APIPromise, RawResponse } from "../core/api-promise.ts";
-import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, MlaEdgeError, StreamFormatError } from "../core/error.ts";
+import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, MlaEdgeError, StreamFormatError, UnsupportedFormatError } from "../core/error.ts";
 import { APIResource } from "../core/resource.ts";
 import { Stream } from "../core/stream.ts";
 import { concatBytes } from "../internal/utils/concat-bytes.ts";
@@ -62,7 +71,7 @@ const RESTORE_FRAME_LIMITS: FrameLimits = {
 
 /** The framed body of one append: control frame, then one chunk frame per chunk. */
 export function encodeAppendBody(body: AppendBody): Uint8Array<ArrayBuffer> {
-  const parts: Uint8Array[] = [encodeJsonFrame(FrameType.control, body.control)];
+  const parts: Uint8Array[] = [controlFrame(encodeAppendControl(body.control))];
   for (const c of body.chunks) parts.push(encodeFrameHeader(FrameType.chunk, c.length), c);
   return concatBytes(parts);
 }
@@ -75,37 +84,29 @@ export function encodeAppendBody(body: AppendBody): Uint8Array<ArrayBuffer> {
  */
 export async function* parseRestoreStream(body: ReadableStream<Uint8Array>, signal?: AbortSignal): AsyncGenerator<RestoreEvent> {
   let header: RestoreHeader | null = null;
-  let trailer: { chunks: number; bytes: number } | null = null;
+  let trailer: RestoreTrailer | null = null;
   let chunks = 0;
   let bytes = 0;
   try {
     for await (const frame of readFrames(body, RESTORE_FRAME_LIMITS)) {
       if (trailer !== null) throw new StreamFormatError("unexpected_frame", "restore stream continues after its trailer");
       if (frame.type === FrameType.error) {
-        let parsed: unknown;
-        try {
-          parsed = decodeJsonPayload(frame.payload);
-        } catch {
-          parsed = undefined;
-        }
         // The store failed mid-stream (e.g. a corrupt row): surface its {error:{code,message}} like an HTTP error.
-        throw APIError.generate(500, parsed, "restore stream failed", new Headers());
+        throw APIError.generate(500, decoded(() => decodeErrorBody(frame.payload), "error frame"), "restore stream failed", new Headers());
       }
       if (frame.type === FrameType.control) {
-        const json = controlJson(frame.payload);
         if (header === null) {
-          header = checked(() => checkRestoreHeader(json));
+          header = decoded(() => decodeRestoreHeaderMsgpack(frame.payload), "restore header");
           yield { type: "header", header };
-        } else if (typeof json === "object" && json !== null && (json as Record<string, unknown>).done === true) {
-          trailer = checkTrailer(json as Record<string, unknown>);
+        } else {
+          // After the header, the only control frame is the trailer (a second header is not one: missing `done`).
+          trailer = decoded(() => decodeRestoreTrailer(frame.payload), "restore trailer");
           if (trailer.chunks !== chunks || trailer.bytes !== bytes) {
             throw new StreamFormatError("truncated", `restore trailer counts ${trailer.chunks} chunks / ${trailer.bytes} B, received ${chunks} / ${bytes} B`);
           }
           if (chunks !== header.chunks.length) {
             throw new StreamFormatError("unexpected_frame", `restore stream ended after ${chunks} chunks, its header lists ${header.chunks.length}`);
           }
-        } else {
-          throw new StreamFormatError("unexpected_frame", "restore stream has a second header");
         }
       } else if (frame.type === FrameType.chunk || frame.type === FrameType.chunks) {
         if (header === null) throw new StreamFormatError("unexpected_frame", "restore stream sent a chunk before its header");
@@ -138,12 +139,13 @@ export async function* parseRestoreStream(body: ReadableStream<Uint8Array>, sign
   if (trailer === null) throw new StreamFormatError("truncated", `restore stream ended after ${chunks} chunks without its trailer`);
 }
 
-/** A control frame's JSON; a payload that is not UTF-8 JSON is a malformed stream (final), not a broken connection. */
-function controlJson(payload: Uint8Array): unknown {
+/** A strictly decoded control or error frame; malformed MessagePack or a wrong field set is a malformed stream (final). */
+function decoded<T>(f: () => T, what: string): T {
   try {
-    return decodeJsonPayload(payload);
+    return f();
   } catch (e) {
-    throw new StreamFormatError("bad_json", `restore control frame is not UTF-8 JSON: ${(e as Error).message}`, { cause: e });
+    if (e instanceof ControlDecodeError) throw new StreamFormatError("bad_frame", `${what}: ${e.message}`, { cause: e });
+    throw e;
   }
 }
 
@@ -157,11 +159,18 @@ function checked<T>(f: () => T): T {
   }
 }
 
-function checkTrailer(json: Record<string, unknown>): { chunks: number; bytes: number } {
-  const { chunks, bytes } = json;
-  const count = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
-  if (!count(chunks) || !count(bytes)) throw new StreamFormatError("bad_frame", `restore trailer must be {done, chunks, bytes} with counts, got ${JSON.stringify(json).slice(0, 200)}`);
-  return { chunks, bytes };
+/**
+ * Refuses a restore response of another wire version before reading it: its Content-Type must be this SDK's framed type
+ * (a version-1 store answers with the bare type and JSON control frames).
+ */
+export function checkFramesResponse(contentType: string | null): void {
+  const version = framesVersionOf(contentType ?? "");
+  if (version === WIRE_FORMAT_VERSION) return;
+  throw new UnsupportedFormatError(
+    WIRE_FORMAT_VERSION,
+    version === null || Number.isNaN(version) ? null : version,
+    `the store answered a restore with ${JSON.stringify((contentType ?? "no content type").slice(0, 80))}: this SDK reads wire format version ${WIRE_FORMAT_VERSION} (${FRAMES_CONTENT_TYPE}) only`,
+  );
 }
 
 /** The chunks of a chunk-run frame; a run that does not split into whole chunks is a malformed stream. */
@@ -216,10 +225,17 @@ export class StoreSessions extends APIResource {
         query: { from: query.from, to: query.to, layers: query.layers ? `${query.layers[0]}-${query.layers[1]}` : undefined },
         token: auth.token,
         signal: controller.signal,
+        accept: FRAMES_CONTENT_TYPE,
       },
       async (raw: RawResponse) => {
         const body = raw.response.body;
         if (body === null) throw new StreamFormatError("unexpected_frame", "restore response has no body");
+        try {
+          checkFramesResponse(raw.response.headers.get("content-type"));
+        } catch (e) {
+          await body.cancel().catch(() => undefined);
+          throw e;
+        }
         const idleMs = this._client.streamIdleTimeout;
         const guarded = withIdleTimeout(body, idleMs, () => new APIConnectionTimeoutError({ message: `restore stream sent nothing for ${idleMs} ms` }), controller.signal);
         return new Stream(() => parseRestoreStream(guarded, controller.signal), controller);

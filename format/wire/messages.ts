@@ -176,6 +176,7 @@ export type ApiErrorCode =
   | "too_large"
   | "invalid_chunk"
   | "corrupt_chunk"
+  | "unsupported_format"
   | "internal";
 
 /** Every error response and error frame. `reason` refines `code` (e.g. a ChunkError code for invalid_chunk). */

@@ -3,13 +3,14 @@
 // tag. Cross-DO writes are not atomic, so the order guarantees: a crash leaves no visible turn (leased rows reaped by
 // the ChunkObject alarm) or a visible turn whose chunks are all held — never a visible turn with a missing chunk.
 import { hexToBytes } from "@noble/hashes/utils.js";
-import { FrameError, FrameType, decodeJsonPayload, type FrameReader } from "../../format/wire/frames.ts";
+import { FrameError, FrameType, type FrameReader } from "../../format/wire/frames.ts";
+import { ControlDecodeError, decodeAppendControl } from "../../format/wire/control-msgpack.ts";
 import { bf16GqaBytes } from "../../format/size/bytes-per-token.ts";
 import type { AppendResult } from "../../format/wire/messages.ts";
 import type { Env } from "../env.ts";
 import { ApiError, badRequest, notFound, tooLarge, turnConflict } from "../errors.ts";
 import { sessionObjectName, type KeyContext } from "../keys.ts";
-import { MAX_APPEND_BODY_BYTES, UPLOAD_LEASE_MS } from "../limits.ts";
+import { MAX_APPEND_BODY_BYTES, MAX_MEDIA_PER_TURN, MAX_TURN_TOKENS, UPLOAD_LEASE_MS } from "../limits.ts";
 import { toCacheSpec, type ChunkRef, type TurnRecord } from "../objects/session-types.ts";
 import { chunkShardStub } from "../objects/stubs.ts";
 import type { WaitUntil } from "../telemetry/index.ts";
@@ -53,15 +54,16 @@ export async function appendTurn(t: AppendTarget, reader: FrameReader, requireEn
   const spec = toCacheSpec(meta.spec);
 
   const first = await nextFrame(reader);
-  if (first === null) throw badRequest("empty append: the first frame must be the JSON control message");
-  if (first.type !== FrameType.control) throw badRequest(`the first frame must be the JSON control message (type 1), got type ${first.type}`);
-  let json: unknown;
+  if (first === null) throw badRequest("empty append: the first frame must be the MessagePack control message");
+  if (first.type !== FrameType.control) throw badRequest(`the first frame must be the MessagePack control message (type 1), got type ${first.type}`);
+  let control;
   try {
-    json = decodeJsonPayload(first.payload);
-  } catch {
-    throw badRequest("control frame is not UTF-8 JSON");
+    control = decodeAppendControl(first.payload, { maxTokens: MAX_TURN_TOKENS, maxMedia: MAX_MEDIA_PER_TURN });
+  } catch (e) {
+    if (e instanceof ControlDecodeError) throw badRequest(e.message, "bad_control");
+    throw e;
   }
-  const input = parseControl(json, ctx.tokens);
+  const input = parseControl(control, ctx.tokens);
   if (input.expectedSeq !== ctx.head + 1) throw turnConflict(ctx.head, input.expectedSeq);
   await checkTenantQuota(t.env, t.tenant);
 
