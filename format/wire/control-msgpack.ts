@@ -11,7 +11,7 @@
 // Every control and error frame of wire format version 2 (frames.ts WIRE_FORMAT_VERSION) is encoded here: append
 // control, restore header, restore trailer, append result (WebSocket answers) and error frames (docs/api.md).
 import { Packr } from "msgpackr";
-import type { AppendControl, AppendResult, ErrorBody, MediaSpan, RestoreHeader } from "./messages.ts";
+import type { AppendControl, AppendResult, AppendStaged, ErrorBody, MediaSpan, RestoreHeader } from "./messages.ts";
 import { checkRestoreHeader, RestoreCheckError } from "./restore-check.ts";
 import { encodeFrame, FrameType } from "./frames.ts";
 import { MlaError } from "../errors.ts";
@@ -184,7 +184,7 @@ export interface AppendControlLimits {
 }
 
 const CONTROL_REQUIRED = ["expectedSeq", "tokenIds", "modality", "positions"] as const;
-const CONTROL_OPTIONAL = ["media"] as const;
+const CONTROL_OPTIONAL = ["media", "final", "stage"] as const;
 const MEDIA_REQUIRED = ["hash", "start", "length"] as const;
 const MEDIA_OPTIONAL = ["offset"] as const;
 const I32_MIN = -(2 ** 31);
@@ -198,6 +198,8 @@ export function encodeAppendControl(c: AppendControl): Uint8Array {
     modality: c.modality,
     positions: c.positions,
     ...(c.media !== undefined && c.media.length > 0 ? { media: c.media } : {}),
+    ...(c.final === false ? { final: false } : {}),
+    ...(c.stage !== undefined ? { stage: c.stage } : {}),
   });
 }
 
@@ -225,7 +227,9 @@ export function decodeAppendControl(payload: Uint8Array, limits: AppendControlLi
       return offset === undefined ? { hash, start, length } : { hash, start, length, offset };
     });
   }
-  return { expectedSeq, tokenIds, modality, positions, media };
+  if (o.final !== undefined && typeof o.final !== "boolean") throw new ControlDecodeError(`append control.final must be a boolean, got ${describe(o.final)}`);
+  const stage = o.stage === undefined ? undefined : str(o.stage, "append control.stage", 64);
+  return { expectedSeq, tokenIds, modality, positions, media, ...(o.final === false ? { final: false } : {}), ...(stage !== undefined ? { stage } : {}) };
 }
 
 /** The restore stream's last control frame: how many chunks and bytes it sent (proves the stream complete). */
@@ -274,6 +278,20 @@ export function decodeAppendResult(payload: Uint8Array): AppendResult {
     bytes: n("bytes"),
     nextPosition: int(o.nextPosition, "append result.nextPosition", I32_MIN, I32_MAX + 1),
   };
+}
+
+const STAGED_FIELDS = ["staged", "stage", "seq", "tokenStart", "tokenCount", "bytes", "leaseExpiresAt"] as const;
+
+/** The answer to a staged part as MessagePack (the WebSocket answer to a non-final part). */
+export function encodeAppendStaged(r: AppendStaged): Uint8Array {
+  return packr.pack({ staged: true, stage: r.stage, seq: r.seq, tokenStart: r.tokenStart, tokenCount: r.tokenCount, bytes: r.bytes, leaseExpiresAt: r.leaseExpiresAt });
+}
+
+export function decodeAppendStaged(payload: Uint8Array): AppendStaged {
+  const o = fieldSet(unpackControl(payload), STAGED_FIELDS, [], "append staged");
+  if (o.staged !== true) throw new ControlDecodeError(`append staged.staged must be true, got ${describe(o.staged)}`);
+  const n = (f: "seq" | "tokenStart" | "tokenCount" | "bytes" | "leaseExpiresAt", min = 0) => int(o[f], `append staged.${f}`, min, Number.MAX_SAFE_INTEGER);
+  return { staged: true, stage: str(o.stage, "append staged.stage", 64), seq: n("seq", 1), tokenStart: n("tokenStart"), tokenCount: n("tokenCount", 1), bytes: n("bytes"), leaseExpiresAt: n("leaseExpiresAt") };
 }
 
 /** Longest error message an error frame may carry (characters). */

@@ -5,3 +5,4 @@ export * from "./messages.ts";
 export * from "./chunk-run.ts";
 export * from "./restore-check.ts";
 export * from "./control-msgpack.ts";
+export * from "./limits.ts";

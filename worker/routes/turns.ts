@@ -2,7 +2,7 @@
 // messages (subprotocol mla-edge.frames.v2; one turn after another on one socket; each committed turn is answered with a
 // binary message holding one control frame, the MessagePack append result, and a failure with one error frame).
 import { Hono } from "hono";
-import { controlFrame, encodeAppendResult, errorFrame } from "../../format/wire/control-msgpack.ts";
+import { controlFrame, encodeAppendResult, encodeAppendStaged, errorFrame } from "../../format/wire/control-msgpack.ts";
 import { FrameReader, FRAMES_CONTENT_TYPE, FRAMES_WS_PROTOCOL, framesVersionOf, WIRE_FORMAT_VERSION } from "../../format/wire/frames.ts";
 import type { ErrorBody } from "../../format/wire/messages.ts";
 import { appendTurn, type AppendTarget } from "../append/append-turn.ts";
@@ -39,7 +39,9 @@ turns.post("/:id/turns", sessionAuth("write"), async (c) => {
   if (body === null) throw badRequest("append needs a framed body");
   const reader = new FrameReader(body, APPEND_FRAME_LIMITS);
   try {
-    return c.json(await appendTurn(await target(c), reader, true), 201);
+    const outcome = await appendTurn(await target(c), reader, true);
+    // A staged part of a long turn is accepted, not committed: 202 with the stage to continue it.
+    return outcome.kind === "committed" ? c.json(outcome.result, 201) : c.json(outcome.staged, 202);
   } finally {
     await reader.cancel();
   }
@@ -108,8 +110,8 @@ turns.get("/:id/turns/ws", sessionAuth("write", { queryToken: true }), async (c)
   const run = async (): Promise<void> => {
     try {
       for (;;) {
-        const result = await appendTurn(t, reader, false);
-        const answer = controlFrame(encodeAppendResult(result));
+        const outcome = await appendTurn(t, reader, false);
+        const answer = controlFrame(outcome.kind === "committed" ? encodeAppendResult(outcome.result) : encodeAppendStaged(outcome.staged));
         server.send(answer);
         recordTurn(201, answer.length);
       }
