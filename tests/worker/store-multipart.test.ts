@@ -184,6 +184,22 @@ describe("a turn longer than one request", () => {
     expect([m.head, m.tokens]).toEqual([2, 100]);
   });
 
+  it("should drop a staged turn whose session was truncated under it, at its next part", async () => {
+    const { s, long: built } = await withLongTurn("beta", 2 * MAX_TURN_TOKENS - 100);
+    const before = await tenantChunkStats("beta");
+    const a = await stagePart(s, part(built, 5, 5, 8192, { final: false }));
+    const t = await call(`/v1/sessions/${s.id}/truncate`, { method: "POST", headers: { ...s.auth, "content-type": "application/json" }, body: JSON.stringify({ toSeq: 0 }) });
+    expect(t.status).toBe(200);
+    const late = await append(s, part(built, 5, 8192, 5 + built.control.tokenIds.length, { stage: a.stage }));
+    expect([late.status, (await errorOf(late)).reason]).toEqual([409, "stage_unknown"]);
+    expect(await stagedRows(s)).toEqual({ parts: 0, refs: 0 });
+    // The truncated turn's rows are freed by the truncate, the staged part's by the drop: fewer rows than before.
+    const after = await tenantChunkStats("beta");
+    expect(after.leasedHolds).toBe(before.leasedHolds);
+    expect(after.bytes).toBeLessThan(before.bytes);
+    expect(await manifest(s)).toMatchObject({ head: 0, tokens: 0 });
+  });
+
   it("should refuse a non-final part that does not end at a slot boundary (and drop the staged turn it continues)", async () => {
     const { s, long: built } = await withLongTurn("alpha", 2 * MAX_TURN_TOKENS - 100);
     const bad = await append(s, part(built, 5, 5, 8001, { final: false }));

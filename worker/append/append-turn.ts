@@ -69,6 +69,8 @@ export async function appendTurn(t: AppendTarget, reader: FrameReader, requireEn
   if (stage !== null) ctx = await session.appendContext(stage);
   if (ctx === null) throw notFound();
   if (ctx === "stage_unknown") {
+    // Whatever is left of it (e.g. the session was truncated under it) can never commit: drop it now.
+    if (stage !== null) await session.dropStage(stage).catch(() => undefined);
     throw new ApiError(409, "turn_conflict", `staged turn ${stage} is gone (its lease ended, a newer first part replaced it, or another writer committed): append the turn again from its first part`, "stage_unknown");
   }
   const { meta } = ctx;
