@@ -14,7 +14,7 @@ import type { ChunkObject } from "../../worker/objects/chunk-object.ts";
 import type { SessionObject } from "../../worker/objects/session-object.ts";
 import { chunkShardStub } from "../../worker/objects/stubs.ts";
 import { Conversation, type BuiltTurn } from "./helpers/conversation.ts";
-import { append, call, createSession, errorOf, readRestore, tenantChunkStats, testEnv, TINY_CODEC, TINY_SPEC, type Session } from "./helpers/store.ts";
+import { append, call, createSession, errorOf, openTurnSocket, readRestore, tenantChunkStats, testEnv, TINY_CODEC, TINY_SPEC, type Session } from "./helpers/store.ts";
 
 const C = 64;
 const IMAGE = "cd".repeat(32);
@@ -198,6 +198,24 @@ describe("a turn longer than one request", () => {
     expect(after.leasedHolds).toBe(before.leasedHolds);
     expect(after.bytes).toBeLessThan(before.bytes);
     expect(await manifest(s)).toMatchObject({ head: 0, tokens: 0 });
+  });
+
+  it("should stage and commit the parts of a long turn over one WebSocket, answering each part", async () => {
+    const { s, long } = await withLongTurn("alpha", 2 * MAX_TURN_TOKENS - 100);
+    const end = 5 + long.control.tokenIds.length;
+    const sock = await openTurnSocket(s);
+    for (const f of part(long, 5, 5, 8192, { final: false })) sock.ws.send(f);
+    await sock.waitForMessages(1);
+    const staged = sock.messages[0] as AppendStaged;
+    expect(staged).toMatchObject({ staged: true, seq: 2, tokenStart: 5, tokenCount: 8187 });
+    expect((await manifest(s)).head).toBe(1);
+    for (const f of part(long, 5, 8192, end, { stage: staged.stage })) sock.ws.send(f);
+    await sock.waitForMessages(2);
+    expect(sock.messages[1]).toMatchObject({ seq: 2, tokenStart: 5, tokenCount: end - 5, chunksStored: long.chunks.length });
+    sock.ws.close(1000, "done");
+    const r = await readRestore(await call(`/v1/sessions/${s.id}/chunks`, { headers: s.auth }));
+    expect(r.chunks.length).toBe(long.chunks.length);
+    expect(await stagedRows(s)).toEqual({ parts: 0, refs: 0 });
   });
 
   it("should refuse a non-final part that does not end at a slot boundary (and drop the staged turn it continues)", async () => {

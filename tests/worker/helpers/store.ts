@@ -3,10 +3,10 @@
 import { createExecutionContext, env, runInDurableObject } from "cloudflare:test";
 import type { CacheSpec } from "../../../format/cache-spec.ts";
 import type { CodecParams } from "../../../format/codec/types.ts";
-import { decodeAppendResult, decodeErrorBody, decodeRestoreHeaderMsgpack, decodeRestoreTrailer } from "../../../format/wire/control-msgpack.ts";
+import { decodeAppendResult, decodeAppendStaged, decodeErrorBody, decodeRestoreHeaderMsgpack, decodeRestoreTrailer, unpackControl } from "../../../format/wire/control-msgpack.ts";
 import { FRAME_HEADER_BYTES, FrameType, FRAMES_CONTENT_TYPE, FRAMES_WS_PROTOCOL, readFrames, type FrameLimits } from "../../../format/wire/frames.ts";
 import { splitChunkRun } from "../../../format/wire/chunk-run.ts";
-import type { AppendResult, ErrorBody, RestoreHeader, SessionCreated } from "../../../format/wire/messages.ts";
+import type { AppendResult, AppendStaged, ErrorBody, RestoreHeader, SessionCreated } from "../../../format/wire/messages.ts";
 import worker from "../../../worker/index.ts";
 import type { Env } from "../../../worker/env.ts";
 import { CHUNK_SHARDS } from "../../../worker/keys.ts";
@@ -101,8 +101,8 @@ export async function readRestore(res: Response): Promise<Restored> {
   return { header, chunks, frames, end, error };
 }
 
-/** One WebSocket answer: a control frame with the append result, or an error frame. */
-export type TurnAnswer = AppendResult | ErrorBody;
+/** One WebSocket answer: a control frame with the append result (or a staged part's), or an error frame. */
+export type TurnAnswer = AppendResult | AppendStaged | ErrorBody;
 
 /** Decodes one binary WebSocket answer: exactly one frame, control (append result) or error. */
 export function decodeTurnAnswer(data: unknown): TurnAnswer {
@@ -111,7 +111,10 @@ export function decodeTurnAnswer(data: unknown): TurnAnswer {
   const length = new DataView(data).getUint32(1, true);
   if (b.length !== FRAME_HEADER_BYTES + length) throw new Error(`answer of ${b.length} bytes is not one frame of ${length}`);
   const payload = b.subarray(FRAME_HEADER_BYTES);
-  if (b[0] === FrameType.control) return decodeAppendResult(payload);
+  if (b[0] === FrameType.control) {
+    const v = unpackControl(payload);
+    return typeof v === "object" && v !== null && "staged" in v ? decodeAppendStaged(payload) : decodeAppendResult(payload);
+  }
   if (b[0] === FrameType.error) return decodeErrorBody(payload);
   throw new Error(`answer frame of type ${b[0]}`);
 }
