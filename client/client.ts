@@ -147,7 +147,7 @@ export class MlaEdge {
 
   private async send(opts: RequestOptions): Promise<RawResponse> {
     const url = this.buildUrl(opts.path, opts.query);
-    const headers: Record<string, string> = { accept: "application/json" };
+    const headers: Record<string, string> = { accept: opts.accept ?? "application/json" };
     const credential = opts.token ?? this.apiKey;
     if (credential) headers.authorization = `Bearer ${credential}`;
     let body: BodyInit | undefined;

@@ -7,7 +7,7 @@ export { APIPromise } from "./core/api-promise.ts";
 export { Stream } from "./core/stream.ts";
 export { Sessions, type SessionCreateParams, type SessionOpenParams } from "./resources/sessions.ts";
 export { StoreUsage } from "./resources/store-usage.ts";
-export { StoreSessions, encodeAppendBody, parseRestoreStream, type AppendBody, type RestoreQuery, type SessionAuth, type TruncateResult } from "./resources/store-sessions.ts";
+export { StoreSessions, encodeAppendBody, parseRestoreStream, splitAppendBody, STORE_PART_LIMITS, type AppendBody, type PartLimits, type RestoreQuery, type SessionAuth, type TruncateResult } from "./resources/store-sessions.ts";
 export { ChatSession, type ChatCompletion, type ChatEvent, type ChatParams, type FinishReason, type RestoreStats } from "./chat/chat-session.ts";
 export {
   Completions,

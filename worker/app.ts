@@ -1,6 +1,7 @@
 // The Hono app of the edge store: routes per resource, one error mapping to `{error:{code,message}}`.
 import { Hono } from "hono";
 import { FORMAT_VERSION } from "../format/chunk/constants.ts";
+import { WIRE_FORMAT_VERSION } from "../format/wire/frames.ts";
 import type { ErrorBody } from "../format/wire/messages.ts";
 import type { AppEnv } from "./context.ts";
 import { ApiError } from "./errors.ts";
@@ -17,7 +18,8 @@ export const app = new Hono<AppEnv>();
 app.use("*", recordRequests());
 app.route("/", createTelemetryApp());
 
-app.get("/v1/health", (c) => c.json({ ok: true, formatVersion: FORMAT_VERSION }));
+// formatVersion: the framed protocol's version (2 = MessagePack control frames); chunkFormatVersion: the packed chunk's.
+app.get("/v1/health", (c) => c.json({ ok: true, formatVersion: WIRE_FORMAT_VERSION, chunkFormatVersion: FORMAT_VERSION }));
 app.route("/v1/sessions", sessions);
 app.route("/v1/sessions", turns);
 app.route("/v1/sessions", chunks);

@@ -38,3 +38,4 @@ export const turnConflict = (head: number, expected: number): ApiError =>
   new ApiError(409, "turn_conflict", `expectedSeq ${expected} but the session head is ${head}: another writer appended or truncated first; reload the manifest`);
 export const tooLarge = (message: string): ApiError => new ApiError(413, "too_large", message);
 export const invalidChunk = (message: string, reason: string): ApiError => new ApiError(422, "invalid_chunk", message, reason);
+export const unsupportedFormat = (status: 400 | 406 | 415, message: string): ApiError => new ApiError(status, "unsupported_format", message);

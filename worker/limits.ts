@@ -2,11 +2,12 @@
 import { MAX_CHUNK_BYTES } from "../format/chunk/types.ts";
 import { FrameType, type FrameLimits } from "../format/wire/frames.ts";
 
-/** Request body of one append: Cloudflare's Free/Pro plan cap (100 MB); larger prompts are appended as several turns. */
-export const MAX_APPEND_BODY_BYTES = 100_000_000;
-
-/** Tokens per turn: 8,192 Qwen2.5-VL-7B tokens at d_kv 64 int4 are ≈ 92 MB of chunks, just inside the body cap. */
-export const MAX_TURN_TOKENS = 8192;
+/**
+ * MAX_APPEND_BODY_BYTES: Cloudflare's Free/Pro plan request cap (100 MB). MAX_TURN_TOKENS: tokens of one append request
+ * (≈ 92 MB of Qwen2.5-VL-7B chunks at d_kv 64 int4). A longer turn is appended in parts (staged, committed by its last
+ * part), up to MAX_STAGED_TURN_TOKENS. Shared with the SDK, which splits long turns: format/wire/limits.ts.
+ */
+export { MAX_APPEND_BODY_BYTES, MAX_STAGED_TURN_TOKENS, MAX_TURN_TOKENS } from "../format/wire/limits.ts";
 
 /** Media spans per turn (a turn with more images than this is split by the client). */
 export const MAX_MEDIA_PER_TURN = 256;

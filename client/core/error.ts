@@ -124,3 +124,22 @@ export class StreamFormatError extends MlaEdgeError {
     super(message, options);
   }
 }
+
+/**
+ * The store speaks another version of the framed protocol than this SDK (format/wire/frames.ts WIRE_FORMAT_VERSION):
+ * a restore response of another version, or the store's own `unsupported_format` refusal of this SDK's frames.
+ */
+export class UnsupportedFormatError extends MlaEdgeError {
+  override readonly name: string = "UnsupportedFormatError";
+  readonly code = "unsupported_format";
+  constructor(
+    /** The version this SDK speaks. */
+    readonly clientVersion: number,
+    /** The version the store's response named (1 for the unversioned media type), null when it named none usable. */
+    readonly serverVersion: number | null,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

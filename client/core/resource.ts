@@ -11,6 +11,8 @@ export interface RequestOptions {
   /** JSON body (serialised) or raw bytes (sent with `contentType`). */
   readonly body?: unknown;
   readonly contentType?: string;
+  /** `Accept` header; default application/json. */
+  readonly accept?: string;
   /** Bearer credential: a session token; default the client's apiKey. */
   readonly token?: string;
   readonly signal?: AbortSignal;

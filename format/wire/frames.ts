@@ -2,15 +2,35 @@
 // WebSocket appends and restore streams (docs/api.md). Nothing here knows about Durable Objects or the HTTP layer.
 
 import { MlaError } from "../errors.ts";
+/**
+ * What a restore's `Accept` header asks for: "ok" when it names this version's framed type, or allows any type
+ * (absent, `*\/*`, `application/*`); "other_version" when it names the framed type of another version (or the bare
+ * type, version 1); "not_frames" when it lists only other types (e.g. a version-1 SDK's `application/json`).
+ */
+export function framesAcceptance(accept: string | null | undefined): "ok" | "other_version" | "not_frames" {
+  if (accept === null || accept === undefined || accept.trim() === "") return "ok";
+  let other = false;
+  let any = false;
+  for (const range of accept.split(",")) {
+    const v = framesVersionOf(range);
+    if (v === WIRE_FORMAT_VERSION) return "ok";
+    if (v !== null) other = true;
+    const type = range.split(";")[0].trim().toLowerCase();
+    if (type === "*/*" || type === "application/*") any = true;
+  }
+  if (other) return "other_version";
+  return any ? "ok" : "not_frames";
+}
+
 /** Frame types. Numbered explicitly: the value is on the wire. */
 export const FrameType = {
-  /** UTF-8 JSON control message (append control, restore header, append result). */
+  /** MessagePack control message (append control, restore header, restore trailer, append result): control-msgpack.ts. */
   control: 1,
   /** One packed chunk (docs/chunk-format.md). */
   chunk: 2,
   /** Proxy mode: float16/float32 latents of one chunk that the Worker quantizes and packs (format/wire/latents.ts). */
   latents: 3,
-  /** UTF-8 JSON `{error:{code,message}}`: the stream failed here and nothing after it is data. */
+  /** MessagePack `{error:{code,message,reason?}}`: the stream failed here and nothing after it is data. */
   error: 4,
   /**
    * Several packed chunks back to back, each delimited by its own header's byteLength (format/wire/chunk-run.ts): a
@@ -23,8 +43,36 @@ export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 /** Type byte + u32 length. */
 export const FRAME_HEADER_BYTES = 5;
 
-/** Media type of a framed body. */
-export const FRAMES_CONTENT_TYPE = "application/vnd.mla-edge.frames";
+/**
+ * Version of the framed protocol: 1 carried control and error frames as UTF-8 JSON, 2 as MessagePack (issue 22). The
+ * frame types and the chunk format (format/chunk, its own version) are the same in both. `/v1/health` reports it.
+ */
+export const WIRE_FORMAT_VERSION = 2;
+
+/** Media type of a framed body, without its version parameter. */
+export const FRAMES_MEDIA_TYPE = "application/vnd.mla-edge.frames";
+
+/** Content-Type of a framed body of this version (append requests, restore responses, the `Accept` of a restore). */
+export const FRAMES_CONTENT_TYPE = `${FRAMES_MEDIA_TYPE}; version=${WIRE_FORMAT_VERSION}`;
+
+/** WebSocket subprotocol of framed appends of this version (`Sec-WebSocket-Protocol`). */
+export const FRAMES_WS_PROTOCOL = `mla-edge.frames.v${WIRE_FORMAT_VERSION}`;
+
+/**
+ * The wire version a media type names: null when it is not the framed media type at all, 1 for the bare type (version
+ * 1 had no parameter), else its `version` parameter (NaN when that is not a positive integer).
+ */
+export function framesVersionOf(mediaType: string): number | null {
+  const [type, ...params] = mediaType.split(";").map((p) => p.trim());
+  if (type.toLowerCase() !== FRAMES_MEDIA_TYPE) return null;
+  for (const p of params) {
+    const eq = p.indexOf("=");
+    if (eq < 0 || p.slice(0, eq).trim().toLowerCase() !== "version") continue;
+    const v = p.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1");
+    return /^[1-9][0-9]{0,5}$/.test(v) ? Number(v) : Number.NaN;
+  }
+  return 1;
+}
 
 /** What a reader accepts per frame type: payloads above it are refused before anything is allocated (CWE-770). */
 export type FrameLimits = Readonly<Record<FrameType, number>>;
@@ -64,14 +112,12 @@ export function encodeFrameHeader(type: FrameType, payloadLength: number): Uint8
   return out;
 }
 
-/** A JSON frame (control or error). */
+/**
+ * A version-1 JSON frame (control or error). Version 2 sends MessagePack (control-msgpack.ts); this stays for tests
+ * that play an old peer.
+ */
 export function encodeJsonFrame(type: typeof FrameType.control | typeof FrameType.error, value: unknown): Uint8Array {
   return encodeFrame(type, new TextEncoder().encode(JSON.stringify(value)));
-}
-
-/** Parses a JSON frame's payload; throws (TypeError or SyntaxError) when it is not UTF-8 JSON. */
-export function decodeJsonPayload(payload: Uint8Array): unknown {
-  return JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(payload));
 }
 
 /**

@@ -4,3 +4,5 @@ export * from "./latents.ts";
 export * from "./messages.ts";
 export * from "./chunk-run.ts";
 export * from "./restore-check.ts";
+export * from "./control-msgpack.ts";
+export * from "./limits.ts";

@@ -61,6 +61,29 @@ export interface AppendControl {
   /** M-RoPE positions [t, h, w] per token, flattened (3 per token). */
   readonly positions: readonly number[];
   readonly media?: readonly MediaSpan[];
+  /**
+   * Turns of any length (docs/api.md): false stages this request's tokens as a part of the turn, invisible to readers
+   * until a request with `final` true (the default) commits the staged parts and its own as one turn. A non-final part
+   * must end at a slot boundary.
+   */
+  readonly final?: boolean;
+  /** The staged turn this part continues (`AppendStaged.stage` of the previous part); absent on a turn's first request. */
+  readonly stage?: string;
+}
+
+/** Answer to a non-final part (HTTP 202): the turn is staged, not visible; continue it with `stage`. */
+export interface AppendStaged {
+  readonly staged: true;
+  /** Pass as `stage` in the next part's control. */
+  readonly stage: string;
+  readonly seq: number;
+  /** First token of the staged turn and the tokens staged so far (all parts). */
+  readonly tokenStart: number;
+  readonly tokenCount: number;
+  /** Chunk bytes staged so far. */
+  readonly bytes: number;
+  /** The staged parts are dropped (and their chunks reaped) unless the next part arrives before this (ms since the epoch). */
+  readonly leaseExpiresAt: number;
 }
 
 /** Append response (HTTP 201 body, or the WebSocket text message after a turn commits). */
@@ -176,6 +199,7 @@ export type ApiErrorCode =
   | "too_large"
   | "invalid_chunk"
   | "corrupt_chunk"
+  | "unsupported_format"
   | "internal";
 
 /** Every error response and error frame. `reason` refines `code` (e.g. a ChunkError code for invalid_chunk). */

@@ -44,7 +44,7 @@ function record(v: unknown, fields: readonly string[], where: string): Record<st
 /**
  * The restore header in `json`, checked: every field present with the right type and range, head and tokens agree
  * (every turn has a token: head 0 ⇔ tokens 0), from ≤ to ≤ tokens, and each listed chunk is a well-formed entry inside
- * the session's tokens and the requested layers, slot by slot in stream order, keys distinct. A full-length restore's
+ * the session's tokens and overlapping the requested layers, slot by slot in stream order, keys distinct. A full-length restore's
  * chunks must reach the last token.
  */
 export function checkRestoreHeader(json: unknown): RestoreHeader {
@@ -81,8 +81,10 @@ export function checkRestoreHeader(json: unknown): RestoreHeader {
     keys.add(info.key);
     if (info.bytes < FIXED_HEADER_BYTES) throw new RestoreCheckError(`${where}.bytes ${info.bytes} is shorter than a chunk header`);
     if (info.tokenCount < 1 || info.tokenStart + info.tokenCount > tokens) throw new RestoreCheckError(`${where} tokens ${info.tokenStart}+${info.tokenCount} are outside the session's ${tokens}`);
-    if (info.layerCount < 1 || info.layerStart < layerStart || info.layerStart + info.layerCount > layerEnd) {
-      throw new RestoreCheckError(`${where} layers ${info.layerStart}+${info.layerCount} are outside the requested ${layerStart}..${layerEnd}`);
+    // Every chunk overlapping the requested layers is listed (docs/api.md): a chunk is never cut, so a layers= query
+    // inside a chunk's range gets the whole chunk.
+    if (info.layerCount < 1 || info.layerStart >= layerEnd || info.layerStart + info.layerCount <= layerStart || info.layerStart + info.layerCount > MAX_LAYERS) {
+      throw new RestoreCheckError(`${where} layers ${info.layerStart}+${info.layerCount} do not overlap the requested ${layerStart}..${layerEnd}`);
     }
     if (info.slot < lastSlot) throw new RestoreCheckError(`${where} slot ${info.slot} comes after slot ${lastSlot}`);
     lastSlot = info.slot;

@@ -2,6 +2,7 @@
 // comparison: a lighter client than fetch (undici, WHATWG streams, a copy per frame), so the comparison weighs the
 // store more and the client less. In bench:store runs both restores were faster this way (docs/api.md).
 import http from "node:http";
+import { decodeErrorBody, decodeRestoreTrailer } from "../../format/wire/control-msgpack.ts";
 import { FRAME_HEADER_BYTES, FrameType } from "../../format/wire/frames.ts";
 
 const agent = new http.Agent({ keepAlive: true });
@@ -13,7 +14,10 @@ export interface HttpRestore {
   readonly frames: number;
 }
 
-/** Streams `url` and checks the framing: a header, chunk frames, then a `{done, chunks, bytes}` trailer whose bytes match. */
+/**
+ * Streams `url` and checks the framing: a header, chunk frames, then a MessagePack `{done, chunks, bytes}` trailer whose
+ * bytes match (the header is not decoded: the timed comparison weighs the store, as before the switch to MessagePack).
+ */
 export function httpRestore(url: string, headers: Record<string, string>, timeoutMs = 60_000): Promise<HttpRestore> {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { agent, headers, timeout: timeoutMs }, (res) => {
@@ -28,8 +32,8 @@ export function httpRestore(url: string, headers: Record<string, string>, timeou
       let headFill = 0;
       let type = 0;
       let left = 0;
-      let json: Uint8Array[] | null = null;
-      const controls: string[] = [];
+      let control: Uint8Array[] | null = null;
+      const controls: Buffer[] = [];
       let bytes = 0;
       let frames = 0;
       let error: string | null = null;
@@ -45,29 +49,34 @@ export function httpRestore(url: string, headers: Record<string, string>, timeou
             type = head[0];
             left = new DataView(head.buffer).getUint32(1, true);
             if (type === FrameType.chunk || type === FrameType.chunks) frames++;
-            json = type === FrameType.control || type === FrameType.error ? [] : null;
+            control = type === FrameType.control || type === FrameType.error ? [] : null;
             if (left > 0) continue;
           }
           const n = Math.min(left, buf.length - at);
-          if (json !== null) json.push(buf.subarray(at, at + n));
+          if (control !== null) control.push(buf.subarray(at, at + n));
           else bytes += n;
           left -= n;
           at += n;
           if (left === 0) {
-            if (json !== null) {
-              const text = Buffer.concat(json).toString("utf8");
-              if (type === FrameType.error) error = text;
-              else controls.push(text);
+            if (control !== null) {
+              const payload = Buffer.concat(control);
+              if (type === FrameType.error) error = JSON.stringify(decodeErrorBody(payload).error);
+              else controls.push(payload);
             }
             headFill = 0;
-            json = null;
+            control = null;
           }
         }
       });
       res.on("end", () => {
         if (error !== null) return reject(new Error(`restore error frame: ${error}`));
         if (headFill !== 0 || left !== 0) return reject(new Error("restore stream ended inside a frame"));
-        const trailer = controls.length === 2 ? (JSON.parse(controls[1]) as { done?: boolean; bytes?: number }) : null;
+        let trailer: { done: boolean; bytes: number } | null = null;
+        try {
+          trailer = controls.length === 2 ? decodeRestoreTrailer(controls[1]) : null;
+        } catch (e) {
+          return reject(e instanceof Error ? e : new Error(String(e)));
+        }
         if (trailer?.done !== true || trailer.bytes !== bytes) return reject(new Error(`restore stream without a matching trailer (${controls.length} control frames, ${bytes} B)`));
         resolve({ bytes, frames });
       });

@@ -4,15 +4,16 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { encodeFrame, encodeJsonFrame, FrameType } from "../../format/wire/frames.ts";
+import { encodeFrame, FrameType, FRAMES_CONTENT_TYPE } from "../../format/wire/frames.ts";
+import { controlFrame, encodeRestoreTrailer, packControl } from "../../format/wire/control-msgpack.ts";
 import { runTsx } from "../helpers/run-tsx.ts";
 import { compareRestores, type RestoreCompareInput, type RestoreCompareResult } from "./restore-compare-runner.ts";
 
 /** A restore body: header, `runs` chunk-run frames of `size` bytes, then the done trailer. */
 function restoreBody(runs: number, size: number): Buffer {
-  const frames = [encodeJsonFrame(FrameType.control, { from: 0, to: 64 })];
+  const frames = [controlFrame(packControl({ from: 0, to: 64 }))];
   for (let i = 0; i < runs; i++) frames.push(encodeFrame(FrameType.chunks, new Uint8Array(size).fill(i + 1)));
-  frames.push(encodeJsonFrame(FrameType.control, { done: true, chunks: runs, bytes: runs * size }));
+  frames.push(controlFrame(encodeRestoreTrailer({ chunks: runs, bytes: runs * size })));
   return Buffer.concat(frames);
 }
 
@@ -27,7 +28,7 @@ beforeAll(async () => {
     if (req.headers.authorization !== "Bearer ok") return void res.writeHead(401).end("no");
     // /growing answers one more frame from its third request on: a restore that changed between reps.
     const body = req.url === "/small" ? restoreBody(2, 1000) : req.url === "/large" ? restoreBody(5, 70_000) : restoreBody(n >= 3 ? 3 : 2, 1000);
-    res.writeHead(200, { "content-type": "application/vnd.mla-edge.frames" });
+    res.writeHead(200, { "content-type": FRAMES_CONTENT_TYPE });
     // Written in pieces that split frame headers, as a proxy's 4 KB writes do.
     for (let at = 0; at < body.length; at += 4093) res.write(body.subarray(at, at + 4093));
     res.end();

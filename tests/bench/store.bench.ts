@@ -14,7 +14,8 @@ import { planChunkLayerRanges } from "../../format/chunk/plan.ts";
 import type { ChunkCodec } from "../../format/chunk/types.ts";
 import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
 import type { CodecParams, RopePolicy } from "../../format/codec/types.ts";
-import { encodeFrame, encodeJsonFrame, FrameType, FRAMES_CONTENT_TYPE, readFrames, type FrameLimits } from "../../format/wire/frames.ts";
+import { encodeFrame, FrameType, FRAMES_CONTENT_TYPE, readFrames, type FrameLimits } from "../../format/wire/frames.ts";
+import { controlFrame, decodeErrorBody, decodeRestoreHeaderMsgpack, decodeRestoreTrailer, encodeAppendControl } from "../../format/wire/control-msgpack.ts";
 import type { AppendControl, SessionCreated } from "../../format/wire/messages.ts";
 import { startDev, type DevServer } from "../../scripts/dev.mjs";
 import { neverDelivered } from "../../client/client.ts";
@@ -180,13 +181,20 @@ async function restore(server: DevServer, s: Client): Promise<{ bytes: number; f
   if (res.status !== 200 || res.body === null) throw new Error(`restore: ${res.status} ${await res.text()}`);
   let bytes = 0;
   let frames = 0;
+  let controls = 0;
   for await (const f of readFrames(res.body, LIMITS)) {
-    if (f.type === FrameType.error) throw new Error(`restore error frame: ${new TextDecoder().decode(f.payload)}`);
+    if (f.type === FrameType.error) throw new Error(`restore error frame: ${JSON.stringify(decodeErrorBody(f.payload).error)}`);
+    if (f.type === FrameType.control) {
+      // MessagePack header, then the trailer (what the SDK decodes before placing chunks and to prove the end).
+      if (controls++ === 0) decodeRestoreHeaderMsgpack(f.payload);
+      else if (decodeRestoreTrailer(f.payload).bytes !== bytes) throw new Error("restore trailer does not match the bytes received");
+    }
     if (f.type === FrameType.chunk || f.type === FrameType.chunks) {
       bytes += f.payload.length;
       frames++;
     }
   }
+  if (controls !== 2) throw new Error(`restore stream with ${controls} control frames`);
   return { bytes, frames };
 }
 
@@ -230,7 +238,7 @@ async function pairedAppends(
     const session = p % OVERHEAD_SESSIONS;
     const t = Math.floor(p / OVERHEAD_SESSIONS);
     if ((t + 1) * slotsPerTurn > slots.length) throw new Error(`--overhead-pairs ${OVERHEAD_PAIRS} needs more packed slots than the run has`);
-    const frames = [encodeJsonFrame(FrameType.control, control(t + 1, t * TURN_TOKENS, TURN_TOKENS, 10_000 + session))];
+    const frames = [controlFrame(encodeAppendControl(control(t + 1, t * TURN_TOKENS, TURN_TOKENS, 10_000 + session)))];
     for (let k = 0; k < slotsPerTurn; k++) for (const c of slots[t * slotsPerTurn + k]) frames.push(encodeFrame(FrameType.chunk, c));
     const pair = new Map<TelemetryMode, number>();
     for (const mode of p % 2 === 0 ? modes : [...modes].reverse()) {
@@ -325,7 +333,7 @@ async function main(): Promise<void> {
         await Promise.all(
           load.clients.map(async (s, i) => {
             if (s === null) return;
-            const frames = [encodeJsonFrame(FrameType.control, control(t + 1, t * TURN_TOKENS, TURN_TOKENS, i))];
+            const frames = [controlFrame(encodeAppendControl(control(t + 1, t * TURN_TOKENS, TURN_TOKENS, i)))];
             for (let k = 0; k < slotsPerTurn; k++) for (const c of slots[t * slotsPerTurn + k]) frames.push(encodeFrame(FrameType.chunk, c));
             try {
               const a = performance.now();
@@ -383,7 +391,7 @@ async function main(): Promise<void> {
     const raw: ChunkCodec = { sealed: false, ...CODEC };
     const turnsCmp = COMPARE_TOKENS / TURN_TOKENS;
     for (let t = 0; t < turnsCmp; t++) {
-      const ctl = encodeJsonFrame(FrameType.control, control(t + 1, t * TURN_TOKENS, TURN_TOKENS, 999_999));
+      const ctl = controlFrame(encodeAppendControl(control(t + 1, t * TURN_TOKENS, TURN_TOKENS, 999_999)));
       const framesC = [ctl];
       const framesU = [ctl];
       for (let k = 0; k < slotsPerTurn; k++) {
@@ -488,14 +496,14 @@ async function main(): Promise<void> {
         meetsTarget: medU / medC >= 8 && errors === 0,
         fetchClient: { compressedMsMedian: round(medFetchC), uncompressedMsMedian: round(medFetchU), restoreSpeedup: round(medFetchU / medFetchC, 2) },
       },
-      // Restore header encodings, in this process (no server): JSON as on the wire today vs MessagePack
-      // (format/wire/control-msgpack.ts, issue 22). Ratios are JSON over MessagePack, at the 2,048-entry header.
+      // Restore header encodings, in this process (no server): JSON (wire format version 1) vs MessagePack (version 2,
+      // on the wire since issue 22: format/wire/control-msgpack.ts). Ratios are JSON over MessagePack, at 2,048 entries.
       wire: {
         headers: wireHeaders,
         headerBytesRatio: wireHeaders.at(-1)?.bytesRatio ?? null,
         headerParseSpeedup: wireHeaders.at(-1)?.parseSpeedup ?? null,
         headerDecodeSpeedup: wireHeaders.at(-1)?.decodeSpeedup ?? null,
-        note: "parse = encode + decode, decode = decode alone, each with the same restore-check.ts header checks; median µs of one header; the frames on the wire are still JSON",
+        note: "parse = encode + decode, decode = decode alone, each with the same restore-check.ts header checks; median µs of one header; JSON was wire format version 1, MessagePack is version 2 (on the wire)",
       },
       telemetryOverhead:
         on === undefined || off === undefined

@@ -1,4 +1,4 @@
-// The restore header's encoding, JSON (the wire today) vs MessagePack (format/wire/control-msgpack.ts): encoded bytes and
+// The restore header's encoding, JSON (wire format version 1) vs MessagePack (version 2, on the wire) (format/wire/control-msgpack.ts): encoded bytes and
 // encode + decode time at 512 and 2,048 entries (32K and 128K tokens of Qwen2.5-VL-7B at C = 64 with two layer ranges
 // per slot), measured in the same process and run. Used by `npm run bench:store` (`wire.*`) and its test.
 import { decodeRestoreHeaderMsgpack, encodeRestoreHeaderMsgpack } from "../../format/wire/control-msgpack.ts";

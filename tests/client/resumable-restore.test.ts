@@ -5,7 +5,8 @@
 
 import { describe, expect, it } from "vitest";
 import { APIConnectionError, APIError, APIUserAbortError, parseRestoreStream, RuntimeError, StreamFormatError, type RestoreEvent } from "../../client/index.ts";
-import { encodeFrame, encodeJsonFrame, FrameType } from "../../format/wire/frames.ts";
+import { encodeFrame, FrameType } from "../../format/wire/frames.ts";
+import { controlFrame, encodeRestoreHeaderMsgpack, encodeRestoreTrailer } from "../../format/wire/control-msgpack.ts";
 import { isResumableBreak, resumableRestore, type OpenRestore } from "../../client/internal/resumable-restore.ts";
 import type { RestoreChunkInfo, RestoreHeader } from "../../format/wire/messages.ts";
 
@@ -91,8 +92,8 @@ function framedStore(cutAt: ReadonlyArray<number | undefined>): { open: OpenRest
     const to = range.to ?? TOKENS;
     const chunks = chunkInfos(3).filter((c) => c.tokenStart < to && c.tokenStart + c.tokenCount > from);
     const header: RestoreHeader = { head: 3, tokens: TOKENS, from, to, layerStart: 0, layerEnd: 8, chunks };
-    const frames = [encodeJsonFrame(FrameType.control, header), ...chunks.map((c) => encodeFrame(FrameType.chunk, bytesOf(c)))];
-    frames.push(encodeJsonFrame(FrameType.control, { done: true, chunks: chunks.length, bytes: chunks.reduce((a, c) => a + bytesOf(c).length, 0) }));
+    const frames = [controlFrame(encodeRestoreHeaderMsgpack(header)), ...chunks.map((c) => encodeFrame(FrameType.chunk, bytesOf(c)))];
+    frames.push(controlFrame(encodeRestoreTrailer({ chunks: chunks.length, bytes: chunks.reduce((a, c) => a + bytesOf(c).length, 0) })));
     const body = new Uint8Array(frames.flatMap((f) => [...f]));
     bodies.push(body);
     const sent = body.subarray(0, cutAt[i] ?? body.length);
@@ -157,7 +158,7 @@ describe("resumable restore", () => {
     const probe = framedStore([undefined]);
     expect(await collect(resumableRestore(probe.open, { maxResumes: 0 }))).toEqual(whole);
     const bodyLength = probe.bodies[0].length;
-    const headerLength = encodeJsonFrame(FrameType.control, { head: 3, tokens: TOKENS, from: 0, to: TOKENS, layerStart: 0, layerEnd: 8, chunks: chunkInfos(3) }).length;
+    const headerLength = controlFrame(encodeRestoreHeaderMsgpack({ head: 3, tokens: TOKENS, from: 0, to: TOKENS, layerStart: 0, layerEnd: 8, chunks: chunkInfos(3) })).length;
     const chunkFrame = 5 + bytesOf(chunkInfos(3)[0]).length; // every key has the same length
     const cuts = Array.from({ length: bodyLength - headerLength }, (_, k) => headerLength + k);
     // concurrently: each resume waits its 250 ms backoff

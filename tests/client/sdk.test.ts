@@ -23,9 +23,12 @@ import {
   RateLimitError,
   Stream,
   StreamFormatError,
+  UnsupportedFormatError,
   type Fetch,
 } from "../../client/index.ts";
-import { encodeFrame, encodeJsonFrame, FrameType, FRAMES_CONTENT_TYPE, readFrames } from "../../format/wire/frames.ts";
+import { Packr } from "msgpackr";
+import { decodeAppendControl } from "../../format/wire/control-msgpack.ts";
+import { encodeFrame, encodeJsonFrame, FrameType, FRAMES_CONTENT_TYPE, FRAMES_MEDIA_TYPE, readFrames } from "../../format/wire/frames.ts";
 import type { RestoreChunkInfo } from "../../format/wire/messages.ts";
 
 const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
@@ -182,12 +185,26 @@ describe("append body", () => {
     const body = encodeAppendBody({ control, chunks: [new Uint8Array([1, 2, 3]), new Uint8Array([9])] });
     const frames = await collect(readFrames(streamOf([body]), { 1: 1 << 20, 2: 1 << 20, 3: 0, 4: 0, 5: 0 }));
     expect(frames.map((f) => f.type)).toEqual([FrameType.control, FrameType.chunk, FrameType.chunk]);
-    expect(JSON.parse(new TextDecoder().decode(frames[0].payload))).toEqual(control);
+    // The control frame is MessagePack (wire format version 2), any reader's plain map.
+    expect(decodeAppendControl(frames[0].payload, { maxTokens: 8192, maxMedia: 256 })).toEqual({ ...control, media: [] });
+    expect(plain.unpack(frames[0].payload)).toEqual(control);
     expect(Array.from(frames[1].payload)).toEqual([1, 2, 3]);
     expect(Array.from(body.subarray(body.length - 6))).toEqual([2, 1, 0, 0, 0, 9]); // [u8 type][u32 LE len][payload]
-    expect(FRAMES_CONTENT_TYPE).toBe("application/vnd.mla-edge.frames");
+    expect(FRAMES_CONTENT_TYPE).toBe("application/vnd.mla-edge.frames; version=2");
   });
 });
+
+const plain = new Packr({ useRecords: false, mapsAsObjects: true });
+
+/** Any value as a MessagePack control or error frame, as the store writes them: `chunks[].key` as 32 raw bytes. */
+function mpFrame(type: typeof FrameType.control | typeof FrameType.error, value: unknown): Uint8Array {
+  const v = value as { chunks?: unknown };
+  const withKeys =
+    typeof value === "object" && value !== null && Array.isArray(v.chunks)
+      ? { ...value, chunks: (v.chunks as RestoreChunkInfo[]).map((c) => (typeof c.key === "string" ? { ...c, key: Buffer.from(c.key, "hex") } : c)) }
+      : value;
+  return encodeFrame(type, plain.pack(withKeys));
+}
 
 /** A header entry for chunk `i` of a stream: slot i, tokens 4i..4i+3, layers 0-1, sealed. */
 const entry = (i: number, bytes: number, over: Partial<RestoreChunkInfo> = {}): RestoreChunkInfo => ({
@@ -219,7 +236,7 @@ function fakeChunk(e: RestoreChunkInfo, fill: number): Uint8Array {
 /** A full restore's header listing `entries` (tokens: up to the last entry's end). */
 const headerFor = (entries: RestoreChunkInfo[], over: Record<string, unknown> = {}) => {
   const tokens = entries.reduce((m, e) => Math.max(m, e.tokenStart + e.tokenCount), 0);
-  return encodeJsonFrame(FrameType.control, { head: tokens > 0 ? 1 : 0, tokens, from: 0, to: tokens, layerStart: 0, layerEnd: 2, chunks: entries, ...over });
+  return mpFrame(FrameType.control, { head: tokens > 0 ? 1 : 0, tokens, from: 0, to: tokens, layerStart: 0, layerEnd: 2, chunks: entries, ...over });
 };
 
 describe("restore stream parser (malformed input)", () => {
@@ -227,7 +244,7 @@ describe("restore stream parser (malformed input)", () => {
   const c0 = fakeChunk(e0, 4);
   const header = headerFor([e0]);
   const chunk = encodeFrame(FrameType.chunk, c0);
-  const trailer = (chunks: number, bytes: number) => encodeJsonFrame(FrameType.control, { done: true, chunks, bytes });
+  const trailer = (chunks: number, bytes: number) => mpFrame(FrameType.control, { done: true, chunks, bytes });
 
   it("should yield the header then the chunks of a complete stream", async () => {
     const evs = await collect(parseRestoreStream(streamOf([header, chunk, trailer(1, 84)])));
@@ -283,8 +300,13 @@ describe("restore stream parser (malformed input)", () => {
   });
 
   it("should surface an error frame as an APIError with the store's code", async () => {
-    const err = encodeJsonFrame(FrameType.error, { error: { code: "corrupt_chunk", message: "chunk k failed verification" } });
+    const err = mpFrame(FrameType.error, { error: { code: "corrupt_chunk", message: "chunk k failed verification" } });
     await expect(collect(parseRestoreStream(streamOf([header, err])))).rejects.toMatchObject({ code: "corrupt_chunk", status: 500 });
+    // A malformed error frame (JSON, an unknown field, a message that is not a string) is a malformed stream.
+    const jsonErr = encodeJsonFrame(FrameType.error, { error: { code: "corrupt_chunk", message: "m" } });
+    for (const bad of [jsonErr, mpFrame(FrameType.error, { error: { code: "x", message: "m", extra: 1 } }), mpFrame(FrameType.error, { error: { code: "x", message: 5 } })]) {
+      await expect(collect(parseRestoreStream(streamOf([header, bad])))).rejects.toMatchObject({ name: "StreamFormatError", code: "bad_frame" });
+    }
   });
 
   // Issue 16, defect 7: the header is checked, never trusted.
@@ -298,23 +320,37 @@ describe("restore stream parser (malformed input)", () => {
     const empty = trailer(0, 0);
     const base = { head: 0, tokens: 0, from: 0, to: 0, layerStart: 0, layerEnd: 2, chunks: [] };
     // A valid empty session restores as empty.
-    expect((await collect(parseRestoreStream(streamOf([encodeJsonFrame(FrameType.control, base), empty])))).map((e) => e.type)).toEqual(["header"]);
+    expect((await collect(parseRestoreStream(streamOf([mpFrame(FrameType.control, base), empty])))).map((e) => e.type)).toEqual(["header"]);
     const { tokens: _t, ...noTokens } = base;
-    expect((await refused([encodeJsonFrame(FrameType.control, noTokens), empty])).code).toBe("bad_frame");
-    expect((await refused([encodeJsonFrame(FrameType.control, { ...base, head: 3 }), empty])).message).toMatch(/head 3 with 0 tokens/);
-    expect((await refused([encodeJsonFrame(FrameType.control, { ...base, head: 1, tokens: 1e12, to: 1e12 }), empty])).code).toBe("bad_frame");
-    expect((await refused([encodeJsonFrame(FrameType.control, { ...base, head: 1, tokens: -1 }), empty])).code).toBe("bad_frame");
-    expect((await refused([encodeJsonFrame(FrameType.control, { ...base, head: 1, tokens: 1.5 }), empty])).code).toBe("bad_frame");
+    expect((await refused([mpFrame(FrameType.control, noTokens), empty])).code).toBe("bad_frame");
+    expect((await refused([mpFrame(FrameType.control, { ...base, head: 3 }), empty])).message).toMatch(/head 3 with 0 tokens/);
+    expect((await refused([mpFrame(FrameType.control, { ...base, head: 1, tokens: 1e12, to: 1e12 }), empty])).code).toBe("bad_frame");
+    expect((await refused([mpFrame(FrameType.control, { ...base, head: 1, tokens: -1 }), empty])).code).toBe("bad_frame");
+    expect((await refused([mpFrame(FrameType.control, { ...base, head: 1, tokens: 1.5 }), empty])).code).toBe("bad_frame");
     // Claims 9 tokens but lists chunks for 4: a restore that would leave the cache short.
     expect((await refused([headerFor([e0], { tokens: 9, to: 9 }), chunk, trailer(1, 84)])).message).toMatch(/cover 4/);
-    expect((await refused([encodeJsonFrame(FrameType.control, "not a header"), empty])).code).toBe("bad_frame");
+    expect((await refused([mpFrame(FrameType.control, "not a header"), empty])).code).toBe("bad_frame");
   });
 
-  it("should refuse a control frame that is not JSON as a malformed stream, not a broken (resumable) connection", async () => {
+  it("should refuse a control frame that is not MessagePack as a malformed stream, not a broken (resumable) connection", async () => {
     const err = await refused([encodeFrame(FrameType.control, new TextEncoder().encode("{head: 1")), trailer(0, 0)]);
-    expect(err.code).toBe("bad_json");
+    expect(err.code).toBe("bad_frame");
     const late = await refused([header, chunk, encodeFrame(FrameType.control, new Uint8Array([0xff, 0xfe]))]);
-    expect(late.code).toBe("bad_json");
+    expect(late.code).toBe("bad_frame");
+    // A version-1 (JSON) header, a header with trailing bytes, an unknown field, a key that is hex text, not 32 bytes.
+    const h = { head: 1, tokens: 4, from: 0, to: 4, layerStart: 0, layerEnd: 2, chunks: [e0] };
+    expect((await refused([encodeJsonFrame(FrameType.control, h), chunk, trailer(1, 84)])).code).toBe("bad_frame");
+    const packed = mpFrame(FrameType.control, h);
+    const trailing = encodeFrame(FrameType.control, new Uint8Array([...packed.subarray(5), 0xc0]));
+    expect((await refused([trailing, chunk, trailer(1, 84)])).message).toMatch(/not one MessagePack value/);
+    expect((await refused([mpFrame(FrameType.control, { ...h, extra: 1 }), chunk, trailer(1, 84)])).message).toMatch(/unknown field\(s\) extra/);
+    expect((await refused([encodeFrame(FrameType.control, plain.pack(h)), chunk, trailer(1, 84)])).message).toMatch(/key must be 32 bytes/);
+    // The trailer is strict too: done must be true, no other fields, counts as integers.
+    expect((await refused([header, chunk, mpFrame(FrameType.control, { done: false, chunks: 1, bytes: 84 })])).message).toMatch(/done must be true/);
+    expect((await refused([header, chunk, mpFrame(FrameType.control, { done: true, chunks: 1, bytes: 84, more: 0 })])).message).toMatch(/unknown field/);
+    expect((await refused([header, chunk, mpFrame(FrameType.control, { done: true, chunks: "1", bytes: 84 })])).message).toMatch(/chunks must be an integer/);
+    // A second header where the trailer belongs.
+    expect((await refused([header, chunk, header])).message).toMatch(/restore trailer/);
   });
 
   it("should refuse chunks that are not the ones the header lists (another session's, extra, missing, resized)", async () => {
@@ -449,5 +485,40 @@ describe("restore stream over a real socket", () => {
     await expect(collect(stream)).rejects.toBeInstanceOf(APIUserAbortError);
     expect(performance.now() - started).toBeLessThan(5000);
     await srv.stop();
+  });
+});
+
+describe("wire format version (issue 22)", () => {
+  const v2Body = () => {
+    const h = { head: 0, tokens: 0, from: 0, to: 0, layerStart: 0, layerEnd: 2, chunks: [] };
+    return new Uint8Array([...mpFrame(FrameType.control, h), ...mpFrame(FrameType.control, { done: true, chunks: 0, bytes: 0 })]);
+  };
+
+  it("should ask for version-2 frames and refuse a restore answered in another version with UnsupportedFormatError", async () => {
+    const v1Body = new Uint8Array([
+      ...encodeJsonFrame(FrameType.control, { head: 0, tokens: 0, from: 0, to: 0, layerStart: 0, layerEnd: 2, chunks: [] }),
+      ...encodeJsonFrame(FrameType.control, { done: true, chunks: 0, bytes: 0 }),
+    ]);
+    for (const type of [FRAMES_MEDIA_TYPE, `${FRAMES_MEDIA_TYPE}; version=3`, "application/octet-stream"]) {
+      const { fetch, calls } = recordingFetch([() => new Response(v1Body, { status: 200, headers: { "content-type": type } })]);
+      const client = createClient({ baseUrl: "https://store.test", apiKey: "k", fetch });
+      const err = await client.store.sessions.restore("s", {}, { token: "t" }).catch((e: unknown) => e);
+      expect(err, type).toBeInstanceOf(UnsupportedFormatError);
+      expect(err).toMatchObject({ code: "unsupported_format", clientVersion: 2, serverVersion: type === FRAMES_MEDIA_TYPE ? 1 : type.endsWith("3") ? 3 : null });
+      expect(new Headers(calls[0].init?.headers).get("accept")).toBe(FRAMES_CONTENT_TYPE);
+    }
+    const { fetch } = recordingFetch([() => new Response(v2Body(), { status: 200, headers: { "content-type": FRAMES_CONTENT_TYPE } })]);
+    const ok = await collect(await createClient({ baseUrl: "https://store.test", apiKey: "k", fetch }).store.sessions.restore("s", {}, { token: "t" }));
+    expect(ok.map((e) => e.type)).toEqual(["header"]);
+  });
+
+  it("should send appends as version-2 frames and surface the store's unsupported_format refusal with its code", async () => {
+    const { fetch, calls } = recordingFetch([() => json(415, { error: { code: "unsupported_format", message: "this store reads version 3 only" } })]);
+    const client = createClient({ baseUrl: "https://store.test", apiKey: "k", fetch });
+    const control = { expectedSeq: 1, tokenIds: [7], modality: [0], positions: [0, 0, 0] };
+    const err = await client.store.sessions.append("s", { control, chunks: [] }, { token: "t" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(APIError);
+    expect(err).toMatchObject({ status: 415, code: "unsupported_format" });
+    expect(new Headers(calls[0].init?.headers).get("content-type")).toBe(FRAMES_CONTENT_TYPE);
   });
 });

@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDev, type DevServer } from "../../scripts/dev.mjs";
 import { splitChunkRun } from "../../format/wire/chunk-run.ts";
-import { decodeJsonPayload, FrameType, FRAMES_CONTENT_TYPE, readFrames, type FrameLimits } from "../../format/wire/frames.ts";
+import { FrameType, FRAMES_CONTENT_TYPE, readFrames, type FrameLimits } from "../../format/wire/frames.ts";
+import { decodeErrorBody, decodeRestoreHeaderMsgpack } from "../../format/wire/control-msgpack.ts";
 import type { AppendResult, ErrorBody, Manifest, RestoreHeader, SessionCreated } from "../../format/wire/messages.ts";
 import type { CacheSpec } from "../../format/cache-spec.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
@@ -69,16 +70,16 @@ async function manifest(s: Client): Promise<Manifest> {
 const LIMITS: FrameLimits = { 1: 1 << 24, 2: 1 << 22, 3: 0, 4: 1 << 16, 5: 1 << 22 };
 
 async function restore(s: Client): Promise<{ status: number; header: RestoreHeader | null; chunks: Uint8Array[]; error: ErrorBody["error"] | null }> {
-  const res = await fetch(`${server?.url}/v1/sessions/${s.id}/chunks`, { headers: auth(s) });
+  const res = await fetch(`${server?.url}/v1/sessions/${s.id}/chunks`, { headers: { ...auth(s), accept: FRAMES_CONTENT_TYPE } });
   if (res.status !== 200 || res.body === null) return { status: res.status, header: null, chunks: [], error: ((await res.json()) as ErrorBody).error };
   let header: RestoreHeader | null = null;
   const chunks: Uint8Array[] = [];
   let error: ErrorBody["error"] | null = null;
   for await (const f of readFrames(res.body, LIMITS)) {
-    if (f.type === FrameType.control && header === null) header = decodeJsonPayload(f.payload) as RestoreHeader;
+    if (f.type === FrameType.control && header === null) header = decodeRestoreHeaderMsgpack(f.payload);
     else if (f.type === FrameType.chunk) chunks.push(f.payload);
     else if (f.type === FrameType.chunks) chunks.push(...splitChunkRun(f.payload));
-    else if (f.type === FrameType.error) error = (decodeJsonPayload(f.payload) as ErrorBody).error;
+    else if (f.type === FrameType.error) error = decodeErrorBody(f.payload).error;
   }
   return { status: res.status, header, chunks, error };
 }

@@ -3,7 +3,6 @@
 // runs (several chunks in one restore frame).
 import { describe, expect, it } from "vitest";
 import {
-  decodeJsonPayload,
   encodeFrame,
   encodeFrameHeader,
   encodeJsonFrame,
@@ -43,7 +42,8 @@ describe("frames", () => {
   it("should write [u8 type][u32 LE length][payload]", () => {
     expect([...encodeFrame(FrameType.chunk, new Uint8Array([9, 8, 7]))]).toEqual([2, 3, 0, 0, 0, 9, 8, 7]);
     expect([...encodeFrameHeader(FrameType.control, 0x01020304)]).toEqual([1, 4, 3, 2, 1]);
-    expect(decodeJsonPayload(encodeJsonFrame(FrameType.control, { a: [1, "é"] }).subarray(5))).toEqual({ a: [1, "é"] });
+    // Version 1's JSON frame, kept for tests that play an old peer.
+    expect(new TextDecoder().decode(encodeJsonFrame(FrameType.control, { a: [1, "é"] }).subarray(5))).toBe('{"a":[1,"é"]}');
   });
 
   it("should read the same frames whatever the stream's chunk boundaries", async () => {

@@ -4,7 +4,8 @@ import { describe, expect, it } from "vitest";
 import { decodeChunk, packChunk } from "../../format/chunk/index.ts";
 import { referenceCodec } from "../../format/codec/reference.ts";
 import { f16ToF32, f32ToF16Bits } from "../../format/codec/fp16.ts";
-import { encodeFrame, encodeJsonFrame, FrameType } from "../../format/wire/frames.ts";
+import { encodeFrame, FrameType } from "../../format/wire/frames.ts";
+import { controlFrame, encodeAppendControl } from "../../format/wire/control-msgpack.ts";
 import type { AppendResult, Manifest } from "../../format/wire/messages.ts";
 import { Conversation } from "./helpers/conversation.ts";
 import { append, call, createSession, errorOf, readRestore, tenantChunkStats, TINY_C, TINY_CODEC, TINY_SPEC, type Session } from "./helpers/store.ts";
@@ -201,9 +202,9 @@ describe("append: rejected turns store nothing", () => {
   it("should reject bad control messages (400): wrong first frame, bad arrays, image tokens without media", async () => {
     const t = conv().build(4);
     await expectRejected([t.frames[1]], 400, "bad_request");
-    await expectRejected([encodeJsonFrame(FrameType.control, { ...t.control, modality: [0, 0, 0] }), t.frames[1]], 400, "bad_request");
-    await expectRejected([encodeJsonFrame(FrameType.control, { ...t.control, modality: [0, 1, 0, 0] }), t.frames[1]], 400, "bad_request");
-    await expectRejected([encodeJsonFrame(FrameType.control, { ...t.control, media: [{ hash: "ab", start: 0, length: 1 }] }), t.frames[1]], 400, "bad_request");
+    await expectRejected([controlFrame(encodeAppendControl({ ...t.control, modality: [0, 0, 0] })), t.frames[1]], 400, "bad_request");
+    await expectRejected([controlFrame(encodeAppendControl({ ...t.control, modality: [0, 1, 0, 0] })), t.frames[1]], 400, "bad_request");
+    await expectRejected([controlFrame(encodeAppendControl({ ...t.control, media: [{ hash: "ab", start: 0, length: 1 }] })), t.frames[1]], 400, "bad_request");
   });
 
   it("should let exactly one of two concurrent writers of the same seq commit, never interleaving their chunks", async () => {

@@ -3,6 +3,7 @@
 // `?token=` outside the WebSocket route and ids that are not well-formed UTF-16.
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
+import { FRAMES_WS_PROTOCOL } from "../../format/wire/frames.ts";
 import type { Manifest, SessionCreated } from "../../format/wire/messages.ts";
 import { CHUNK_SHARDS, sessionObjectName } from "../../worker/keys.ts";
 import type { ChunkObject } from "../../worker/objects/chunk-object.ts";
@@ -256,7 +257,7 @@ describe("?token= outside the WebSocket route (defect 5)", () => {
       body: JSON.stringify({ atSeq: 1 }),
     });
     expect(fork.status).toBe(401);
-    const ws = await call(`/v1/sessions/${s.id}/turns/ws?token=${s.token}`, { headers: { upgrade: "websocket" } });
+    const ws = await call(`/v1/sessions/${s.id}/turns/ws?token=${s.token}`, { headers: { upgrade: "websocket", "sec-websocket-protocol": FRAMES_WS_PROTOCOL } });
     expect(ws.status).toBe(101);
     ws.webSocket?.accept();
     ws.webSocket?.close(1000, "done");

@@ -3,7 +3,7 @@
 // lease alarm, corrupt rows are reported as corrupt_chunk, and WebSocket appends commit turn by turn.
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { encodeJsonFrame, FrameType } from "../../format/wire/frames.ts";
+import { controlFrame, encodeAppendControl } from "../../format/wire/control-msgpack.ts";
 import type { AppendResult, Manifest, SessionCreated } from "../../format/wire/messages.ts";
 import { sessionObjectName } from "../../worker/keys.ts";
 import type { ChunkObject } from "../../worker/objects/chunk-object.ts";
@@ -251,18 +251,18 @@ describe("WebSocket append", () => {
     ws.send(body.slice(0, 7));
     ws.send(body.slice(7));
     await waitFor(1);
-    expect(JSON.parse(messages[0])).toMatchObject({ seq: 1, tokenCount: 5 });
+    expect(messages[0]).toMatchObject({ seq: 1, tokenCount: 5 });
     conv.accept(t1);
     const t2 = conv.build(4);
     for (const f of t2.frames) ws.send(f);
     await waitFor(2);
-    expect(JSON.parse(messages[1])).toMatchObject({ seq: 2, tokenStart: 5 });
+    expect(messages[1]).toMatchObject({ seq: 2, tokenStart: 5 });
     conv.accept(t2);
 
     // A stale seq: error message then close 4409.
-    ws.send(encodeJsonFrame(FrameType.control, { ...conv.build(2).control, expectedSeq: 1 }));
+    ws.send(controlFrame(encodeAppendControl({ ...conv.build(2).control, expectedSeq: 1 })));
     await waitFor(3);
-    expect(JSON.parse(messages[2])).toMatchObject({ error: { code: "turn_conflict" } });
+    expect(messages[2]).toMatchObject({ error: { code: "turn_conflict" } });
     await waitForClose();
     expect(closed()).toMatchObject({ code: 4409 });
     expect((await manifest(s)).head).toBe(2);

@@ -7,7 +7,7 @@ import { cacheBytesPerToken } from "../../format/size/bytes-per-token.ts";
 import { sessionObjectName } from "../../worker/keys.ts";
 import type { SessionObject } from "../../worker/objects/session-object.ts";
 import { flushTelemetry } from "../../worker/telemetry/index.ts";
-import { encodeJsonFrame, FrameType } from "../../format/wire/frames.ts";
+import { controlFrame, encodeAppendControl } from "../../format/wire/control-msgpack.ts";
 import { concatFrames, Conversation, type BuiltTurn } from "./helpers/conversation.ts";
 import { append, call, createSession, flipStoredChunkByte, OPERATOR_KEY, openTurnSocket, readRestore, testEnv, TINY_C, TINY_CODEC, TINY_SPEC, type Session } from "./helpers/store.ts";
 
@@ -256,10 +256,10 @@ describe("store telemetry", () => {
     ws.send(b2);
     await waitForMessages(2);
     conv.accept(t2);
-    const stale = encodeJsonFrame(FrameType.control, { ...conv.build(2).control, expectedSeq: 1 });
+    const stale = controlFrame(encodeAppendControl({ ...conv.build(2).control, expectedSeq: 1 }));
     ws.send(stale);
     await waitForClose();
-    expect(JSON.parse(messages[2])).toMatchObject({ error: { code: "turn_conflict" } });
+    expect(messages[2]).toMatchObject({ error: { code: "turn_conflict" } });
     expect(moved(s0, await scrape(), names)).toEqual({
       'mla_edge_requests_total{op="append",status="201"}': 2,
       'mla_edge_requests_total{op="append",status="409"}': 1,

@@ -15,28 +15,17 @@ export interface TurnInput {
 
 const HASH_HEX = /^[0-9a-f]{64}$/;
 
-function intArray(v: unknown, name: string, min: number, max: number, length?: number): number[] {
-  if (!Array.isArray(v)) throw badRequest(`${name} must be an array`);
-  if (length !== undefined && v.length !== length) throw badRequest(`${name} has ${v.length} entries, expected ${length}`);
-  for (let i = 0; i < v.length; i++) {
-    const x: unknown = v[i];
-    if (typeof x !== "number" || !Number.isInteger(x) || x < min || x > max) throw badRequest(`${name}[${i}] must be an integer in [${min}, ${max}]`);
-  }
-  return v as number[];
-}
-
-/** Checks the control message of a turn starting at session token `tokenStart`. */
-export function parseControl(value: unknown, tokenStart: number): TurnInput {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) throw badRequest("control frame must be a JSON object");
-  const c = value as Partial<Record<keyof AppendControl, unknown>>;
-  if (typeof c.expectedSeq !== "number" || !Number.isInteger(c.expectedSeq) || c.expectedSeq < 1) {
-    throw badRequest("expectedSeq must be an integer ≥ 1 (the manifest head + 1)");
-  }
-  const ids = intArray(c.tokenIds, "tokenIds", 0, 0xffffffff);
-  const n = ids.length;
+/**
+ * Checks the control message of a turn starting at session token `tokenStart`. The MessagePack decoder
+ * (format/wire/control-msgpack.ts) has checked field set, types and array bounds; these are the checks that relate
+ * fields to each other and to the session.
+ */
+export function parseControl(c: AppendControl, tokenStart: number): TurnInput {
+  const n = c.tokenIds.length;
   if (n < 1 || n > MAX_TURN_TOKENS) throw badRequest(`a turn has 1 to ${MAX_TURN_TOKENS} tokens, got ${n}: split longer input into several turns`);
-  const modality = intArray(c.modality, "modality", 0, 1, n);
-  const positions = intArray(c.positions, "positions", -(2 ** 31), 2 ** 31 - 1, 3 * n);
+  if (c.modality.length !== n) throw badRequest(`modality has ${c.modality.length} entries, expected ${n}`);
+  if (c.positions.length !== 3 * n) throw badRequest(`positions has ${c.positions.length} entries, expected ${3 * n}`);
+  const modality = Uint8Array.from(c.modality);
   const media = parseMedia(c.media ?? [], tokenStart, n);
   const covered = new Uint8Array(n);
   for (const m of media) {
@@ -49,23 +38,19 @@ export function parseControl(value: unknown, tokenStart: number): TurnInput {
   if (bare >= 0) throw badRequest(`image token ${tokenStart + bare} lies in no media span: image tokens must name their media hash`);
   return {
     expectedSeq: c.expectedSeq,
-    tokenIds: Uint32Array.from(ids),
-    modality: Uint8Array.from(modality),
-    positions: Int32Array.from(positions),
+    tokenIds: Uint32Array.from(c.tokenIds),
+    modality,
+    positions: Int32Array.from(c.positions),
     media,
   };
 }
 
-function parseMedia(v: unknown, tokenStart: number, n: number): MediaSpan[] {
-  if (!Array.isArray(v)) throw badRequest("media must be an array");
+function parseMedia(v: readonly MediaSpan[], tokenStart: number, n: number): MediaSpan[] {
   if (v.length > MAX_MEDIA_PER_TURN) throw badRequest(`at most ${MAX_MEDIA_PER_TURN} media spans per turn`);
-  return v.map((raw: unknown, i): MediaSpan => {
-    if (typeof raw !== "object" || raw === null) throw badRequest(`media[${i}] must be an object`);
-    const m = raw as Record<string, unknown>;
-    if (typeof m.hash !== "string" || !HASH_HEX.test(m.hash)) throw badRequest(`media[${i}].hash must be 64 lower-case hex digits (SHA-256)`);
-    const [start] = intArray([m.start], `media[${i}].start`, tokenStart, tokenStart + n - 1);
-    const [length] = intArray([m.length], `media[${i}].length`, 1, tokenStart + n - start);
-    const [offset] = intArray([m.offset ?? 0], `media[${i}].offset`, 0, 0x7fffffff);
-    return { hash: m.hash, start, length, offset };
+  return v.map((m, i): MediaSpan => {
+    if (!HASH_HEX.test(m.hash)) throw badRequest(`media[${i}].hash must be 64 lower-case hex digits (SHA-256)`);
+    if (m.start < tokenStart || m.start > tokenStart + n - 1) throw badRequest(`media[${i}].start must be an integer in [${tokenStart}, ${tokenStart + n - 1}]`);
+    if (m.length < 1 || m.length > tokenStart + n - m.start) throw badRequest(`media[${i}].length must be an integer in [1, ${tokenStart + n - m.start}]`);
+    return { hash: m.hash, start: m.start, length: m.length, offset: m.offset ?? 0 };
   });
 }

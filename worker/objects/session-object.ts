@@ -12,7 +12,8 @@ import { manifest, resolve, type ManifestData, type Resolved } from "./session/r
 import { SessionTables } from "./session/tables.ts";
 import { truncate, type TruncateOutcome } from "./session/truncate.ts";
 import { liveSession, sessionAlarm } from "./session/ttl.ts";
-import type { AppendContext, ChunkRef, CommitOutcome, ForkSnapshot, SessionMeta, TurnRecord } from "./session-types.ts";
+import { dropStage, stagePart } from "./session/staged.ts";
+import type { AppendContext, ChunkRef, CommitOutcome, ForkSnapshot, PartCounts, SessionMeta, StageOutcome, TurnRecord } from "./session-types.ts";
 
 export class SessionObject extends DurableObject<ObjectBindings> {
   readonly #host: SessionHost;
@@ -34,12 +35,24 @@ export class SessionObject extends DurableObject<ObjectBindings> {
     return liveSession(this.#host, true);
   }
 
-  appendContext(): Promise<AppendContext | null> {
-    return appendContext(this.#host);
+  /** With `stage`: the context of the next part of that staged turn ("stage_unknown" when it is gone). */
+  appendContext(stage: string | null = null): Promise<AppendContext | "stage_unknown" | null> {
+    return appendContext(this.#host, stage);
   }
 
-  commitTurn(expectedSeq: number, turn: TurnRecord, refs: readonly ChunkRef[]): CommitOutcome {
-    return commitTurn(this.#host, expectedSeq, turn, refs);
+  /** Commits a turn; with `stage`, the staged parts of that upload and this final part as one turn. */
+  commitTurn(expectedSeq: number, turn: TurnRecord, refs: readonly ChunkRef[], counts: PartCounts, stage: string | null = null): Promise<CommitOutcome> {
+    return commitTurn(this.#host, expectedSeq, turn, refs, counts, stage);
+  }
+
+  /** Stages a non-final part of a long turn (invisible until the final part commits). */
+  stagePart(stage: string | null, part: TurnRecord, refs: readonly ChunkRef[], counts: PartCounts, leaseUntil: number): Promise<StageOutcome> {
+    return stagePart(this.#host, stage, part, refs, counts, leaseUntil);
+  }
+
+  /** Drops a staged turn whose part failed, with its chunk holds. */
+  dropStage(tag: string): Promise<void> {
+    return dropStage(this.#host, tag);
   }
 
   manifest(): Promise<ManifestData | null> {

@@ -85,7 +85,39 @@ export interface AppendContext {
    * worker/row-groups.ts), else null (the append computes it).
    */
   readonly groupAnchor: string | null;
+  /** The staged turn this append continues (a part after the first), or null. */
+  readonly staged: StagedTurn | null;
 }
+
+/**
+ * A turn being appended in parts (docs/api.md "Turns of any length"): the parts staged so far, invisible to every
+ * reader until the last part commits them as one turn. Its chunks are held under the upload `tag` with leased holds.
+ */
+export interface StagedTurn {
+  readonly tag: string;
+  readonly seq: number;
+  /** First token of the turn, and the tokens staged so far (the next part starts at tokenStart + tokenCount). */
+  readonly tokenStart: number;
+  readonly tokenCount: number;
+  readonly parts: number;
+  readonly nextPosition: number;
+  readonly bytesStored: number;
+  readonly bytesUncompressed: number;
+  readonly chunksStored: number;
+  readonly chunksReused: number;
+  /** Ms since the epoch: after this the staged turn is dropped (its leased holds are reaped by the shards too). */
+  readonly leaseUntil: number;
+  /** The (shard, row) pairs the staged refs point into: the final part confirms their holds. */
+  readonly rows: ReadonlyArray<{ readonly shard: number; readonly row: string }>;
+}
+
+/** Counts of one part's chunks (what the final AppendResult sums over the parts). */
+export interface PartCounts {
+  readonly chunksStored: number;
+  readonly chunksReused: number;
+}
+
+export type StageOutcome = { status: "ok"; staged: StagedTurn } | { status: "conflict"; head: number; reason?: string } | { status: "not_found" };
 
 export interface ForkSnapshot {
   readonly meta: SessionMeta;
@@ -93,4 +125,7 @@ export interface ForkSnapshot {
   readonly refs: ReadonlyArray<ChunkRef & { readonly seq: number }>;
 }
 
-export type CommitOutcome = { status: "ok" } | { status: "conflict"; head: number } | { status: "not_found" };
+export type CommitOutcome =
+  | { status: "ok"; turn: { tokenStart: number; tokenCount: number; bytesStored: number; chunksStored: number; chunksReused: number; nextPosition: number } }
+  | { status: "conflict"; head: number; reason?: string }
+  | { status: "not_found" };

@@ -1,7 +1,8 @@
 // Restore: a framed stream of a session's chunks for a token range × layer range, in slot then layer order. Chunks are
 // read a row span at a time, a bounded distance ahead (chunk-prefetch.ts, never the whole session in memory), and
 // re-verified before sending: a bad chunk ends the stream with an error frame `corrupt_chunk`, never with its bytes.
-import { FrameType, encodeFrameHeader, encodeJsonFrame } from "../../format/wire/frames.ts";
+import { FrameType, encodeFrameHeader } from "../../format/wire/frames.ts";
+import { controlFrame, encodeRestoreHeaderMsgpack, encodeRestoreTrailer, errorFrame } from "../../format/wire/control-msgpack.ts";
 import type { ErrorBody, RestoreHeader } from "../../format/wire/messages.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
@@ -39,11 +40,11 @@ export async function openRestoreStream(src: RestoreSource, header: RestoreHeade
       async pull(controller) {
         if (!sentHeader) {
           sentHeader = true;
-          controller.enqueue(encodeJsonFrame(FrameType.control, header));
+          controller.enqueue(controlFrame(encodeRestoreHeaderMsgpack(header)));
           return;
         }
         if (first === null && prefetch.done) {
-          controller.enqueue(encodeJsonFrame(FrameType.control, { done: true, chunks: refs.length, bytes }));
+          controller.enqueue(controlFrame(encodeRestoreTrailer({ chunks: refs.length, bytes })));
           controller.close();
           recordServed(src, header, tokensBefore(header, header.to), bytes, undefined);
           return;
@@ -64,7 +65,7 @@ export async function openRestoreStream(src: RestoreSource, header: RestoreHeade
         const ref = refs[span.first + span.good.length];
         const e = span.error;
         const body: ErrorBody = e instanceof ApiError ? e.body() : { error: { code: "internal", message: `reading chunk ${ref.key} failed: ${String(e)}` } };
-        controller.enqueue(encodeJsonFrame(FrameType.error, body));
+        controller.enqueue(errorFrame(body));
         controller.close();
         recordServed(src, header, tokensBefore(header, ref.tokenStart), bytes, body.error.code);
       },

@@ -1,10 +1,10 @@
 // Restore: GET /v1/sessions/:id/chunks?from=&to=&layers=a-b (token range [from, to), layers a..b inclusive).
 import { Hono } from "hono";
-import { FRAMES_CONTENT_TYPE } from "../../format/wire/frames.ts";
+import { FRAMES_CONTENT_TYPE, framesAcceptance, WIRE_FORMAT_VERSION } from "../../format/wire/frames.ts";
 import type { RestoreHeader } from "../../format/wire/messages.ts";
 import { sessionAuth } from "../auth/middleware.ts";
 import { sessionStub, type AppEnv } from "../context.ts";
-import { badRequest, notFound } from "../errors.ts";
+import { badRequest, notFound, unsupportedFormat } from "../errors.ts";
 import { openRestoreStream } from "../restore/restore-stream.ts";
 
 export const chunks = new Hono<AppEnv>();
@@ -16,6 +16,11 @@ function intParam(v: string | undefined, name: string, fallback: number): number
 }
 
 chunks.get("/:id/chunks", sessionAuth("read"), async (c) => {
+  // A client of another wire version is refused before anything is read (a version-1 SDK asks for application/json).
+  const accept = c.req.header("accept");
+  if (framesAcceptance(accept) !== "ok") {
+    throw unsupportedFormat(406, `this store streams wire format version ${WIRE_FORMAT_VERSION} (Accept: ${FRAMES_CONTENT_TYPE}), the request accepts ${JSON.stringify(accept?.slice(0, 120))}: update the client`);
+  }
   const from = intParam(c.req.query("from"), "from", 0);
   const to = intParam(c.req.query("to"), "to", Number.MAX_SAFE_INTEGER);
   if (to < from) throw badRequest(`to (${to}) is before from (${from})`);

@@ -1,13 +1,15 @@
-// Append: POST a framed body (application/vnd.mla-edge.frames), or send the same frames as WebSocket binary messages
-// (one turn after another on one socket; each committed turn is answered with a JSON text message).
+// Append: POST a framed body (application/vnd.mla-edge.frames; version=2), or send the same frames as WebSocket binary
+// messages (subprotocol mla-edge.frames.v2; one turn after another on one socket; each committed turn is answered with a
+// binary message holding one control frame, the MessagePack append result, and a failure with one error frame).
 import { Hono } from "hono";
-import { FrameReader, FRAMES_CONTENT_TYPE } from "../../format/wire/frames.ts";
+import { controlFrame, encodeAppendResult, encodeAppendStaged, errorFrame } from "../../format/wire/control-msgpack.ts";
+import { FrameReader, FRAMES_CONTENT_TYPE, FRAMES_WS_PROTOCOL, framesVersionOf, WIRE_FORMAT_VERSION } from "../../format/wire/frames.ts";
 import type { ErrorBody } from "../../format/wire/messages.ts";
 import { appendTurn, type AppendTarget } from "../append/append-turn.ts";
 import { sessionAuth } from "../auth/middleware.ts";
 import { requireSecret, tenantSalt } from "../auth/tenants.ts";
 import type { AppContext, AppEnv } from "../context.ts";
-import { ApiError, badRequest, tooLarge } from "../errors.ts";
+import { ApiError, badRequest, tooLarge, unsupportedFormat } from "../errors.ts";
 import { APPEND_FRAME_LIMITS, MAX_APPEND_BODY_BYTES } from "../limits.ts";
 import { recordEvent } from "../telemetry/index.ts";
 
@@ -25,15 +27,21 @@ async function target(c: AppContext): Promise<AppendTarget> {
 }
 
 turns.post("/:id/turns", sessionAuth("write"), async (c) => {
-  const type = c.req.header("content-type")?.split(";")[0].trim();
-  if (type !== FRAMES_CONTENT_TYPE) throw badRequest(`Content-Type must be ${FRAMES_CONTENT_TYPE}`);
+  const type = c.req.header("content-type") ?? "";
+  const version = framesVersionOf(type);
+  if (version === null) throw badRequest(`Content-Type must be ${FRAMES_CONTENT_TYPE}`);
+  if (version !== WIRE_FORMAT_VERSION) {
+    throw unsupportedFormat(415, `append body of wire format version ${Number.isNaN(version) ? "?" : version} (${type.slice(0, 80)}): this store reads version ${WIRE_FORMAT_VERSION} only (${FRAMES_CONTENT_TYPE}, MessagePack control frames); update the client`);
+  }
   const length = Number(c.req.header("content-length") ?? "0");
   if (length > MAX_APPEND_BODY_BYTES) throw tooLarge(`append body of ${length} bytes is above ${MAX_APPEND_BODY_BYTES}: split the turn`);
   const body = c.req.raw.body;
   if (body === null) throw badRequest("append needs a framed body");
   const reader = new FrameReader(body, APPEND_FRAME_LIMITS);
   try {
-    return c.json(await appendTurn(await target(c), reader, true), 201);
+    const outcome = await appendTurn(await target(c), reader, true);
+    // A staged part of a long turn is accepted, not committed: 202 with the stage to continue it.
+    return outcome.kind === "committed" ? c.json(outcome.result, 201) : c.json(outcome.staged, 202);
   } finally {
     await reader.cancel();
   }
@@ -44,6 +52,10 @@ const closeCode = (status: number): number => 4000 + status;
 
 turns.get("/:id/turns/ws", sessionAuth("write", { queryToken: true }), async (c) => {
   if (c.req.header("upgrade")?.toLowerCase() !== "websocket") throw new ApiError(426, "bad_request", "expected a WebSocket upgrade (Upgrade: websocket)");
+  const protocols = (c.req.header("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
+  if (!protocols.includes(FRAMES_WS_PROTOCOL)) {
+    throw unsupportedFormat(400, `this store speaks wire format version ${WIRE_FORMAT_VERSION} on WebSockets: request the subprotocol ${FRAMES_WS_PROTOCOL} (Sec-WebSocket-Protocol), got ${JSON.stringify(protocols.join(", ").slice(0, 80))}`);
+  }
   const t = await target(c);
   const pair = new WebSocketPair();
   const [client, server] = [pair[0], pair[1]];
@@ -98,8 +110,8 @@ turns.get("/:id/turns/ws", sessionAuth("write", { queryToken: true }), async (c)
   const run = async (): Promise<void> => {
     try {
       for (;;) {
-        const result = await appendTurn(t, reader, false);
-        const answer = JSON.stringify(result);
+        const outcome = await appendTurn(t, reader, false);
+        const answer = controlFrame(outcome.kind === "committed" ? encodeAppendResult(outcome.result) : encodeAppendStaged(outcome.staged));
         server.send(answer);
         recordTurn(201, answer.length);
       }
@@ -111,9 +123,10 @@ turns.get("/:id/turns/ws", sessionAuth("write", { queryToken: true }), async (c)
         return;
       }
       const body: ErrorBody = err.body();
-      recordTurn(err.status, JSON.stringify(body).length, err.code);
+      const frame = errorFrame(body);
+      recordTurn(err.status, frame.length, err.code);
       try {
-        server.send(JSON.stringify(body));
+        server.send(frame);
         server.close(closeCode(err.status), err.code);
       } catch {
         // the client went away
@@ -121,5 +134,5 @@ turns.get("/:id/turns/ws", sessionAuth("write", { queryToken: true }), async (c)
     }
   };
   c.executionCtx.waitUntil(run());
-  return new Response(null, { status: 101, webSocket: client });
+  return new Response(null, { status: 101, webSocket: client, headers: { "sec-websocket-protocol": FRAMES_WS_PROTOCOL } });
 });

@@ -13,6 +13,8 @@ export type PausePoint =
   | "append.beforeUpload"
   /** Append: every chunk is uploaded under the leased hold, before the holds are confirmed. */
   | "append.beforeConfirm"
+  /** Append of a non-final part: its chunks are uploaded under leased holds, before the part is staged. */
+  | "append.beforeStage"
   /** Append: holds confirmed, before the turn is committed in the SessionObject. */
   | "append.beforeCommit"
   /** DELETE (and TTL/cleanup): the session is marked deleting, before any hold is released. */

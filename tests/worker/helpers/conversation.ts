@@ -8,7 +8,8 @@ import { planChunkLayerRanges } from "../../../format/chunk/plan.ts";
 import { referenceCodec } from "../../../format/codec/reference.ts";
 import type { CodecParams } from "../../../format/codec/types.ts";
 import { f32ToF16Bits } from "../../../format/codec/fp16.ts";
-import { encodeFrame, encodeJsonFrame, FrameType } from "../../../format/wire/frames.ts";
+import { encodeFrame, FrameType } from "../../../format/wire/frames.ts";
+import { controlFrame, encodeAppendControl } from "../../../format/wire/control-msgpack.ts";
 import { encodeLatents, LatentsDtype } from "../../../format/wire/latents.ts";
 import type { AppendControl, MediaSpan } from "../../../format/wire/messages.ts";
 
@@ -96,7 +97,7 @@ export class Conversation {
     const c = this.chunkTokens;
     const end = start + count;
     const chunks: PlannedChunk[] = [];
-    const frames: Uint8Array[] = [encodeJsonFrame(FrameType.control, control)];
+    const frames: Uint8Array[] = [controlFrame(encodeAppendControl(control))];
     for (let s = Math.floor(start / c) * c; s < end; s += c) {
       const n = Math.min(c, end - s);
       const sealed = n === c && !this.raw;

@@ -3,9 +3,10 @@
 import { createExecutionContext, env, runInDurableObject } from "cloudflare:test";
 import type { CacheSpec } from "../../../format/cache-spec.ts";
 import type { CodecParams } from "../../../format/codec/types.ts";
-import { decodeJsonPayload, FrameType, FRAMES_CONTENT_TYPE, readFrames, type FrameLimits } from "../../../format/wire/frames.ts";
+import { decodeAppendResult, decodeAppendStaged, decodeErrorBody, decodeRestoreHeaderMsgpack, decodeRestoreTrailer, unpackControl } from "../../../format/wire/control-msgpack.ts";
+import { FRAME_HEADER_BYTES, FrameType, FRAMES_CONTENT_TYPE, FRAMES_WS_PROTOCOL, readFrames, type FrameLimits } from "../../../format/wire/frames.ts";
 import { splitChunkRun } from "../../../format/wire/chunk-run.ts";
-import type { ErrorBody, RestoreHeader, SessionCreated } from "../../../format/wire/messages.ts";
+import type { AppendResult, AppendStaged, ErrorBody, RestoreHeader, SessionCreated } from "../../../format/wire/messages.ts";
 import worker from "../../../worker/index.ts";
 import type { Env } from "../../../worker/env.ts";
 import { CHUNK_SHARDS } from "../../../worker/keys.ts";
@@ -79,7 +80,7 @@ export interface Restored {
   readonly error: ErrorBody["error"] | null;
 }
 
-/** Reads a whole restore stream. */
+/** Reads a whole restore stream (control and error frames decoded strictly, as the SDK does). */
 export async function readRestore(res: Response): Promise<Restored> {
   if (res.body === null) throw new Error("restore without a body");
   let header: RestoreHeader | null = null;
@@ -88,41 +89,67 @@ export async function readRestore(res: Response): Promise<Restored> {
   let end: Restored["end"] = null;
   let error: Restored["error"] = null;
   for await (const f of readFrames(res.body, RESTORE_LIMITS)) {
-    if (f.type === FrameType.control && header === null) header = decodeJsonPayload(f.payload) as RestoreHeader;
-    else if (f.type === FrameType.control) end = decodeJsonPayload(f.payload) as Restored["end"];
+    if (f.type === FrameType.control && header === null) header = decodeRestoreHeaderMsgpack(f.payload);
+    else if (f.type === FrameType.control) end = decodeRestoreTrailer(f.payload);
     else if (f.type === FrameType.chunk || f.type === FrameType.chunks) {
       const run = f.type === FrameType.chunk ? [f.payload] : splitChunkRun(f.payload);
       chunks.push(...run);
       frames.push(run.length);
-    } else if (f.type === FrameType.error) error = (decodeJsonPayload(f.payload) as ErrorBody).error;
+    } else if (f.type === FrameType.error) error = decodeErrorBody(f.payload).error;
   }
   if (header === null) throw new Error("restore stream without a header frame");
   return { header, chunks, frames, end, error };
 }
 
-/** A WebSocket append connection: the JSON messages received so far and the close, once it comes. */
+/** One WebSocket answer: a control frame with the append result (or a staged part's), or an error frame. */
+export type TurnAnswer = AppendResult | AppendStaged | ErrorBody;
+
+/** Decodes one binary WebSocket answer: exactly one frame, control (append result) or error. */
+export function decodeTurnAnswer(data: unknown): TurnAnswer {
+  if (!(data instanceof ArrayBuffer)) throw new Error(`expected a binary answer, got ${typeof data}: ${String(data).slice(0, 80)}`);
+  const b = new Uint8Array(data);
+  const length = new DataView(data).getUint32(1, true);
+  if (b.length !== FRAME_HEADER_BYTES + length) throw new Error(`answer of ${b.length} bytes is not one frame of ${length}`);
+  const payload = b.subarray(FRAME_HEADER_BYTES);
+  if (b[0] === FrameType.control) {
+    const v = unpackControl(payload);
+    return typeof v === "object" && v !== null && "staged" in v ? decodeAppendStaged(payload) : decodeAppendResult(payload);
+  }
+  if (b[0] === FrameType.error) return decodeErrorBody(payload);
+  throw new Error(`answer frame of type ${b[0]}`);
+}
+
+/** A WebSocket append connection: the answers received so far (decoded) and the close, once it comes. */
 export interface TurnSocket {
   readonly ws: WebSocket;
-  readonly messages: string[];
+  readonly messages: TurnAnswer[];
   readonly closed: () => { code: number; reason: string } | null;
   /** Resolves once `n` messages arrived or the socket closed. */
   waitForMessages(n: number): Promise<void>;
   waitForClose(): Promise<void>;
 }
 
-/** Opens `/turns/ws` with the session token in the query (as browsers must), expecting the 101. */
+/** Opens `/turns/ws` with the session token in the query (as browsers must) and this wire version's subprotocol. */
 export async function openTurnSocket(s: Session): Promise<TurnSocket> {
-  const res = await call(`/v1/sessions/${s.id}/turns/ws?token=${s.token}`, { headers: { upgrade: "websocket" } });
+  const res = await call(`/v1/sessions/${s.id}/turns/ws?token=${s.token}`, { headers: { upgrade: "websocket", "sec-websocket-protocol": FRAMES_WS_PROTOCOL } });
   if (res.status !== 101 || res.webSocket === null) throw new Error(`expected a WebSocket upgrade, got ${res.status}`);
+  if (res.headers.get("sec-websocket-protocol") !== FRAMES_WS_PROTOCOL) throw new Error(`the store chose subprotocol ${res.headers.get("sec-websocket-protocol")}`);
   const ws = res.webSocket;
   ws.accept();
-  const messages: string[] = [];
+  const messages: TurnAnswer[] = [];
   let closed: { code: number; reason: string } | null = null;
+  // Binary messages arrive as Blobs in workerd: decoded in arrival order, the close after them.
+  let order: Promise<void> = Promise.resolve();
   ws.addEventListener("message", (e) => {
-    messages.push(String(e.data));
+    const data: unknown = e.data;
+    order = order.then(async () => {
+      messages.push(decodeTurnAnswer(data instanceof Blob ? await data.arrayBuffer() : data));
+    });
   });
   ws.addEventListener("close", (e) => {
-    closed = { code: e.code, reason: e.reason };
+    order = order.then(() => {
+      closed = { code: e.code, reason: e.reason };
+    });
   });
   const until = (done: () => boolean): Promise<void> =>
     new Promise<void>((resolve) => {

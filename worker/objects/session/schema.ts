@@ -4,8 +4,11 @@ import { CHUNK_SHARDS } from "../../keys.ts";
 import { blobBytes, hasColumn, migrateToVersion, sqlOne, sqlRun } from "../../sql.ts";
 import type { ChunkRef, TurnRecord } from "../session-types.ts";
 
-/** v2: refs name the shard, row and offset that hold each chunk (rows may pack several chunks). */
-export const SCHEMA_VERSION = 2;
+/**
+ * v2: refs name the shard, row and offset that hold each chunk (rows may pack several chunks). v3: staged turns (a turn
+ * appended in several requests: `staged_parts` and `staged_refs`, invisible to readers until the last part commits).
+ */
+export const SCHEMA_VERSION = 3;
 
 export type SessionRow = {
   id: string;
@@ -78,6 +81,20 @@ export function migrateSessionSchema(storage: DurableObjectStorage): void {
       sqlRun(sql, `UPDATE refs SET shard = (instr('0123456789abcdef', substr(chunk_key, 1, 1)) - 1) % ${CHUNK_SHARDS}, row_key = chunk_key`);
     }
     sqlRun(sql, "CREATE INDEX IF NOT EXISTS refs_by_slot ON refs (slot, seq)");
+    // v3: one row per staged part (same columns as turns, keyed by the upload tag and part number), and its refs.
+    sqlRun(
+      sql,
+      `CREATE TABLE IF NOT EXISTS staged_parts (tag TEXT NOT NULL, part INTEGER NOT NULL, seq INTEGER NOT NULL, token_start INTEGER NOT NULL,
+        token_count INTEGER NOT NULL, token_ids BLOB NOT NULL, modality BLOB NOT NULL, positions BLOB NOT NULL, media TEXT NOT NULL,
+        next_position INTEGER NOT NULL, bytes_stored INTEGER NOT NULL, bytes_uncompressed INTEGER NOT NULL, chunks_stored INTEGER NOT NULL,
+        chunks_reused INTEGER NOT NULL, lease_until INTEGER NOT NULL, PRIMARY KEY (tag, part))`,
+    );
+    sqlRun(
+      sql,
+      `CREATE TABLE IF NOT EXISTS staged_refs (tag TEXT NOT NULL, slot INTEGER NOT NULL, layer_start INTEGER NOT NULL, layer_count INTEGER NOT NULL,
+        sealed INTEGER NOT NULL, token_start INTEGER NOT NULL, token_count INTEGER NOT NULL, chunk_key TEXT NOT NULL, bytes INTEGER NOT NULL,
+        prefix TEXT NOT NULL, shard INTEGER NOT NULL, row_key TEXT NOT NULL, row_offset INTEGER NOT NULL, PRIMARY KEY (tag, slot, layer_start))`,
+    );
   });
 }
 

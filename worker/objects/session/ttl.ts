@@ -3,6 +3,7 @@
 import type { SessionMeta } from "../session-types.ts";
 import { destroySession } from "./delete.ts";
 import type { SessionHost } from "./host.ts";
+import { armForLeases, dropStaleStages } from "./staged.ts";
 
 /** An interrupted fork (holds added, session never activated) is cleaned up by the alarm after this long. */
 export const FORK_LEASE_MS = 5 * 60 * 1000;
@@ -18,17 +19,24 @@ export async function liveSession(host: SessionHost, extend: boolean): Promise<S
   if (extend && expiresAt - row.expires_at > Math.min(60_000, meta.ttlMs / 10)) {
     host.tables.setExpiry(expiresAt);
     await host.ctx.storage.setAlarm(expiresAt);
+    // A staged turn's lease may end first: its cleanup keeps the earlier alarm.
+    await armForLeases(host);
     return { ...meta, expiresAt };
   }
   return { ...meta, expiresAt: row.expires_at };
 }
 
-/** TTL and interrupted forks. Idempotent: a retried alarm finds nothing or finishes the deletion. */
+/**
+ * TTL, interrupted forks and staged turns whose lease ended. Idempotent: a retried alarm finds nothing or finishes the
+ * deletion.
+ */
 export async function sessionAlarm(host: SessionHost): Promise<void> {
   const row = host.tables.readSession();
   if (row === null) return;
   if (row.state === "active" && row.expires_at > Date.now()) {
     await host.ctx.storage.setAlarm(row.expires_at);
+    // After the TTL alarm: dropStaleStages re-arms earlier when a staged lease ends first.
+    await dropStaleStages(host);
     return;
   }
   // An expired active session is a TTL eviction; a pending fork or an interrupted delete only finishes its cleanup.
