@@ -78,7 +78,7 @@ describe("SDK chat session on qwen25vl-mini (reference.json)", () => {
         let out: ChatCompletion | null = null;
         for await (const ev of chat.stream({ messages: messagesOf(c), loadImage: nodeImageLoader(MINI), maxTokens: c.greedy.n, topLogits: 20 })) {
           if (ev.type === "token") streamed += ev.text;
-          else out = { message: ev.message, tokenIds: ev.tokenIds, usage: ev.usage, topLogits: ev.topLogits };
+          else out = { message: ev.message, tokenIds: ev.tokenIds, usage: ev.usage, finishReason: ev.finishReason, topLogits: ev.topLogits };
         }
         if (out === null) throw new Error("no done event");
         expect(model.vision.calls - visionBefore, c.name).toBe(c.images.length);
