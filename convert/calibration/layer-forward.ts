@@ -1,0 +1,133 @@
+// Calibration forward one layer at a time (streaming conversion): the hidden states of every calibration sequence are
+// carried from layer to layer, so only the current layer's weights are needed; each layer's attention inputs are
+// handed to a visitor (statistics accumulate there) and then dropped. The arithmetic is the runtime's decoder loop
+// (runtime/decoder-session.ts, f64 CPU reference ops) step for step, so statistics equal those of a whole-model
+// capture (captureCalibration) bit for bit.
+
+import type { TextModelConfig } from "../../checkpoint/config.ts";
+import type { TokenBlock } from "../../runtime/attention-backend.ts";
+import { GqaAttentionBackend } from "../../runtime/gqa-attention.ts";
+import { rmsNorm, swiglu } from "../../runtime/ops.ts";
+import { ropeIndexPositions, tokenModalities, type ImageGrid } from "../../runtime/rope-index.ts";
+import { pairStreams, ropeInvFreq, ropeTables, type RopeTables } from "../../runtime/rope.ts";
+import type { GqaAttentionWeights, LayerShellWeights } from "../../runtime/weights.ts";
+import { CalibrationError } from "./errors.ts";
+
+/** One calibration sequence ready for the decoder: token ids, its image embeddings and grids. */
+export interface CalibrationSample {
+  readonly inputIds: readonly number[];
+  /** [image-pad tokens × hidden], in order; absent for a text-only sequence. */
+  readonly imageEmbeds?: Float32Array;
+  /** The merged-token grid of each image, in order. */
+  readonly imageGrids?: readonly ImageGrid[];
+}
+
+/** What a layer's visitor sees of one sequence (arrays it may keep). */
+export interface LayerSequenceCapture {
+  readonly sequence: number;
+  readonly length: number;
+  readonly modality: Uint8Array;
+  readonly rope: RopeTables;
+  /** [T × hidden] attention input (after the input RMSNorm). */
+  readonly x: Float64Array;
+  /** [T × n_h·d_h] pre-RoPE q, bias added. */
+  readonly q: Float64Array;
+  /** [T × n_kv·d_h] pre-RoPE k, bias added. */
+  readonly k: Float64Array;
+}
+
+interface SequenceState {
+  readonly block: TokenBlock;
+  readonly h: Float64Array;
+}
+
+export class LayerwiseCalibration {
+  private readonly states: SequenceState[];
+  readonly tokens: { text: number; image: number } = { text: 0, image: 0 };
+
+  /**
+   * `embedRows(ids)` returns the embedding rows of `ids` ([n × hidden] f32): the caller reads them from the lazy
+   * checkpoint, so the embedding table is never held as f32.
+   */
+  constructor(
+    private readonly config: TextModelConfig,
+    samples: readonly CalibrationSample[],
+    embedRows: (ids: Int32Array) => Float32Array,
+  ) {
+    const d = config.hiddenSize;
+    const pad = config.tokens.imagePad ?? -1;
+    const invFreq = ropeInvFreq(config.headDim, config.ropeTheta);
+    const streams = pairStreams(config.headDim, config.mropeSection);
+    this.states = samples.map((s, i) => {
+      const n = s.inputIds.length;
+      if (n === 0) throw new CalibrationError("no_tokens", `calibration sequence ${i} is empty`);
+      const ids = new Int32Array(n);
+      for (let t = 0; t < n; t++) {
+        const v = s.inputIds[t];
+        if (!Number.isInteger(v) || v < 0 || v >= config.vocabSize) throw new CalibrationError("bad_sequence", `calibration sequence ${i}: token ${v} at ${t} is outside the vocabulary of ${config.vocabSize}`);
+        ids[t] = v;
+      }
+      let pads = 0;
+      for (let t = 0; t < n; t++) if (ids[t] === pad) pads++;
+      if (pads > 0 && (s.imageEmbeds === undefined || s.imageEmbeds.length !== pads * d)) {
+        throw new CalibrationError("bad_sequence", `calibration sequence ${i} has ${pads} image-pad tokens but ${s.imageEmbeds === undefined ? "no" : s.imageEmbeds.length / d} image embeddings`);
+      }
+      const { positions } = ropeIndexPositions(ids, 0, pad, s.imageGrids ?? []);
+      const block: TokenBlock = {
+        start: 0,
+        count: n,
+        ids,
+        positions,
+        modality: tokenModalities(ids, config.imageRoutedTokenIds),
+        rope: ropeTables(positions, n, invFreq, streams),
+      };
+      for (const m of block.modality) {
+        if (m === 1) this.tokens.image++;
+        else this.tokens.text++;
+      }
+      const h = new Float64Array(n * d);
+      const rows = embedRows(ids);
+      let p = 0;
+      for (let t = 0; t < n; t++) {
+        if (ids[t] === pad) {
+          for (let e = 0; e < d; e++) h[t * d + e] = s.imageEmbeds![p * d + e];
+          p++;
+        } else for (let e = 0; e < d; e++) h[t * d + e] = rows[t * d + e];
+      }
+      return { block, h };
+    });
+  }
+
+  get sequences(): number {
+    return this.states.length;
+  }
+
+  /** Bytes of hidden state carried between layers. */
+  get stateBytes(): number {
+    return this.states.reduce((s, st) => s + st.h.byteLength, 0);
+  }
+
+  /**
+   * Runs layer `layer` of the original model over every sequence: the visitor gets each sequence's attention input and
+   * pre-RoPE q/k, then the hidden states move past the layer (attention + SwiGLU MLP, with residuals).
+   */
+  runLayer(layer: number, attention: GqaAttentionWeights, shell: LayerShellWeights, visit: (c: LayerSequenceCapture) => void): void {
+    const cfg = this.config;
+    const d = cfg.hiddenSize;
+    const one: TextModelConfig = { ...cfg, numLayers: 1 };
+    this.states.forEach((st, i) => {
+      const n = st.block.count;
+      const xn = new Float64Array(n * d);
+      const attn = new Float64Array(n * d);
+      rmsNorm(st.h, n, d, shell.inputNorm, cfg.rmsNormEps, xn);
+      const backend = new GqaAttentionBackend({ config: one, shell: { embedTokens: new Float32Array(0), finalNorm: new Float32Array(0), lmHead: new Float32Array(0), layers: [] }, attention: [attention] });
+      backend.forwardLayer(0, xn, st.block, attn, (c) => visit({ sequence: i, length: n, modality: st.block.modality, rope: st.block.rope, x: c.x, q: c.q!, k: c.k! }));
+      const h = st.h;
+      for (let j = 0; j < n * d; j++) h[j] += attn[j];
+      rmsNorm(h, n, d, shell.postNorm, cfg.rmsNormEps, xn);
+      swiglu(xn, n, d, cfg.intermediateSize, shell.gate, shell.up, shell.down, new Float64Array(n * cfg.intermediateSize), new Float64Array(n * cfg.intermediateSize), attn);
+      for (let j = 0; j < n * d; j++) h[j] += attn[j];
+      void layer;
+    });
+  }
+}
