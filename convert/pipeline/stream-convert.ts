@@ -100,6 +100,10 @@ export interface StreamConvertResult {
   readonly latentSpaces: 1 | 2;
   readonly bytesWritten: number;
   readonly phases: PhaseSeconds;
+  /** The same phases summed over the decoder layers only (without the embeddings, lm_head and vision tower copies). */
+  readonly layerPhases: PhaseSeconds;
+  /** Wall seconds of each decoder layer. */
+  readonly layerSeconds: number[];
   readonly layers: number;
   readonly seconds: number;
 }
@@ -275,10 +279,13 @@ export async function streamConvert(req: StreamConvertRequest): Promise<StreamCo
     const scoreValues = fixed === null ? new Float64Array(L * config.numKvHeads * half) : null;
     const factorise = (moments: readonly LayerMoments[] | null) => kvFactoriser(opts.svd, opts.dKv, { moments, damping: opts.damping ?? DEFAULT_DAMPING });
     const bar = log ? new ProgressBar(log, "convert", L) : null;
+    const before: PhaseSeconds = { ...phases };
+    const layerSeconds: number[] = [];
     const S = calibration?.sequences ?? 0;
     const calBar = log && calibration !== null ? new ProgressBar(log, "calibrate", L * S) : null;
     const every = Math.max(1, Math.ceil(S / 8));
     for (let l = 0; l < L; l++) {
+      const layerStart = performance.now();
       const attention = await timed("read", () => loadGqaAttention(src, config, naming, l));
       let pairs: number[][];
       let moments: LayerMoments[] | null = null;
@@ -328,8 +335,10 @@ export async function streamConvert(req: StreamConvertRequest): Promise<StreamCo
       }
       for (const t of tensors) await timed("write", () => w.write(t.name, typeof t.data === "function" ? (t.data as () => Float32Array)() : t.data));
       for (const s of layerSpecs[l].slice(0, 5)) await copy(s.name, s);
+      layerSeconds.push((performance.now() - layerStart) / 1000);
       bar?.tick(`layer ${l + 1}/${L}`);
     }
+    const layerPhases = Object.fromEntries(Object.entries(phases).map(([k, s]) => [k, s - before[k as keyof PhaseSeconds]])) as unknown as PhaseSeconds;
     for (const n of visual) await copy(n, specs.find((s) => s.name === n)!);
     const files = await timed("write", () => w.finish());
 
@@ -377,6 +386,8 @@ export async function streamConvert(req: StreamConvertRequest): Promise<StreamCo
       latentSpaces,
       bytesWritten: w.bytesWritten,
       phases,
+      layerPhases,
+      layerSeconds,
       layers: L,
       seconds: (performance.now() - started) / 1000,
     };

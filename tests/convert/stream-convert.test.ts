@@ -14,7 +14,9 @@ import { copyTensors } from "../../checkpoint/copy-tensors.ts";
 import type { TensorSource } from "../../checkpoint/tensor-source.ts";
 import { readChatCalibration } from "../../convert/calibration/chat-calib.ts";
 import type { CalibrationSample } from "../../convert/calibration/layer-forward.ts";
-import { visionPassThrough } from "../../convert/cli/convert.ts";
+import { loadCalibrationSamples, visionPassThrough } from "../../convert/cli/convert.ts";
+import { readCalibrationSet } from "../../convert/calibration/calib-set.ts";
+import { loadVisionSide } from "../../convert/eval/vlm-dir.ts";
 import { convertModel, type ConvertOptions } from "../../convert/pipeline/convert-model.ts";
 import { ConversionError } from "../../convert/pipeline/errors.ts";
 import { streamConvert } from "../../convert/pipeline/stream-convert.ts";
@@ -22,6 +24,7 @@ import { mlaCheckpointConfig, mlaCheckpointTensors } from "../../runtime/mla/che
 import { loadGqaModel } from "../../runtime/weights.ts";
 import { runCli } from "../cli/run-cli.ts";
 
+const TINY = fileURLToPath(new URL("../../fixtures/tiny-qwen-vl/", import.meta.url));
 const MINI = fileURLToPath(new URL("../../fixtures/qwen25vl-mini/", import.meta.url));
 let tmp: string;
 let calibFile: string;
@@ -147,6 +150,30 @@ describe("streaming conversion (qwen25vl-mini)", () => {
     const l = await runCli(["convert", "--model", MINI, "--out", join(tmp, "cli-lim"), "--d-kv", "4", "--strategy", "mkl", "--svd", "joint", "--calib", calibFile, "--calib-limit", "10", "--json"]);
     expect(l.code).toBe(0);
     expect((JSON.parse(l.stdout) as { calibrationTokens: { image: number } }).calibrationTokens.image).toBe(57);
+  }, 120_000);
+
+  it("tiny-qwen-vl's own calib.jsonl (toy tower): streamed mkl + MD-SVD equals convertModel byte for byte in f32, so docs/fidelity.md's inputs are unchanged", async () => {
+    const ck = await openCheckpointDir(TINY);
+    let samplesTiny: CalibrationSample[];
+    try {
+      samplesTiny = await loadCalibrationSamples(join(TINY, "calib.jsonl"), TINY, ck.config, ck.rawConfig, { sequences: 16, tokens: Infinity }, () => {});
+      const orig = await loadGqaModel(ck.source, ck.config);
+      const side = await loadVisionSide(TINY, ck.rawConfig);
+      const sequences = await readCalibrationSet(join(TINY, "calib.jsonl"), 16);
+      const opts: ConvertOptions = { strategy: "mkl", ropeDims: 8, svd: "md", dKv: 8 };
+      const mem = convertModel(orig, opts, { sequences, vision: side.vision, imageGrid: side.imageGrid });
+      const memDir = join(tmp, "tiny-mem");
+      await writeShardedCheckpoint(memDir, mlaCheckpointTensors(mem.model, { dtype: "F32" }));
+      await writeFile(join(memDir, "config.json"), JSON.stringify(mlaCheckpointConfig(mem.model, ck.rawConfig)));
+      const r = await streamConvert({ modelDir: TINY, outDir: join(tmp, "tiny-stream"), options: opts, dtype: "f32", calibration: samplesTiny });
+      expect(r.selection.keptPairs).toEqual(mem.selection.keptPairs);
+      expect(Buffer.from(r.selection.scores!.values.buffer).equals(Buffer.from(mem.selection.scores!.values.buffer))).toBe(true); // the attention-KL scores, bit for bit
+      expect(r.selection.ranks).toEqual(mem.selection.ranks);
+      expect(r.calibrationTokens).toEqual(mem.calibrationTokens);
+      expectSameTensors(await tensorBytes(join(tmp, "tiny-stream")), await tensorBytes(memDir));
+    } finally {
+      await ck.source.close();
+    }
   }, 120_000);
 
   describe("failures leave nothing behind", () => {
