@@ -6,8 +6,10 @@
 
 import type { TextModelConfig } from "../../checkpoint/config.ts";
 import type { TokenBlock } from "../../runtime/attention-backend.ts";
-import { GqaAttentionBackend } from "../../runtime/gqa-attention.ts";
-import { rmsNorm, swiglu } from "../../runtime/ops.ts";
+import { GqaAttentionBackend, rotateHeadPairs } from "../../runtime/gqa-attention.ts";
+import { rmsNorm, softmaxInPlace, swiglu } from "../../runtime/ops.ts";
+import { allPairs } from "../../runtime/rope.ts";
+import { WasmLinearF32 } from "../linalg/linear-f32-wasm.ts";
 import { ropeIndexPositions, tokenModalities, type ImageGrid } from "../../runtime/rope-index.ts";
 import { pairStreams, ropeInvFreq, ropeTables, type RopeTables } from "../../runtime/rope.ts";
 import type { GqaAttentionWeights, LayerShellWeights } from "../../runtime/weights.ts";
@@ -36,6 +38,12 @@ export interface LayerSequenceCapture {
   readonly k: Float64Array;
 }
 
+/**
+ * `reference`: the runtime's f64 CPU ops (bit-identical to a whole-model capture; slow). `wasm-f32`: the projections
+ * (q/k/v/o, gate/up/down: all but the attention scores) in f32 on build/linalg.wasm's SIMD kernel, ≈ 25× faster.
+ */
+export type CalibrationForward = "reference" | "wasm-f32";
+
 interface SequenceState {
   readonly block: TokenBlock;
   readonly h: Float64Array;
@@ -43,6 +51,7 @@ interface SequenceState {
 
 export class LayerwiseCalibration {
   private readonly states: SequenceState[];
+  private wasm: WasmLinearF32 | null = null;
   readonly tokens: { text: number; image: number } = { text: 0, image: 0 };
 
   /**
@@ -53,7 +62,12 @@ export class LayerwiseCalibration {
     private readonly config: TextModelConfig,
     samples: readonly CalibrationSample[],
     embedRows: (ids: Int32Array) => Float32Array,
+    readonly forward: CalibrationForward = "reference",
   ) {
+    if (forward === "wasm-f32") {
+      this.wasm = WasmLinearF32.create();
+      if (this.wasm === null) throw new CalibrationError("bad_sequence", "the wasm-f32 calibration forward needs build/linalg.wasm with gemmNTf32: run `npm run build:linalg-wasm`");
+    }
     const d = config.hiddenSize;
     const pad = config.tokens.imagePad ?? -1;
     const invFreq = ropeInvFreq(config.headDim, config.ropeTheta);
@@ -112,6 +126,10 @@ export class LayerwiseCalibration {
    * pre-RoPE q/k, then the hidden states move past the layer (attention + SwiGLU MLP, with residuals).
    */
   runLayer(layer: number, attention: GqaAttentionWeights, shell: LayerShellWeights, visit: (c: LayerSequenceCapture) => void): void {
+    if (this.wasm !== null) {
+      this.runLayerWasm(this.wasm, attention, shell, visit);
+      return;
+    }
     const cfg = this.config;
     const d = cfg.hiddenSize;
     const one: TextModelConfig = { ...cfg, numLayers: 1 };
@@ -127,7 +145,81 @@ export class LayerwiseCalibration {
       rmsNorm(h, n, d, shell.postNorm, cfg.rmsNormEps, xn);
       swiglu(xn, n, d, cfg.intermediateSize, shell.gate, shell.up, shell.down, new Float64Array(n * cfg.intermediateSize), new Float64Array(n * cfg.intermediateSize), attn);
       for (let j = 0; j < n * d; j++) h[j] += attn[j];
-      void layer;
     });
+  }
+
+  /** runLayer on the wasm f32 projections; the attention scores, softmax and norms stay f64 as in the reference. */
+  private runLayerWasm(lin: WasmLinearF32, w: GqaAttentionWeights, shell: LayerShellWeights, visit: (c: LayerSequenceCapture) => void): void {
+    const cfg = this.config;
+    const { hiddenSize: d, numHeads: nh, numKvHeads: nkv, headDim: dh, intermediateSize: f } = cfg;
+    const qDim = nh * dh;
+    const kvDim = nkv * dh;
+    const half = dh / 2;
+    const group = nh / nkv;
+    const full = allPairs(half);
+    lin.reset();
+    const wq = lin.upload(w.qProj, qDim, d);
+    const wk = lin.upload(w.kProj, kvDim, d);
+    const wv = lin.upload(w.vProj, kvDim, d);
+    const wo = lin.upload(w.oProj, d, qDim);
+    const wg = lin.upload(shell.gate, f, d);
+    const wu = lin.upload(shell.up, f, d);
+    const wd = lin.upload(shell.down, d, f);
+    const scale = 1 / Math.sqrt(dh);
+    try {
+      this.states.forEach((st, i) => {
+        const n = st.block.count;
+        const xn = new Float64Array(n * d);
+        rmsNorm(st.h, n, d, shell.inputNorm, cfg.rmsNormEps, xn);
+        const q = new Float64Array(n * qDim);
+        const k = new Float64Array(n * kvDim);
+        const v = new Float64Array(n * kvDim);
+        lin.linear(xn, n, d, wq, w.qBias, q);
+        lin.linear(xn, n, d, wk, w.kBias, k);
+        lin.linear(xn, n, d, wv, w.vBias, v);
+        visit({ sequence: i, length: n, modality: st.block.modality, rope: st.block.rope, x: xn, q: q.slice(), k: k.slice() });
+        for (let t = 0; t < n; t++) {
+          for (let h = 0; h < nh; h++) rotateHeadPairs(q, t * qDim + h * dh, half, full, st.block.rope, t);
+          for (let g = 0; g < nkv; g++) rotateHeadPairs(k, t * kvDim + g * dh, half, full, st.block.rope, t);
+        }
+        const o = new Float64Array(n * qDim);
+        const s = new Float64Array(n);
+        for (let t = 0; t < n; t++) {
+          for (let h = 0; h < nh; h++) {
+            const g = Math.floor(h / group);
+            const qo = t * qDim + h * dh;
+            for (let j = 0; j <= t; j++) {
+              const ko = j * kvDim + g * dh;
+              let dot = 0;
+              for (let e = 0; e < dh; e++) dot += q[qo + e] * k[ko + e];
+              s[j] = dot * scale;
+            }
+            softmaxInPlace(s, t + 1);
+            for (let j = 0; j <= t; j++) {
+              const p = s[j];
+              const vo = j * kvDim + g * dh;
+              for (let e = 0; e < dh; e++) o[qo + e] += p * v[vo + e];
+            }
+          }
+        }
+        const attn = new Float64Array(n * d);
+        lin.linear(o, n, qDim, wo, null, attn);
+        const h = st.h;
+        for (let j = 0; j < n * d; j++) h[j] += attn[j];
+        rmsNorm(h, n, d, shell.postNorm, cfg.rmsNormEps, xn);
+        const gate = new Float64Array(n * f);
+        const up = new Float64Array(n * f);
+        lin.linear(xn, n, d, wg, null, gate);
+        lin.linear(xn, n, d, wu, null, up);
+        for (let j = 0; j < n * f; j++) {
+          const gv = gate[j];
+          gate[j] = (gv / (1 + Math.exp(-gv))) * up[j];
+        }
+        lin.linear(gate, n, f, wd, null, attn);
+        for (let j = 0; j < n * d; j++) h[j] += attn[j];
+      });
+    } finally {
+      lin.reset();
+    }
   }
 }

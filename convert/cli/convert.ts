@@ -16,7 +16,7 @@ import { mlaCheckpointConfig, mlaCheckpointTensors } from "../../runtime/mla/che
 import { MlaBuildError } from "../../runtime/mla/build.ts";
 import { runVisionTower } from "../../runtime/vision/toy-tower.ts";
 import { isChatCalibration, readChatCalibration } from "../calibration/chat-calib.ts";
-import type { CalibrationSample } from "../calibration/layer-forward.ts";
+import type { CalibrationForward, CalibrationSample } from "../calibration/layer-forward.ts";
 import { parseCalibrationSet } from "../calibration/calib-set.ts";
 import { loadVisionSide } from "../eval/vlm-dir.ts";
 import { DEFAULT_DAMPING, validateConversion, type ConversionResult, type ConvertOptions } from "../pipeline/convert-model.ts";
@@ -156,6 +156,12 @@ export const convertCommand = defineCommand({
     "calib-count": { type: "string", default: String(DEFAULT_CALIBRATION_SEQUENCES), valueName: "N", description: "calibration sequences to use at most" },
     "calib-limit": { type: "string", valueName: "TOKENS", description: "calibration tokens to use at most (whole conversations; the first is always used)" },
     damping: { type: "string", default: String(DEFAULT_DAMPING), valueName: "λ", description: "MD-SVD eigen-damping relative to the largest eigenvalue" },
+    forward: {
+      type: "string",
+      default: "wasm-f32",
+      choices: ["wasm-f32", "reference"],
+      description: "calibration forward: wasm-f32 (SIMD f32 projections, fast) or reference (the runtime's f64 ops, slow)",
+    },
     dtype: { type: "string", default: "bf16", choices: OUTPUT_DTYPES, description: "output float dtype of the decoder tensors (visual.* keep theirs)" },
     json: { type: "boolean", description: "print a JSON summary (files, kept pairs, timings) on stdout" },
   },
@@ -196,6 +202,7 @@ export const convertCommand = defineCommand({
         options: opts,
         dtype: args.dtype as OutputDtype,
         calibration,
+        forward: args.forward as CalibrationForward,
         progress: log,
         conversionInfo: args.calib === undefined ? {} : { calibration_file: basename(args.calib), calibration_sequences: calibration?.length ?? 0 },
       });

@@ -26,7 +26,7 @@ import { buildMlaAttention } from "../../runtime/mla/build.ts";
 import { mlaLayerTensors } from "../../runtime/mla/checkpoint.ts";
 import type { MlaAttentionWeights } from "../../runtime/mla/weights.ts";
 import { loadGqaAttention, loadLayerShell } from "../../runtime/weights.ts";
-import { LayerwiseCalibration, type CalibrationSample } from "../calibration/layer-forward.ts";
+import { LayerwiseCalibration, type CalibrationForward, type CalibrationSample } from "../calibration/layer-forward.ts";
 import { SecondMomentAccumulator } from "../linalg/second-moment.ts";
 import { LayerPairScorer } from "../rope/layer-scores.ts";
 import { rankPairs, topPairs } from "../rope/ranking.ts";
@@ -73,6 +73,8 @@ export interface StreamConvertRequest {
   readonly dtype?: OutputDtype;
   /** Calibration sequences (needed by 2-norm, mkl and md). */
   readonly calibration?: readonly CalibrationSample[] | null;
+  /** Calibration forward: `wasm-f32` (default, the SIMD projections) or `reference` (f64, equal to convertModel's). */
+  readonly forward?: CalibrationForward;
   readonly progress?: ProgressSink;
   readonly maxShardBytes?: number;
   /** Where file bytes go (tests inject a failing one). */
@@ -264,7 +266,7 @@ export async function streamConvert(req: StreamConvertRequest): Promise<StreamCo
             const out = new Float32Array(ids.length * d);
             ids.forEach((id, i) => out.set(decodeFloat32(bytes.subarray(id * rowBytes, (id + 1) * rowBytes), info.dtype, d, `${label}: ${embName}`), i * d));
             return out;
-          });
+          }, req.forward ?? "wasm-f32");
           bar?.at(calib.length, `${c.tokens.text + c.tokens.image} tokens`);
           return c;
         });
@@ -359,6 +361,7 @@ export async function streamConvert(req: StreamConvertRequest): Promise<StreamCo
       damping: svdMethodNeedsCalibration(opts.svd) ? (opts.damping ?? DEFAULT_DAMPING) : null,
       dtype: dtypeName,
       calibration_tokens: tokens,
+      calibration_forward: calibration === null ? null : calibration.forward,
       ...(req.conversionInfo ?? {}),
     };
     await writeFile(join(tmp, "config.json"), JSON.stringify(cfgJson, null, 2) + "\n");

@@ -127,7 +127,7 @@ describe("streaming conversion (qwen25vl-mini)", () => {
     expect(s[0].imageGrids).toEqual([{ rows: 5, cols: 11 }]);
     expect(s[0].imageEmbeds!.length).toBe(55 * 64);
     const opts: ConvertOptions = { strategy: "mkl", ropeDims: 4, svd: "md", dKv: 4 };
-    const r = await streamConvert({ modelDir: MINI, outDir: join(tmp, "cal-stream"), options: opts, calibration: s });
+    const r = await streamConvert({ modelDir: MINI, outDir: join(tmp, "cal-stream"), options: opts, calibration: s, forward: "reference" });
     expect(r.latentSpaces).toBe(2);
     expect(r.calibrationTokens.image).toBe(55 + 18 + 4); // pads + vision_start/end (image-routed ids)
     await inMemory(join(tmp, "cal-mem"), opts, s);
@@ -165,7 +165,7 @@ describe("streaming conversion (qwen25vl-mini)", () => {
       const memDir = join(tmp, "tiny-mem");
       await writeShardedCheckpoint(memDir, mlaCheckpointTensors(mem.model, { dtype: "F32" }));
       await writeFile(join(memDir, "config.json"), JSON.stringify(mlaCheckpointConfig(mem.model, ck.rawConfig)));
-      const r = await streamConvert({ modelDir: TINY, outDir: join(tmp, "tiny-stream"), options: opts, dtype: "f32", calibration: samplesTiny });
+      const r = await streamConvert({ modelDir: TINY, outDir: join(tmp, "tiny-stream"), options: opts, dtype: "f32", calibration: samplesTiny, forward: "reference" });
       expect(r.selection.keptPairs).toEqual(mem.selection.keptPairs);
       expect(Buffer.from(r.selection.scores!.values.buffer).equals(Buffer.from(mem.selection.scores!.values.buffer))).toBe(true); // the attention-KL scores, bit for bit
       expect(r.selection.ranks).toEqual(mem.selection.ranks);
