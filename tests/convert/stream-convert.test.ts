@@ -146,6 +146,10 @@ describe("streaming conversion (qwen25vl-mini)", () => {
     const g = await runCli(["generate", "--model", out, "--prompt", "Name three colors.", "--max-tokens", "3", "--temperature", "0", "--json"]);
     expect(g.code).toBe(0);
     expect((JSON.parse(g.stdout) as { kind: string; output_ids: number[] }).output_ids).toHaveLength(3);
+    // pack takes the sharded output as its input
+    const p = await runCli(["pack", "--model", out, "--out", join(tmp, "cli-mkl-md-bundle"), "--weights", "int4", "--block", "32"]);
+    expect(p.code).toBe(0);
+    expect(await readdir(join(tmp, "cli-mkl-md-bundle"))).toContain("manifest.json");
     // --calib-limit keeps whole conversations up to the token budget (the first always)
     const l = await runCli(["convert", "--model", MINI, "--out", join(tmp, "cli-lim"), "--d-kv", "4", "--strategy", "mkl", "--svd", "joint", "--calib", calibFile, "--calib-limit", "10", "--json"]);
     expect(l.code).toBe(0);
