@@ -112,6 +112,11 @@ export class LayerwiseCalibration {
     });
   }
 
+  /** Stops the wasm forward's worker thread. */
+  async close(): Promise<void> {
+    await this.wasm?.close();
+  }
+
   get sequences(): number {
     return this.states.length;
   }

@@ -184,6 +184,7 @@ export async function streamConvert(req: StreamConvertRequest): Promise<StreamCo
   const label = req.modelDir;
   let tmp: string | null = null;
   let writer: ShardedCheckpointWriter | null = null;
+  let calibration: LayerwiseCalibration | null = null;
   try {
     validateConversion(config, opts);
     const calib = req.calibration ?? null;
@@ -253,7 +254,6 @@ export async function streamConvert(req: StreamConvertRequest): Promise<StreamCo
     };
 
     // head: embeddings (rows needed by calibration decoded from its bytes), lm_head, final norm
-    let calibration: LayerwiseCalibration | null = null;
     {
       const embName = naming.embedTokens;
       const info = src.info(embName);
@@ -341,6 +341,7 @@ export async function streamConvert(req: StreamConvertRequest): Promise<StreamCo
       bar?.tick(`layer ${l + 1}/${L}`);
     }
     const layerPhases = Object.fromEntries(Object.entries(phases).map(([k, s]) => [k, s - before[k as keyof PhaseSeconds]])) as unknown as PhaseSeconds;
+    await calibration?.close();
     for (const n of visual) await copy(n, specs.find((s) => s.name === n)!);
     const files = await timed("write", () => w.finish());
 
@@ -395,6 +396,7 @@ export async function streamConvert(req: StreamConvertRequest): Promise<StreamCo
       seconds: (performance.now() - started) / 1000,
     };
   } finally {
+    await calibration?.close().catch(() => undefined);
     if (tmp !== null) {
       await writer?.abort();
       await src.close().catch(() => undefined);
