@@ -9,7 +9,7 @@ import type { TokenBlock } from "../../runtime/attention-backend.ts";
 import { GqaAttentionBackend, rotateHeadPairs } from "../../runtime/gqa-attention.ts";
 import { rmsNorm, softmaxInPlace, swiglu } from "../../runtime/ops.ts";
 import { allPairs } from "../../runtime/rope.ts";
-import { WasmLinearF32 } from "../linalg/linear-f32-wasm.ts";
+import { WasmLinearF32, type WasmWeight } from "../linalg/linear-f32-wasm.ts";
 import { ropeIndexPositions, tokenModalities, type ImageGrid } from "../../runtime/rope-index.ts";
 import { pairStreams, ropeInvFreq, ropeTables, type RopeTables } from "../../runtime/rope.ts";
 import type { GqaAttentionWeights, LayerShellWeights } from "../../runtime/weights.ts";
@@ -43,6 +43,12 @@ export interface LayerSequenceCapture {
  * (q/k/v/o, gate/up/down: all but the attention scores) in f32 on build/linalg.wasm's SIMD kernel, ≈ 25× faster.
  */
 export type CalibrationForward = "reference" | "wasm-f32";
+
+/** Reads a layer's norms and MLP matrices on demand (from the lazy checkpoint). */
+export interface LayerShellReader {
+  norms(): Promise<Pick<LayerShellWeights, "inputNorm" | "postNorm">>;
+  matrix(which: "gate" | "up" | "down"): Promise<Float32Array>;
+}
 
 interface SequenceState {
   readonly block: TokenBlock;
@@ -153,8 +159,62 @@ export class LayerwiseCalibration {
     });
   }
 
+  /**
+   * Like runLayer, reading the layer's shell through `read`: with the wasm forward each MLP matrix is uploaded to wasm
+   * memory as soon as it is read and its f32 copy dropped, so the layer's MLP is held once, not twice.
+   */
+  async runLayerFrom(layer: number, attention: GqaAttentionWeights, read: LayerShellReader, visit: (c: LayerSequenceCapture) => void): Promise<void> {
+    if (this.wasm === null) {
+      const shell: LayerShellWeights = { ...(await read.norms()), gate: await read.matrix("gate"), up: await read.matrix("up"), down: await read.matrix("down") };
+      this.runLayer(layer, attention, shell, visit);
+      return;
+    }
+    const lin = this.wasm;
+    const { hiddenSize: d, intermediateSize: f } = this.config;
+    lin.reset();
+    try {
+      const w = this.uploadAttention(lin, attention);
+      const norms = await read.norms();
+      const wg = lin.upload(await read.matrix("gate"), f, d);
+      const wu = lin.upload(await read.matrix("up"), f, d);
+      const wd = lin.upload(await read.matrix("down"), d, f);
+      this.runWasm(lin, attention, w, norms, { wg, wu, wd }, visit);
+    } finally {
+      lin.reset();
+    }
+  }
+
+  private uploadAttention(lin: WasmLinearF32, w: GqaAttentionWeights): { wq: WasmWeight; wk: WasmWeight; wv: WasmWeight; wo: WasmWeight } {
+    const { hiddenSize: d, numHeads: nh, numKvHeads: nkv, headDim: dh } = this.config;
+    return {
+      wq: lin.upload(w.qProj, nh * dh, d),
+      wk: lin.upload(w.kProj, nkv * dh, d),
+      wv: lin.upload(w.vProj, nkv * dh, d),
+      wo: lin.upload(w.oProj, d, nh * dh),
+    };
+  }
+
   /** runLayer on the wasm f32 projections; the attention scores, softmax and norms stay f64 as in the reference. */
   private runLayerWasm(lin: WasmLinearF32, w: GqaAttentionWeights, shell: LayerShellWeights, visit: (c: LayerSequenceCapture) => void): void {
+    const { hiddenSize: d, intermediateSize: f } = this.config;
+    lin.reset();
+    try {
+      const a = this.uploadAttention(lin, w);
+      const mlp = { wg: lin.upload(shell.gate, f, d), wu: lin.upload(shell.up, f, d), wd: lin.upload(shell.down, d, f) };
+      this.runWasm(lin, w, a, shell, mlp, visit);
+    } finally {
+      lin.reset();
+    }
+  }
+
+  private runWasm(
+    lin: WasmLinearF32,
+    w: GqaAttentionWeights,
+    { wq, wk, wv, wo }: { wq: WasmWeight; wk: WasmWeight; wv: WasmWeight; wo: WasmWeight },
+    shell: Pick<LayerShellWeights, "inputNorm" | "postNorm">,
+    { wg, wu, wd }: { wg: WasmWeight; wu: WasmWeight; wd: WasmWeight },
+    visit: (c: LayerSequenceCapture) => void,
+  ): void {
     const cfg = this.config;
     const { hiddenSize: d, numHeads: nh, numKvHeads: nkv, headDim: dh, intermediateSize: f } = cfg;
     const qDim = nh * dh;
@@ -162,16 +222,8 @@ export class LayerwiseCalibration {
     const half = dh / 2;
     const group = nh / nkv;
     const full = allPairs(half);
-    lin.reset();
-    const wq = lin.upload(w.qProj, qDim, d);
-    const wk = lin.upload(w.kProj, kvDim, d);
-    const wv = lin.upload(w.vProj, kvDim, d);
-    const wo = lin.upload(w.oProj, d, qDim);
-    const wg = lin.upload(shell.gate, f, d);
-    const wu = lin.upload(shell.up, f, d);
-    const wd = lin.upload(shell.down, d, f);
     const scale = 1 / Math.sqrt(dh);
-    try {
+    {
       this.states.forEach((st, i) => {
         const n = st.block.count;
         const xn = new Float64Array(n * d);
@@ -223,8 +275,6 @@ export class LayerwiseCalibration {
         lin.linear(gate, n, f, wd, null, attn);
         for (let j = 0; j < n * d; j++) h[j] += attn[j];
       });
-    } finally {
-      lin.reset();
     }
   }
 }

@@ -25,8 +25,8 @@ import { Modality } from "../../format/cache-spec.ts";
 import { buildMlaAttention } from "../../runtime/mla/build.ts";
 import { mlaLayerTensors } from "../../runtime/mla/checkpoint.ts";
 import type { MlaAttentionWeights } from "../../runtime/mla/weights.ts";
-import { loadGqaAttention, loadLayerShell } from "../../runtime/weights.ts";
-import { LayerwiseCalibration, type CalibrationForward, type CalibrationSample } from "../calibration/layer-forward.ts";
+import { loadGqaAttention } from "../../runtime/weights.ts";
+import { LayerwiseCalibration, type CalibrationForward, type CalibrationSample, type LayerShellReader } from "../calibration/layer-forward.ts";
 import { SecondMomentAccumulator } from "../linalg/second-moment.ts";
 import { LayerPairScorer } from "../rope/layer-scores.ts";
 import { rankPairs, topPairs } from "../rope/ranking.ts";
@@ -292,14 +292,23 @@ export async function streamConvert(req: StreamConvertRequest): Promise<StreamCo
       let pairs: number[][];
       let moments: LayerMoments[] | null = null;
       if (calibration !== null) {
-        const shell = await timed("read", () => loadLayerShell(src, config, naming, l));
+        const ln = layerTensorNames(naming, l);
+        const reader: LayerShellReader = {
+          norms: async () => ({ inputNorm: await src.readFloat32(ln.inputNorm, [d]), postNorm: await src.readFloat32(ln.postNorm, [d]) }),
+          matrix: (which) => {
+            const t0 = performance.now();
+            const name = which === "gate" ? ln.gate : which === "up" ? ln.up : ln.down;
+            return src.readFloat32(name, which === "down" ? [d, f] : [f, d]).finally(() => (readInCalibrate += (performance.now() - t0) / 1000));
+          },
+        };
+        let readInCalibrate = 0;
         const scorer = needsCalibration(opts.strategy) ? new LayerPairScorer(opts.strategy as "2-norm" | "mkl", config, calibration.sequences) : null;
         const wantMoments = svdMethodNeedsCalibration(opts.svd);
         const text = wantMoments ? new SecondMomentAccumulator(d) : null;
         const image = wantMoments ? new SecondMomentAccumulator(d) : null;
         let rankSeconds = 0;
         await timed("calibrate", () =>
-          calibration!.runLayer(l, attention, shell, (c) => {
+          calibration!.runLayerFrom(l, attention, reader, (c) => {
             if ((c.sequence + 1) % every === 0 || c.sequence + 1 === S) calBar?.at(l * S + c.sequence + 1, `layer ${l + 1}/${L} · sequence ${c.sequence + 1}/${S}`);
             text?.add(c.x, c.modality, Modality.text);
             image?.add(c.x, c.modality, Modality.image);
@@ -310,6 +319,8 @@ export async function streamConvert(req: StreamConvertRequest): Promise<StreamCo
             }
           }),
         );
+        phases.calibrate -= readInCalibrate;
+        phases.read += readInCalibrate;
         phases.calibrate -= rankSeconds;
         phases.rank += rankSeconds;
         if (text !== null && image !== null) {

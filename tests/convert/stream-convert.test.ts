@@ -132,6 +132,13 @@ describe("streaming conversion (qwen25vl-mini)", () => {
     expect(r.calibrationTokens.image).toBe(55 + 18 + 4); // pads + vision_start/end (image-routed ids)
     await inMemory(join(tmp, "cal-mem"), opts, s);
     expectSameTensors(await tensorBytes(join(tmp, "cal-stream")), await tensorBytes(join(tmp, "cal-mem")));
+    // the default wasm-f32 forward (MLP matrices streamed into wasm memory) ranks with the same scores to f32 rounding
+    const fast = await streamConvert({ modelDir: MINI, outDir: join(tmp, "cal-fast"), options: opts, calibration: s });
+    const a = r.selection.scores!.values;
+    const b = fast.selection.scores!.values;
+    const scale = a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    expect(a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0)).toBeLessThan(1e-4 * scale);
+    expect(fast.selection.keptPairs).toEqual(r.selection.keptPairs);
   }, 120_000);
 
   it("CLI: --calib chat jsonl with MD-SVD + mkl at d_kv 4 runs end to end and generate loads the result", async () => {
