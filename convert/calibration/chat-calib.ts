@@ -9,11 +9,13 @@ import { parseQwen25VLConfig, qwen25VisionPrefix } from "../../checkpoint/famili
 import type { TensorSource } from "../../checkpoint/tensor-source.ts";
 import { loadInputProcessor, nodeImageLoader } from "../../runtime/inputs/processor.node.ts";
 import type { InputMessage } from "../../runtime/inputs/processor.ts";
-import { embedImages, llmGrid } from "../../runtime/qwen2_5_vl-model.ts";
-import { loadQwen25VisionWeights } from "../../runtime/vision/qwen2_5_vl-vision.ts";
+import { llmGrid } from "../../runtime/qwen2_5_vl-model.ts";
+import { linear } from "../../runtime/ops.ts";
+import { loadQwen25VisionWeights, qwen25VisionForward, type LinearOp, type VisionGrid } from "../../runtime/vision/qwen2_5_vl-vision.ts";
+import { WasmLinearF32 } from "../linalg/linear-f32-wasm.ts";
 import { parseJsonlRecords, readTextFile } from "../jsonl-records.ts";
 import { CalibrationError } from "./errors.ts";
-import type { CalibrationSample } from "./layer-forward.ts";
+import type { CalibrationForward, CalibrationSample } from "./layer-forward.ts";
 
 const fail = (message: string): CalibrationError => new CalibrationError("bad_calibration_file", message);
 
@@ -62,6 +64,8 @@ export interface ChatCalibrationOptions {
   readonly limitTokens?: number;
   readonly limitSequences?: number;
   readonly onSequence?: (done: number, total: number, tokens: number) => void;
+  /** The vision tower's projections: `wasm-f32` (default, build/linalg.wasm SIMD) or `reference` (runtime f64 ops). */
+  readonly forward?: CalibrationForward;
 }
 
 /**
@@ -81,31 +85,43 @@ export async function readChatCalibration(
   const loadImage = nodeImageLoader(dirname(path));
   const prefix = qwen25VisionPrefix(source.names());
   let weights: Awaited<ReturnType<typeof loadQwen25VisionWeights>> | null = null;
+  let wasm: WasmLinearF32 | null = null;
+  let linearOp: LinearOp = linear;
+  if ((options.forward ?? "wasm-f32") === "wasm-f32") {
+    wasm = WasmLinearF32.create();
+    if (wasm === null) throw new CalibrationError("bad_sequence", "the wasm-f32 forward needs build/linalg.wasm with gemmNTf32: run `npm run build:linalg-wasm`");
+    const lin = wasm;
+    linearOp = (x, rows, inDim, w, outDim, bias, out) => lin.linearOnce(x, rows, inDim, w, outDim, bias, out);
+  }
   const limit = options.limitTokens ?? Infinity;
   const out: CalibrationSample[] = [];
   let tokens = 0;
-  for (const [i, messages] of conversations.entries()) {
-    let inputs;
-    try {
-      inputs = await processor.encode(messages, { loadImage, addGenerationPrompt: false });
-    } catch (e) {
-      throw fail(`${path}: conversation ${i + 1}: ${(e as Error).message}`);
+  try {
+    for (const [i, messages] of conversations.entries()) {
+      let inputs;
+      try {
+        inputs = await processor.encode(messages, { loadImage, addGenerationPrompt: false });
+      } catch (e) {
+        throw fail(`${path}: conversation ${i + 1}: ${(e as Error).message}`);
+      }
+      if (out.length > 0 && tokens + inputs.inputIds.length > limit) break;
+      let sample: CalibrationSample = { inputIds: inputs.inputIds };
+      if (inputs.images.length > 0) {
+        weights ??= await loadQwen25VisionWeights(source, config.vision, prefix);
+        const grids: VisionGrid[] = inputs.images.map((im) => ({ t: im.gridThw[0], h: im.gridThw[1], w: im.gridThw[2] }));
+        sample = {
+          inputIds: inputs.inputIds,
+          imageEmbeds: qwen25VisionForward(config.vision, weights, inputs.pixelValues, grids, prefix, linearOp),
+          imageGrids: grids.map((g) => llmGrid(g, config.vision.spatialMergeSize)),
+        };
+      }
+      out.push(sample);
+      tokens += inputs.inputIds.length;
+      options.onSequence?.(out.length, conversations.length, tokens);
+      if (tokens >= limit) break;
     }
-    if (out.length > 0 && tokens + inputs.inputIds.length > limit) break;
-    let sample: CalibrationSample = { inputIds: inputs.inputIds };
-    if (inputs.images.length > 0) {
-      weights ??= await loadQwen25VisionWeights(source, config.vision, prefix);
-      const images = inputs.images.map((im) => ({ pixelValues: im.pixelValues, grid: { t: im.gridThw[0], h: im.gridThw[1], w: im.gridThw[2] } }));
-      sample = {
-        inputIds: inputs.inputIds,
-        imageEmbeds: embedImages({ config, vision: weights, visionPrefix: prefix }, images),
-        imageGrids: images.map((im) => llmGrid(im.grid, config.vision.spatialMergeSize)),
-      };
-    }
-    out.push(sample);
-    tokens += inputs.inputIds.length;
-    options.onSequence?.(out.length, conversations.length, tokens);
-    if (tokens >= limit) break;
+  } finally {
+    await wasm?.close();
   }
   return out;
 }

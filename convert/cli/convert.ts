@@ -97,6 +97,7 @@ export async function loadCalibrationSamples(
   rawConfig: Record<string, unknown>,
   limits: { sequences: number; tokens: number },
   log: (line: string) => void,
+  forward: CalibrationForward = "wasm-f32",
 ): Promise<CalibrationSample[]> {
   const text = await readTextFile(path, (m) => new CalibrationError("bad_calibration_file", m));
   if (isChatCalibration(text)) {
@@ -106,6 +107,7 @@ export async function loadCalibrationSamples(
       return await readChatCalibration(path, modelDir, ck.source, rawConfig, {
         limitSequences: limits.sequences,
         limitTokens: limits.tokens,
+        forward,
         onSequence: (done, total, tokens) => {
           bar ??= new ProgressBar(log, "inputs", total);
           bar.at(done, `conversation ${done}/${total}, ${tokens} tokens`);
@@ -194,7 +196,7 @@ export const convertCommand = defineCommand({
       validateConversion(ckpt.config, opts); // before reading any weight
       log(`converting ${modelDir} (${ckpt.config.modelType}, ${ckpt.config.numLayers} layers) → ${outDir}\n`);
       const calibration = needData
-        ? await loadCalibrationSamples(resolve(ctx.cwd, args.calib!), modelDir, ckpt.config, ckpt.rawConfig, { sequences: calibCount, tokens: calibLimit }, log)
+        ? await loadCalibrationSamples(resolve(ctx.cwd, args.calib!), modelDir, ckpt.config, ckpt.rawConfig, { sequences: calibCount, tokens: calibLimit }, log, args.forward as CalibrationForward)
         : null;
       const result = await streamConvert({
         modelDir,

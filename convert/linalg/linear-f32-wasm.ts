@@ -231,4 +231,19 @@ export class WasmLinearF32 {
       }
     }
   }
+
+  /** `linear` for a weight used once: uploads it, runs, frees it (the vision tower's projections). */
+  linearOnce(x: Float64Array, rows: number, inDim: number, w: Float32Array, outDim: number, bias: Float32Array | null, out: Float64Array): void {
+    const mark = this.#top;
+    const uploads = this.#worker?.uploads ?? 0;
+    try {
+      this.linear(x, rows, inDim, this.upload(w, outDim, inDim), bias, out);
+    } finally {
+      this.#top = mark;
+      if (this.#worker !== null && this.#worker.uploads !== uploads) {
+        // the worker frees everything on reset only: keep it simple, reset both sides when nothing else is uploaded
+        if (mark === this.#base) this.reset();
+      }
+    }
+  }
 }

@@ -11,6 +11,10 @@ import { captureCalibration } from "../../convert/calibration/capture.ts";
 import { readChatCalibration } from "../../convert/calibration/chat-calib.ts";
 import { LayerwiseCalibration, type CalibrationSample, type LayerSequenceCapture } from "../../convert/calibration/layer-forward.ts";
 import { loadGqaModel, type GqaModelWeights } from "../../runtime/weights.ts";
+import { parseQwen25VLConfig, qwen25VisionPrefix } from "../../checkpoint/families/qwen2_5_vl.ts";
+import { loadQwen25VisionWeights } from "../../runtime/vision/qwen2_5_vl-vision.ts";
+import { embedImages } from "../../runtime/qwen2_5_vl-model.ts";
+import { loadInputProcessor, nodeImageLoader } from "../../runtime/inputs/processor.node.ts";
 
 const MINI = fileURLToPath(new URL("../../fixtures/qwen25vl-mini/", import.meta.url));
 let tmp: string;
@@ -81,6 +85,31 @@ describe("layer-by-layer calibration forward (qwen25vl-mini)", () => {
         expect(Buffer.from(a.k.buffer).equals(Buffer.from(b.k.buffer))).toBe(true);
         expect(Array.from(a.modality)).toEqual(Array.from(whole[s].modality));
       }
+    }
+  });
+
+  it("chat calibration's image embeddings: reference = the runtime's embedImages bit for bit; wasm-f32 within 1e-5 relative", async () => {
+    const ck = await openCheckpointDir(MINI);
+    try {
+      const ref = await readChatCalibration(join(tmp, "c.jsonl"), MINI, ck.source, ck.rawConfig, { forward: "reference" });
+      const cfg = parseQwen25VLConfig(ck.rawConfig);
+      const prefix = qwen25VisionPrefix(ck.source.names());
+      const vision = await loadQwen25VisionWeights(ck.source, cfg.vision, prefix);
+      const processor = await loadInputProcessor(MINI);
+      const inputs = await processor.encode(
+        [{ role: "user", content: [{ type: "image_url", image_url: { url: "images/a.png" } }, { type: "text", text: "Describe it." }] }, { role: "assistant", content: "Noise." }],
+        { loadImage: nodeImageLoader(tmp), addGenerationPrompt: false },
+      );
+      expect(ref[0].inputIds).toEqual(inputs.inputIds);
+      const direct = embedImages({ config: cfg, vision, visionPrefix: prefix }, inputs.images.map((im) => ({ pixelValues: im.pixelValues, grid: { t: im.gridThw[0], h: im.gridThw[1], w: im.gridThw[2] } })));
+      expect(Buffer.from(ref[0].imageEmbeds!.buffer).equals(Buffer.from(direct.buffer))).toBe(true);
+      const fastEmbeds = samples[0].imageEmbeds!; // beforeAll read them with the default wasm-f32 forward
+      const scale = direct.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      const diff = direct.reduce((m, v, i) => Math.max(m, Math.abs(v - fastEmbeds[i])), 0);
+      expect(diff).toBeLessThan(1e-5 * scale);
+      expect(diff).toBeGreaterThan(0);
+    } finally {
+      await ck.source.close();
     }
   });
 
