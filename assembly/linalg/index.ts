@@ -207,3 +207,104 @@ export function fusedUpdateMatvec(
     store<f64>(p + <usize>i * 8, load<f64>(p + <usize>i * 8) + sum + hsum(acc));
   }
 }
+
+// f32 projections of the calibration forward (convert/calibration/layer-forward.ts, fast path): C = A·Bᵀ in f32x4 SIMD,
+// A = activations m×k, B = weights n×k (PyTorch Linear layout), C m×n. k is blocked so a KC-long slice of FC weight rows
+// (FC·KC·4 = 128 KiB) stays in L2 while every row pair of A passes; C accumulates across k blocks.
+const FKC: i32 = 1024;
+const FC: i32 = 32;
+
+@inline function hsum4(v: v128): f32 {
+  return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+export function gemmNTf32(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32, m: i32, n: i32, k: i32): void {
+  for (let i = 0; i < m; i++) {
+    const row = c + <usize>i * <usize>ldc * 4;
+    for (let j = 0; j < n; j++) store<f32>(row + <usize>j * 4, 0);
+  }
+  for (let kk = 0; kk < k; kk += FKC) {
+    const kLen = min(FKC, k - kk);
+    const kVec = kLen & ~3;
+    for (let jj = 0; jj < n; jj += FC) {
+      const jEnd = min(jj + FC, n);
+      let i = 0;
+      for (; i + 1 < m; i += 2) {
+        const a0 = a + (<usize>i * <usize>lda + <usize>kk) * 4;
+        const a1 = a0 + <usize>lda * 4;
+        const c0 = c + <usize>i * <usize>ldc * 4;
+        const c1 = c0 + <usize>ldc * 4;
+        let j = jj;
+        for (; j + 3 < jEnd; j += 4) {
+          const b0 = b + (<usize>j * <usize>ldb + <usize>kk) * 4;
+          const b1 = b0 + <usize>ldb * 4, b2 = b1 + <usize>ldb * 4, b3 = b2 + <usize>ldb * 4;
+          let s00 = f32x4.splat(0), s01 = f32x4.splat(0), s02 = f32x4.splat(0), s03 = f32x4.splat(0);
+          let s10 = f32x4.splat(0), s11 = f32x4.splat(0), s12 = f32x4.splat(0), s13 = f32x4.splat(0);
+          for (let p = 0; p < kVec; p += 4) {
+            const o = <usize>p * 4;
+            const x0 = v128.load(a0 + o), x1 = v128.load(a1 + o);
+            const y0 = v128.load(b0 + o), y1 = v128.load(b1 + o), y2 = v128.load(b2 + o), y3 = v128.load(b3 + o);
+            s00 = f32x4.add(s00, f32x4.mul(x0, y0));
+            s01 = f32x4.add(s01, f32x4.mul(x0, y1));
+            s02 = f32x4.add(s02, f32x4.mul(x0, y2));
+            s03 = f32x4.add(s03, f32x4.mul(x0, y3));
+            s10 = f32x4.add(s10, f32x4.mul(x1, y0));
+            s11 = f32x4.add(s11, f32x4.mul(x1, y1));
+            s12 = f32x4.add(s12, f32x4.mul(x1, y2));
+            s13 = f32x4.add(s13, f32x4.mul(x1, y3));
+          }
+          let t00 = hsum4(s00), t01 = hsum4(s01), t02 = hsum4(s02), t03 = hsum4(s03);
+          let t10 = hsum4(s10), t11 = hsum4(s11), t12 = hsum4(s12), t13 = hsum4(s13);
+          for (let p = kVec; p < kLen; p++) {
+            const o = <usize>p * 4;
+            const x0 = load<f32>(a0 + o), x1 = load<f32>(a1 + o);
+            const y0 = load<f32>(b0 + o), y1 = load<f32>(b1 + o), y2 = load<f32>(b2 + o), y3 = load<f32>(b3 + o);
+            t00 += x0 * y0; t01 += x0 * y1; t02 += x0 * y2; t03 += x0 * y3;
+            t10 += x1 * y0; t11 += x1 * y1; t12 += x1 * y2; t13 += x1 * y3;
+          }
+          const q0 = c0 + <usize>j * 4, q1 = c1 + <usize>j * 4;
+          store<f32>(q0, load<f32>(q0) + t00); store<f32>(q0 + 4, load<f32>(q0 + 4) + t01);
+          store<f32>(q0 + 8, load<f32>(q0 + 8) + t02); store<f32>(q0 + 12, load<f32>(q0 + 12) + t03);
+          store<f32>(q1, load<f32>(q1) + t10); store<f32>(q1 + 4, load<f32>(q1 + 4) + t11);
+          store<f32>(q1 + 8, load<f32>(q1 + 8) + t12); store<f32>(q1 + 12, load<f32>(q1 + 12) + t13);
+        }
+        for (; j < jEnd; j++) {
+          const bj = b + (<usize>j * <usize>ldb + <usize>kk) * 4;
+          let s0 = f32x4.splat(0), s1 = f32x4.splat(0);
+          for (let p = 0; p < kVec; p += 4) {
+            const o = <usize>p * 4;
+            const y = v128.load(bj + o);
+            s0 = f32x4.add(s0, f32x4.mul(v128.load(a0 + o), y));
+            s1 = f32x4.add(s1, f32x4.mul(v128.load(a1 + o), y));
+          }
+          let t0 = hsum4(s0), t1 = hsum4(s1);
+          for (let p = kVec; p < kLen; p++) {
+            const o = <usize>p * 4;
+            const y = load<f32>(bj + o);
+            t0 += load<f32>(a0 + o) * y;
+            t1 += load<f32>(a1 + o) * y;
+          }
+          const q0 = c0 + <usize>j * 4, q1 = c1 + <usize>j * 4;
+          store<f32>(q0, load<f32>(q0) + t0);
+          store<f32>(q1, load<f32>(q1) + t1);
+        }
+      }
+      for (; i < m; i++) {
+        const a0 = a + (<usize>i * <usize>lda + <usize>kk) * 4;
+        const c0 = c + <usize>i * <usize>ldc * 4;
+        for (let j = jj; j < jEnd; j++) {
+          const bj = b + (<usize>j * <usize>ldb + <usize>kk) * 4;
+          let s0 = f32x4.splat(0);
+          for (let p = 0; p < kVec; p += 4) {
+            const o = <usize>p * 4;
+            s0 = f32x4.add(s0, f32x4.mul(v128.load(a0 + o), v128.load(bj + o)));
+          }
+          let t0 = hsum4(s0);
+          for (let p = kVec; p < kLen; p++) t0 += load<f32>(a0 + <usize>p * 4) * load<f32>(bj + <usize>p * 4);
+          const q0 = c0 + <usize>j * 4;
+          store<f32>(q0, load<f32>(q0) + t0);
+        }
+      }
+    }
+  }
+}

@@ -4,11 +4,16 @@
 import { parseJsonlRecords, readTextFile } from "../jsonl-records.ts";
 import { base64ToBytes, patchesFromU8 } from "../../runtime/vision/toy-tower.ts";
 import { CalibrationError } from "./errors.ts";
+import type { ImageGrid } from "../../runtime/rope-index.ts";
 
 export interface CalibrationSequence {
   readonly inputIds: readonly number[];
   /** [images·cells × patchDim] float32 in [0, 1]; empty for a text-only sequence. */
   readonly patches: Float32Array;
+  /** Image embeddings computed already (a real vision tower): [image-pad tokens × hidden]; `patches` is then unused. */
+  readonly imageEmbeds?: Float32Array;
+  /** Merged-token grid per image (default: the fixture tower's grid). */
+  readonly imageGrids?: readonly ImageGrid[];
 }
 
 const fail = (message: string): CalibrationError => new CalibrationError("bad_calibration_file", message);

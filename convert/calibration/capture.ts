@@ -43,8 +43,8 @@ export function captureCalibration(model: GqaModelWeights, sequences: readonly C
   const pad = model.config.tokens.imagePad;
   return sequences.map((seq, i) => {
     const pads = pad === null ? 0 : seq.inputIds.filter((t) => t === pad).length;
-    let imageEmbeds: Float32Array | undefined;
-    if (pads > 0) {
+    let imageEmbeds: Float32Array | undefined = seq.imageEmbeds;
+    if (pads > 0 && imageEmbeds === undefined) {
       if (!opts.vision) throw new CalibrationError("bad_sequence", `calibration sequence ${i} has image tokens but no vision tower was given`);
       const images = seq.patches.length / (opts.vision.cells * opts.vision.patchDim);
       if (!Number.isInteger(images) || images * opts.vision.cells !== pads) {
@@ -57,6 +57,7 @@ export function captureCalibration(model: GqaModelWeights, sequences: readonly C
     let first: AttentionCapture | null = null;
     session.append(seq.inputIds, {
       imageEmbeds,
+      ...(seq.imageGrids !== undefined ? { imageGrids: seq.imageGrids } : {}),
       logits: "none",
       hook: (c) => {
         first ??= c;

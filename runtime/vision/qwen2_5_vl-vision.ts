@@ -330,7 +330,8 @@ function segmentAttention(
  * Runs the plan on `pixelValues` ([patches × C·T·P·P] f32, the processor's order) and returns the merged embeddings
  * [tokens × out_hidden_size] in the images' original token order (what replaces their `<|image_pad|>` tokens).
  */
-export function runQwen25VisionPlan(plan: Qwen25VisionPlan, weights: VisionWeights, pixelValues: Float32Array): Float32Array {
+export function runQwen25VisionPlan(plan: Qwen25VisionPlan, weights: VisionWeights, pixelValues: Float32Array, linearOp: LinearOp = linear): Float32Array {
+  const linear = linearOp;
   const cfg = plan.config;
   const N = plan.patches;
   const D = cfg.hiddenSize;
@@ -406,6 +407,12 @@ export function runQwen25VisionPlan(plan: Qwen25VisionPlan, weights: VisionWeigh
   return Float32Array.from(out);
 }
 
+/**
+ * A dense projection with runtime/ops.ts `linear`'s contract; callers with a faster kernel (the converter's wasm SIMD
+ * path) pass theirs to the tower.
+ */
+export type LinearOp = typeof linear;
+
 /** Plans and runs the tower for `grids` in one call. */
 export function qwen25VisionForward(
   cfg: Qwen25VisionConfig,
@@ -413,6 +420,7 @@ export function qwen25VisionForward(
   pixelValues: Float32Array,
   grids: readonly VisionGrid[],
   prefix = "visual.",
+  linearOp: LinearOp = linear,
 ): Float32Array {
-  return runQwen25VisionPlan(planQwen25Vision(cfg, grids, prefix), weights, pixelValues);
+  return runQwen25VisionPlan(planQwen25Vision(cfg, grids, prefix), weights, pixelValues, linearOp);
 }

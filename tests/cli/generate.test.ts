@@ -1,6 +1,7 @@
 // `mla-edge generate` in process on fixtures/qwen25vl-mini: every reference case through --messages (input ids equal,
 // 12 greedy ids equal, top-20 logits within 2e-3), for the original checkpoint and for its MLA conversion at full rank
-// with every rope pair kept by `mla-edge convert`; --prompt/--image; streamed text; usage errors.
+// with every rope pair kept by `mla-edge convert` (its streamed bf16 sharded output); --prompt/--image; streamed text;
+// usage errors.
 
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -24,6 +25,9 @@ beforeAll(async () => {
   mlaDir = join(tmp, "mini-mla");
   const r = await runCli(["convert", "--model", MINI, "--out", mlaDir, "--strategy", "high", "--rope-dims", "16", "--svd", "none", "--json"]);
   if (r.code !== 0) throw new Error(r.stderr);
+  // the streamed conversion's default output: bf16 (so the reference is reproduced through bf16 weights)
+  const cfg = JSON.parse(await readFile(join(mlaDir, "config.json"), "utf8")) as { torch_dtype: string; mla_edge: { conversion: { dtype: string } } };
+  if (cfg.torch_dtype !== "bfloat16" || cfg.mla_edge.conversion.dtype !== "bf16") throw new Error("convert did not write bf16");
 }, 120_000);
 
 afterAll(async () => {
