@@ -19,7 +19,7 @@ import { mlaConfigJson } from "../../checkpoint/mla-config.ts";
 import { elementCount } from "../../checkpoint/safetensors-header.ts";
 import { checkShape } from "../../checkpoint/safetensors-file.ts";
 import { planShardedLayout, ShardedCheckpointWriter, specBytes, type OpenFileSink, type TensorSpec } from "../../checkpoint/shard-writer.node.ts";
-import { detectTensorNaming, layerTensorNames, type TensorNaming } from "../../checkpoint/tensor-names.ts";
+import { detectTensorNaming, layerTensorNames, type TensorNaming } from "../../checkpoint/families/index.ts";
 import type { TensorSource } from "../../checkpoint/tensor-source.ts";
 import { Modality } from "../../format/cache-spec.ts";
 import { buildMlaAttention } from "../../runtime/mla/build.ts";

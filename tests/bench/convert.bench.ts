@@ -14,7 +14,7 @@ import { floatToBf16 } from "../../checkpoint/dtype.ts";
 import { parseQwen25VisionConfig, QWEN2_5_VL_3B_CONFIG, QWEN2_5_VL_7B_CONFIG } from "../../checkpoint/families/qwen2_5_vl.ts";
 import { writeShardedCheckpoint } from "../../checkpoint/io.node.ts";
 import type { TensorToWrite } from "../../checkpoint/safetensors-writer.ts";
-import { QWEN2_5_VL_NAMING, layerTensorNames } from "../../checkpoint/tensor-names.ts";
+import { QWEN2_5_VL_NAMING, layerTensorNames } from "../../checkpoint/families/index.ts";
 import { qwen25VisionWeightShapes } from "../../runtime/vision/qwen2_5_vl-vision.ts";
 import { writeFile } from "node:fs/promises";
 
