@@ -25,3 +25,22 @@ export function detectTensorNaming(names: Iterable<string>): TensorNaming {
       `language_model.model.layers.0 with their embed_tokens); first names: ${sample}`,
   );
 }
+
+/**
+ * Tensors of the vision side, copied through conversion and packed as the vision part of a bundle: Qwen2.5-VL's tower
+ * (`visual.*`, or `model.visual.*` in newer transformers), LLaVA-NeXT's tower, projector and image newline.
+ */
+export const VISION_PREFIXES: readonly string[] = [
+  "visual.",
+  "model.visual.",
+  "vision_tower.",
+  "model.vision_tower.",
+  "multi_modal_projector.",
+  "model.multi_modal_projector.",
+  "image_newline",
+  "model.image_newline",
+];
+
+export function isVisionTensor(name: string): boolean {
+  return VISION_PREFIXES.some((p) => name.startsWith(p));
+}

@@ -11,6 +11,7 @@ import type { TensorToWrite } from "../../checkpoint/safetensors-writer.ts";
 import type { TensorSource } from "../../checkpoint/tensor-source.ts";
 import { openCheckpointDir, writeShardedCheckpoint } from "../../checkpoint/io.node.ts";
 import type { TextModelConfig } from "../../checkpoint/config.ts";
+import { isVisionTensor } from "../../checkpoint/families/index.ts";
 import { CalibrationError } from "../calibration/errors.ts";
 import { mlaCheckpointConfig, mlaCheckpointTensors } from "../../runtime/mla/checkpoint.ts";
 import { MlaBuildError } from "../../runtime/mla/build.ts";
@@ -20,7 +21,7 @@ import type { CalibrationForward, CalibrationSample } from "../calibration/layer
 import { parseCalibrationSet } from "../calibration/calib-set.ts";
 import { loadVisionSide } from "../eval/vlm-dir.ts";
 import { DEFAULT_DAMPING, validateConversion, type ConversionResult, type ConvertOptions } from "../pipeline/convert-model.ts";
-import { isVisionTensor, OUTPUT_DTYPES, SIDE_FILES as STREAM_SIDE_FILES, streamConvert, type OutputDtype } from "../pipeline/stream-convert.ts";
+import { OUTPUT_DTYPES, SIDE_FILES as STREAM_SIDE_FILES, streamConvert, type OutputDtype } from "../pipeline/stream-convert.ts";
 import { ProgressBar } from "../pipeline/progress.ts";
 import { readTextFile } from "../jsonl-records.ts";
 import { ConversionError } from "../pipeline/errors.ts";

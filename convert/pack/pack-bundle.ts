@@ -21,7 +21,7 @@ import { blobSizeOf, kBlocksOf, quantizeMatMulNBits, zeroPointRowBytes, type NBi
 import { parseModelConfig, type TextModelConfig } from "../../checkpoint/config.ts";
 import { CheckpointError } from "../../checkpoint/errors.ts";
 import { floatToHalf } from "../../checkpoint/dtype.ts";
-import { detectTensorNaming, layerTensorNames, mlaLayerTensorNames, type TensorNaming } from "../../checkpoint/families/index.ts";
+import { detectTensorNaming, isVisionTensor, layerTensorNames, mlaLayerTensorNames, type TensorNaming } from "../../checkpoint/families/index.ts";
 import { isReleasedMha2mla, releasedRanksFromBytes, resolveReleasedRanks, type ReleasedRanks } from "../../checkpoint/families/mha2mla_released.ts";
 import { dirFileReader, readRankFile } from "../eval/vlm-dir.ts";
 import { packIoError, PackError } from "./errors.ts";
@@ -64,8 +64,7 @@ const CHUNK_ELEMENTS = 4 * 1024 * 1024;
 
 type Treatment = { kind: "quant"; bits: NBits } | { kind: "f16" } | { kind: "f32" } | { kind: "i32" } | { kind: "skip" };
 
-const VISION_PREFIXES = ["visual.", "model.visual.", "vision_tower.", "model.vision_tower.", "multi_modal_projector.", "model.multi_modal_projector."];
-const isVision = (name: string, file: string) => file === "visual.safetensors" || VISION_PREFIXES.some((p) => name.startsWith(p));
+const isVision = (name: string, file: string) => file === "visual.safetensors" || isVisionTensor(name);
 const INT_DTYPES = new Set(["I64", "I32", "I16", "I8", "U8", "BOOL"]);
 
 /** Expected shapes of the decoder tensors the runtime requires (MLA attention tensors are checked by name only). */

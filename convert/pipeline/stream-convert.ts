@@ -19,7 +19,7 @@ import { mlaConfigJson } from "../../checkpoint/mla-config.ts";
 import { elementCount } from "../../checkpoint/safetensors-header.ts";
 import { checkShape } from "../../checkpoint/safetensors-file.ts";
 import { planShardedLayout, ShardedCheckpointWriter, specBytes, type OpenFileSink, type TensorSpec } from "../../checkpoint/shard-writer.node.ts";
-import { detectTensorNaming, layerTensorNames, type TensorNaming } from "../../checkpoint/families/index.ts";
+import { detectTensorNaming, isVisionTensor, layerTensorNames, type TensorNaming } from "../../checkpoint/families/index.ts";
 import type { TensorSource } from "../../checkpoint/tensor-source.ts";
 import { Modality } from "../../format/cache-spec.ts";
 import { buildMlaAttention } from "../../runtime/mla/build.ts";
@@ -58,10 +58,6 @@ export const SIDE_FILES = [
   "added_tokens.json",
 ];
 
-/** Vision-tower tensors stored with the decoder (Qwen2.5-VL `visual.*` / `model.visual.*`): copied. */
-export function isVisionTensor(name: string): boolean {
-  return name.startsWith("visual.") || name.startsWith("model.visual.");
-}
 
 const COPYABLE: readonly string[] = ["F32", "F16", "BF16", "I32"];
 
