@@ -113,7 +113,8 @@ export function absorbQueryCall(ctx: GpuContext, upK: GpuWeights, bias: GPUBuffe
   const D = upK.k;
   const { tokens, heads, kvHeads, ropeDims: r, nopeDims: dc } = l;
   const qNopeOffset = l.qNopeOffset ?? heads * r;
-  if (upK.n !== kvHeads * dc) throw new KernelInputError(`W_uk has ${upK.n} rows; n_kv·d_c = ${kvHeads}·${dc} = ${kvHeads * dc}`);
+  // d_c = 0 (every dim of a head is a rope dim): q̃ = 0 and β = 0; `upK` is then any placeholder of width D_c.
+  if (upK.n !== kvHeads * dc && dc !== 0) throw new KernelInputError(`W_uk has ${upK.n} rows; n_kv·d_c = ${kvHeads}·${dc} = ${kvHeads * dc}`);
   if (heads % kvHeads !== 0) throw new KernelInputError(`${heads} heads do not split into ${kvHeads} KV groups`);
   if (!(l.space >= 0 && l.space < l.spaces)) throw new KernelInputError(`space ${l.space} is outside [0, ${l.spaces})`);
   const stride = heads * r + l.spaces * heads * D + l.spaces * heads;

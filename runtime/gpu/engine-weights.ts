@@ -121,7 +121,8 @@ export function uploadEngineWeights(ctx: GpuContext, model: MlaModelWeights, for
         projBias,
         spaces: a.spaces.map((sp, m) => ({
           downKv: lin(sp.downKv, D, d, `L${l}.s${m}.down_kv`),
-          upK: lin(sp.upK, nkv * (dh - r), D, `L${l}.s${m}.up_k`),
+          // d_c = 0 (the whole head is rope): no W_uk; a zero row stands in (absorb-query reads none of it).
+          upK: dh === r ? lin(new Float32Array(D), 1, D, `L${l}.s${m}.up_k`) : lin(sp.upK, nkv * (dh - r), D, `L${l}.s${m}.up_k`),
           upKBias: sp.upKBias ? vec(sp.upKBias, `L${l}.s${m}.up_k_bias`) : null,
           upV: lin(sp.upV, nkv * dh, D, `L${l}.s${m}.up_v`),
           upVBias: sp.upVBias ? vec(sp.upVBias, `L${l}.s${m}.up_v_bias`) : null,

@@ -257,7 +257,11 @@ export class GpuEngine {
   static async create(ctx: GpuContext, model: MlaModelWeights, options: GpuEngineOptions): Promise<GpuEngine> {
     const e = new GpuEngine(ctx, model, options);
     try {
-      await Promise.all([e.#runner.prepare(), e.#plan(1)]);
+      // Weights reach the device before any pipeline compiles (dawn.node on SwiftShader crashed compiling the attention
+      // pipelines while the upload was still queued).
+      await ctx.device.queue.onSubmittedWorkDone();
+      await e.#plan(1);
+      await e.#runner.prepare();
       ctx.throwIfFailed();
     } catch (err) {
       e.dispose();
@@ -626,9 +630,15 @@ export class GpuEngine {
     const c = this.config;
     const { d, nh, nkv, dh, r, dc, D, R, S, I, Y } = this.#dims;
     const eps = c.rmsNormEps;
-    const prep = (calls: KernelCall[]) => Promise.all(calls.map((x) => this.#prepare(x)));
-    const layers = await Promise.all(
-      w.layers.map(async (lw, l) => {
+    // One at a time: dawn.node (SwiftShader) has crashed compiling many new pipelines concurrently.
+    const prep = async (calls: KernelCall[]) => {
+      const out: Prepared[] = [];
+      for (const x of calls) out.push(await this.#prepare(x));
+      return out;
+    };
+    const layers: Array<{ pre: Prepared[]; post: Prepared[] }> = [];
+    for (const [l, lw] of w.layers.entries()) {
+      {
         const rot = this.#rotary[l];
         const pre: KernelCall[] = [
           rmsNormCall(ctx, s.h, lw.inputNorm, s.xn, n, d, eps),
@@ -659,10 +669,9 @@ export class GpuEngine {
           linearCall(ctx, lw.down, s.act, n, s.a),
           residualAddCall(ctx, s.h, s.a, n * d),
         ];
-        const [p, q] = await Promise.all([prep(pre), prep(post)]);
-        return { pre: p, post: q };
-      }),
-    );
+        layers.push({ pre: await prep(pre), post: await prep(post) });
+      }
+    }
     const [embed] = await prep([embeddingCall(ctx, w.embed, s.ids, n, s.h)]);
     const final = await prep([rmsNormCall(ctx, s.last, w.finalNorm, s.lastNorm, 1, d, eps), ...linearSplitCalls(ctx, w.lmHead, s.lastNorm, 1, s.logits)]);
     const [sample] = await prep([samplingCall(ctx, { logits: s.logits, banned: s.banned, out: s.sampled }, this.#dims.V, { temperature: 0, topK: 0, topP: 1, seed: 0, step: 0 })]);
