@@ -35,6 +35,7 @@ import type { MlaModelWeights } from "../mla/weights.ts";
 import { ropeIndexPositions, tokenModalities, type ImageGrid } from "../rope-index.ts";
 import type { TextModelConfig } from "../../checkpoint/config.ts";
 import type { AssembledCache, RestoreSink } from "../session-cache.ts";
+import type { EngineModelShape } from "./bundle-weights.ts";
 import { uploadEngineWeights, type EngineWeightFormat, type EngineWeights } from "./engine-weights.ts";
 
 export type GpuEngineErrorCode = "unsupported_model" | "bad_token" | "image_embeds" | "empty_block" | "disposed" | "bad_restore" | "no_token";
@@ -182,7 +183,7 @@ export class GpuEngine {
   #logitsStaging: GPUBuffer | null = null;
   #modality = new Uint8Array(64);
 
-  private constructor(ctx: GpuContext, model: MlaModelWeights, options: GpuEngineOptions) {
+  private constructor(ctx: GpuContext, model: MlaModelWeights | EngineModelShape, options: GpuEngineOptions) {
     const c = model.config;
     const why = kernelUnsupportedReason(model, options.codecParams, false, options.chunkTokens);
     if (why !== null) throw new GpuEngineError("unsupported_model", why);
@@ -214,7 +215,8 @@ export class GpuEngine {
     const dimsQ = { latentWidth: D, ropeWidth: dims.R, ropeDims: r };
     this.sealing = new SlotSealing(c.numLayers, options.chunkTokens, D, dims.R, codecSlotQuantizer(options.codec, options.codecParams, dimsQ));
     this.#ownsWeights = options.weights === undefined;
-    this.#w = options.weights ?? uploadEngineWeights(ctx, model, options.weightFormat ?? "f32");
+    if (options.weights === undefined && !("attention" in model)) throw new GpuEngineError("unsupported_model", "a model shape without host weights needs options.weights (e.g. loadEngineBundle)");
+    this.#w = options.weights ?? uploadEngineWeights(ctx, model as MlaModelWeights, options.weightFormat ?? "f32");
     this.cache = new LatentCacheGpu(ctx, layout, { layers: c.numLayers, initialCapacity: options.initialCapacity ?? 1024, tailCapacity: options.chunkTokens });
     this.#runner = new MlaAttentionGpu(ctx, layout);
     this.#attention = this.#runner.reserve(this.maxBlock);
@@ -253,8 +255,11 @@ export class GpuEngine {
     };
   }
 
-  /** Uploads (or takes) the weights, compiles every pipeline and prepares the decode step. */
-  static async create(ctx: GpuContext, model: MlaModelWeights, options: GpuEngineOptions): Promise<GpuEngine> {
+  /**
+   * Uploads (or takes) the weights, compiles every pipeline and prepares the decode step. `model`: host weights
+   * (uploaded in `weightFormat`), or only the shape (bundleModelShape) with `options.weights` already on the GPU.
+   */
+  static async create(ctx: GpuContext, model: MlaModelWeights | EngineModelShape, options: GpuEngineOptions): Promise<GpuEngine> {
     const e = new GpuEngine(ctx, model, options);
     try {
       // Weights reach the device before any pipeline compiles (dawn.node on SwiftShader crashed compiling the attention
@@ -680,7 +685,7 @@ export class GpuEngine {
 }
 
 /** Creates an engine for `model` (see GpuEngine.create). */
-export function createGpuEngine(ctx: GpuContext, model: MlaModelWeights, options: GpuEngineOptions): Promise<GpuEngine> {
+export function createGpuEngine(ctx: GpuContext, model: MlaModelWeights | EngineModelShape, options: GpuEngineOptions): Promise<GpuEngine> {
   return GpuEngine.create(ctx, model, options);
 }
 

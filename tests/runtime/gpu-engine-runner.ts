@@ -4,6 +4,12 @@
 // Usage: node --import tsx tests/runtime/gpu-engine-runner.ts [evalCases]
 
 import { create, globals } from "webgpu";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { packBundle } from "../../convert/pack/pack-bundle.ts";
+import { loadEngineBundle } from "../../runtime/gpu/bundle-weights.ts";
+import { FOLDER_BASE, folderFetch } from "../../runtime/loader/folder-fetch.node.ts";
 import { GpuContext } from "../../kernels/gpu-context.ts";
 import { submitCalls, uploadBuffer } from "../../kernels/dispatch.ts";
 import { uploadWeights, type LinearWeights } from "../../kernels/matmul-nbits.ts";
@@ -22,7 +28,7 @@ import { codecSlotQuantizer, SlotSealing } from "../../runtime/mla/slot-sealing.
 import { CacheAssembler, SessionCache, tokenMajorPositions } from "../../runtime/session-cache.ts";
 import { imagePrefixTokens } from "../../runtime/tiny-fixture.node.ts";
 import { base64ToBytes, patchesFromU8, runVisionTower } from "../../runtime/vision/toy-tower.ts";
-import { demoChatModel, readEvalCases, tinyFixture, type EvalCase } from "../client/fixture-model.ts";
+import { DEMO_MODEL_DIR, demoChatModel, readEvalCases, tinyFixture, type EvalCase } from "../client/fixture-model.ts";
 import { mulberry32 } from "../helpers/mulberry32.ts";
 
 export interface EngineReport {
@@ -39,6 +45,8 @@ export interface EngineReport {
   /** int4 vs f32 engine: top-1 agreement over every teacher-forced position. */
   readonly int4Agreement: { agree: number; positions: number };
   readonly memory: { weights: number; cache: number; scratch: number; total: number };
+  /** Engine on a packed int4 bundle (mla-edge pack → loadEngineBundle) vs the engine on the same model quantized at upload. */
+  readonly bundle: { rows: number; maxAbsDiff: number; idsEqual: boolean; weightBytes: number; bundleBytes: number };
   readonly ms: number;
   readonly fatal?: string;
 }
@@ -324,6 +332,35 @@ try {
   const p4 = predictions["int4-b32"];
   const int4Agreement = { agree: p32.filter((v, i) => v === p4[i]).length, positions: p32.length };
 
+  // (5) From a bundle: the demo checkpoint packed int4 block 32, streamed into GPU buffers, bound as they are.
+  const tmp = await mkdtemp(join(tmpdir(), "engine-bundle-"));
+  let bundle: EngineReport["bundle"];
+  try {
+    await packBundle(DEMO_MODEL_DIR, join(tmp, "b"), { weights: "int4", block: 32 });
+    const eb = await loadEngineBundle(ctx, FOLDER_BASE, { fetch: folderFetch(join(tmp, "b")), cache: null });
+    const fromBundle = await GpuEngine.create(ctx, eb.shape, { ...engineOptions, weights: eb.weights });
+    const uploaded = await GpuEngine.create(ctx, w, { ...engineOptions, weightFormat: { bits: 4, block: 32 } });
+    const s0 = sequence(cases[0]);
+    let rows = 0;
+    let maxAbsDiff = 0;
+    let idsEqual = true;
+    let x = await fromBundle.append(s0.first, { imageEmbeds: s0.embeds }, { temperature: 0 }, true);
+    let y = await uploaded.append(s0.first, { imageEmbeds: s0.embeds }, { temperature: 0 }, true);
+    for (let i = 0; i < 20; i++) {
+      rows++;
+      x.logits!.forEach((v, j) => (maxAbsDiff = Math.max(maxAbsDiff, Math.abs(v - y.logits![j]))));
+      if (x.next !== y.next) idsEqual = false;
+      x = await fromBundle.append([y.next], {}, { temperature: 0 }, true);
+      y = await uploaded.append([y.next], {}, { temperature: 0 }, true);
+    }
+    bundle = { rows, maxAbsDiff, idsEqual, weightBytes: fromBundle.memory.weights, bundleBytes: eb.manifest.shards.reduce((n, sh) => n + sh.size, 0) };
+    fromBundle.dispose();
+    uploaded.dispose();
+    eb.weights.destroy();
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+
   const info = ctx.device.adapterInfo;
   const report: EngineReport = {
     adapter: info ? `${info.vendor} ${info.architecture} ${info.description}` : "",
@@ -334,6 +371,7 @@ try {
     accuracy,
     int4Agreement,
     memory,
+    bundle,
     ms: performance.now() - t0,
   };
   console.log(JSON.stringify(report));
