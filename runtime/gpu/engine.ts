@@ -9,7 +9,7 @@
 // path instead: per layer, its new rows are read back, the slot is quantized by the session's codec (the wasm codec,
 // exactly as SlotSealing / SessionCache do it for the CPU runtime) and written as packed words before that layer's
 // attention reads it — so every query reads the same values as in the CPU runtime, and the chunks packed from this
-// engine's sealing are today's chunks. That path costs 2 submissions per layer (one token in C at decode).
+// engine's sealing are today's chunks. That path costs L + 2 submissions (one per layer, one to read the open slot back, one to finish) on one token in C.
 //
 // No buffer is created per token after warm-up: scratch is sized for `maxBlock` tokens at creation, every dispatch's
 // uniforms and bind group are made once per block size and reused (only the sampler's draw counter is rewritten), the

@@ -12,17 +12,16 @@ import { loadEngineBundle } from "../../runtime/gpu/bundle-weights.ts";
 import { FOLDER_BASE, folderFetch } from "../../runtime/loader/folder-fetch.node.ts";
 import { GpuContext } from "../../kernels/gpu-context.ts";
 import { submitCalls, uploadBuffer } from "../../kernels/dispatch.ts";
-import { uploadWeights, type LinearWeights } from "../../kernels/matmul-nbits.ts";
-import { dequantizeWeightsRef } from "../../kernels/matmul-nbits.ref.ts";
+import { uploadWeights } from "../../kernels/matmul-nbits.ts";
 import { absorbOutputCall, absorbQueryCall, latentRowsCall } from "../../kernels/mla-absorb.ts";
 import { absorbOutputRef, absorbQueriesRef, latentRowsRef, type AbsorbSpaceRef } from "../../kernels/mla-absorb.ref.ts";
 import { rotaryCall, uploadRotary } from "../../kernels/rotary.ts";
 import { mropeTables, rotaryRef } from "../../kernels/rotary.ref.ts";
-import { f16ToF32 } from "../../format/codec/fp16.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
 import { createMlaSession } from "../../runtime/create-session.ts";
 import { GpuEngine } from "../../runtime/gpu/engine.ts";
 import { linearWeights, type EngineWeightFormat } from "../../runtime/gpu/engine-weights.ts";
+import { dense, roundModel } from "./engine-helpers.ts";
 import type { MlaModelWeights } from "../../runtime/mla/weights.ts";
 import { codecSlotQuantizer, SlotSealing } from "../../runtime/mla/slot-sealing.ts";
 import { CacheAssembler, SessionCache, tokenMajorPositions } from "../../runtime/session-cache.ts";
@@ -65,10 +64,6 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 const argmax = (x: Float32Array) => x.reduce((best, v, i, arr) => (v > arr[best] ? i : best), 0);
-
-function dense(w: LinearWeights): Float64Array {
-  return w.kind === "f32" ? Float64Array.from(w.data) : w.kind === "f16" ? Float64Array.from(w.data, f16ToF32) : dequantizeWeightsRef(w);
-}
 
 async function kernelCases(ctx: GpuContext): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
@@ -131,36 +126,6 @@ async function kernelCases(ctx: GpuContext): Promise<Record<string, number>> {
   for (const b of [lyb, mb, rb, xb, pb]) b.destroy();
   rot.destroy();
   return out;
-}
-
-/** The model with every linear weight replaced by what the GPU reads (f16 rounding or int dequantization). */
-function roundModel(w: MlaModelWeights, fmt: EngineWeightFormat): MlaModelWeights {
-  if (fmt === "f32") return w;
-  const c = w.config;
-  const f = (data: Float32Array, n: number, k: number) => Float32Array.from(dense(linearWeights(data, n, k, fmt)));
-  const d = c.hiddenSize;
-  const D = w.dKv * c.numKvHeads;
-  return {
-    ...w,
-    shell: {
-      ...w.shell,
-      embedTokens: f(w.shell.embedTokens, c.vocabSize, d),
-      lmHead: f(w.shell.lmHead, c.vocabSize, d),
-      layers: w.shell.layers.map((s) => ({ ...s, gate: f(s.gate, c.intermediateSize, d), up: f(s.up, c.intermediateSize, d), down: f(s.down, d, c.intermediateSize) })),
-    },
-    attention: w.attention.map((a) => ({
-      ...a,
-      qProj: f(a.qProj, c.numHeads * c.headDim, d),
-      kRProj: f(a.kRProj, c.numKvHeads * w.ropeDims, d),
-      oProj: f(a.oProj, d, c.numHeads * c.headDim),
-      spaces: a.spaces.map((s) => ({
-        ...s,
-        downKv: f(s.downKv, D, d),
-        upK: f(s.upK, c.numKvHeads * (c.headDim - w.ropeDims), D),
-        upV: f(s.upV, c.numKvHeads * c.headDim, D),
-      })),
-    })),
-  };
 }
 
 Object.assign(globalThis, globals);

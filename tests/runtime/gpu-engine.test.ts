@@ -2,8 +2,9 @@
 // VK_ICD_FILENAMES at start): its new kernels against f64 references; logits of the whole model within 1e-5 (relative)
 // of the CPU reference decoder on the same weights (f32, f16, int4 block 32 — the reference gets the weights the GPU
 // reads) over a prefill block and decode steps across slot seals, greedy ids equal; no buffer created per token after
-// warm-up and one submission per step (2L + 2 on the step that seals a slot); chunks packed by SessionCache from the
-// engine restore into a fresh engine that continues bit-identically; int4 vs f32 eval accuracy on a few cases.
+// warm-up and one submission per step (L + 2 on the step that seals a slot); chunks packed by SessionCache from the
+// engine restore into a fresh engine that continues bit-identically; an engine on a packed bundle equals one on the
+// same model quantized at upload; int4 vs f32 eval accuracy on a few cases.
 
 import { beforeAll, describe, expect, it } from "vitest";
 import { resolve } from "node:path";
@@ -73,6 +74,14 @@ describe.skipIf(skipWithout(import.meta.url, "swiftshader"))("GPU engine on WebG
     expect(r.sealedBlocksMatch).toBe(true);
     expect(r.logitsEqual).toBe(true);
     expect(r.idsEqual).toBe(true);
+  });
+
+  it("should run from a packed int4 bundle (MatMulNBits bytes bound as they are) exactly like the model quantized at upload", () => {
+    const b = ok().bundle;
+    expect(b.rows).toBe(20);
+    expect(b.maxAbsDiff).toBe(0);
+    expect(b.idsEqual).toBe(true);
+    expect(b.bundleBytes).toBeGreaterThan(0);
   });
 
   it("should keep int4 (block 32) eval accuracy within one turn of f32 on the checked cases, and report memory", () => {
