@@ -438,7 +438,7 @@ export class GpuEngine {
     this.#logitsStaging?.destroy();
     for (const r of this.#rotary) r?.destroy();
     void Promise.all(this.#plans.values())
-      .then((plans) => plans.forEach((p) => [p.embed, p.sample, ...p.final, ...p.layers.flatMap((l) => [...l.pre, ...l.post])].forEach((x) => x.params.destroy())))
+      .then((plans) => plans.forEach((p) => planBuffers(p).forEach((b) => b.destroy())))
       .catch(() => undefined);
     this.#runner.destroy();
     this.cache.destroy();
@@ -621,6 +621,14 @@ export class GpuEngine {
   #plan(n: number): Promise<BlockPlan> {
     let p = this.#plans.get(n);
     if (!p) {
+      // Plans of odd block sizes (a prompt's last block) are few per conversation; keep at most 4 besides decode's and
+      // full blocks', dropping the oldest (its uniform buffers are freed once submitted work no longer needs them).
+      const odd = [...this.#plans.keys()].filter((k) => k !== 1 && k !== this.maxBlock);
+      if (odd.length >= 4) {
+        const old = this.#plans.get(odd[0])!;
+        this.#plans.delete(odd[0]);
+        void old.then((plan) => planBuffers(plan).forEach((b) => b.destroy())).catch(() => undefined);
+      }
       p = this.#makePlan(n);
       this.#plans.set(n, p);
       p.catch(() => this.#plans.delete(n));
@@ -687,6 +695,10 @@ export class GpuEngine {
 /** Creates an engine for `model` (see GpuEngine.create). */
 export function createGpuEngine(ctx: GpuContext, model: MlaModelWeights | EngineModelShape, options: GpuEngineOptions): Promise<GpuEngine> {
   return GpuEngine.create(ctx, model, options);
+}
+
+function planBuffers(p: BlockPlan): GPUBuffer[] {
+  return [p.embed, p.sample, ...p.final, ...p.layers.flatMap((l) => [...l.pre, ...l.post])].map((x) => x.params);
 }
 
 function splitRows(rows: Float32Array, n: number, D: number, R: number): { latent: Float32Array; rope: Float32Array } {

@@ -28,7 +28,7 @@ describe.skipIf(skipWithout(import.meta.url, "swiftshader"))("GPU engine on WebG
     } catch {
       report = { fatal: `no JSON from the child (exit ${child.code}): ${child.stderr.slice(-2000)}` };
     }
-  }, 900_000);
+  }, 1_500_000);
 
   const ok = (): EngineReport => {
     expect((report as { fatal?: string }).fatal).toBeUndefined();
@@ -51,7 +51,7 @@ describe.skipIf(skipWithout(import.meta.url, "swiftshader"))("GPU engine on WebG
     expect(Object.keys(l)).toEqual(["f32", "f16", "int4-b32"]);
     for (const [fmt, r] of Object.entries(l)) {
       expect(r.relErr, fmt).toBeLessThan(LOGITS_TOLERANCE);
-      expect(r.rows, fmt).toBeGreaterThanOrEqual(20);
+      expect(r.rows, fmt).toBeGreaterThanOrEqual(fmt === "f32" ? 20 : 10);
       expect(r.argmaxDiffs, fmt).toBe(0);
       expect(r.greedyEqual, fmt).toBe(true);
     }
