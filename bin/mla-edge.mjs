@@ -4,4 +4,5 @@ import { register } from "tsx/esm/api";
 
 register();
 const { main } = await import("../convert/cli/main.ts");
-process.exitCode = await main(process.argv.slice(2));
+// process.exit, not exitCode: a dawn.node instance (generate on the GPU) would keep the process alive.
+process.exit(await main(process.argv.slice(2)));

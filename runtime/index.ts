@@ -18,3 +18,6 @@ export * from "./mla/weights.ts";
 export * from "./mla/block-projections.ts";
 export * from "./mla/kernel-attention.ts";
 export * from "./mla/slot-sealing.ts";
+export * from "./gpu/engine.ts";
+export * from "./gpu/engine-weights.ts";
+export * from "./gpu/bundle-weights.ts";

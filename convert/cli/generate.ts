@@ -1,5 +1,6 @@
 // `mla-edge generate`: a user's first command on a real model. Runs a Qwen2.5-VL checkpoint folder (the original GQA
-// model as released, or an mla-edge MLA conversion) on the CPU reference path: messages → chat template + tokenizer +
+// model as released, or an mla-edge MLA conversion) — an MLA conversion on the GPU engine (runtime/gpu) when WebGPU has an
+// adapter (dawn.node; --device auto|gpu|cpu), otherwise on the CPU reference path: messages → chat template + tokenizer +
 // image processor (runtime/inputs) → vision tower + decoder (runtime/qwen2_5_vl-model.ts) → the runtime's sampler.
 // Without --json the text streams to stdout as it is generated (stats on stderr); --json prints one object.
 
@@ -17,12 +18,24 @@ import { loadInputProcessor, nodeImageLoader } from "../../runtime/inputs/proces
 import { createQwen25VLSession, loadQwen25VL, Qwen25VLError, type Qwen25VLModel } from "../../runtime/qwen2_5_vl-model.ts";
 import { SamplerError, type SamplingParams } from "../../runtime/sampler.ts";
 import { VisionError } from "../../runtime/vision/qwen2_5_vl-vision.ts";
+import { GpuEngine } from "../../runtime/gpu/engine.ts";
+import { generateOnGpu } from "../../runtime/gpu/generate-gpu.ts";
+import { nodeGpuContext } from "../../runtime/gpu/node-gpu.node.ts";
+import { kernelUnsupportedReason } from "../../runtime/mla/kernel-attention.ts";
+import type { MlaModelWeights } from "../../runtime/mla/weights.ts";
+import type { CodecParams } from "../../format/codec/types.ts";
+import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
+import type { GpuContext } from "../../kernels/gpu-context.ts";
 import { defineCommand, parseIntegerFlag } from "./command.ts";
 import { UserError } from "./errors.ts";
 
 export interface GenerateJson {
   readonly model: string;
   readonly kind: "original" | "mla";
+  /** Where the language model ran: the GPU engine (runtime/gpu) or the CPU reference path. */
+  readonly device: "gpu" | "cpu";
+  /** Why the CPU path ran although --device was auto (null when the GPU ran or --device cpu was asked). */
+  readonly device_fallback: string | null;
   readonly input_ids: number[];
   readonly output_ids: number[];
   readonly text: string;
@@ -105,9 +118,32 @@ function commonPrefix(a: string, b: string): number {
   return i;
 }
 
+/**
+ * The GPU engine for an MLA decoder when WebGPU has an adapter: f32 weights and a cache that never seals within
+ * `tokens` (the whole conversation stays in the f32 tail, like the CPU path's cache), so the output equals the CPU
+ * path's. `{ fallback }` says why not (an error instead when the GPU was required).
+ */
+async function gpuEngineFor(model: Qwen25VLModel, tokens: number, required: boolean): Promise<{ engine: GpuEngine; ctx: GpuContext } | { fallback: string }> {
+  const refuse = (why: string): { fallback: string } => {
+    if (required) throw new UserError("invalid_argument", `--device gpu: ${why}`);
+    return { fallback: why };
+  };
+  if (model.decoder.kind !== "mla") return refuse("the GPU engine runs MLA conversions; this is the original model");
+  const weights: MlaModelWeights = model.decoder.model;
+  let chunkTokens = 64;
+  while (chunkTokens <= tokens) chunkTokens *= 2;
+  const params: CodecParams = { bits: 8, group: 32, axis: "token", rope: "fp16" };
+  const why = kernelUnsupportedReason(weights, params, false, chunkTokens);
+  if (why !== null) return refuse(why);
+  const ctx = await nodeGpuContext();
+  if (ctx === null) return refuse("no WebGPU adapter");
+  const engine = await GpuEngine.create(ctx, weights, { codec: loadNodeCodec(), codecParams: params, chunkTokens, initialCapacity: chunkTokens });
+  return { engine, ctx };
+}
+
 export const generateCommand = defineCommand({
   name: "generate",
-  description: "chat with a Qwen2.5-VL checkpoint (original or MLA-converted) on the CPU reference path",
+  description: "chat with a Qwen2.5-VL checkpoint (original or MLA-converted): an MLA conversion runs on the WebGPU engine when an adapter exists, else on the CPU reference path",
   args: {
     model: { type: "string", required: true, valueName: "DIR", description: "Qwen2.5-VL checkpoint folder (HF layout, sharded or not) or an mla-edge MLA conversion" },
     prompt: { type: "string", valueName: "TEXT", description: "one user message (with --image for its images)" },
@@ -124,6 +160,12 @@ export const generateCommand = defineCommand({
       valueName: "PTH",
       description: "released MHA2MLA checkpoint: its .pth rank file (default: config mha2mla.qk_tensor_path, looked up in the model folder)",
     },
+    device: {
+      type: "string",
+      default: "auto",
+      valueName: "auto|gpu|cpu",
+      description: "where the language model runs: the WebGPU engine (dawn.node), the CPU reference path, or the GPU when an adapter exists and the model is an MLA conversion (default)",
+    },
   },
   examples: [
     "mla-edge generate --model fixtures/qwen25vl-mini --prompt \"Describe the image.\" --image photo.png",
@@ -134,6 +176,8 @@ export const generateCommand = defineCommand({
     if ((args.prompt === undefined) === (args.messages === undefined)) throw new UserError("usage", "give either --prompt TEXT (with --image FILE ...) or --messages FILE");
     if (args.messages !== undefined && args.image.length > 0) throw new UserError("usage", "--image goes with --prompt; put images of --messages in the file's image_url parts");
     const maxTokens = parseIntegerFlag("max-tokens", args["max-tokens"], { min: 1, max: 1_000_000 });
+    const device = args.device;
+    if (device !== "auto" && device !== "gpu" && device !== "cpu") throw new UserError("invalid_argument", `--device must be auto, gpu or cpu, got "${device}"`);
     const dir = resolve(ctx.cwd, args.model);
     const sampling = await samplingParams(dir, args);
     const t0 = performance.now();
@@ -143,6 +187,8 @@ export const generateCommand = defineCommand({
     let decode: (ids: number[]) => string;
     let tLoad = 0;
     let tInputs = 0;
+    let ran: "gpu" | "cpu" = "cpu";
+    let fallback: string | null = null;
     try {
       const ck = await openCheckpointDir(dir);
       try {
@@ -177,24 +223,32 @@ export const generateCommand = defineCommand({
       }
       inputs = await processor.encode(messages, { loadImage: nodeImageLoader(baseDir) });
       tInputs = performance.now() - t0 - tLoad;
-      const { session } = createQwen25VLSession(model);
       const out: number[] = [];
       const streamer = args.json ? null : new TextStreamer(decode, ctx.io.stdout);
-      result = generate(
-        model,
-        session,
-        inputs.inputIds,
-        inputs.images.map((im) => ({ pixelValues: im.pixelValues, grid: { t: im.gridThw[0], h: im.gridThw[1], w: im.gridThw[2] } })),
-        {
-          ...sampling,
-          maxTokens,
-          stopTokenIds: processor.eosTokenIds,
-          onToken: (id) => {
-            out.push(id);
-            streamer?.push(out, false);
-          },
+      const images = inputs.images.map((im) => ({ pixelValues: im.pixelValues, grid: { t: im.gridThw[0], h: im.gridThw[1], w: im.gridThw[2] } }));
+      const options = {
+        ...sampling,
+        maxTokens,
+        stopTokenIds: processor.eosTokenIds,
+        onToken: (id: number) => {
+          out.push(id);
+          streamer?.push(out, false);
         },
-      );
+      };
+      const gpu = device === "cpu" ? null : await gpuEngineFor(model, inputs.inputIds.length + maxTokens, device === "gpu");
+      ran = gpu === null || "fallback" in gpu ? "cpu" : "gpu";
+      fallback = gpu !== null && "fallback" in gpu ? gpu.fallback : null;
+      if (gpu !== null && "engine" in gpu) {
+        try {
+          result = await generateOnGpu(model, gpu.engine, inputs.inputIds, images, options);
+        } finally {
+          gpu.engine.dispose();
+          gpu.ctx.device.destroy();
+        }
+      } else {
+        const { session } = createQwen25VLSession(model);
+        result = generate(model, session, inputs.inputIds, images, options);
+      }
       streamer?.push(out, true);
     } catch (e) {
       throw mapError(e);
@@ -203,7 +257,7 @@ export const generateCommand = defineCommand({
     if (!args.json) {
       ctx.io.stdout("\n");
       ctx.io.stderr(
-        `${t.promptTokens} prompt tokens (${inputs.images.length} image${inputs.images.length === 1 ? "" : "s"}), ${t.generatedTokens} generated; ` +
+        `${ran === "gpu" ? "GPU" : "CPU"}${fallback ? ` (${fallback})` : ""}: ${t.promptTokens} prompt tokens (${inputs.images.length} image${inputs.images.length === 1 ? "" : "s"}), ${t.generatedTokens} generated; ` +
           `load ${(tLoad / 1000).toFixed(1)} s, prefill ${(t.prefillMs / 1000).toFixed(2)} s, ` +
           `decode ${t.decodeTokensPerSecond === null ? "-" : t.decodeTokensPerSecond.toFixed(1)} tok/s\n`,
       );
@@ -212,6 +266,8 @@ export const generateCommand = defineCommand({
     const doc: GenerateJson = {
       model: dir,
       kind: model.decoder.kind,
+      device: ran,
+      device_fallback: fallback,
       input_ids: inputs.inputIds,
       output_ids: result.outputIds,
       text: decode(result.outputIds),

@@ -23,7 +23,7 @@ export class KernelAttentionError extends MlaError<"unsupported_session" | "bad_
 }
 
 /** Why the kernels cannot hold this model's cache with this codec (null when they can). */
-export function kernelUnsupportedReason(model: MlaModelWeights, codec: CodecParams, raw: boolean, chunkTokens: number): string | null {
+export function kernelUnsupportedReason(model: Pick<MlaModelWeights, "config" | "dKv" | "ropeDims">, codec: CodecParams, raw: boolean, chunkTokens: number): string | null {
   const D = model.dKv * model.config.numKvHeads;
   if (raw) return "lossless (raw) storage keeps every token in the f32 tail, which the kernels' cache bounds to one slot";
   if (D % 32 !== 0) return `the kernels need D_c = n_kv·d_kv to be a multiple of 32, this model's is ${D}`;
@@ -44,7 +44,7 @@ function latentGroup(codec: CodecParams, chunkTokens: number): number {
 }
 
 /** The kernels' cache layout of a model's latent cache sealed with `codec` in chunks of `chunkTokens`. */
-export function kernelCacheLayout(model: MlaModelWeights, codec: CodecParams, chunkTokens: number): CacheLayout {
+export function kernelCacheLayout(model: Pick<MlaModelWeights, "config" | "dKv" | "ropeDims" | "latentSpaces">, codec: CodecParams, chunkTokens: number): CacheLayout {
   const c = model.config;
   return cacheLayout(
     { heads: c.numHeads, kvHeads: c.numKvHeads, ropeDims: model.ropeDims, latentWidth: model.dKv * c.numKvHeads, headDim: c.headDim, spaces: model.latentSpaces },

@@ -11,6 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { GenerateJson } from "../../convert/cli/generate.ts";
 import { loadReference, type RefCase, type Reference } from "../runtime/qwen25vl-fixture.ts";
 import { runCli } from "./run-cli.ts";
+import { runTsx } from "../helpers/run-tsx.ts";
+import { swiftShaderEnv } from "../helpers/swiftshader-env.ts";
+import { skipWithout } from "../helpers/system-tools.ts";
 
 const MINI = fileURLToPath(new URL("../../fixtures/qwen25vl-mini/", import.meta.url));
 let tmp: string;
@@ -110,6 +113,8 @@ describe("mla-edge generate (qwen25vl-mini)", () => {
       [["generate", "--model", MINI, "--prompt", "hi", "--top-p", "0"], /--top-p must be a number in \(0, 1\]/],
       [["generate", "--model", MINI, "--prompt", "hi", "--image", join(tmp, "missing.png")], /missing\.png/],
       [["generate", "--model", join(tmp, "nope"), "--prompt", "hi"], /nope/],
+      [["generate", "--model", MINI, "--prompt", "hi", "--device", "tpu"], /--device must be auto, gpu or cpu/],
+      [["generate", "--model", MINI, "--prompt", "hi", "--device", "gpu"], /--device gpu: the GPU engine runs MLA conversions/],
     ];
     for (const [args, msg] of cases) {
       const r = await runCli(args);
@@ -118,4 +123,21 @@ describe("mla-edge generate (qwen25vl-mini)", () => {
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
     }
   }, 60_000);
+
+  // dawn.node reads VK_ICD_FILENAMES at start: a child process with SwiftShader. Slow there (the 151,936-row LM head and
+  // sampler are millions of SwiftShader invocations), so two tokens.
+  it.skipIf(skipWithout(import.meta.url, "swiftshader"))("--device gpu (dawn.node) runs the MLA conversion on the GPU engine with the CPU path's ids and top logits", async () => {
+    const args = ["--model", mlaDir, "--prompt", "Name three colors.", "--max-tokens", "2", "--temperature", "0", "--json"];
+    const root = fileURLToPath(new URL("../../", import.meta.url));
+    const gpu = await runTsx("bin/mla-edge.mjs", ["generate", ...args, "--device", "gpu"], { cwd: root, env: swiftShaderEnv() });
+    const cpu = await runCli(["generate", ...args, "--device", "cpu"]);
+    expect(gpu.code, gpu.stderr).toBe(0);
+    const g = JSON.parse(gpu.stdout) as GenerateJson;
+    const c = JSON.parse(cpu.stdout) as GenerateJson;
+    expect(g.device).toBe("gpu");
+    expect(c.device).toBe("cpu");
+    expect(g.output_ids).toEqual(c.output_ids);
+    expect(g.top_logits.map(([id]) => id)).toEqual(c.top_logits.map(([id]) => id));
+    for (let i = 0; i < 20; i++) expect(Math.abs(g.top_logits[i][1] - c.top_logits[i][1])).toBeLessThanOrEqual(1e-4 * Math.abs(c.top_logits[0][1]));
+  }, 600_000);
 });

@@ -1,0 +1,196 @@
+// The engine's weights straight from a browser bundle (docs/bundle.md): every tensor array streams from its shard
+// windows into its own GPU buffer (queue.writeBuffer as the window lands; no CPU copy of the model), and the engine binds
+// the MatMulNBits bytes as they are — the same bytes the pack wrote and ONNX Runtime's MatMulNBits reads. Only the small
+// integer tables (the kept RoPE pairs) are kept on the host as well.
+
+import { BundleError, parseBundleManifest, type BundleManifest, type BundleTensorEntry } from "../../checkpoint/bundle/manifest.ts";
+import { parseModelConfig, type TextModelConfig } from "../../checkpoint/config.ts";
+import { parseMlaConfig } from "../../checkpoint/mla-config.ts";
+import { detectTensorNaming, layerTensorNames, mlaLayerTensorNames } from "../../checkpoint/families/index.ts";
+import { BufferUsage } from "../../kernels/gpu-flags.ts";
+import type { GpuContext } from "../../kernels/gpu-context.ts";
+import type { GpuWeights, SplitGpuWeights, WeightFormat } from "../../kernels/matmul-nbits.ts";
+import { loadBundle, tensorArrays, tensorRouterSink, type LoadBundleOptions, type LoadedBundle } from "../loader/bundle-loader.ts";
+import { EngineWeightsError, type EngineLayerWeights, type EngineWeights } from "./engine-weights.ts";
+
+/** What the engine needs to know of the model besides its weights (an MlaModelWeights also satisfies it). */
+export interface EngineModelShape {
+  readonly config: TextModelConfig;
+  readonly ropeDims: number;
+  readonly dKv: number;
+  readonly latentSpaces: 1 | 2;
+}
+
+export function bundleModelShape(manifest: BundleManifest): EngineModelShape {
+  const config = parseModelConfig(manifest.config, "manifest.json config");
+  const info = parseMlaConfig(manifest.config, "manifest.json config");
+  const names = manifest.tensors.map((t) => t.name);
+  const first = mlaLayerTensorNames(detectTensorNaming(names), 0);
+  const latentSpaces: 1 | 2 = info.latentSpaces ?? (names.includes(first.image.down) ? 2 : 1);
+  return { config, ropeDims: info.ropeDims, dKv: info.dKv, latentSpaces };
+}
+
+/** GPU buffers of every tensor array, filled by a ShardSink, with the small i32 tables also kept on the host. */
+export interface BundleGpuArrays {
+  readonly sink: ReturnType<typeof tensorRouterSink>;
+  readonly buffers: ReadonlyMap<string, GPUBuffer>;
+  readonly hostInts: ReadonlyMap<string, Int32Array>;
+  readonly bytes: number;
+}
+
+export function bundleGpuArrays(ctx: GpuContext, manifest: BundleManifest): BundleGpuArrays {
+  const buffers = new Map<string, GPUBuffer>();
+  const hostInts = new Map<string, Int32Array>();
+  let bytes = 0;
+  for (const t of manifest.tensors) {
+    for (const [array, a] of tensorArrays(t)) {
+      const size = Math.max(16, Math.ceil((a.rows * a.rowBytes) / 16) * 16);
+      bytes += size;
+      buffers.set(`${t.name}:${array}`, ctx.device.createBuffer({ size, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC, label: `${t.name}:${array}` }));
+    }
+    if (t.kind === "plain" && t.dtype === "i32") hostInts.set(t.name, new Int32Array(t.data.rows * (t.data.rowBytes / 4)));
+  }
+  const sink = tensorRouterSink(manifest, (s) => {
+    ctx.device.queue.writeBuffer(buffers.get(`${s.tensor.name}:${s.array}`)!, s.arrayOffset, s.bytes);
+    const host = hostInts.get(s.tensor.name);
+    if (host) {
+      const n = Math.min(s.bytes.byteLength, host.byteLength - s.arrayOffset);
+      new Uint8Array(host.buffer).set(s.bytes.subarray(0, n), s.arrayOffset);
+    }
+  });
+  return { sink, buffers, hostInts, bytes };
+}
+
+/**
+ * The engine's view of a loaded bundle's arrays (after every shard went through `arrays.sink`): bindings of the stored
+ * buffers as they are; only the q and k_rope biases are copied (on the GPU) into one buffer per layer.
+ */
+export function bundleEngineWeights(ctx: GpuContext, manifest: BundleManifest, arrays: BundleGpuArrays): EngineWeights {
+  const shape = bundleModelShape(manifest);
+  const c = shape.config;
+  const names = manifest.tensors.map((t) => t.name);
+  const naming = detectTensorNaming(names);
+  const byName = new Map(manifest.tensors.map((t) => [t.name, t]));
+  const entry = (name: string): BundleTensorEntry => {
+    const t = byName.get(manifest.aliases[name] ?? name);
+    if (!t) throw new BundleError("missing_tensor", `the bundle has no tensor ${name}`);
+    return t;
+  };
+  const buf = (t: BundleTensorEntry, array: string) => arrays.buffers.get(`${t.name}:${array}`)!;
+  const linear = (name: string, n: number, k: number): GpuWeights => {
+    const t = entry(name);
+    let format: WeightFormat;
+    let buffers: GPUBuffer[];
+    if (t.kind === "matmul_nbits") {
+      format = { kind: "nbits", bits: t.bits, block: t.block, zeroPoints: t.zeroPoints !== null };
+      buffers = [buf(t, "b"), buf(t, "scales"), ...(t.zeroPoints ? [buf(t, "zeroPoints")] : [])];
+    } else if (t.dtype === "f32" || t.dtype === "f16") {
+      format = { kind: t.dtype };
+      buffers = [buf(t, "data")];
+    } else {
+      throw new EngineWeightsError("bad_format", `${name} is stored as ${t.dtype}, not a weight layout`);
+    }
+    const [tn, tk] = t.shape;
+    if (tn !== n || tk !== k) throw new EngineWeightsError("bad_format", `${name} is [${t.shape.join(", ")}], the model needs [${n}, ${k}]`);
+    return { format, n, k, buffers, bytes: buffers.reduce((s, b) => s + b.size, 0), destroy: () => undefined };
+  };
+  const vector = (name: string, length: number, optional = false): GPUBuffer | null => {
+    const t = manifest.aliases[name] ?? name;
+    const e = byName.get(t);
+    if (!e) {
+      if (optional) return null;
+      throw new BundleError("missing_tensor", `the bundle has no tensor ${name}`);
+    }
+    if (e.kind !== "plain" || e.dtype !== "f32") throw new EngineWeightsError("bad_format", `${name} is not f32 (pack with --norms f32: the engine reads f32 norms and biases)`);
+    if (e.shape.reduce((a, b) => a * b, 1) !== length) throw new EngineWeightsError("bad_format", `${name} has shape [${e.shape.join(", ")}], expected ${length} values`);
+    return buf(e, "data");
+  };
+  const d = c.hiddenSize;
+  const nh = c.numHeads;
+  const nkv = c.numKvHeads;
+  const dh = c.headDim;
+  const r = shape.ropeDims;
+  const D = shape.dKv * nkv;
+  const I = c.intermediateSize;
+  const projBiases: GPUBuffer[] = [];
+  const enc = ctx.device.createCommandEncoder({ label: "bundle-proj-bias" });
+  const layers = Array.from({ length: c.numLayers }, (_, l): EngineLayerWeights => {
+    const t = layerTensorNames(naming, l);
+    const m = mlaLayerTensorNames(naming, l);
+    const pairsFlat = arrays.hostInts.get(manifest.aliases[m.ropePairs] ?? m.ropePairs);
+    if (!pairsFlat || pairsFlat.length !== (nkv * r) / 2) throw new BundleError("missing_tensor", `layer ${l}: no ${m.ropePairs} of ${nkv} × ${r / 2} pairs`);
+    const qBias = vector(m.qBias, nh * dh, true);
+    const kRBias = vector(m.kRBias, nkv * r, true);
+    let projBias: GPUBuffer | null = null;
+    if (qBias || kRBias) {
+      // The projections write one row [q | k_rope | …] and read bias[yOffset + n]: q and k_rope biases back to back.
+      projBias = ctx.storageBuffer(`L${l}.proj_bias`, (nh * dh + nkv * r) * 4);
+      projBiases.push(projBias);
+      if (qBias) enc.copyBufferToBuffer(qBias, 0, projBias, 0, nh * dh * 4);
+      if (kRBias) enc.copyBufferToBuffer(kRBias, 0, projBias, nh * dh * 4, nkv * r * 4);
+    }
+    const spaceNames = shape.latentSpaces === 1 ? [m.shared] : [m.text, m.image];
+    return {
+      inputNorm: vector(t.inputNorm, d)!,
+      postNorm: vector(t.postNorm, d)!,
+      qProj: linear(m.qWeight, nh * dh, d),
+      kRProj: linear(m.kRWeight, nkv * r, d),
+      projBias,
+      spaces: spaceNames.map((sn) => ({
+        downKv: linear(sn.down, D, d),
+        upK: linear(sn.upK, nkv * (dh - r), D),
+        upKBias: vector(sn.upKBias, nkv * (dh - r), true),
+        upV: linear(sn.upV, nkv * dh, D),
+        upVBias: vector(sn.upVBias, nkv * dh, true),
+      })),
+      oProj: linear(m.oWeight, d, nh * dh),
+      gate: linear(t.gate, I, d),
+      up: linear(t.up, I, d),
+      down: linear(t.down, d, I),
+      keptPairs: Array.from({ length: nkv }, (_, g) => Array.from(pairsFlat.subarray((g * r) / 2, ((g + 1) * r) / 2))),
+    };
+  });
+  ctx.device.queue.submit([enc.finish()]);
+  const embed = linear(naming.embedTokens, c.vocabSize, d);
+  const head = linear(c.tieWordEmbeddings && !byName.has(naming.lmHead) ? naming.embedTokens : naming.lmHead, c.vocabSize, d);
+  const lmHead: SplitGpuWeights = { n: head.n, k: head.k, parts: [{ rowStart: 0, weights: head }], bytes: head.bytes, destroy: () => undefined };
+  return {
+    embed,
+    finalNorm: vector(naming.finalNorm, d)!,
+    lmHead,
+    layers,
+    bytes: arrays.bytes + projBiases.reduce((s, b) => s + b.size, 0),
+    destroy: () => {
+      for (const b of arrays.buffers.values()) b.destroy();
+      projBiases.forEach((b) => b.destroy());
+    },
+  };
+}
+
+export interface EngineBundle {
+  readonly manifest: BundleManifest;
+  readonly shape: EngineModelShape;
+  readonly weights: EngineWeights;
+  readonly loaded: LoadedBundle;
+}
+
+/**
+ * Loads the bundle at `baseUrl` into GPU buffers (loadBundle: hashes verified, progress, cache) and returns the
+ * engine's weights and the model shape for `GpuEngine.create(ctx, shape, { weights, … })`.
+ */
+export async function loadEngineBundle(ctx: GpuContext, baseUrl: string, options: Omit<LoadBundleOptions, "sink"> = {}): Promise<EngineBundle> {
+  const doFetch = options.fetch ?? ((url: string, init?: { signal?: AbortSignal }) => globalThis.fetch(url, init));
+  const res = await doFetch(`${baseUrl.replace(/\/$/, "")}/manifest.json`, { signal: options.signal });
+  if (!res.ok) throw new BundleError("fetch_failed", `${baseUrl}/manifest.json: HTTP ${res.status}`);
+  const manifest = parseBundleManifest(await res.json());
+  const arrays = bundleGpuArrays(ctx, manifest);
+  let loaded: LoadedBundle;
+  try {
+    loaded = await loadBundle(baseUrl, { ...options, sink: arrays.sink });
+  } catch (e) {
+    for (const b of arrays.buffers.values()) b.destroy();
+    throw e;
+  }
+  const weights = bundleEngineWeights(ctx, loaded.manifest, arrays);
+  return { manifest: loaded.manifest, shape: bundleModelShape(loaded.manifest), weights, loaded };
+}
