@@ -185,6 +185,25 @@ export class MlaAttentionGpu {
     return { out: s.out, outValues, massOffset, plan };
   }
 
+  /**
+   * Sizes the scratch for steps of up to `queryCount` queries at any cache length and returns its query and output
+   * buffers, which then stay the same: an engine that writes the queries on the GPU (mla-absorb.ts) and reads the output
+   * there binds them once. Steps of up to `queryCount` queries allocate nothing afterwards (splitCount·queries ≤
+   * targetWorkgroups/headBlocks + queries).
+   */
+  reserve(queryCount: number): { query: GPUBuffer; out: GPUBuffer } {
+    if (!Number.isInteger(queryCount) || queryCount < 1) throw new KernelInputError(`queryCount must be a positive integer, got ${queryCount}`);
+    const g = this.layout.geometry;
+    const rows = (Math.ceil(this.#targetWorkgroups / this.#headBlocks) + queryCount) * g.heads;
+    this.#ensureScratch(queryCount, rows);
+    return { query: this.#scratch!.query, out: this.#scratch!.out };
+  }
+
+  /** Bytes of the scratch buffers (queries, partials, outputs, uniforms, staging) allocated now. */
+  get scratchBytes(): number {
+    return this.#scratch ? Object.values(this.#scratch).reduce((n, b) => n + b.size, 0) : 0;
+  }
+
   /** Frees the scratch buffers (pipelines stay cached in the context). */
   destroy(): void {
     if (this.#scratch) for (const b of Object.values(this.#scratch)) b.destroy();

@@ -21,6 +21,10 @@ export const rotaryUniforms = uniformLayout([
   ["k", "u32"],
   ["headsPerGroup", "u32"],
   ["gridX", "u32"],
+  /** Values between consecutive tokens' rows (heads·headStride for a packed x). */
+  ["tokenStride", "u32"],
+  /** Value index of token 0's row in x. */
+  ["xOffset", "u32"],
 ] as const);
 
 /** Bindings: 1 x (read_write), 2 pairs u32 [groups, k], 3 positions i32 [streams, tokens], 4 freq u32 [half, 4]. */
@@ -67,7 +71,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let cs = cosSinTurns(turns);
   let c = cs.x;
   let s = cs.y;
-  let base = (tok * P.heads + h) * P.headStride + P.offset;
+  let base = P.xOffset + tok * P.tokenStride + h * P.headStride + P.offset;
   let a = x[base + j];
   let b = x[base + j + P.k];
   x[base + j] = a * c - b * s;
@@ -117,16 +121,30 @@ export function uploadRotary(ctx: GpuContext, tables: RotaryTables, pairs: reado
   return { freq, pairs: pb, k, groups: pairs.length, streamCount: tables.streamCount, destroy: () => (freq.destroy(), pb.destroy()) };
 }
 
-/** Rotates x [tokens, heads, headStride] in place at `offset` (slice of 2k values per head). */
-export function rotaryCall(ctx: GpuContext, r: GpuRotary, x: GPUBuffer, positions: GPUBuffer, l: Omit<RotaryLayout, "pairs">): KernelCall {
+/** Where the rows sit when x is not a packed [tokens, heads, headStride] array (e.g. the q slice of a wider row). */
+export interface RotaryRows {
+  /** Values between consecutive tokens (default heads·headStride). */
+  readonly tokenStride?: number;
+  /** Value index of token 0's row (default 0). */
+  readonly xOffset?: number;
+}
+
+/**
+ * Rotates x [tokens, heads, headStride] in place at `offset` (slice of 2k values per head); with `rows`, token t's heads
+ * start at xOffset + t·tokenStride.
+ */
+export function rotaryCall(ctx: GpuContext, r: GpuRotary, x: GPUBuffer, positions: GPUBuffer, l: Omit<RotaryLayout, "pairs"> & RotaryRows): KernelCall {
+  const tokenStride = l.tokenStride ?? l.heads * l.headStride;
+  const xOffset = l.xOffset ?? 0;
+  if (!Number.isInteger(tokenStride) || tokenStride < l.heads * l.headStride) throw new KernelInputError(`token stride ${tokenStride} is shorter than ${l.heads} heads × ${l.headStride}`);
   if (l.heads % r.groups !== 0) throw new KernelInputError(`${l.heads} heads do not split into ${r.groups} pair groups`);
   if (l.offset + 2 * r.k > l.headStride) throw new KernelInputError(`slice [${l.offset}, ${l.offset + 2 * r.k}) passes the head stride ${l.headStride}`);
-  if (x.size < l.tokens * l.heads * l.headStride * 4) throw new KernelInputError(`x is smaller than [${l.tokens}, ${l.heads}, ${l.headStride}] f32`);
+  if (x.size < (xOffset + (l.tokens - 1) * tokenStride + l.heads * l.headStride) * 4) throw new KernelInputError(`x is smaller than [${l.tokens}, ${l.heads}, ${l.headStride}] f32 at stride ${tokenStride} from ${xOffset}`);
   if (positions.size < r.streamCount * l.tokens * 4) throw new KernelInputError(`positions hold fewer than ${r.streamCount} × ${l.tokens} values`);
   const [gx, gy] = normalizeDispatch(Math.ceil((l.tokens * l.heads * r.k) / ROTARY_WORKGROUP), ctx.device.limits.maxComputeWorkgroupsPerDimension);
   return {
     program: createRotaryProgram(),
-    uniforms: rotaryUniforms.pack({ tokens: l.tokens, heads: l.heads, headStride: l.headStride, offset: l.offset, k: r.k, headsPerGroup: l.heads / r.groups, gridX: gx }),
+    uniforms: rotaryUniforms.pack({ tokens: l.tokens, heads: l.heads, headStride: l.headStride, offset: l.offset, k: r.k, headsPerGroup: l.heads / r.groups, gridX: gx, tokenStride, xOffset }),
     buffers: [x, r.pairs, positions, r.freq],
     grid: [gx, gy, 1],
   };
