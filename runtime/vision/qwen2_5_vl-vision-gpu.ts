@@ -80,7 +80,17 @@ export function visionSourceFromBundle(manifest: BundleManifest, array: (name: s
       const t = need(entries.get(name), name);
       if (t.kind === "matmul_nbits") {
         if (t.shape[0] !== n || t.shape[1] !== k) throw new VisionError("missing_weight", `vision weight ${name} is [${t.shape.join(", ")}], expected [${n}, ${k}]`);
-        return { kind: "nbits", n, k, bits: t.bits, block: t.block, data: array(name, "b"), scales: u16(array(name, "scales")), zeroPoints: t.zeroPoints ? array(name, "zeroPoints") : undefined };
+        // Arrays may come rounded up to whole u32 words (the loader's GPU-ready copies): cut to the exact sizes.
+        return {
+          kind: "nbits",
+          n,
+          k,
+          bits: t.bits,
+          block: t.block,
+          data: array(name, "b").subarray(0, t.b.rows * t.b.rowBytes),
+          scales: u16(array(name, "scales")).subarray(0, n * t.kBlocks),
+          zeroPoints: t.zeroPoints ? array(name, "zeroPoints").subarray(0, t.zeroPoints.rows * t.zeroPoints.rowBytes) : undefined,
+        };
       }
       const count = t.shape.reduce((a, b) => a * b, 1);
       checkLength(name, count, n * k);
