@@ -13,8 +13,10 @@ import { createWasmCodec } from "../../format/codec/wasm.ts";
 import { codecSimdWasmBytes } from "../../build/codec-wasm-bytes.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
 import { GpuContext } from "../../kernels/gpu-context.ts";
-import { uploadBuffer } from "../../kernels/dispatch.ts";
-import { uploadWeights, uploadWeightsSplit, type GpuWeights, type LinearWeights } from "../../kernels/matmul-nbits.ts";
+import { readUint32, submitCalls, uploadBuffer } from "../../kernels/dispatch.ts";
+import { linearSplitCalls, uploadWeights, uploadWeightsSplit, type GpuWeights, type LinearWeights } from "../../kernels/matmul-nbits.ts";
+import { rmsNormCall } from "../../kernels/norm-act.ts";
+import { samplingCall } from "../../kernels/sampling.ts";
 import type { MatMulNBitsWeight } from "../../checkpoint/bundle/matmul-nbits.ts";
 import { GpuEngine } from "../../runtime/gpu/engine.ts";
 import { codecSlotQuantizer } from "../../runtime/mla/slot-sealing.ts";
@@ -62,9 +64,13 @@ export const QWEN25VL_3B_VISION: Qwen25VisionConfig = {
 export interface SideFigures {
   /** tokens/s of one decode step after each history length (key: tokens). */
   readonly decodeTps: Record<string, number | null>;
+  /** (ms per decode step − lmHeadMs) / layers: one decoder layer's share. */
   readonly decodeMsPerLayer: Record<string, number | null>;
   readonly prefillTps: number | null;
+  /** (prefill ms − lmHeadMs) / layers. */
   readonly prefillMsPerLayer: number | null;
+  /** The final norm + tied LM head (151,936 × 2048 int4) + next-token pick alone, ms per token (same path as a step). */
+  readonly lmHeadMs: number | null;
   readonly gpuBytes: { readonly weights: number; readonly cache: Record<string, number> };
   readonly errors: string[];
 }
@@ -179,7 +185,9 @@ async function oursSide(ctx: GpuContext, g: DecoderGeometry, w: DecoderWeights, 
   const cache: Record<string, number> = {};
   let prefillTps: number | null = null;
   let prefillMsPerLayer: number | null = null;
+  let lmHeadMs: number | null = null;
   try {
+    lmHeadMs = await oursLmHeadMs(ctx, g, weights, cfg.decodeSteps);
     const rnd = mulberry32(5);
     // Prefill of a `prefill`-token prompt (blocks of 256).
     const ids = Array.from({ length: cfg.prefill }, () => (rnd() * 150000) | 0);
@@ -190,7 +198,7 @@ async function oursSide(ctx: GpuContext, g: DecoderGeometry, w: DecoderWeights, 
     const r = await engine.append(ids);
     const ms = now() - t0;
     prefillTps = (cfg.prefill / ms) * 1000;
-    prefillMsPerLayer = ms / g.layers;
+    prefillMsPerLayer = (ms - lmHeadMs) / g.layers;
     let next = r.next;
     for (const T of cfg.contexts) {
       engine.reset();
@@ -201,16 +209,37 @@ async function oursSide(ctx: GpuContext, g: DecoderGeometry, w: DecoderWeights, 
       for (let s = 0; s < cfg.decodeSteps; s++) next = await engine.step(next);
       const per = (now() - t1) / cfg.decodeSteps;
       decodeTps[T] = 1000 / per;
-      decodeMsPerLayer[T] = per / g.layers;
+      decodeMsPerLayer[T] = (per - lmHeadMs) / g.layers;
       cache[T] = engine.memory.cache;
     }
-    return { decodeTps, decodeMsPerLayer, prefillTps, prefillMsPerLayer, gpuBytes: { weights: engine.memory.weights, cache }, errors };
+    return { decodeTps, decodeMsPerLayer, prefillTps, prefillMsPerLayer, lmHeadMs, gpuBytes: { weights: engine.memory.weights, cache }, errors };
   } catch (e) {
     errors.push(`${(e as Error).name}: ${(e as Error).message}`);
-    return { decodeTps, decodeMsPerLayer, prefillTps, prefillMsPerLayer, gpuBytes: { weights: weights.bytes, cache }, errors };
+    return { decodeTps, decodeMsPerLayer, prefillTps, prefillMsPerLayer, lmHeadMs, gpuBytes: { weights: weights.bytes, cache }, errors };
   } finally {
     engine.dispose();
     weights.destroy();
+  }
+}
+
+/** Our final norm + LM head GEMV (split in row ranges) + greedy pick, one submission, 4 bytes read back: ms each. */
+async function oursLmHeadMs(ctx: GpuContext, g: DecoderGeometry, w: EngineWeights, steps: number): Promise<number> {
+  const h = uploadBuffer(ctx, "lm-h", Float32Array.from({ length: g.hidden }, (_, i) => Math.sin(i)));
+  const hn = ctx.storageBuffer("lm-hn", g.hidden * 4);
+  const logits = ctx.storageBuffer("lm-logits", g.vocab * 4);
+  const id = ctx.storageBuffer("lm-id", 16);
+  try {
+    const calls = [rmsNormCall(ctx, h, w.finalNorm, hn, 1, g.hidden, g.eps), ...linearSplitCalls(ctx, w.lmHead, hn, 1, logits), samplingCall(ctx, { logits, banned: null, out: id }, g.vocab, { temperature: 0, topK: 0, topP: 1, seed: 0, step: 0 })];
+    const once = async () => {
+      await submitCalls(ctx, calls, "lm-head");
+      await readUint32(ctx, id, 0, 1);
+    };
+    await once();
+    const t0 = now();
+    for (let s = 0; s < steps; s++) await once();
+    return (now() - t0) / steps;
+  } finally {
+    [h, hn, logits, id].forEach((b) => b.destroy());
   }
 }
 
@@ -244,6 +273,7 @@ async function baselineSide(ort: OrtModule, g: DecoderGeometry, w: DecoderWeight
   const cache: Record<string, number> = {};
   let prefillTps: number | null = null;
   let prefillMsPerLayer: number | null = null;
+  let lmHeadMs: number | null = null;
   const maxPos = Math.max(...cfg.contexts, cfg.prefill) + cfg.decodeSteps + 8;
   const onnx = decoderOnnx(g, w, maxPos);
   const create = ort.InferenceSession.create as unknown as (m: Uint8Array, o: Record<string, unknown>) => Promise<{ run(f: Record<string, unknown>): Promise<Record<string, OrtTensorLike>>; release(): Promise<void> }>;
@@ -271,13 +301,14 @@ async function baselineSide(ort: OrtModule, g: DecoderGeometry, w: DecoderWeight
     for (const t of Object.values(out)) t.dispose();
   };
   try {
+    lmHeadMs = await baselineLmHeadMs(create, Tensor, g, w, cfg.decodeSteps);
     await run(8, 0, null); // warm-up
     log(`baseline: prefill ${cfg.prefill}`);
     const t0 = now();
     await run(cfg.prefill, 0, null);
     const ms = now() - t0;
     prefillTps = (cfg.prefill / ms) * 1000;
-    prefillMsPerLayer = ms / g.layers;
+    prefillMsPerLayer = (ms - lmHeadMs) / g.layers;
     for (const T of cfg.contexts) {
       const bytes = g.kvHeads * T * g.headDim * 4;
       const past: Array<[GPUBuffer, GPUBuffer]> = [];
@@ -297,7 +328,7 @@ async function baselineSide(ort: OrtModule, g: DecoderGeometry, w: DecoderWeight
         for (let s = 0; s < cfg.decodeSteps; s++) await run(1, T, past);
         const per = (now() - t1) / cfg.decodeSteps;
         decodeTps[T] = 1000 / per;
-        decodeMsPerLayer[T] = per / g.layers;
+        decodeMsPerLayer[T] = (per - lmHeadMs) / g.layers;
       } finally {
         past.flat().forEach((b) => b.destroy());
       }
@@ -307,7 +338,33 @@ async function baselineSide(ort: OrtModule, g: DecoderGeometry, w: DecoderWeight
   } finally {
     await session.release();
   }
-  return { decodeTps, decodeMsPerLayer, prefillTps, prefillMsPerLayer, gpuBytes: { weights: decoderWeightBytes(w), cache }, errors };
+  return { decodeTps, decodeMsPerLayer, prefillTps, prefillMsPerLayer, lmHeadMs, gpuBytes: { weights: decoderWeightBytes(w), cache }, errors };
+}
+
+type SessionFactory = (m: Uint8Array, o: Record<string, unknown>) => Promise<{ run(f: Record<string, unknown>): Promise<Record<string, OrtTensorLike>>; release(): Promise<void> }>;
+type TensorFactory = { new (type: "float32" | "int32", data: Float32Array | Int32Array, dims: number[]): OrtTensorLike };
+
+/** The same graph with no decoder layers (Slice → final norm → LM head), logits read back: ms per token. */
+async function baselineLmHeadMs(create: SessionFactory, Tensor: TensorFactory, g: DecoderGeometry, w: DecoderWeights, steps: number): Promise<number> {
+  const onnx = decoderOnnx({ ...g, layers: 0 }, { layers: [], finalNorm: w.finalNorm, lmHead: w.lmHead }, 8);
+  const session = await create(onnx.model, { executionProviders: ["webgpu"], preferredOutputLocation: "gpu-buffer", externalData: [{ path: onnx.dataPath, data: onnx.data }] });
+  try {
+    const once = async () => {
+      const out = await session.run({
+        inputs_embeds: new Tensor("float32", Float32Array.from({ length: g.hidden }, (_, i) => Math.sin(i)), [1, 1, g.hidden]),
+        seqlens_k: new Tensor("int32", Int32Array.of(0), [1]),
+        total_sequence_length: new Tensor("int32", Int32Array.of(1), []),
+      });
+      await out.logits.getData();
+      for (const t of Object.values(out)) t.dispose();
+    };
+    await once();
+    const t0 = now();
+    for (let s = 0; s < steps; s++) await once();
+    return (now() - t0) / steps;
+  } finally {
+    await session.release();
+  }
 }
 
 /** Random f16 weights in N(0, 0.02)-like magnitudes (bits drawn directly), f32 vectors near 1 (norms) or 0 (biases). */
@@ -362,7 +419,7 @@ export async function runDecodeBench(ort: OrtModule, cfg: DecodeBenchConfig, log
   const g: DecoderGeometry = { ...QWEN25VL_3B_TEXT, layers: cfg.layers };
   log(`weights: ${cfg.layers} layers`);
   const w = randomDecoderWeights(g, 2026, "codes");
-  const empty: SideFigures = { decodeTps: {}, decodeMsPerLayer: {}, prefillTps: null, prefillMsPerLayer: null, gpuBytes: { weights: 0, cache: {} }, errors: ["not run (--only)"] };
+  const empty: SideFigures = { decodeTps: {}, decodeMsPerLayer: {}, prefillTps: null, prefillMsPerLayer: null, lmHeadMs: null, gpuBytes: { weights: 0, cache: {} }, errors: ["not run (--only)"] };
   // Our side first, on a device with the adapter's limits (the 155 MB int4 embedding binds whole); then the baseline
   // on onnxruntime-web's own device, in the same page.
   const adapter = await navigator.gpu.requestAdapter();
