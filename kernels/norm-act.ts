@@ -186,3 +186,96 @@ export function residualAddCall(ctx: GpuContext, h: GPUBuffer, d: GPUBuffer, cou
   const [gx, gy] = normalizeDispatch(Math.ceil(count / ELEMENTWISE_WORKGROUP), ctx.device.limits.maxComputeWorkgroupsPerDimension);
   return { program: createResidualAddProgram(), uniforms: addUniforms.pack({ count, gridX: gx }), buffers: [h, d], grid: [gx, gy, 1] };
 }
+
+export const geluUniforms = uniformLayout([
+  ["count", "u32"],
+  ["gridX", "u32"],
+] as const);
+
+/**
+ * Exact (erf) GELU in place: x ← ½x(1 + erf(x/√2)) (Qwen2.5-VL's PatchMerger). WGSL has no erf: the Numerical
+ * Recipes erfc Chebyshev fit (fractional error < 1.2e-7, the CPU tower's runtime/ops.ts erf), evaluated in f32.
+ * Bindings: 1 x (read_write).
+ */
+export function createGeluProgram(): KernelProgram {
+  return {
+    name: "gelu-erf",
+    cacheHint: `wg${ELEMENTWISE_WORKGROUP}`,
+    workgroupSize: ELEMENTWISE_WORKGROUP,
+    getShaderSource: () => `
+${geluUniforms.wgsl}
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+
+fn erfApprox(v: f32) -> f32 {
+  let z = abs(v);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807
+    + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+  // e^(−z² + poly) underflows to 0 for z ≳ 9.3: erfc = 0, erf = ±1, the limit.
+  let erfc = t * exp(-z * z + poly);
+  return select(erfc - 1.0, 1.0 - erfc, v >= 0.0);
+}
+
+@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let idx = (wid.y * P.gridX + wid.x) * ${ELEMENTWISE_WORKGROUP}u + t;
+  if (idx >= P.count) { return; }
+  let v = x[idx];
+  x[idx] = 0.5 * v * (1.0 + erfApprox(v * 0.7071067811865476));
+}
+`,
+  };
+}
+
+export function geluCall(ctx: GpuContext, x: GPUBuffer, count: number): KernelCall {
+  if (!Number.isInteger(count) || count < 1) throw new KernelInputError(`GELU count must be a positive integer, got ${count}`);
+  if (x.size < count * 4) throw new KernelInputError(`GELU buffer is smaller than ${count} f32`);
+  const [gx, gy] = normalizeDispatch(Math.ceil(count / ELEMENTWISE_WORKGROUP), ctx.device.limits.maxComputeWorkgroupsPerDimension);
+  return { program: createGeluProgram(), uniforms: geluUniforms.pack({ count, gridX: gx }), buffers: [x], grid: [gx, gy, 1] };
+}
+
+export const gatherRowsUniforms = uniformLayout([
+  ["rows", "u32"],
+  ["width", "u32"],
+  ["srcRows", "u32"],
+  ["gridX", "u32"],
+] as const);
+
+/**
+ * out[r, :] = src[index[r], :] (row permutations: the vision tower's window order and its inverse). Indices ≥ srcRows
+ * write zeros. Bindings: 1 src f32 [srcRows, width], 2 index u32 [rows], 3 out f32 [rows, width].
+ */
+export function createGatherRowsProgram(): KernelProgram {
+  return {
+    name: "gather-rows",
+    cacheHint: `wg${ELEMENTWISE_WORKGROUP}`,
+    workgroupSize: ELEMENTWISE_WORKGROUP,
+    getShaderSource: () => `
+${gatherRowsUniforms.wgsl}
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read> index: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let idx = (wid.y * P.gridX + wid.x) * ${ELEMENTWISE_WORKGROUP}u + t;
+  if (idx >= P.rows * P.width) { return; }
+  let r = idx / P.width;
+  let s = index[r];
+  var v = 0.0;
+  if (s < P.srcRows) { v = src[s * P.width + idx % P.width]; }
+  out[idx] = v;
+}
+`,
+  };
+}
+
+export function gatherRowsCall(ctx: GpuContext, src: GPUBuffer, index: GPUBuffer, out: GPUBuffer, rows: number, width: number, srcRows: number): KernelCall {
+  for (const [n, v] of [["rows", rows], ["width", width], ["srcRows", srcRows]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new KernelInputError(`gather rows: ${n} must be a positive integer, got ${v}`);
+  }
+  if (src === out) throw new KernelInputError("gather rows: src and out must be different buffers");
+  if (src.size < srcRows * width * 4 || index.size < rows * 4 || out.size < rows * width * 4) throw new KernelInputError("gather rows: buffers are smaller than the shapes");
+  const [gx, gy] = normalizeDispatch(Math.ceil((rows * width) / ELEMENTWISE_WORKGROUP), ctx.device.limits.maxComputeWorkgroupsPerDimension);
+  return { program: createGatherRowsProgram(), uniforms: gatherRowsUniforms.pack({ rows, width, srcRows, gridX: gx }), buffers: [src, index, out], grid: [gx, gy, 1] };
+}

@@ -21,7 +21,7 @@ export const vi = (field: number, n: number): number[] => [...varint(field << 3)
 export const str = (field: number, s: string): number[] => ld(field, utf8(s));
 
 /** TensorProto.DataType values used here. */
-export const ELEM = { float: 1, uint8: 2, int32: 6, float16: 10 } as const;
+export const ELEM = { float: 1, uint8: 2, int32: 6, int64: 7, float16: 10 } as const;
 export type ElemType = keyof typeof ELEM;
 
 /** ValueInfoProto with a tensor type; dims are numbers (dim_value) or names (dim_param). */
@@ -35,8 +35,24 @@ export function initializer(name: string, elem: ElemType, dims: number[], raw: U
   return [...dims.flatMap((d) => vi(1, d)), ...vi(2, ELEM[elem]), ...str(8, name), ...ld(9, raw)];
 }
 
+/**
+ * TensorProto whose bytes live in an external data file (as transformers.js ships large models: `.onnx_data`):
+ * external_data (13) = {location, offset, length}, data_location (14) = EXTERNAL.
+ */
+export function externalInitializer(name: string, elem: ElemType, dims: number[], location: string, offset: number, length: number): number[] {
+  const entry = (k: string, v: string) => ld(13, [...str(1, k), ...str(2, v)]);
+  return [...dims.flatMap((d) => vi(1, d)), ...vi(2, ELEM[elem]), ...str(8, name), ...entry("location", location), ...entry("offset", String(offset)), ...entry("length", String(length)), ...vi(14, 1)];
+}
+
 /** AttributeProto of type INT. */
 export const intAttr = (name: string, v: number): number[] => [...str(1, name), ...vi(3, v), ...vi(20, 2)];
+
+/** AttributeProto of type FLOAT: f (field 2, fixed32). */
+export function floatAttr(name: string, v: number): number[] {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setFloat32(0, v, true);
+  return [...str(1, name), ...varint((2 << 3) | 5), ...b, ...vi(20, 1)];
+}
 
 export interface OnnxNode {
   readonly op: string;
@@ -44,6 +60,7 @@ export interface OnnxNode {
   readonly inputs: readonly string[];
   readonly outputs: readonly string[];
   readonly intAttrs?: Readonly<Record<string, number>>;
+  readonly floatAttrs?: Readonly<Record<string, number>>;
 }
 
 /** A ModelProto (IR 8, opset 17 + com.microsoft 1) of one graph. */
@@ -61,6 +78,7 @@ export function onnxModel(graph: {
       ...str(3, `n${i}`),
       ...str(4, n.op),
       ...Object.entries(n.intAttrs ?? {}).flatMap(([k, v]) => ld(5, intAttr(k, v))),
+      ...Object.entries(n.floatAttrs ?? {}).flatMap(([k, v]) => ld(5, floatAttr(k, v))),
       ...(n.domain ? str(7, n.domain) : []),
     ]),
   );

@@ -50,6 +50,11 @@ export type ModelCase =
       seed: number;
       tol: number;
     }
+  /** Vision segment attention: `fused` reads q/k/v from one [rows, 3·H·D] buffer, else three buffers with padded rows. */
+  | { op: "vision_attention"; name: string; heads: number; headDim: number; cu: number[]; fused: boolean; scale: number; seed: number; tol: number }
+  | { op: "gelu"; name: string; count: number; scale: number; seed: number; tol: number }
+  /** Gathers `index` rows (an index ≥ srcRows writes zeros). */
+  | { op: "gather_rows"; name: string; srcRows: number; width: number; index: number[]; seed: number; tol: number }
   /** LM head: hidden [K] → int4 GEMV logits [vocab] → sampling, one submission, 4 bytes read back. */
   | { op: "lmhead"; name: string; vocab: number; hidden: number; temperature: number; topK: number; topP: number; draws: number; seed: number; tol: number; splitBytes?: number };
 
@@ -104,4 +109,9 @@ export const MODEL_CASES: readonly ModelCase[] = [
   { op: "lmhead", name: "LM head int4 b32 hidden 256 → vocab 3000, greedy", vocab: 3000, hidden: 256, temperature: 0, topK: 0, topP: 1, draws: 1, seed: 32, tol: 0 },
   { op: "lmhead", name: "LM head int4 b32 hidden 256 → vocab 3000, temperature 0.8 top-k 20", vocab: 3000, hidden: 256, temperature: 0.8, topK: 20, topP: 1, draws: 6, seed: 33, tol: 0 },
   { op: "lmhead", name: "LM head int4 b32 split in 3 row ranges → temperature 4, top-p 0.8", vocab: 3000, hidden: 256, temperature: 4, topK: 0, topP: 0.8, draws: 4, seed: 36, tol: 0, splitBytes: 160_000 },
+  { op: "vision_attention", name: "vision attention fused qkv, 3 heads × 16, segments 5/15/17 (no multiple of 64)", heads: 3, headDim: 16, cu: [0, 5, 20, 37], fused: true, scale: 1, seed: 37, tol: 5e-6 },
+  { op: "vision_attention", name: "vision attention head 80 (2 per thread), segments 64/85/1 (a segment over two 64-key chunks)", heads: 2, headDim: 80, cu: [0, 64, 149, 150], fused: false, scale: 1, seed: 38, tol: 5e-6 },
+  { op: "vision_attention", name: "vision attention full segment of 300 rows, head 72, scores ×40 (online-softmax rescaling; scores ≈ 100 carry f32 rounding ≈ 6e-6)", heads: 1, headDim: 72, cu: [0, 300], fused: false, scale: 40, seed: 39, tol: 2e-5 },
+  { op: "gelu", name: "gelu (erf) 1000 values in ±12 (erfc underflow tails)", count: 1000, scale: 12, seed: 40, tol: 2e-6 },
+  { op: "gather_rows", name: "gather rows: permutation of 9 rows × 37, plus an out-of-range index → zeros", srcRows: 9, width: 37, index: [3, 8, 0, 1, 7, 2, 6, 5, 4, 9], seed: 41, tol: 0 },
 ];

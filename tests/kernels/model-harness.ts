@@ -5,8 +5,10 @@ import { runEmbedding } from "../../kernels/embedding.ts";
 import { runLinear, uploadWeights, type LinearWeights } from "../../kernels/matmul-nbits.ts";
 import { embeddingRef, linearRef } from "../../kernels/matmul-nbits.ref.ts";
 import { submitCalls, uploadBuffer, type KernelCall } from "../../kernels/dispatch.ts";
-import { residualAddCall, rmsNormCall, swigluCall } from "../../kernels/norm-act.ts";
-import { rmsNormRef, swigluRef } from "../../kernels/norm-act.ref.ts";
+import { gatherRowsCall, geluCall, residualAddCall, rmsNormCall, swigluCall } from "../../kernels/norm-act.ts";
+import { geluRef, rmsNormRef, swigluRef } from "../../kernels/norm-act.ref.ts";
+import { visionAttentionCall } from "../../kernels/vision-attention.ts";
+import { segmentBounds, visionAttentionRef, type VisionAttentionLayout } from "../../kernels/vision-attention.ref.ts";
 import { rotaryCall, uploadRotary } from "../../kernels/rotary.ts";
 import { mropeTables, rotaryRef, rotaryTables1d, visionRotaryTables } from "../../kernels/rotary.ref.ts";
 import { runSampling, samplingCall, bannedMask } from "../../kernels/sampling.ts";
@@ -160,6 +162,48 @@ export async function runModelCase(ctx: GpuContext, c: ModelCase): Promise<Model
       }
       return { name: c.name, error: mismatches + (skipped === c.draws ? 1 : 0), detail: `gpu/ref ids ${ids.join(" ")}; ${skipped} near a boundary` };
     }
+    case "vision_attention": {
+      const rows = c.cu[c.cu.length - 1];
+      const w = c.heads * c.headDim;
+      const bounds = segmentBounds(c.cu, rows);
+      // Separate buffers get padded rows (stride w + 3, offset 2) so a kernel that ignores stride/offset fails.
+      const l: VisionAttentionLayout = c.fused
+        ? { rows, heads: c.heads, headDim: c.headDim, qStride: 3 * w, qOffset: 0, kStride: 3 * w, kOffset: w, vStride: 3 * w, vOffset: 2 * w }
+        : { rows, heads: c.heads, headDim: c.headDim, qStride: w + 3, qOffset: 2, kStride: w + 3, kOffset: 2, vStride: w + 3, vOffset: 2 };
+      if (c.fused) {
+        const qkv = uniform(rnd, rows * 3 * w, c.scale);
+        const out = await runSimple(ctx, [qkv, new Float32Array(bounds.buffer)], rows * w, (b, o) => [
+          visionAttentionCall(ctx, { q: b[0], k: b[0], v: b[0], bounds: b[1], out: o }, l),
+        ]);
+        return { name: c.name, error: relativeError(out, visionAttentionRef(qkv, qkv, qkv, l, c.cu)) };
+      }
+      const q = uniform(rnd, rows * (w + 3), c.scale);
+      const k = uniform(rnd, rows * (w + 3), 1);
+      const v = uniform(rnd, rows * (w + 3), 2);
+      const out = await runSimple(ctx, [q, k, v, new Float32Array(bounds.buffer)], rows * w, (b, o) => [visionAttentionCall(ctx, { q: b[0], k: b[1], v: b[2], bounds: b[3], out: o }, l)]);
+      return { name: c.name, error: relativeError(out, visionAttentionRef(q, k, v, l, c.cu)) };
+    }
+    case "gelu": {
+      const x = uniform(rnd, c.count, c.scale);
+      const xb = uploadBuffer(ctx, "gelu-x", x);
+      try {
+        await submitCalls(ctx, [geluCall(ctx, xb, c.count)]);
+        const out = await ctx.readFloat32(xb, 0, c.count);
+        return { name: c.name, error: relativeError(out, geluRef(x)) };
+      } finally {
+        xb.destroy();
+      }
+    }
+    case "gather_rows": {
+      const src = uniform(rnd, c.srcRows * c.width, 3);
+      const idx = new Float32Array(Uint32Array.from(c.index).buffer);
+      const ref = new Float64Array(c.index.length * c.width);
+      c.index.forEach((s, r) => {
+        if (s < c.srcRows) ref.set(src.subarray(s * c.width, (s + 1) * c.width), r * c.width);
+      });
+      const out = await runSimple(ctx, [src, idx], c.index.length * c.width, (b, o) => [gatherRowsCall(ctx, b[0], b[1], o, c.index.length, c.width, c.srcRows)]);
+      return { name: c.name, error: relativeError(out, ref) };
+    }
     case "lmhead": {
       const w = quantizeNBits(uniform(rnd, c.vocab * c.hidden, 0.5), c.vocab, c.hidden, 4, 32, true, c.seed);
       const h = uniform(rnd, c.hidden, 2);
@@ -194,7 +238,7 @@ export async function runModelCase(ctx: GpuContext, c: ModelCase): Promise<Model
   }
 }
 
-/** Uploads inputs, runs the calls built on them into a poisoned output of `count` f32, reads it back. */
+/** Uploads inputs (u32 tables travel as their bits in a Float32Array view), runs the calls built on them into a poisoned output of `count` f32, reads it back. */
 async function runSimple(ctx: GpuContext, inputs: Float32Array[], count: number, calls: (b: GPUBuffer[], out: GPUBuffer) => KernelCall[]): Promise<Float32Array> {
   const bufs = inputs.map((a, i) => uploadBuffer(ctx, `in${i}`, a));
   const out = ctx.storageBuffer("out", count * 4);

@@ -2,7 +2,8 @@
 // compile): GEMV and GEMM with and without bias, embedding gather, RMSNorm, SwiGLU, residual add, rotary, sampling.
 import { createEmbeddingProgram } from "../../kernels/embedding.ts";
 import { createGemmProgram, createGemvProgram, type WeightFormat } from "../../kernels/matmul-nbits.ts";
-import { createResidualAddProgram, createRmsNormProgram, createSwigluProgram } from "../../kernels/norm-act.ts";
+import { createGatherRowsProgram, createGeluProgram, createResidualAddProgram, createRmsNormProgram, createSwigluProgram } from "../../kernels/norm-act.ts";
+import { createVisionAttentionProgram } from "../../kernels/vision-attention.ts";
 import type { KernelProgram } from "../../kernels/program.ts";
 import { createRotaryProgram } from "../../kernels/rotary.ts";
 import { createSamplingProgram } from "../../kernels/sampling.ts";
@@ -23,5 +24,6 @@ export function modelPrograms(): KernelProgram[] {
     out.push(createEmbeddingProgram(f));
   }
   out.push(createRmsNormProgram(), createSwigluProgram(), createResidualAddProgram(), createRotaryProgram(), createSamplingProgram());
+  out.push(createGeluProgram(), createGatherRowsProgram(), createVisionAttentionProgram(16), createVisionAttentionProgram(80));
   return out;
 }
