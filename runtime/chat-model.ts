@@ -3,6 +3,7 @@
 // a real Qwen2.5-VL checkpoint (sharded bf16, read lazily, with the checkpoint's own vision transformer) and the tiny
 // fixture (toy tower). Browser-safe: files come in as bytes / a TensorSource (fetch) or parsed JSON, never from node:fs.
 
+import type { ModelEngine } from "./gpu/engine.ts";
 import { isReleasedMha2mla, resolveReleasedRanks, type CheckpointFileReader } from "../checkpoint/families/mha2mla_released.ts";
 import { parseQwen25VLConfig, qwen25DecoderNaming, qwen25VisionPrefix } from "../checkpoint/families/qwen2_5_vl.ts";
 import { bufferByteSource } from "../checkpoint/byte-source.ts";
@@ -64,6 +65,11 @@ export interface ChatModel {
    * Shared by every session of the model, so pipelines are compiled once.
    */
   readonly kernels: MlaBackend | null;
+  /**
+   * The whole model on WebGPU (runtime/gpu/engine.ts: every op, one submission per token, sampling on the GPU); when
+   * present, sessions whose codec it supports decode on it and `kernels` serves the others. See `withGpuEngine`.
+   */
+  readonly engine?: ModelEngine | null;
 }
 
 /** The chat template of a word-level model that ships none (the tiny fixture's sequence format; see its README). */

@@ -16,8 +16,8 @@ export type { MlaBackend };
 export interface DecoderChoice {
   /** Where attention runs. */
   readonly kind: "webgpu" | "cpu";
-  /** "kernels": kernels/ (MlaBackend); "reference": runtime/mla/attention.ts. */
-  readonly path: "kernels" | "reference";
+  /** "engine": the whole model on WebGPU (runtime/gpu/engine.ts); "kernels": attention on kernels/ (MlaBackend); "reference": runtime/mla/attention.ts. */
+  readonly path: "engine" | "kernels" | "reference";
   /** Why the kernels were not used (null when they were). */
   readonly fallback: string | null;
 }

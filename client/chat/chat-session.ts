@@ -1,7 +1,8 @@
 // One chat over an edge-stored latent cache: each turn runs the vision tower on new images, prefills only the new
-// tokens, generates greedily (streamed) on the WebGPU kernels or the CPU reference, and uploads the turn's chunks (slots
-// sealed as they filled); `open` streams the stored chunks into the decoder cache (packed words straight into the GPU
-// cache) and continues at the saved M-RoPE position, with no vision-tower call and no prefill of earlier turns.
+// tokens, generates (streamed) on the GPU engine (the whole model on WebGPU, runtime/gpu/), the WebGPU attention kernels
+// or the CPU reference, and uploads the turn's chunks (slots sealed as they filled); `open` streams the stored chunks
+// into the decoder cache (packed words straight into the GPU cache) and continues at the saved M-RoPE position, with no
+// vision-tower call and no prefill of earlier turns.
 
 import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex, specHashHex } from "../../format/hash/spec-hash.ts";
@@ -26,6 +27,7 @@ import type { ImageLoader, InputMessage } from "../../runtime/inputs/processor.t
 import { decodeBrowserImage } from "../../runtime/inputs/image-decode.ts";
 import { Sampler, topLogits, type SamplingParams } from "../../runtime/sampler.ts";
 import { CacheAssembler, SessionCache, SnapshotSink, tokenMajorPositions, type PackedChunk, type RestoreSink } from "../../runtime/session-cache.ts";
+import type { EngineSampling, GpuEngine } from "../../runtime/gpu/engine.ts";
 
 export interface ChatParams {
   /**
@@ -148,7 +150,15 @@ function yieldToEventLoop(): Promise<void> {
 
 const now = (): number => (typeof performance !== "undefined" ? performance.now() : Date.now());
 
+/** What one append gave back: the last token's logits (when read) and, on the GPU engine, the id it sampled (-1: none). */
+interface Fed {
+  readonly logits: Float32Array | null;
+  readonly next: number;
+}
+
 export class ChatSession {
+  /** The GPU engine when the session decodes on it (`choice.path` "engine"); made at the first turn or restore. */
+  private engine: GpuEngine | null = null;
   private decoder!: DecoderSession;
   private attention!: MlaAttentionBackend | MlaKernelAttentionBackend;
   private sealing!: SlotSealing;
@@ -220,7 +230,7 @@ export class ChatSession {
 
   /** Tokens in the cache. */
   get length(): number {
-    return this.decoder.length;
+    return this.onEngine ? (this.engine?.length ?? 0) : this.decoder.length;
   }
 
   /**
@@ -228,7 +238,11 @@ export class ChatSession {
    * restored session derives it from the stored tokens' positions and continues from it.
    */
   get nextPosition(): number {
-    return this.decoder.nextPosition;
+    return this.onEngine ? (this.engine?.nextPosition ?? 0) : this.decoder.nextPosition;
+  }
+
+  private get onEngine(): boolean {
+    return this.choice.path === "engine";
   }
 
   get restoreStats(): RestoreStats | null {
@@ -243,7 +257,8 @@ export class ChatSession {
     let stored = 0;
     for (const b of this.slotBytes.values()) stored += b;
     const s = this.model.spec;
-    return { stored, uncompressed: bf16GqaBytes(s, this.decoder.length, s.layers), device: this.attention.cacheBytes };
+    const device = this.onEngine ? (this.engine?.memory.cache ?? 0) : this.attention.cacheBytes;
+    return { stored, uncompressed: bf16GqaBytes(s, this.length, s.layers), device };
   }
 
   /** Which decoder this session runs (WebGPU kernels, their CPU fallback, or the CPU reference) and why. */
@@ -256,12 +271,18 @@ export class ChatSession {
    * the original. On the kernels, sealed slots come back through the dequantize kernel.
    */
   async inspectCache(): Promise<MlaCacheSnapshot> {
+    if (this.onEngine) {
+      const engine = await this.ensureEngine();
+      return engine.exportCache();
+    }
     return this.attention.exportCache();
   }
 
   /** Frees the decoder's GPU cache now (otherwise it goes when the session is garbage-collected); the session is unusable after. */
   dispose(): void {
     if (this.attention instanceof MlaKernelAttentionBackend) this.attention.destroy();
+    this.engine?.dispose();
+    this.engine = null;
   }
 
   /** Runs one turn: with `stream: true` a Stream of each generated token, then a `done` event with the usage. */
@@ -307,9 +328,10 @@ export class ChatSession {
     try {
       await this.store.truncate(turn, signal);
       const length = this.turnEnds.get(turn);
-      const local = this.unfinishedRestore === null && length !== undefined && length >= this.decoder.adoptedLength;
+      const adopted = this.onEngine ? this.restoredTokens : this.decoder.adoptedLength;
+      const local = this.unfinishedRestore === null && length !== undefined && length >= adopted;
       if (local && this.cache.canTruncate(length) && this.sealing.canTruncate(length)) {
-        this.cutLocally(turn, length);
+        await this.cutLocally(turn, length);
         return "local";
       }
       await this.restoreUnlocked(signal);
@@ -348,10 +370,23 @@ export class ChatSession {
     const latentWidth = spec.kvHeads * spec.dKv;
     const ropeWidth = spec.kvHeads * spec.ropeDims;
     const quantizer = raw ? null : codecSlotQuantizer(this.model.codec, o.codec, { latentWidth, ropeWidth, ropeDims: spec.ropeDims });
-    this.sealing = new SlotSealing(spec.layers, o.chunkTokens, latentWidth, ropeWidth, quantizer);
     if (this.attention instanceof MlaKernelAttentionBackend) this.attention.destroy();
-    this.choice = chooseDecoder(this.model.kernels, w, o.codec, raw, o.chunkTokens);
-    if (this.choice.path === "kernels" && this.model.kernels !== null) {
+    const engine = this.model.engine ?? null;
+    const engineWhy = engine === null ? "no GPU engine on this model" : engine.unsupportedReason(o.codec, raw, o.chunkTokens);
+    if (engineWhy === null) {
+      // The engine keeps its cache across restores and cuts (reset, not re-created: its pipelines are compiled once).
+      this.choice = { kind: "webgpu", path: "engine", fallback: null };
+      this.engine?.reset();
+      // Until the engine exists (ensureEngine) a sealing of the same geometry stands in: nothing writes to it.
+      this.sealing = this.engine?.sealing ?? new SlotSealing(spec.layers, o.chunkTokens, latentWidth, ropeWidth, quantizer);
+    } else {
+      this.sealing = new SlotSealing(spec.layers, o.chunkTokens, latentWidth, ropeWidth, quantizer);
+      this.choice = chooseDecoder(this.model.kernels, w, o.codec, raw, o.chunkTokens);
+      if (engine !== null) this.choice = { ...this.choice, fallback: `GPU engine: ${engineWhy}${this.choice.fallback === null ? "" : `; ${this.choice.fallback}`}` };
+    }
+    if (this.choice.path === "engine") {
+      // no per-session CPU decoder
+    } else if (this.choice.path === "kernels" && this.model.kernels !== null) {
       this.attention = new MlaKernelAttentionBackend(w, this.model.kernels, sharedCacheLayout(this.model.kernels, w, o.codec, o.chunkTokens), this.sealing);
       this.decoder = new DecoderSession(w.config, w.shell, this.attention, { defaultImageGrid: this.model.imageGrid });
     } else {
@@ -366,9 +401,27 @@ export class ChatSession {
     this.turnEnds = new Map([[0, 0]]);
   }
 
+  /** The session's GPU engine, created over the model's shared weights the first time it is needed. */
+  private async ensureEngine(): Promise<GpuEngine> {
+    if (this.engine !== null) return this.engine;
+    const factory = this.model.engine;
+    if (factory == null) throw new RuntimeError("out_of_sync", "internal: the session chose the GPU engine but the model has none");
+    const o = this.options;
+    this.engine = await factory.create({
+      codec: this.model.codec,
+      codecParams: o.codec,
+      chunkTokens: o.chunkTokens,
+      bannedTokenIds: this.model.format.bannedIds,
+      ...(this.model.imageGrid ? { defaultImageGrid: this.model.imageGrid } : {}),
+    });
+    this.sealing = this.engine.sealing;
+    return this.engine;
+  }
+
   /** Cuts decoder, sealing and session cache to `length` tokens = the end of `turn` (the edge was cut already). */
-  private cutLocally(turn: number, length: number): void {
-    if (length < this.decoder.length) this.decoder.truncate(length);
+  private async cutLocally(turn: number, length: number): Promise<void> {
+    if (this.onEngine) await (await this.ensureEngine()).truncate(length);
+    else if (length < this.decoder.length) this.decoder.truncate(length);
     this.cache.truncateCommitted(length);
     this.head = turn;
     for (const t of [...this.turnEnds.keys()]) if (t > turn) this.turnEnds.delete(t);
@@ -402,9 +455,10 @@ export class ChatSession {
   private async loadFromStore(signal?: AbortSignal, manifest?: Manifest): Promise<RestoreStats> {
     const t0 = now();
     this.reset();
+    const engine = this.onEngine ? await this.ensureEngine() : null;
     const options = this.cacheOptions();
     const attention = this.attention;
-    const kernels = attention instanceof MlaKernelAttentionBackend ? attention : null;
+    const kernels = engine === null && attention instanceof MlaKernelAttentionBackend ? attention : null;
     let snapshot: SnapshotSink | null = null;
     let assembler: CacheAssembler | null = null;
     let head = 0;
@@ -416,7 +470,8 @@ export class ChatSession {
         if (assembler !== null) throw new RuntimeError("bad_restore", "restore stream has two headers");
         // Kernels: sealed chunks' packed words go straight into the cache as they arrive (no dequantize).
         let sink: RestoreSink;
-        if (kernels) sink = { sealed: (l, start, latent, rope) => kernels.loadSealed(l, start, latent, rope), raw: () => undefined };
+        if (engine) sink = engine.restoreSink();
+        else if (kernels) sink = { sealed: (l, start, latent, rope) => kernels.loadSealed(l, start, latent, rope), raw: () => undefined };
         else sink = snapshot = new SnapshotSink(this.model.codec, this.model.spec, ev.header.tokens);
         assembler = new CacheAssembler(options, ev.header.tokens, sink);
         head = ev.header.head;
@@ -430,7 +485,10 @@ export class ChatSession {
     if (assembler === null) throw new RuntimeError("bad_restore", "restore stream ended without a header");
     const done = assembler.finish();
     const t1 = now();
-    if (kernels) {
+    if (engine) {
+      engine.adoptAssembled(done);
+      await engine.flush();
+    } else if (kernels) {
       kernels.finishRestore(done.tokens, done.modality, done.tail);
       await kernels.flush();
     } else if (done.tokens > 0) {
@@ -438,7 +496,7 @@ export class ChatSession {
       this.sealing.adopt(done.tokens, done.tail);
     }
     const finishMs = now() - t1;
-    if (done.tokens > 0) this.decoder.adoptCache(done.tokens, done.nextPosition);
+    if (done.tokens > 0 && engine === null) this.decoder.adoptCache(done.tokens, done.nextPosition);
     this.cache.adoptRestored(done.tokens, done.tailModality, done.tailPositions);
     this.head = head;
     this.restoredTokens = done.tokens;
@@ -451,8 +509,8 @@ export class ChatSession {
       bytes: done.bytes,
       ms: now() - t0,
       fetchMs,
-      decodeMs: kernels ? done.decodeMs : done.decodeMs + done.sinkMs + finishMs,
-      uploadMs: kernels ? done.sinkMs + finishMs : 0,
+      decodeMs: kernels || engine ? done.decodeMs : done.decodeMs + done.sinkMs + finishMs,
+      uploadMs: kernels || engine ? done.sinkMs + finishMs : 0,
       decoder: this.choice.kind,
     };
     this.unreportedRestore = this.lastRestore;
@@ -465,7 +523,11 @@ export class ChatSession {
     }
     this.enter();
     const t0 = now();
-    const startLength = this.decoder.length;
+    const engine = this.onEngine ? await this.ensureEngine().catch((e: unknown) => {
+      this.busy = false;
+      throw e;
+    }) : null;
+    const startLength = this.length;
     const cfg = this.model.weights.config;
     const maxTokens = params.maxTokens ?? 64;
     let committed = false;
@@ -494,20 +556,35 @@ export class ChatSession {
           media.push({ hash: bytesToHex(sha256(px)), start: startLength + a, length: b - a });
         }
       }
-      const feed = async (ids: number[], logits: "last" | "none", embeds?: Float32Array, g: ImageGrid[] = []): Promise<Float32Array> => {
-        const { positions } = ropeIndexPositions(ids, this.decoder.nextPosition, cfg.tokens.imagePad ?? -1, g);
-        const out = await this.decoder.appendAsync(ids, { imageEmbeds: embeds, imageGrids: g, logits });
-        this.cache.record(tokenModalities(ids, cfg.imageRoutedTokenIds), tokenMajorPositions(positions, ids.length));
-        fed.push(...ids);
-        return out;
-      };
-
-      let logits = await feed(turn.inputIds, "last", imageEmbeds, grids);
       const V = cfg.vocabSize;
       const banned = format.bannedIds;
       const sampler = params.sampling !== undefined && params.sampling.temperature > 0 ? new Sampler(params.sampling) : null;
       const replay = params.replay;
       const bias = params.logitBias !== undefined && params.logitBias.size > 0 ? params.logitBias : undefined;
+      // On the engine the LM head and the sampler run on the GPU and only the id comes back, unless the logits are
+      // needed here (a logit bias, or the first position's top logits); replayed tokens need neither.
+      const engineSampling: EngineSampling = { temperature: params.sampling?.temperature ?? 0, topK: params.sampling?.topK ?? 0, topP: params.sampling?.topP ?? 1, seed: params.sampling?.seed ?? 0 };
+      /** "logits": the next token is picked here from the logits; "sample": by the engine; "none": no LM head. */
+      const want = (first: boolean): "logits" | "sample" | "none" =>
+        engine === null ? "logits" : replay !== undefined && !(first && params.topLogits !== undefined) ? "none" : bias !== undefined || (first && params.topLogits !== undefined) ? "logits" : "sample";
+      const feed = async (ids: number[], mode: "logits" | "sample" | "none", embeds?: Float32Array, g: ImageGrid[] = []): Promise<Fed> => {
+        let out: Fed;
+        if (engine !== null) {
+          const r = await engine.append(ids, { ...(embeds ? { imageEmbeds: embeds } : {}), imageGrids: g }, mode === "none" ? null : engineSampling, mode === "logits");
+          this.cache.record(r.modality, tokenMajorPositions(r.positions, ids.length));
+          out = { logits: r.logits, next: r.next };
+        } else {
+          const { positions } = ropeIndexPositions(ids, this.decoder.nextPosition, cfg.tokens.imagePad ?? -1, g);
+          const logits = await this.decoder.appendAsync(ids, { imageEmbeds: embeds, imageGrids: g, logits: mode === "none" ? "none" : "last" });
+          this.cache.record(tokenModalities(ids, cfg.imageRoutedTokenIds), tokenMajorPositions(positions, ids.length));
+          out = { logits, next: -1 };
+        }
+        fed.push(...ids);
+        return out;
+      };
+
+      engine?.restartSampling();
+      let step = await feed(turn.inputIds, want(true), imageEmbeds, grids);
       const generated: number[] = [];
       let top: [number, number][] | undefined;
       let firstAt = 0;
@@ -516,7 +593,9 @@ export class ChatSession {
       for (;;) {
         if (signal.aborted) throw new RuntimeError("aborted", "the turn was aborted");
         let tok: number;
+        const logits = step.logits ?? new Float32Array(0);
         if (replay !== undefined) tok = replay[generated.length];
+        else if (step.logits === null) tok = step.next;
         else if (sampler === null && bias === undefined) tok = argmaxExcluding(logits, logits.length - V, V, banned);
         else {
           const row = logits.slice(logits.length - V);
@@ -544,7 +623,7 @@ export class ChatSession {
           }
           if (generated.length >= maxTokens) break;
         }
-        logits = await feed([tok], "last");
+        step = await feed([tok], want(false));
       }
       const lastAt = now();
       // Close the answer as the template renders it, so the next turn's rendering continues from this cache.
@@ -554,6 +633,8 @@ export class ChatSession {
       await feed(tail, "none");
       const answerIds = generated.filter((t) => !format.stopIds.includes(t));
 
+      // the engine's open slot rows to the host sealing, which packs the chunks
+      if (engine !== null) await engine.syncHost();
       const pending = this.cache.prepareCommit(this.sealing);
       const control: AppendControl = {
         expectedSeq: this.head + 1,
@@ -570,7 +651,7 @@ export class ChatSession {
       pending.apply();
       committed = true;
       this.head = result.seq;
-      this.turnEnds.set(result.seq, this.decoder.length);
+      this.turnEnds.set(result.seq, this.length);
       this.noteChunks(pending.chunks);
       const kv = this.kvBytes;
       const usage: ChatUsage = {
@@ -588,8 +669,15 @@ export class ChatSession {
     } finally {
       // An aborted or failed turn leaves nothing behind: the cache returns to the last committed state.
       if (!committed) {
+        if (engine !== null) {
+          try {
+            await engine.truncate(startLength);
+          } catch (e) {
+            // the GPU cache could not be cut back: the next turn must restore from the edge
+            this.unfinishedRestore = `the failed turn could not be rolled back on the GPU (${e instanceof Error ? e.message : String(e)})`;
+          }
+        } else if (this.decoder.length > startLength) this.decoder.truncate(startLength);
         // A block that failed between layers advanced the attention caches but not the decoder: cut both.
-        if (this.decoder.length > startLength) this.decoder.truncate(startLength);
         else this.attention.truncate(startLength);
         this.cache.rollback(startLength);
       }
@@ -614,7 +702,7 @@ export class ChatSession {
       ...(usage.completion_tokens > 1 ? { tpotMs: usage.tpot_ms } : {}),
       inputTokens: usage.prompt_tokens,
       outputTokens: usage.completion_tokens,
-      memory: { kvCacheBytes: usage.kv_device_bytes, kvCacheTokens: this.decoder.length, kvCacheUncompressedBytes: usage.kv_bytes_uncompressed },
+      memory: { kvCacheBytes: usage.kv_device_bytes, kvCacheTokens: this.length, kvCacheUncompressedBytes: usage.kv_bytes_uncompressed },
       ...(restore
         ? {
             restore: {

@@ -28,17 +28,19 @@ import { mropeTables, rotaryTables1d } from "../../kernels/rotary.ref.ts";
 import { bannedMask, samplingCall, samplingUniforms } from "../../kernels/sampling.ts";
 import { absorbOutputCall, absorbQueryCall, latentRowsCall } from "../../kernels/mla-absorb.ts";
 import { MlaAttentionGpu } from "../../kernels/mla-attention.ts";
+import { dequantizeCacheGpu } from "../../kernels/mla-dequantize.ts";
 import { LatentCacheGpu } from "../../kernels/latent-cache-gpu.ts";
 import { kernelCacheLayout, kernelUnsupportedReason } from "../mla/kernel-attention.ts";
 import { codecSlotQuantizer, SlotSealing } from "../mla/slot-sealing.ts";
 import type { MlaModelWeights } from "../mla/weights.ts";
+import type { MlaCacheSnapshot } from "../mla/attention.ts";
 import { ropeIndexPositions, tokenModalities, type ImageGrid } from "../rope-index.ts";
 import type { TextModelConfig } from "../../checkpoint/config.ts";
 import type { AssembledCache, RestoreSink } from "../session-cache.ts";
 import type { EngineModelShape } from "./bundle-weights.ts";
 import { uploadEngineWeights, type EngineWeightFormat, type EngineWeights } from "./engine-weights.ts";
 
-export type GpuEngineErrorCode = "unsupported_model" | "bad_token" | "image_embeds" | "empty_block" | "disposed" | "bad_restore" | "no_token";
+export type GpuEngineErrorCode = "unsupported_model" | "bad_token" | "image_embeds" | "empty_block" | "disposed" | "bad_restore" | "no_token" | "bad_truncate";
 
 export class GpuEngineError extends MlaError<GpuEngineErrorCode> {
   override readonly name = "GpuEngineError";
@@ -102,6 +104,32 @@ export interface EngineMemory {
   readonly cache: number;
   readonly scratch: number;
   readonly total: number;
+}
+
+/**
+ * Why the engine cannot run `model` with this cache codec (null when it can): the attention kernels' limits, a rope
+ * scaling it does not implement, or a raw (unquantized) session cache, which the engine never holds.
+ */
+export function engineUnsupportedReason(model: MlaModelWeights | EngineModelShape, codec: CodecParams, raw: boolean, chunkTokens: number): string | null {
+  if (raw) return "the session stores raw (float32) chunks; the GPU engine seals slots with the quantized codec";
+  const why = kernelUnsupportedReason(model, codec, false, chunkTokens);
+  if (why !== null) return why;
+  if (model.config.unsupportedRopeScaling !== null) return `rope_scaling type ${model.config.unsupportedRopeScaling} is not implemented`;
+  return null;
+}
+
+/**
+ * A model's GPU engine as chat sessions use it: weights uploaded once (or streamed from a bundle) and shared; each
+ * session creates its own engine (cache, scratch, pipelines from the context's cache) over them.
+ */
+export interface ModelEngine {
+  readonly kind: "webgpu";
+  /** Bytes of the shared weights on the GPU. */
+  readonly weightBytes: number;
+  /** Why a session with this codec cannot run on the engine (null: it can). */
+  unsupportedReason(codec: CodecParams, raw: boolean, chunkTokens: number): string | null;
+  /** A new engine (empty cache) over the shared weights. */
+  create(options: Omit<GpuEngineOptions, "weights" | "weightFormat">): Promise<GpuEngine>;
 }
 
 /** One dispatch with its uniform buffer and bind group, made once and replayed. */
@@ -182,12 +210,16 @@ export class GpuEngine {
   #disposed = false;
   #logitsStaging: GPUBuffer | null = null;
   #modality = new Uint8Array(64);
+  /** M-RoPE position the next text token gets after each token (truncation restores it). */
+  #nextAfter = new Int32Array(64);
+  /** Tokens adopted from a restore (their positions are not known one by one: truncation stops there). */
+  #adopted = 0;
+  #adoptedNext = 0;
 
   private constructor(ctx: GpuContext, model: MlaModelWeights | EngineModelShape, options: GpuEngineOptions) {
     const c = model.config;
-    const why = kernelUnsupportedReason(model, options.codecParams, false, options.chunkTokens);
+    const why = engineUnsupportedReason(model, options.codecParams, false, options.chunkTokens);
     if (why !== null) throw new GpuEngineError("unsupported_model", why);
-    if (c.unsupportedRopeScaling !== null) throw new GpuEngineError("unsupported_model", `rope_scaling type ${c.unsupportedRopeScaling} is not implemented`);
     this.#ctx = ctx;
     this.config = c;
     this.maxBlock = options.maxBlock ?? 256;
@@ -302,13 +334,15 @@ export class GpuEngine {
 
   /**
    * Appends a block of tokens (a prompt, in blocks of `maxBlock`, or a turn) and samples the next id. `sampling`
-   * defaults to greedy; the sampler's draw counter advances by one per call.
+   * defaults to greedy; the sampler's draw counter advances by one per call. `sampling: null` skips the final norm,
+   * LM head and sampler (tokens that only extend the cache, e.g. the template's closing ids): `next` is then -1.
    */
-  async append(ids: ArrayLike<number>, input: AppendInput = {}, sampling: EngineSampling = { temperature: 0 }, readLogits = false): Promise<AppendResult> {
+  async append(ids: ArrayLike<number>, input: AppendInput = {}, sampling: EngineSampling | null = { temperature: 0 }, readLogits = false): Promise<AppendResult> {
     this.#alive();
     const c = this.config;
     const n = ids.length;
     if (n === 0) throw new GpuEngineError("empty_block", "append needs at least one token");
+    if (readLogits && sampling === null) throw new GpuEngineError("empty_block", "readLogits needs the LM head: pass sampling");
     const all = new Int32Array(n);
     for (let i = 0; i < n; i++) {
       const t = ids[i];
@@ -346,6 +380,7 @@ export class GpuEngine {
         logits = out.logits;
       }
     }
+    this.#notePositions(this.#len - n, positions, n, next);
     this.#next = next;
     return { next: sampled, logits, submissions: this.#submissions - before, positions, modality };
   }
@@ -386,6 +421,55 @@ export class GpuEngine {
     }
   }
 
+  /**
+   * Cuts the cache to its first `length` tokens (a failed or aborted turn, a conversation cut back to a turn). The open
+   * slot's rows come back to the host first; a cut inside a slot that had sealed un-seals it from the host's raw rows
+   * (as the CPU runtime does). Not below a restore's adopted tokens, nor below rows the host released.
+   */
+  async truncate(length: number): Promise<void> {
+    this.#alive();
+    if (!Number.isInteger(length) || length < this.#adopted || length > this.#len) {
+      throw new GpuEngineError("bad_truncate", `cannot truncate to ${length}: the cache holds ${this.#len} tokens, ${this.#adopted} adopted from a restore`);
+    }
+    // A block that failed midway may have sealed rows of some layers past #len: the host sealing is cut as well.
+    if (length === this.#len && this.sealing.lengthOf(0) === length) return;
+    if (this.sealing.lengthOf(0) < this.#len) await this.syncHost();
+    if (!this.sealing.canTruncate(length)) {
+      throw new GpuEngineError("bad_truncate", `cannot truncate to ${length}: the raw rows of that slot were released after an upload`);
+    }
+    const from = this.sealing.truncate(length);
+    if (length > from) {
+      for (let l = 0; l < this.config.numLayers; l++) {
+        const raw = this.sealing.rawRows(l, from, length - from);
+        this.cache.writeTail(l, raw.latent, raw.rope, length - from, 0);
+      }
+    }
+    this.cache.commit({ sealedLength: from, length });
+    this.#len = length;
+    this.#next = length === this.#adopted ? this.#adoptedNext : this.#nextAfter[length - 1];
+  }
+
+  /** The cache as attention reads it (sealed slots through the dequantize kernel), every layer: for tests and tools. */
+  async exportCache(): Promise<MlaCacheSnapshot> {
+    this.#alive();
+    const n = this.#len;
+    const { D, R, stride } = this.#dims;
+    const layers: { kRope: Float32Array; latent: Float32Array }[] = [];
+    for (let l = 0; l < this.config.numLayers; l++) {
+      const latent = new Float32Array(n * D);
+      const kRope = new Float32Array(n * R);
+      if (n > 0) {
+        const rows = await dequantizeCacheGpu(this.#ctx, this.cache, l, 0, n);
+        for (let t = 0; t < n; t++) {
+          latent.set(rows.subarray(t * stride, t * stride + D), t * D);
+          kRope.set(rows.subarray(t * stride + D, (t + 1) * stride), t * R);
+        }
+      }
+      layers.push({ kRope, latent });
+    }
+    return { length: n, modality: this.#modality.slice(0, n), layers };
+  }
+
   /** Where a CacheAssembler (session-cache.ts) puts restored chunks: sealed blocks straight into the GPU cache. */
   restoreSink(): RestoreSink {
     return { sealed: (l, t, latent, rope) => this.loadSealed(l, t, latent, rope), raw: () => undefined };
@@ -422,6 +506,23 @@ export class GpuEngine {
     this.cache.commit({ sealedLength: sealed, length: tokens });
     this.#len = tokens;
     this.#next = nextPosition;
+    this.#adopted = tokens;
+    this.#adoptedNext = nextPosition;
+  }
+
+  /** Waits until the device finished every queued write and dispatch (restore timing: the upload stage). */
+  async flush(): Promise<void> {
+    this.#alive();
+    await this.#ctx.device.queue.onSubmittedWorkDone();
+    this.#ctx.throwIfFailed();
+  }
+
+  /**
+   * Restarts the sampler's draw counter: the next draws with a seed are those of a fresh engine (a chat turn with a
+   * seed samples the same answer whatever came before, as the CPU sampler does).
+   */
+  restartSampling(): void {
+    this.#draws = 0;
   }
 
   /** Empties the cache (a new conversation on the same weights and pipelines). */
@@ -591,6 +692,21 @@ export class GpuEngine {
       pass.dispatchWorkgroups(c.grid[0], c.grid[1], c.grid[2]);
     }
     pass.end();
+  }
+
+  /** Next text position after each of the n tokens from `start` (the running max of their M-RoPE positions + 1). */
+  #notePositions(start: number, positions: Int32Array, n: number, next: number): void {
+    if (start + n > this.#nextAfter.length) {
+      const a = new Int32Array(Math.max(start + n, 2 * this.#nextAfter.length));
+      a.set(this.#nextAfter.subarray(0, start));
+      this.#nextAfter = a;
+    }
+    let run = start === 0 ? 0 : start === this.#adopted ? this.#adoptedNext : this.#nextAfter[start - 1];
+    for (let i = 0; i < n; i++) {
+      for (let k = 0; k < 3; k++) run = Math.max(run, positions[k * n + i] + 1);
+      this.#nextAfter[start + i] = run;
+    }
+    this.#nextAfter[start + n - 1] = next;
   }
 
   #recordModality(start: number, modality: Uint8Array): void {
