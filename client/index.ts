@@ -55,7 +55,9 @@ export {
 } from "../runtime/chat-model.ts";
 export { ChatInputProcessor, type ImageLoader, type InputContentPart, type InputMessage, type ModelInputs } from "../runtime/inputs/processor.ts";
 export { decodeBrowserImage, type BrowserImageSource } from "../runtime/inputs/image-decode.ts";
-export { createDecoderKernels, chooseDecoder, type DecoderChoice, type MlaBackend } from "../runtime/decoder-kernels.ts";
+export { createDecoderKernels, chooseDecoder, gpuContextOf, type DecoderChoice, type MlaBackend } from "../runtime/decoder-kernels.ts";
+export { modelEngine, withGpuEngine, type WithGpuEngineOptions } from "../runtime/gpu/chat-engine.ts";
+export type { EngineMemory, EngineSampling, GpuEngine, ModelEngine } from "../runtime/gpu/engine.ts";
 export { OrtVisionEncoder, TypeScriptVisionEncoder, type OrtNamespace, type VisionEncoder } from "../runtime/vision/vision-encoder.ts";
 export { imageToPatchBytes, patchBytesToImage, type PatchGeometry } from "../runtime/inputs/image.ts";
 export { RuntimeError, type RuntimeErrorCode } from "../runtime/errors.ts";

@@ -1,9 +1,9 @@
 // Picks the attention kernels a chat model decodes with: the WebGPU kernels when the runtime has an adapter, else
 // null (the CPU reference decoder), and the per-session choice between the kernels and the CPU reference.
 
-import { createGpuBackend, type MlaBackend } from "../kernels/backend.ts";
+import { createGpuBackend, GpuBackend, type MlaBackend } from "../kernels/backend.ts";
 import { WebGpuUnavailableError } from "../kernels/errors.ts";
-import type { GpuContextOptions } from "../kernels/gpu-context.ts";
+import type { GpuContext, GpuContextOptions } from "../kernels/gpu-context.ts";
 import type { CacheLayout } from "../kernels/geometry.ts";
 import type { CodecParams } from "../format/codec/types.ts";
 import { kernelCacheLayout, kernelUnsupportedReason } from "./mla/kernel-attention.ts";
@@ -30,6 +30,11 @@ export async function createDecoderKernels(options: GpuContextOptions = {}): Pro
     if (e instanceof WebGpuUnavailableError) return null;
     throw e;
   }
+}
+
+/** The WebGPU device context of the kernels (null for their CPU fallback or none): what the GPU engine runs on too. */
+export function gpuContextOf(kernels: MlaBackend | null): GpuContext | null {
+  return kernels instanceof GpuBackend ? kernels.ctx : null;
 }
 
 /** What a session of `model` with `codec` decodes with. */

@@ -1,13 +1,13 @@
 // The chat demo page: loads a model bundle (`mla-edge pack`; ?bundle=URL, default the demo server's /bundle/ = the
 // converted tiny fixture) with a download progress bar, keeping its verified shards in Cache Storage so a reload
-// downloads nothing but the manifest; decodes on the WebGPU MLA kernels (or the CPU reference without an adapter or
-// with ?decoder=cpu; vision tower = the bundle's vision.onnx on onnxruntime-web's WebGPU EP or wasm, codec in wasm);
+// downloads nothing but the manifest; decodes on the WebGPU engine (the whole model on the GPU over the bundle's int4
+// weights; the CPU reference without an adapter or with ?decoder=cpu; vision tower = the bundle's vision.onnx on onnxruntime-web's WebGPU EP or wasm, codec in wasm);
 // chats through `client.chat.completions.create({ stream: true })` over an edge session, keeps only its id + token in
 // localStorage, and after a reload restores the cache from the edge instead of re-encoding the image and re-running
 // the history. Shows tokens/s, cached tokens and the session's KV bytes next to the bf16 equivalent.
 
 import type { ChatModel } from "../../runtime/chat-model.ts";
-import { AuthenticationError, createClient, createDecoderKernels, NotFoundError, OrtVisionEncoder, PermissionDeniedError, RuntimeError, patchBytesToImage, type ChatCompletionContentPart, type ChatSession, type MlaEdgeCompletionInfo, WorkerEngine, type OrtNamespace, type RgbImage } from "../index.ts";
+import { AuthenticationError, createClient, createDecoderKernels, gpuContextOf, NotFoundError, OrtVisionEncoder, PermissionDeniedError, RuntimeError, patchBytesToImage, type ChatCompletionContentPart, type ChatSession, type MlaEdgeCompletionInfo, WorkerEngine, type OrtNamespace, type RgbImage } from "../index.ts";
 import { loadWasmCodec } from "../../format/codec/wasm.ts";
 import { loadBundleChatModel } from "../../runtime/loader/bundle-chat-model.ts";
 import type { LoadStats } from "../../runtime/loader/bundle-loader.ts";
@@ -136,7 +136,7 @@ function renderStats(visionKind: string, visionCalls: () => number, engine: stri
   const b = state.bundle;
   stat("bundle", b ? `${b.url}: ${b.stats.bytesFetched.toLocaleString()} B downloaded, ${b.stats.bytesFromCache.toLocaleString()} B from cache, ${b.ms.toFixed(0)} ms` : "—");
   const d = s?.decoderChoice;
-  stat("decoder", d ? (d.path === "kernels" ? `${d.kind} (MLA kernels)` : `CPU reference (${d.fallback})`) : (r?.decoder ?? "—"));
+  stat("decoder", d ? (d.path === "engine" ? "WebGPU engine (whole model)" : d.path === "kernels" ? `${d.kind} (MLA kernels)` : `CPU reference (${d.fallback})`) : (r?.decoder ?? "—"));
 }
 
 /** Where the model runs: on this page, or in the engine worker (?engine=worker). */
@@ -172,7 +172,8 @@ async function startPageEngine(bundleUrl: string, cpu: boolean, onProgress: (don
   const codecBytes = await bytes(WebAssembly.validate(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11])) ? "/codec.simd.wasm" : "/codec.wasm");
   const codec = await loadWasmCodec(codecBytes);
   const kernels = cpu ? null : await createDecoderKernels();
-  const loaded = await loadBundleChatModel(bundleUrl, { vision: makeVision, codec, kernels, onProgress });
+  // the whole model on the GPU engine over the kernels' device (the bundle's int4 bytes bound as they are)
+  const loaded = await loadBundleChatModel(bundleUrl, { vision: makeVision, codec, kernels, gpu: gpuContextOf(kernels), onProgress });
   const tower = vision as OrtVisionEncoder | null;
   if (tower === null) throw new Error("the bundle's vision tower was not loaded");
   return {
@@ -181,7 +182,7 @@ async function startPageEngine(bundleUrl: string, cpu: boolean, onProgress: (don
     stats: loaded.bundle.stats,
     quantization: loaded.bundle.manifest.quantization.weights,
     visionKind: tower.kind,
-    decoder: kernels ? `${kernels.kind} kernels` : "CPU reference",
+    decoder: loaded.model.engine ? "WebGPU engine" : kernels ? `${kernels.kind} kernels` : "CPU reference",
     visionCalls: () => tower.calls,
     refreshVisionCalls: async () => undefined,
   };

@@ -1,9 +1,9 @@
 // The demo's chat engine in a dedicated Web Worker (`?engine=worker`): loads the bundle (progress and Cache Storage as
-// on the page), the codec, the WebGPU decoder kernels (workers have navigator.gpu) and the vision tower, then serves
+// on the page), the codec, the WebGPU engine over the bundle's weights (workers have navigator.gpu) and the vision tower, then serves
 // `chat.completions` to the page (client/engine/). Messages of its own: the page sends `init`, it answers `progress`,
 // `ready` or `failed`; `status` → `status` (vision tower calls, for the page's stats).
 
-import { createClient, createDecoderKernels, OrtVisionEncoder, serveChatEngine, type MessageEndpoint, type OrtNamespace } from "../index.ts";
+import { createClient, createDecoderKernels, gpuContextOf, OrtVisionEncoder, serveChatEngine, type MessageEndpoint, type OrtNamespace } from "../index.ts";
 import { loadWasmCodec } from "../../format/codec/wasm.ts";
 import { loadBundleChatModel } from "../../runtime/loader/bundle-chat-model.ts";
 
@@ -38,6 +38,7 @@ async function start(init: EngineInit): Promise<void> {
   const loaded = await loadBundleChatModel(init.bundleUrl, {
     codec,
     kernels,
+    gpu: gpuContextOf(kernels),
     vision: async (onnx) => {
       try {
         if (!gpu || (await gpu.requestAdapter()) === null) throw new Error("no WebGPU adapter");
@@ -62,7 +63,7 @@ async function start(init: EngineInit): Promise<void> {
     ms: performance.now() - t0,
     quantization: loaded.bundle.manifest.quantization.weights,
     visionKind: tower.kind,
-    decoder: kernels ? `${kernels.kind} kernels` : "CPU reference",
+    decoder: loaded.model.engine ? "WebGPU engine" : kernels ? `${kernels.kind} kernels` : "CPU reference",
   });
 }
 

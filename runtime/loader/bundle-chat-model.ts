@@ -4,9 +4,10 @@
 // in-memory f32 safetensors file that loadChatModel reads as it reads a converted checkpoint. The vision tower is the
 // bundle's vision.onnx, run by the caller's encoder factory (onnxruntime-web), or (a real Qwen2.5-VL bundle) the model's own
 // vision transformer from its visual.* tensors; tokenizer, chat template, image processor and generation config come
-// from the bundle's side files. This is the path until the GPU engine
-// (issue 18) consumes the same bytes without dequantizing; the answers are those of the bundle's quantized weights.
-// Browser-safe.
+// from the bundle's side files. With a WebGPU context (`gpu`), the same shard bytes also go to the GPU as they are
+// (MatMulNBits bound without dequantizing, runtime/gpu/bundle-weights.ts) and sessions decode on the GPU engine; the
+// f32 host model stays as the reference and the fallback (a session the engine cannot run). Either way the answers are
+// those of the bundle's quantized weights. Browser-safe.
 
 import { BundleError, type BundleArray, type BundleManifest } from "../../checkpoint/bundle/manifest.ts";
 import { dequantizeMatMulNBits, type NBits, type QuantBlock } from "../../checkpoint/bundle/matmul-nbits.ts";
@@ -16,6 +17,9 @@ import { f16ToF32 } from "../../format/codec/fp16.ts";
 import type { MlaBackend } from "../../kernels/backend.ts";
 import type { ModelRef } from "../../format/wire/messages.ts";
 import { loadChatModel, type ChatModel } from "../chat-model.ts";
+import type { GpuContext } from "../../kernels/gpu-context.ts";
+import { bundleEngineWeights, bundleGpuArrays } from "../gpu/bundle-weights.ts";
+import { modelEngine } from "../gpu/chat-engine.ts";
 import type { VisionEncoder } from "../vision/vision-encoder.ts";
 import { loadBundle, type LoadBundleOptions, type LoadedBundle, type ShardSink } from "./bundle-loader.ts";
 
@@ -29,6 +33,11 @@ export interface BundleChatModelOptions extends Omit<LoadBundleOptions, "sink"> 
   readonly codec: Codec;
   /** Decoder kernels (WebGPU MLA attention); default null = the CPU reference decoder. */
   readonly kernels?: MlaBackend | null;
+  /**
+   * A WebGPU context for the GPU engine (e.g. `gpuContextOf(kernels)`): the bundle's weights go to the GPU as they are
+   * and sessions decode there. Default null: no engine.
+   */
+  readonly gpu?: GpuContext | null;
   /** Default: `{ id: config._name_or_path ?? "tiny-qwen-vl", conversion: <mha2mla dict> + the bundle's quantization }`. */
   readonly ref?: ModelRef;
 }
@@ -147,5 +156,17 @@ export async function loadBundleChatModel(url: string, options: BundleChatModelO
     kernels: options.kernels ?? null,
     ref,
   });
-  return { model, bundle };
+  const gpu = options.gpu ?? null;
+  if (gpu === null) return { model, bundle };
+  const arrays = bundleGpuArrays(gpu, m);
+  try {
+    for (let i = 0; i < shards.length; i++) await arrays.sink.write(i, 0, shards[i]);
+    const weights = bundleEngineWeights(gpu, m, arrays);
+    await gpu.device.queue.onSubmittedWorkDone();
+    gpu.throwIfFailed();
+    return { model: { ...model, engine: modelEngine(gpu, model.weights, weights) }, bundle };
+  } catch (e) {
+    for (const b of arrays.buffers.values()) b.destroy();
+    throw e;
+  }
 }
