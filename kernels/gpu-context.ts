@@ -17,10 +17,23 @@ export interface GpuContextOptions {
    * misbehaves.
    */
   readonly shaderF16?: boolean;
+  /**
+   * Launch shapes of the kernels (GEMV lanes per row, GEMM blocking): "auto" picks by adapter (a CPU rasterizer gets
+   * fewer, longer invocations); "gpu" / "cpu" force one (tests run both on SwiftShader).
+   */
+  readonly launchShapes?: "auto" | "gpu" | "cpu";
 }
+
+const CPU_ADAPTER = /swiftshader|llvmpipe|lavapipe|microsoft basic render|\bwarp\b/i;
 
 export class GpuContext {
   readonly features: ShaderFeatures;
+  /**
+   * The adapter is a CPU rasterizer (SwiftShader, llvmpipe/lavapipe, WARP), or `launchShapes: "cpu"`: kernels pick
+   * launch shapes for it (fewer, longer invocations), since each invocation and barrier costs far more there than a
+   * memory transaction.
+   */
+  readonly cpuAdapter: boolean;
   readonly #pipelines = new Map<string, Promise<GPUComputePipeline>>();
   #failure: Error | null = null;
   readonly #logShaders: boolean;
@@ -28,8 +41,11 @@ export class GpuContext {
   private constructor(
     readonly device: GPUDevice,
     logShaders: boolean,
+    launchShapes: "auto" | "gpu" | "cpu" = "auto",
   ) {
     this.features = { f16: device.features.has("shader-f16") };
+    const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+    this.cpuAdapter = launchShapes === "auto" ? info !== undefined && CPU_ADAPTER.test(`${info.vendor} ${info.architecture} ${info.description}`) : launchShapes === "cpu";
     this.#logShaders = logShaders;
     void device.lost.then((info) => {
       if (info.reason !== "destroyed") {
@@ -46,14 +62,14 @@ export class GpuContext {
 
   /** Requests an adapter and a device with `shader-f16` when the adapter has it; default limits otherwise. */
   static async create(options: GpuContextOptions = {}): Promise<GpuContext> {
-    if (options.device) return new GpuContext(options.device, options.logShaders ?? false);
+    if (options.device) return new GpuContext(options.device, options.logShaders ?? false, options.launchShapes);
     const gpu = options.gpu ?? (typeof navigator !== "undefined" ? navigator.gpu : undefined);
     if (!gpu) throw new WebGpuUnavailableError("navigator.gpu is absent: this runtime has no WebGPU; use the CPU backend");
     const adapter = await gpu.requestAdapter();
     if (!adapter) throw new WebGpuUnavailableError("requestAdapter() returned null: no usable GPU adapter; use the CPU backend");
     const requiredFeatures: GPUFeatureName[] = options.shaderF16 !== false && adapter.features.has("shader-f16") ? ["shader-f16"] : [];
     const device = await adapter.requestDevice({ requiredFeatures });
-    return new GpuContext(device, options.logShaders ?? false);
+    return new GpuContext(device, options.logShaders ?? false, options.launchShapes);
   }
 
   /** Throws the first device loss or uncaptured error seen so far. */

@@ -10,9 +10,9 @@
 //   W[n, k] = (code − zero) · scale.
 // Dense variants: f32 [N, K] or f16 [N, K] (row-major, element e = n·K + k at half e mod 2 of word ⌊e/2⌋).
 //
-// Programs: GEMV (decode, M small: 8 rows per 256-thread workgroup, 32 lanes stride a row's u32 words, tree reduction)
-// and tiled GEMM (prefill/vision: 32×32 output tile per 256-thread workgroup, 2×2 per thread, 32-wide K tiles of x and
-// dequantized W in workgroup memory, 8 KiB). Both take any N, K, M (no multiple-of-tile requirement).
+// Programs: GEMV (decode, M small: 256 threads, 1–32 lanes per row by K (gemvLanes), lanes stride a row's u32 words,
+// tree reduction) and tiled GEMM (prefill/vision: 64×64 output tile per 256-thread workgroup, 4×4 per thread, 16-deep K
+// steps of x and dequantized W in workgroup memory, 8.7 KB). Both take any N, K, M (no multiple-of-tile requirement).
 import { GeometryError, KernelInputError } from "./errors.ts";
 import type { GpuContext } from "./gpu-context.ts";
 import { fp16PairWgsl, normalizeDispatch, shaderPreamble, uniformLayout, type KernelProgram, type ShaderFeatures } from "./program.ts";
@@ -181,11 +181,36 @@ export const linearUniforms = uniformLayout([
 ] as const);
 
 export const GEMV_WORKGROUP = 256;
-export const GEMV_ROWS = 8;
-const GEMV_LANES = GEMV_WORKGROUP / GEMV_ROWS;
+/** Lanes per output row at most (K long enough): 32 threads read a row's words side by side. */
+export const GEMV_MAX_LANES = 32;
 
-/** Bindings: 0 params, 1 x [M, K], 2.. weights, then bias [N] (when `bias`), then y [M, N]. */
-export function createGemvProgram(f: WeightFormat, bias: boolean): KernelProgram {
+/**
+ * Words of a row per lane that set the lanes per row: 8 on a GPU (32 lanes read a 2048-wide int4 row side by side:
+ * coalesced); 64 on a CPU-emulated adapter (SwiftShader), where each invocation and barrier costs far more than a
+ * memory transaction (8192 × 2048 int4 GEMV: 332 ms with 32 lanes, 103 ms with 4, same run).
+ */
+export const GEMV_WORDS_PER_LANE = { gpu: 8, cpu: 64 } as const;
+
+/**
+ * Threads per output row for a K-long row: one lane per ~8 words (u32 of codes, or f32 values / 8), a power of two in
+ * 1..32. Long rows (Qwen2.5-VL-3B's K = 2048: 256 int4 words) get 32 lanes reading side by side; short rows (a
+ * 64-wide hidden state: 8 words) get one thread each — no reduction, no barrier, and adjacent threads still read
+ * adjacent bytes since rows are contiguous — instead of 32 lanes of which 24 idle through five barriers.
+ */
+export function gemvLanes(f: WeightFormat, k: number, wordsPerLane: number = GEMV_WORDS_PER_LANE.gpu): number {
+  const words = f.kind === "nbits" ? Math.ceil(k / (32 / f.bits)) : Math.ceil(k / 4);
+  let lanes = 1;
+  while (lanes < GEMV_MAX_LANES && lanes * wordsPerLane < words) lanes *= 2;
+  return lanes;
+}
+
+/**
+ * Bindings: 0 params, 1 x [M, K], 2.. weights, then bias [N] (when `bias`), then y [M, N]. `lanes` threads share a row
+ * (gemvLanes); a workgroup computes 256 / lanes rows.
+ */
+export function createGemvProgram(f: WeightFormat, bias: boolean, lanes: number = GEMV_MAX_LANES): KernelProgram {
+  if (!Number.isInteger(Math.log2(lanes)) || lanes < 1 || lanes > GEMV_MAX_LANES) throw new KernelInputError(`GEMV lanes must be a power of two in 1..${GEMV_MAX_LANES}, got ${lanes}`);
+  const rows = GEMV_WORKGROUP / lanes;
   const wb = 2;
   const biasB = wb + weightBindingCount(f);
   const yB = biasB + (bias ? 1 : 0);
@@ -222,17 +247,17 @@ ${fullWord}
       : `    for (var k = lane; k < P.K; k += LANES) { acc += wAt(n, k) * x[xo + k]; }`;
   return {
     name: "linear-gemv",
-    cacheHint: `${formatHint(f)}-${bias ? "bias" : "nobias"}-wg${GEMV_WORKGROUP}-r${GEMV_ROWS}`,
+    cacheHint: `${formatHint(f)}-${bias ? "bias" : "nobias"}-wg${GEMV_WORKGROUP}-l${lanes}`,
     workgroupSize: GEMV_WORKGROUP,
     getShaderSource: (features) => `${shaderPreamble(features)}
 ${linearUniforms.wgsl}
-const LANES: u32 = ${GEMV_LANES}u;
-const ROWS: u32 = ${GEMV_ROWS}u;
+const LANES: u32 = ${lanes}u;
+const ROWS: u32 = ${rows}u;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 ${weightReaderWgsl(f, wb, features)}
 ${bias ? `@group(0) @binding(${biasB}) var<storage, read> bias: array<f32>;` : ""}
 @group(0) @binding(${yB}) var<storage, read_write> y: array<f32>;
-var<workgroup> part: array<f32, ${GEMV_WORKGROUP}>;
+${lanes === 1 ? "" : `var<workgroup> part: array<f32, ${GEMV_WORKGROUP}>;`}
 
 @compute @workgroup_size(${GEMV_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
@@ -245,7 +270,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (n < P.N) {
 ${accumulate}
   }
-  part[t] = acc;
+${
+  lanes === 1
+    ? `  if (n < P.N) {
+    y[m * P.yStride + P.yOffset + n] = acc${bias ? " + bias[P.yOffset + n]" : ""};
+  }`
+    : `  part[t] = acc;
   workgroupBarrier();
   for (var s = LANES / 2u; s > 0u; s = s >> 1u) {
     if (lane < s) { part[t] += part[t + s]; }
@@ -253,21 +283,40 @@ ${accumulate}
   }
   if (lane == 0u && n < P.N) {
     y[m * P.yStride + P.yOffset + n] = part[t]${bias ? " + bias[P.yOffset + n]" : ""};
-  }
+  }`
+}
 }
 `,
   };
 }
 
-export const GEMM_TILE = 32;
-export const GEMM_WORKGROUP = 256;
+/** Output tile of one GEMM workgroup (rows of x × rows of W). */
+export const GEMM_TILE = 64;
+/** K per shared-memory step (inside one quantization block: blocks are multiples of 32). */
+const GEMM_TK = 16;
+/**
+ * Outputs per thread along each side of the tile: 4 (256 threads, 4×4 each) on a GPU; 8 (64 threads, 8×8 each) on a
+ * CPU adapter, where fewer, longer invocations win (see gemmThreads).
+ */
+export type GemmBlocking = 4 | 8;
 
-/** Same bindings as GEMV. Grid (⌈N/32⌉, ⌈M/32⌉). */
-export function createGemmProgram(f: WeightFormat, bias: boolean): KernelProgram {
+/** Threads of a GEMM workgroup for a blocking. */
+export function gemmThreads(blocking: GemmBlocking): number {
+  return (GEMM_TILE / blocking) ** 2;
+}
+
+/**
+ * Same bindings as GEMV. Grid (⌈N/64⌉, ⌈M/64⌉). Each K step stages a 64×16 tile of x and of W (dequantized once) in
+ * workgroup memory (8.7 KB); each thread then accumulates a b×b block of outputs (rows tr + (64/b)·i, columns
+ * tc + (64/b)·j: global writes stay coalesced), 2b shared loads per b² FMAs.
+ */
+export function createGemmProgram(f: WeightFormat, bias: boolean, blocking: GemmBlocking = 4): KernelProgram {
   const wb = 2;
   const biasB = wb + weightBindingCount(f);
   const yB = biasB + (bias ? 1 : 0);
-  // A 32-wide K tile lies inside one quantization block (blocks are multiples of 32): one scale/zero per row and word.
+  const b = blocking;
+  const side = GEMM_TILE / b;
+  const wg = gemmThreads(b);
   const loadW =
     f.kind === "nbits"
       ? `    for (var i = t; i < TN * (TK / VPW); i += WG) {
@@ -296,31 +345,46 @@ export function createGemmProgram(f: WeightFormat, bias: boolean): KernelProgram
       if (n < P.N && k0 + c < P.K) { v = wAt(n, k0 + c); }
       ws[r * TKP + c] = v;
     }`;
+  const quads = b / 4;
+  const decl = Array.from({ length: b }, (_, i) => Array.from({ length: quads }, (_, q) => `  var acc${i}_${q} = vec4<f32>(0.0);`).join("\n")).join("\n");
+  const vec = (name: string, base: string, q: number) =>
+    `let ${name}${q} = vec4<f32>(${[0, 1, 2, 3].map((c) => `${name === "xv" ? "xs" : "ws"}[(${base} + ${side * (4 * q + c)}u) * TKP + kk]`).join(", ")});`;
+  const inner = [
+    ...Array.from({ length: quads }, (_, q) => `      ${vec("xv", "tr", q)}`),
+    ...Array.from({ length: quads }, (_, q) => `      ${vec("wv", "tc", q)}`),
+    ...Array.from({ length: b }, (_, i) => Array.from({ length: quads }, (_, q) => `      acc${i}_${q} += xv${Math.floor(i / 4)}.${"xyzw"[i % 4]} * wv${q};`).join("\n")),
+  ].join("\n");
+  const store = Array.from({ length: b }, (_, i) =>
+    Array.from({ length: b }, (_, j) => {
+      const v = `acc${i}_${Math.floor(j / 4)}.${"xyzw"[j % 4]}`;
+      return `  { let m = m0 + tr + ${side * i}u; let n = n0 + tc + ${side * j}u; if (m < P.M && n < P.N) { y[m * P.yStride + P.yOffset + n] = ${v}${bias ? " + bias[P.yOffset + n]" : ""}; } }`;
+    }).join("\n"),
+  ).join("\n");
   return {
     name: "linear-gemm",
-    cacheHint: `${formatHint(f)}-${bias ? "bias" : "nobias"}-t${GEMM_TILE}-wg${GEMM_WORKGROUP}`,
-    workgroupSize: GEMM_WORKGROUP,
+    cacheHint: `${formatHint(f)}-${bias ? "bias" : "nobias"}-t${GEMM_TILE}x${GEMM_TK}-b${b}`,
+    workgroupSize: wg,
     getShaderSource: (features) => `${shaderPreamble(features)}
 ${linearUniforms.wgsl}
 const TM: u32 = ${GEMM_TILE}u;
 const TN: u32 = ${GEMM_TILE}u;
-const TK: u32 = ${GEMM_TILE}u;
-const TKP: u32 = ${GEMM_TILE + 1}u;
-const WG: u32 = ${GEMM_WORKGROUP}u;
+const TK: u32 = ${GEMM_TK}u;
+const TKP: u32 = ${GEMM_TK + 1}u;
+const WG: u32 = ${wg}u;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 ${weightReaderWgsl(f, wb, features)}
 ${bias ? `@group(0) @binding(${biasB}) var<storage, read> bias: array<f32>;` : ""}
 @group(0) @binding(${yB}) var<storage, read_write> y: array<f32>;
-var<workgroup> xs: array<f32, ${GEMM_TILE * (GEMM_TILE + 1)}>;
-var<workgroup> ws: array<f32, ${GEMM_TILE * (GEMM_TILE + 1)}>;
+var<workgroup> xs: array<f32, ${GEMM_TILE * (GEMM_TK + 1)}>;
+var<workgroup> ws: array<f32, ${GEMM_TILE * (GEMM_TK + 1)}>;
 
-@compute @workgroup_size(${GEMM_WORKGROUP})
+@compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let n0 = wid.x * TN;
   let m0 = wid.y * TM;
-  let tr = t / 16u;
-  let tc = t % 16u;
-  var a00 = 0.0; var a01 = 0.0; var a10 = 0.0; var a11 = 0.0;
+  let tr = t / ${side}u;
+  let tc = t % ${side}u;
+${decl}
   for (var k0 = 0u; k0 < P.K; k0 += TK) {
     for (var i = t; i < TM * TK; i += WG) {
       let r = i / TK;
@@ -332,22 +396,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 ${loadW}
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk++) {
-      let x0 = xs[tr * TKP + kk];
-      let x1 = xs[(tr + 16u) * TKP + kk];
-      let w0 = ws[tc * TKP + kk];
-      let w1 = ws[(tc + 16u) * TKP + kk];
-      a00 += x0 * w0; a01 += x0 * w1; a10 += x1 * w0; a11 += x1 * w1;
+${inner}
     }
     workgroupBarrier();
   }
-  let ma = m0 + tr;
-  let mb = m0 + tr + 16u;
-  let na = n0 + tc;
-  let nb = n0 + tc + 16u;
-  if (ma < P.M && na < P.N) { y[ma * P.yStride + P.yOffset + na] = a00${bias ? " + bias[P.yOffset + na]" : ""}; }
-  if (ma < P.M && nb < P.N) { y[ma * P.yStride + P.yOffset + nb] = a01${bias ? " + bias[P.yOffset + nb]" : ""}; }
-  if (mb < P.M && na < P.N) { y[mb * P.yStride + P.yOffset + na] = a10${bias ? " + bias[P.yOffset + na]" : ""}; }
-  if (mb < P.M && nb < P.N) { y[mb * P.yStride + P.yOffset + nb] = a11${bias ? " + bias[P.yOffset + nb]" : ""}; }
+${store}
 }
 `,
   };
@@ -382,9 +435,10 @@ export function linearCall(
   const buffers = [x, ...w.buffers, ...(bias ? [bias] : []), y];
   if (gemv) {
     if (m > maxDim) throw new KernelInputError(`GEMV takes at most ${maxDim} rows, got ${m}`);
-    const [gx, gy] = normalizeDispatch(Math.ceil(w.n / GEMV_ROWS), maxDim);
+    const lanes = gemvLanes(w.format, w.k, ctx.cpuAdapter ? GEMV_WORDS_PER_LANE.cpu : GEMV_WORDS_PER_LANE.gpu);
+    const [gx, gy] = normalizeDispatch(Math.ceil(w.n / (GEMV_WORKGROUP / lanes)), maxDim);
     return {
-      program: createGemvProgram(w.format, bias !== null),
+      program: createGemvProgram(w.format, bias !== null, lanes),
       uniforms: linearUniforms.pack({ M: m, N: w.n, K: w.k, kBlocks, gridX: gx, yStride, yOffset }),
       buffers,
       grid: [gx, gy, m],
@@ -394,7 +448,7 @@ export function linearCall(
   const gy = Math.ceil(m / GEMM_TILE);
   if (gx > maxDim || gy > maxDim) throw new KernelInputError(`GEMM grid ${gx}×${gy} passes the ${maxDim} workgroups-per-dimension limit`);
   return {
-    program: createGemmProgram(w.format, bias !== null),
+    program: createGemmProgram(w.format, bias !== null, ctx.cpuAdapter ? 8 : 4),
     uniforms: linearUniforms.pack({ M: m, N: w.n, K: w.k, kBlocks, gridX: gx, yStride, yOffset }),
     buffers,
     grid: [gx, gy, 1],

@@ -34,8 +34,8 @@ export interface DecodeBenchConfig {
   readonly contexts: readonly number[];
   readonly prefill: number;
   readonly decodeSteps: number;
-  /** Run only one side (diagnostics); the other side's figures stay empty. */
-  readonly only?: "ours" | "baseline" | "vision";
+  /** Run only these sides (diagnostics); the others' figures stay empty. */
+  readonly only?: readonly ("ours" | "baseline" | "vision")[];
 }
 
 export const D_KV = 64;
@@ -426,10 +426,10 @@ export async function runDecodeBench(ort: OrtModule, cfg: DecodeBenchConfig, log
   if (!adapter) throw new Error("no WebGPU adapter");
   const device = await adapter.requestDevice({ requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize } });
   const ctx = await GpuContext.create({ device });
-  const ours = !cfg.only || cfg.only === "ours" ? await oursSide(ctx, g, w, cfg, log) : empty;
-  const vision = !cfg.only || cfg.only === "vision" ? await visionSide(ctx, cfg.visionLayers, log) : { layers: cfg.visionLayers, patches: 0, ms: null, msPerBlock: null, msFullDepthEstimate: null, weightBytes: 0, error: "not run (--only)" };
+  const ours = !cfg.only || cfg.only.includes("ours") ? await oursSide(ctx, g, w, cfg, log) : empty;
+  const vision = !cfg.only || cfg.only.includes("vision") ? await visionSide(ctx, cfg.visionLayers, log) : { layers: cfg.visionLayers, patches: 0, ms: null, msPerBlock: null, msFullDepthEstimate: null, weightBytes: 0, error: "not run (--only)" };
   device.destroy();
-  const baseline = !cfg.only || cfg.only === "baseline" ? await baselineSide(ort, g, w, cfg, log) : empty;
+  const baseline = !cfg.only || cfg.only.includes("baseline") ? await baselineSide(ort, g, w, cfg, log) : empty;
   const info = device.adapterInfo;
   return { adapter: info ? [info.vendor, info.architecture, info.description].filter(Boolean).join(" ") : "", layers: cfg.layers, ours, baseline, vision, ms: now() - t0 };
 }

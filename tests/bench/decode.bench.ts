@@ -21,7 +21,7 @@ const { values } = parseArgs({
     contexts: { type: "string", default: "1024,4096" },
     prefill: { type: "string", default: "1024" },
     steps: { type: "string", default: "5" },
-    /** Diagnostics: run only ours, baseline or vision. */
+    /** Diagnostics: run only these sides, comma-separated: ours, baseline, vision. */
     only: { type: "string" },
   },
 });
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
     contexts: values.contexts.split(",").map(Number),
     prefill: Number(values.prefill),
     decodeSteps: Number(values.steps),
-    only: values.only as "ours" | "baseline" | "vision" | undefined,
+    only: values.only === undefined ? undefined : (values.only.split(",") as ("ours" | "baseline" | "vision")[]),
   };
   const session = await openInChromium(resolve(import.meta.dirname, "decode-page.ts"), { serveOrt: true });
   session.page.on("console", (m) => {

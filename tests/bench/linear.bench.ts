@@ -19,6 +19,8 @@ const { values } = parseArgs({
     "min-ms": { type: "string", default: "500" },
     "max-iters": { type: "string", default: "3" },
     batch: { type: "string", default: "2" },
+    /** Rows of x: 1 = decode GEMV (default); e.g. 256 = one prefill block through the GEMM. */
+    m: { type: "string", default: "1" },
     runtime: { type: "string", default: "chromium" },
     adapter: { type: "string", default: "swiftshader" },
     "peak-gbs": { type: "string" },
@@ -31,6 +33,7 @@ const cfg: LinearBenchConfig = {
   minMs: Number(values["min-ms"]),
   maxIters: Number(values["max-iters"]),
   batch: Number(values.batch),
+  m: Number(values.m),
 };
 
 function report(r: LinearBenchResult | { fatal: string }, runtime: string): Record<string, unknown> {

@@ -19,6 +19,8 @@ export interface LinearBenchConfig {
   readonly minMs: number;
   readonly maxIters: number;
   readonly batch: number;
+  /** Rows of x (default 1: the decode GEMV; above 4 the prefill GEMM runs, linearCall's "auto"). */
+  readonly m?: number;
 }
 
 export interface LinearBenchRow {
@@ -63,16 +65,17 @@ export async function runLinearBench(ctx: GpuContext, cfg: LinearBenchConfig, lo
   for (const [n, k] of cfg.shapes) {
     const rnd = mulberry32(n * 31 + k);
     const dense = Float32Array.from({ length: n * k }, () => (rnd() * 2 - 1) * 0.05);
-    const x = Float32Array.from({ length: k }, () => rnd() * 2 - 1);
+    const m = cfg.m ?? 1;
+    const x = Float32Array.from({ length: m * k }, () => rnd() * 2 - 1);
     const xb = uploadBuffer(ctx, "bench-x", x);
-    const yb = ctx.storageBuffer("bench-y", n * 4);
+    const yb = ctx.storageBuffer("bench-y", m * n * 4);
     const times: Partial<Record<LinearBenchFormat, number>> = {};
     try {
       for (const format of cfg.formats) {
         const w = makeWeights(format, dense, n, k);
         const gw = uploadWeights(ctx, w, `bench-${format}`);
         try {
-          const call = linearCall(ctx, gw, xb, 1, yb, null, "gemv");
+          const call = linearCall(ctx, gw, xb, m, yb, null, m === 1 ? "gemv" : "auto");
           const runBatch = async (): Promise<void> => {
             const enc = d.createCommandEncoder();
             const params = await recordCalls(ctx, enc, Array.from({ length: cfg.batch }, () => call));

@@ -6,7 +6,7 @@ import type { NBits, NBitsBlock } from "../../kernels/matmul-nbits.ts";
 export type WeightCase = { kind: "nbits"; bits: NBits; block: NBitsBlock; zeroPoints: boolean } | { kind: "f32" } | { kind: "f16" };
 
 export type ModelCase =
-  | { op: "linear"; name: string; m: number; n: number; k: number; w: WeightCase; bias: boolean; kernel: "gemv" | "gemm"; seed: number; tol: number; xScale?: number; splitBytes?: number }
+  | { op: "linear"; name: string; m: number; n: number; k: number; w: WeightCase; bias: boolean; kernel: "gemv" | "gemm"; seed: number; tol: number; xScale?: number; splitBytes?: number; launch?: "gpu" | "cpu" }
   | { op: "embedding"; name: string; vocab: number; hidden: number; tokens: number; w: WeightCase; seed: number; tol: number }
   /** One row per entry of `rowScales` (values uniform in ±scale; 0 = a zero row). */
   | { op: "rmsnorm"; name: string; dim: number; rowScales: number[]; eps: number; seed: number; tol: number }
@@ -58,7 +58,7 @@ export type ModelCase =
   /** LM head: hidden [K] → int4 GEMV logits [vocab] → sampling, one submission, 4 bytes read back. */
   | { op: "lmhead"; name: string; vocab: number; hidden: number; temperature: number; topK: number; topP: number; draws: number; seed: number; tol: number; splitBytes?: number };
 
-export const MODEL_CASES: readonly ModelCase[] = [
+const BASE_CASES: readonly ModelCase[] = [
   { op: "linear", name: "gemv int4 b32 sym, N 37 K 100 (partial block, N % 8 ≠ 0)", m: 1, n: 37, k: 100, w: { kind: "nbits", bits: 4, block: 32, zeroPoints: false }, bias: false, kernel: "gemv", seed: 1, tol: 5e-6 },
   { op: "linear", name: "gemv int4 b64 zp (5 blocks: odd zero-point nibble), bias, N 64 K 320", m: 1, n: 64, k: 320, w: { kind: "nbits", bits: 4, block: 64, zeroPoints: true }, bias: true, kernel: "gemv", seed: 2, tol: 5e-6 },
   { op: "linear", name: "gemv int4 b128 zp, M 3, N 19 K 200", m: 3, n: 19, k: 200, w: { kind: "nbits", bits: 4, block: 128, zeroPoints: true }, bias: false, kernel: "gemv", seed: 3, tol: 5e-6 },
@@ -114,4 +114,19 @@ export const MODEL_CASES: readonly ModelCase[] = [
   { op: "vision_attention", name: "vision attention full segment of 300 rows, head 72, scores ×40 (online-softmax rescaling; scores ≈ 100 carry f32 rounding ≈ 6e-6)", heads: 1, headDim: 72, cu: [0, 300], fused: false, scale: 40, seed: 39, tol: 2e-5 },
   { op: "gelu", name: "gelu (erf) 1000 values in ±12 (erfc underflow tails)", count: 1000, scale: 12, seed: 40, tol: 2e-6 },
   { op: "gather_rows", name: "gather rows: permutation of 9 rows × 37, plus an out-of-range index → zeros", srcRows: 9, width: 37, index: [3, 8, 0, 1, 7, 2, 6, 5, 4, 9], seed: 41, tol: 0 },
+  // Long rows: 32 GEMV lanes per row with the GPU launch shapes, 4 with the CPU ones; a 3-tile GEMM.
+  { op: "linear", name: "gemv int4 b32 zp, bias, N 70 K 2112 (long rows)", m: 1, n: 70, k: 2112, w: { kind: "nbits", bits: 4, block: 32, zeroPoints: true }, bias: true, kernel: "gemv", seed: 36, tol: 5e-6 },
+  { op: "linear", name: "gemv f16, N 45 K 1030 (long rows, odd words)", m: 1, n: 45, k: 1030, w: { kind: "f16" }, bias: false, kernel: "gemv", seed: 37, tol: 5e-6 },
+  { op: "linear", name: "gemm int4 b32, bias, M 130 N 140 K 96 (3 × 3 tiles, partial)", m: 130, n: 140, k: 96, w: { kind: "nbits", bits: 4, block: 32, zeroPoints: false }, bias: true, kernel: "gemm", seed: 38, tol: 5e-6 },
+];
+
+/**
+ * Every case as the adapter picks its launch shapes, and every linear case again under the other shapes forced (GEMV
+ * lanes per row, GEMM 4×4 or 8×8 blocking): SwiftShader picks the CPU shapes, so the GPU ones are checked there too.
+ */
+export const MODEL_CASES: readonly ModelCase[] = [
+  ...BASE_CASES,
+  ...BASE_CASES.flatMap((c): ModelCase[] =>
+    c.op === "linear" ? (["gpu", "cpu"] as const).map((launch) => ({ ...c, name: `${c.name} [${launch} launch shapes]`, launch })) : [],
+  ),
 ];

@@ -1,6 +1,6 @@
 // Runs the model-kernel case table (model-cases.ts) on a GpuContext and measures each result against its CPU
 // reference. Shared by the dawn.node child process and the Chromium page bundle.
-import type { GpuContext } from "../../kernels/gpu-context.ts";
+import { GpuContext } from "../../kernels/gpu-context.ts";
 import { runEmbedding } from "../../kernels/embedding.ts";
 import { runLinear, uploadWeights, type LinearWeights } from "../../kernels/matmul-nbits.ts";
 import { embeddingRef, linearRef } from "../../kernels/matmul-nbits.ref.ts";
@@ -38,10 +38,24 @@ function makeWeights(w: WeightCase, n: number, k: number, rnd: () => number, see
   return quantizeNBits(dense, n, k, w.bits, w.block, w.zeroPoints, seed);
 }
 
+const launchContexts = new WeakMap<GPUDevice, Map<string, Promise<GpuContext>>>();
+
+function launchContext(ctx: GpuContext, launch: "gpu" | "cpu"): Promise<GpuContext> {
+  let byShape = launchContexts.get(ctx.device);
+  if (!byShape) launchContexts.set(ctx.device, (byShape = new Map()));
+  let p = byShape.get(launch);
+  if (!p) byShape.set(launch, (p = GpuContext.create({ device: ctx.device, launchShapes: launch })));
+  return p;
+}
+
 export async function runModelCase(ctx: GpuContext, c: ModelCase): Promise<ModelCaseResult> {
   const rnd = mulberry32(c.seed);
   switch (c.op) {
     case "linear": {
+      if (c.launch !== undefined && (c.launch === "cpu") !== ctx.cpuAdapter) {
+        // the same device under the other launch shapes (one context per device and shapes)
+        return runModelCase(await launchContext(ctx, c.launch), { ...c, launch: undefined });
+      }
       const w = makeWeights(c.w, c.n, c.k, rnd, c.seed);
       const x = uniform(rnd, c.m * c.k, c.xScale ?? 1);
       const bias = c.bias ? uniform(rnd, c.n) : undefined;

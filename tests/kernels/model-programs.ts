@@ -20,7 +20,7 @@ export const MODEL_WEIGHT_FORMATS: readonly WeightFormat[] = [
 export function modelPrograms(): KernelProgram[] {
   const out: KernelProgram[] = [];
   for (const f of MODEL_WEIGHT_FORMATS) {
-    for (const bias of [false, true]) out.push(createGemvProgram(f, bias), createGemmProgram(f, bias));
+    for (const bias of [false, true]) out.push(createGemvProgram(f, bias), createGemvProgram(f, bias, 1), createGemmProgram(f, bias, 4), createGemmProgram(f, bias, 8));
     out.push(createEmbeddingProgram(f));
   }
   out.push(createRmsNormProgram(), createSwigluProgram(), createResidualAddProgram(), createRotaryProgram(), createSamplingProgram());

@@ -192,7 +192,10 @@ describe("model kernel calls: bad input", () => {
     expect(() => linearCall(ctx, w, buf(80), 1, buf(39))).toThrow(/y holds 39 bytes/);
     expect(() => linearCall(ctx, w, buf(80), 0, buf(40))).toThrow(/positive integer/);
     expect(() => linearCall(ctx, w, buf(80), 1, buf(400), null, "gemv", { yStride: 15, yOffset: 6 })).toThrow(/do not fit a y row of 15/);
-    expect(linearCall(ctx, w, buf(160), 2, buf(80)).grid).toEqual([2, 1, 2]);
+    // K = 20: one lane per row (gemvLanes), 256 rows per workgroup; K = 2048 f32: 32 lanes, 8 rows per workgroup
+    expect(linearCall(ctx, w, buf(160), 2, buf(80)).grid).toEqual([1, 1, 2]);
+    const long: GpuWeights = { ...w, n: 20, k: 2048, buffers: [buf(20 * 2048 * 4)] };
+    expect(linearCall(ctx, long, buf(2048 * 4), 1, buf(80)).grid).toEqual([3, 1, 1]);
   });
 
   it("should reject sampling parameters outside their ranges and a short banned mask", () => {

@@ -27,8 +27,9 @@ describe("model kernels, shader-f16 variant: WGSL source", () => {
         expect(src16, `${p.name}[${p.cacheHint}]`).toBe(src32);
       }
     }
-    // GEMV ×2, GEMM ×2 and embedding of the 6 formats widen fp16 words (scales or f16 weights); f32 weights do not.
-    expect(readers).toBe(5 * 5);
+    // GEMV (32 lanes, 1 lane) and GEMM (4×4, 8×8 blocking), each with and without bias, and the embedding of the 6
+    // formats widen fp16 words (scales or f16 weights); f32 weights do not.
+    expect(readers).toBe(5 * 9);
   });
 });
 

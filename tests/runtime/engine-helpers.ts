@@ -14,7 +14,8 @@ export function dense(w: LinearWeights): Float64Array {
 export function roundModel(w: MlaModelWeights, fmt: EngineWeightFormat): MlaModelWeights {
   if (fmt === "f32") return w;
   const c = w.config;
-  const f = (data: Float32Array, n: number, k: number) => Float32Array.from(dense(linearWeights(data, n, k, fmt)));
+  // (an empty weight — e.g. W_uk when every rope pair is kept — stays as it is)
+  const f = (data: Float32Array, n: number, k: number) => (n === 0 || k === 0 ? data : Float32Array.from(dense(linearWeights(data, n, k, fmt))));
   const d = c.hiddenSize;
   const D = w.dKv * c.numKvHeads;
   return {
