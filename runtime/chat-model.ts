@@ -16,7 +16,8 @@ import type { ModelRef } from "../format/wire/messages.ts";
 import { loadMlaModel } from "./mla/checkpoint.ts";
 import { buildMlaModel, fullRankFactoriser } from "./mla/build.ts";
 import { allPairsKept } from "./mla/kept-pairs.ts";
-import { mlaCacheSpec, type MlaModelWeights } from "./mla/weights.ts";
+import { mlaCacheSpec, type MlaModelShape, type MlaModelWeights } from "./mla/weights.ts";
+import type { TextModelConfig } from "../checkpoint/config.ts";
 import type { ImageGrid } from "./rope-index.ts";
 import { WordTokenizer } from "./inputs/tokenizer.ts";
 import { ChatInputProcessor } from "./inputs/processor.ts";
@@ -51,7 +52,16 @@ export interface ChatFormat {
 
 export interface ChatModel {
   readonly ref: ModelRef;
-  readonly weights: MlaModelWeights;
+  /** The language model's config (also `shape.config`). */
+  readonly config: TextModelConfig;
+  /** Its MLA geometry: config, d_kv, rope dims, latent spaces. */
+  readonly shape: MlaModelShape;
+  /**
+   * Host weights (f32): the CPU reference decoder and the attention kernels run on them. Null for a model that lives
+   * only on the GPU (`loadBundleChatModel(url, { gpu, hostWeights: false })`): its sessions run on `engine` or fail
+   * with `bad_model`.
+   */
+  readonly weights: MlaModelWeights | null;
   readonly spec: CacheSpec;
   /** tokenizer + chat template + image processor (runtime/inputs), the one path `mla-edge generate` uses too. */
   readonly processor: ChatInputProcessor;
@@ -71,6 +81,9 @@ export interface ChatModel {
    */
   readonly engine?: ModelEngine | null;
 }
+
+/** A chat model with its host weights (what `loadChatModel` returns): every decoder can run it. */
+export type HostChatModel = ChatModel & { readonly weights: MlaModelWeights };
 
 /** The chat template of a word-level model that ships none (the tiny fixture's sequence format; see its README). */
 export const WORD_LEVEL_CHAT_TEMPLATE =
@@ -153,7 +166,10 @@ export function chatFormatOf(processor: ChatInputProcessor): ChatFormat {
 
 export interface ChatModelParts {
   readonly ref: ModelRef;
-  readonly weights: MlaModelWeights;
+  /** Host weights; null with `shape` and `engine` for a model that lives only on the GPU. */
+  readonly weights: MlaModelWeights | null;
+  readonly shape?: MlaModelShape;
+  readonly engine?: ModelEngine | null;
   /** The model's input pipeline; or, for a word-level model without one, its vocabulary (the tiny fixture's format). */
   readonly processor?: ChatInputProcessor;
   readonly tokenizer?: WordTokenizer;
@@ -171,8 +187,13 @@ function isChatVision(v: VisionEncoder | ChatVision): v is ChatVision {
 }
 
 /** Assembles a ChatModel from parts already in memory (e.g. an MLA model built in a test). */
+export function createChatModel(parts: ChatModelParts & { readonly weights: MlaModelWeights }): HostChatModel;
+export function createChatModel(parts: ChatModelParts): ChatModel;
 export function createChatModel(parts: ChatModelParts): ChatModel {
-  if (parts.weights.config.tokens.imagePad === null) throw new RuntimeError("bad_model", "config.json has no image token id");
+  const shape: MlaModelShape | undefined = parts.weights ?? parts.shape;
+  if (shape === undefined) throw new RuntimeError("bad_model", "a chat model needs its host weights or, for a GPU-only model, its shape");
+  if (parts.weights === null && (parts.engine ?? null) === null) throw new RuntimeError("bad_model", "a chat model without host weights needs the GPU engine");
+  if (shape.config.tokens.imagePad === null) throw new RuntimeError("bad_model", "config.json has no image token id");
   let processor = parts.processor;
   if (processor === undefined) {
     if (parts.tokenizer === undefined) throw new RuntimeError("bad_model", "a chat model needs its input processor (or a word-level vocabulary)");
@@ -185,19 +206,22 @@ export function createChatModel(parts: ChatModelParts): ChatModel {
   const [rows, cols] = vc?.patch_cells ?? [4, 4];
   return {
     ref: parts.ref,
+    config: shape.config,
+    shape: { config: shape.config, dKv: shape.dKv, ropeDims: shape.ropeDims, latentSpaces: shape.latentSpaces },
     weights: parts.weights,
-    spec: mlaCacheSpec(parts.weights),
+    spec: mlaCacheSpec(shape),
     processor,
     format: chatFormatOf(processor),
     vision,
     ...(toy ? { imageGrid: { rows, cols } } : {}),
     codec: parts.codec,
     kernels: parts.kernels ?? null,
+    ...(parts.engine ? { engine: parts.engine } : {}),
   };
 }
 
 /** The same model decoding with other kernels (null: the CPU reference decoder). */
-export function withDecoderKernels(model: ChatModel, kernels: MlaBackend | null): ChatModel {
+export function withDecoderKernels<M extends ChatModel>(model: M, kernels: MlaBackend | null): M {
   return { ...model, kernels };
 }
 
@@ -240,7 +264,7 @@ function isTensorSource(w: ChatModelFiles["weights"]): w is TensorSource {
  * file), or an original (GQA) Qwen2.5-VL checkpoint, which loads as its exact full-rank MLA form (every RoPE pair kept,
  * latent = the value rows: the edge stores latent caches). The input pipeline is the model's own files.
  */
-export async function loadChatModel(files: ChatModelFiles): Promise<ChatModel> {
+export async function loadChatModel(files: ChatModelFiles): Promise<HostChatModel> {
   const src = isTensorSource(files.weights) ? files.weights : await SafetensorsFile.open(bufferByteSource(files.weights, "model.safetensors"));
   const raw = (files.config ?? {}) as { _name_or_path?: string; model_type?: string; mha2mla?: unknown };
   const toy = files.vision !== undefined;
@@ -275,13 +299,24 @@ export async function loadChatModel(files: ChatModelFiles): Promise<ChatModel> {
     if (cause instanceof RuntimeError) throw cause;
     throw new RuntimeError("bad_model", `cannot load the checkpoint: ${(cause as Error).message}`, { cause });
   }
-  // A word-level vocabulary without a chat template (the demo's `{type, vocab}` tokenizer.json, or a WordLevel one
-  // alone): the tiny fixture's format.
+  const processor = chatProcessorFromFiles(files);
+  const ref = files.ref ?? { id: raw._name_or_path ?? (toy ? "tiny-qwen-vl" : (raw.model_type ?? "model")), conversion: JSON.stringify(raw.mha2mla ?? null) };
+  return createChatModel({ ref, weights, processor, vision, codec: files.codec, rawConfig: files.config, kernels: files.kernels });
+}
+
+/**
+ * The model's input pipeline from its side files (tokenizer.json, tokenizer_config.json / chat_template.json,
+ * preprocessor and generation config). A word-level vocabulary without a chat template (the demo's `{type, vocab}`
+ * tokenizer.json, or a WordLevel one alone) gets the tiny fixture's format.
+ */
+export function chatProcessorFromFiles(
+  files: Pick<ChatModelFiles, "config" | "tokenizer" | "tokenizerConfig" | "chatTemplateJson" | "preprocessorConfig" | "generationConfig">,
+): ChatInputProcessor {
   const tj = files.tokenizer as { type?: unknown; model?: { type?: unknown } } | null;
   const hasTemplate = files.chatTemplateJson != null || (files.tokenizerConfig as { chat_template?: unknown } | null | undefined)?.chat_template != null;
   const wordLevel = tj?.type === "word-level" || (tj?.model?.type === "WordLevel" && !hasTemplate);
   const legacy = wordLevel ? wordLevelTokenizerFiles(WordTokenizer.fromJson(files.tokenizer)) : null;
-  const processor = ChatInputProcessor.fromFiles({
+  return ChatInputProcessor.fromFiles({
     config: files.config,
     tokenizer: legacy?.tokenizer ?? files.tokenizer,
     tokenizerConfig: legacy?.tokenizerConfig ?? files.tokenizerConfig,
@@ -289,6 +324,4 @@ export async function loadChatModel(files: ChatModelFiles): Promise<ChatModel> {
     preprocessorConfig: files.preprocessorConfig,
     generationConfig: files.generationConfig,
   });
-  const ref = files.ref ?? { id: raw._name_or_path ?? (toy ? "tiny-qwen-vl" : (raw.model_type ?? "model")), conversion: JSON.stringify(raw.mha2mla ?? null) };
-  return createChatModel({ ref, weights, processor, vision, codec: files.codec, rawConfig: files.config, kernels: files.kernels });
 }

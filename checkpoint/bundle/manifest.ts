@@ -129,7 +129,7 @@ function checkArray(v: unknown, where: string, shards: readonly BundleShard[], r
   if (!isObj(v)) fail(where, "must be an object");
   if (v.rows !== rows) fail(where, `rows ${String(v.rows)}, expected ${rows}`);
   if (v.rowBytes !== rowBytes) fail(where, `rowBytes ${String(v.rowBytes)}, expected ${rowBytes}`);
-  if (!Array.isArray(v.pieces) || v.pieces.length === 0) fail(where, "pieces must be a non-empty array");
+  if (!Array.isArray(v.pieces) || (v.pieces.length === 0 && rows * rowBytes > 0)) fail(where, "pieces must be a non-empty array");
   let next = 0;
   const pieces: BundlePiece[] = [];
   for (const [i, p] of (v.pieces as unknown[]).entries()) {
@@ -156,7 +156,8 @@ function checkTensor(v: unknown, i: number, shards: readonly BundleShard[]): Bun
   const where = `tensors[${i}]`;
   if (!isObj(v) || typeof v.name !== "string" || v.name.length === 0) fail(where, "needs a name");
   const w = `tensor ${v.name}`;
-  if (!Array.isArray(v.shape) || !v.shape.every((d) => isNat(d) && d > 0)) fail(w, "shape must be positive integers");
+  // A dimension may be 0: an MLA conversion that keeps every RoPE pair has an empty W_uk ([0, D_c]) and its bias.
+  if (!Array.isArray(v.shape) || !v.shape.every((d) => isNat(d))) fail(w, "shape must be non-negative integers");
   const shape = v.shape as number[];
   if (v.kind === "matmul_nbits") {
     if (shape.length !== 2) fail(w, "a quantized tensor is 2-D [N, K]");

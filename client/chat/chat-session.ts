@@ -380,12 +380,15 @@ export class ChatSession {
       // Until the engine exists (ensureEngine) a sealing of the same geometry stands in: nothing writes to it.
       this.sealing = this.engine?.sealing ?? new SlotSealing(spec.layers, o.chunkTokens, latentWidth, ropeWidth, quantizer);
     } else {
+      if (w === null) {
+        throw new RuntimeError("bad_model", `this model lives only on the GPU engine (no host weights), which cannot run this session: ${engineWhy}`);
+      }
       this.sealing = new SlotSealing(spec.layers, o.chunkTokens, latentWidth, ropeWidth, quantizer);
       this.choice = chooseDecoder(this.model.kernels, w, o.codec, raw, o.chunkTokens);
       if (engine !== null) this.choice = { ...this.choice, fallback: `GPU engine: ${engineWhy}${this.choice.fallback === null ? "" : `; ${this.choice.fallback}`}` };
     }
-    if (this.choice.path === "engine") {
-      // no per-session CPU decoder
+    if (this.choice.path === "engine" || w === null) {
+      // no per-session CPU decoder (a model without host weights only ever takes the engine path, above)
     } else if (this.choice.path === "kernels" && this.model.kernels !== null) {
       this.attention = new MlaKernelAttentionBackend(w, this.model.kernels, sharedCacheLayout(this.model.kernels, w, o.codec, o.chunkTokens), this.sealing);
       this.decoder = new DecoderSession(w.config, w.shell, this.attention, { defaultImageGrid: this.model.imageGrid });
@@ -528,7 +531,7 @@ export class ChatSession {
       throw e;
     }) : null;
     const startLength = this.length;
-    const cfg = this.model.weights.config;
+    const cfg = this.model.config;
     const maxTokens = params.maxTokens ?? 64;
     let committed = false;
     try {

@@ -564,7 +564,7 @@ function checkParams(p: ChatCompletionCreateParams, model: ChatModel): Checked {
   if (p.logit_bias != null) {
     if (typeof p.logit_bias !== "object") throw new InvalidRequestError("logit_bias", "must map token ids to biases");
     logitBias = new Map();
-    const vocab = model.weights.config.vocabSize;
+    const vocab = model.config.vocabSize;
     for (const [k, v] of Object.entries(p.logit_bias)) {
       const id = Number(k);
       if (!/^\d+$/.test(k) || id >= vocab) throw new InvalidRequestError("logit_bias", `${JSON.stringify(k)} is not a token id of this model (0..${vocab - 1})`);

@@ -5,6 +5,7 @@
 
 import type { GpuContext } from "../../kernels/gpu-context.ts";
 import type { ChatModel } from "../chat-model.ts";
+import { RuntimeError } from "../errors.ts";
 import type { MlaModelWeights } from "../mla/weights.ts";
 import type { EngineModelShape } from "./bundle-weights.ts";
 import { engineUnsupportedReason, GpuEngine, type ModelEngine } from "./engine.ts";
@@ -34,8 +35,12 @@ export interface WithGpuEngineOptions {
  * The same chat model, its sessions decoding on the GPU engine over `ctx`; `ctx: null` takes the engine away (the
  * kernels or the CPU reference decode).
  */
-export function withGpuEngine(chat: ChatModel, ctx: GpuContext | null, options: WithGpuEngineOptions = {}): ChatModel {
-  if (ctx === null) return { ...chat, engine: null };
-  const weights = options.weights ?? uploadEngineWeights(ctx, chat.weights, options.weightFormat ?? { bits: 4, block: 32 });
-  return { ...chat, engine: modelEngine(ctx, chat.weights, weights) };
+export function withGpuEngine<M extends ChatModel>(chat: M, ctx: GpuContext | null, options: WithGpuEngineOptions = {}): M {
+  if (ctx === null) {
+    if (chat.weights === null) throw new RuntimeError("bad_model", "this model lives only on the GPU (no host weights): it cannot drop its engine");
+    return { ...chat, engine: null };
+  }
+  if (options.weights === undefined && chat.weights === null) throw new RuntimeError("bad_model", "no host weights to upload: pass options.weights");
+  const weights = options.weights ?? uploadEngineWeights(ctx, chat.weights!, options.weightFormat ?? { bits: 4, block: 32 });
+  return { ...chat, engine: modelEngine(ctx, chat.weights ?? chat.shape, weights) };
 }

@@ -6,8 +6,11 @@
 // vision transformer from its visual.* tensors; tokenizer, chat template, image processor and generation config come
 // from the bundle's side files. With a WebGPU context (`gpu`), the same shard bytes also go to the GPU as they are
 // (MatMulNBits bound without dequantizing, runtime/gpu/bundle-weights.ts) and sessions decode on the GPU engine; the
-// f32 host model stays as the reference and the fallback (a session the engine cannot run). Either way the answers are
-// those of the bundle's quantized weights. Browser-safe.
+// f32 host model stays as the reference and the fallback (a session the engine cannot run). With `hostWeights: false`
+// there is no host model at all: shard windows stream straight into GPU buffers (only the vision tower's arrays are
+// held on the host until the GPU tower has them), the vision transformer runs on the GPU too, and the chat model is
+// the engine alone — what a real model needs in a browser (a 3B model's f32 host copy would be 12 GB). Either way the
+// answers are those of the bundle's quantized weights. Browser-safe.
 
 import { BundleError, type BundleArray, type BundleManifest } from "../../checkpoint/bundle/manifest.ts";
 import { dequantizeMatMulNBits, type NBits, type QuantBlock } from "../../checkpoint/bundle/matmul-nbits.ts";
@@ -16,7 +19,17 @@ import type { Codec } from "../../format/codec/types.ts";
 import { f16ToF32 } from "../../format/codec/fp16.ts";
 import type { MlaBackend } from "../../kernels/backend.ts";
 import type { ModelRef } from "../../format/wire/messages.ts";
-import { loadChatModel, type ChatModel } from "../chat-model.ts";
+import { chatProcessorFromFiles, createChatModel, loadChatModel, type ChatModel, type ChatVision } from "../chat-model.ts";
+import { isVisionTensor } from "../../checkpoint/families/index.ts";
+import { parseQwen25VLConfig, qwen25VisionPrefix } from "../../checkpoint/families/qwen2_5_vl.ts";
+import { parseBundleManifest } from "../../checkpoint/bundle/manifest.ts";
+import { RuntimeError } from "../errors.ts";
+import { llmGrid } from "../qwen2_5_vl-model.ts";
+import { planQwen25Vision } from "../vision/qwen2_5_vl-vision.ts";
+import { Qwen25VisionGpu, visionSourceFromBundle } from "../vision/qwen2_5_vl-vision-gpu.ts";
+import { bundleModelShape } from "../gpu/bundle-weights.ts";
+import { tensorArrays, tensorRouterSink } from "./bundle-loader.ts";
+import type { ProcessedImage } from "../inputs/image-processor.ts";
 import type { GpuContext } from "../../kernels/gpu-context.ts";
 import { bundleEngineWeights, bundleGpuArrays } from "../gpu/bundle-weights.ts";
 import { modelEngine } from "../gpu/chat-engine.ts";
@@ -38,6 +51,11 @@ export interface BundleChatModelOptions extends Omit<LoadBundleOptions, "sink"> 
    * and sessions decode there. Default null: no engine.
    */
   readonly gpu?: GpuContext | null;
+  /**
+   * Default true: the f32 host model is built too (the CPU reference and fallback). false (needs `gpu`): the model lives
+   * only on the GPU — its sessions run on the engine or fail with `bad_model` (e.g. `storage: "raw"`).
+   */
+  readonly hostWeights?: boolean;
   /** Default: `{ id: config._name_or_path ?? "tiny-qwen-vl", conversion: <mha2mla dict> + the bundle's quantization }`. */
   readonly ref?: ModelRef;
 }
@@ -116,6 +134,10 @@ export function bundleTensors(manifest: BundleManifest, shards: readonly Uint8Ar
 
 /** Downloads (or reads from the cache) the bundle at `url` and builds the chat model it holds. */
 export async function loadBundleChatModel(url: string, options: BundleChatModelOptions): Promise<BundleChatModel> {
+  if (options.hostWeights === false) {
+    if (!options.gpu) throw new RuntimeError("bad_model", "hostWeights: false needs a WebGPU context (gpu): the model would live nowhere");
+    return loadGpuOnly(url, options, options.gpu);
+  }
   const collect = collectingSink();
   const bundle = await loadBundle(url, { ...options, sink: collect.sink });
   const m = bundle.manifest;
@@ -164,9 +186,124 @@ export async function loadBundleChatModel(url: string, options: BundleChatModelO
     const weights = bundleEngineWeights(gpu, m, arrays);
     await gpu.device.queue.onSubmittedWorkDone();
     gpu.throwIfFailed();
-    return { model: { ...model, engine: modelEngine(gpu, model.weights, weights) }, bundle };
+    return { model: { ...model, engine: modelEngine(gpu, model.shape, weights) }, bundle };
   } catch (e) {
     for (const b of arrays.buffers.values()) b.destroy();
     throw e;
   }
+}
+
+/** The bundle's side files as the input processor and model ref read them. */
+function sideFiles(m: BundleManifest, files: ReadonlyMap<string, Uint8Array>) {
+  const json = (name: string | null): unknown => (name !== null && files.has(name) ? (JSON.parse(new TextDecoder().decode(files.get(name)!)) as unknown) : undefined);
+  const tokenizer = json(m.tokenizer.tokenizer);
+  if (tokenizer === undefined) throw new BundleError("missing_tensor", "the bundle has no tokenizer file");
+  const chatTemplate = m.tokenizer.chatTemplate;
+  let chatTemplateJson: unknown;
+  if (chatTemplate !== null) {
+    const bytes = files.get(chatTemplate);
+    if (bytes === undefined) throw new BundleError("missing_tensor", `the bundle has no ${chatTemplate} file`);
+    chatTemplateJson = chatTemplate.endsWith(".json") ? json(chatTemplate) : { chat_template: new TextDecoder().decode(bytes) };
+  }
+  return {
+    config: m.config,
+    tokenizer,
+    tokenizerConfig: json(m.tokenizer.tokenizerConfig),
+    chatTemplateJson,
+    preprocessorConfig: m.preprocessorConfig ?? json("preprocessor_config.json"),
+    generationConfig: json("generation_config.json"),
+  };
+}
+
+/** The model only on the GPU: decoder weights and (a real Qwen2.5-VL bundle) the vision tower from the shard bytes. */
+async function loadGpuOnly(url: string, options: BundleChatModelOptions, gpu: GpuContext): Promise<BundleChatModel> {
+  const doFetch = options.fetch ?? ((u: string, init?: { signal?: AbortSignal }) => globalThis.fetch(u, init));
+  const res = await doFetch(`${url.replace(/\/$/, "")}/manifest.json`, { signal: options.signal });
+  if (!res.ok) throw new BundleError("fetch_failed", `${url}/manifest.json: HTTP ${res.status}`);
+  const manifest = parseBundleManifest(await res.json());
+  const arrays = bundleGpuArrays(gpu, manifest);
+  // the vision tower's arrays also stay on the host until the GPU tower is uploaded from them
+  const visionArrays = new Map<string, Uint8Array>();
+  for (const t of manifest.tensors) {
+    if (!isVisionTensor(t.name)) continue;
+    for (const [part, a] of tensorArrays(t)) visionArrays.set(`${t.name}:${part}`, new Uint8Array(Math.ceil((a.rows * a.rowBytes) / 4) * 4));
+  }
+  const visionSink = tensorRouterSink(manifest, (slice) => {
+    const dst = visionArrays.get(`${slice.tensor.name}:${slice.array}`);
+    if (dst) dst.set(slice.bytes.subarray(0, Math.max(0, Math.min(slice.bytes.byteLength, dst.byteLength - slice.arrayOffset))), slice.arrayOffset);
+  });
+  let tower: Qwen25VisionGpu | null = null;
+  try {
+    const bundle = await loadBundle(url, {
+      ...options,
+      sink: {
+        async write(shard, offset, bytes) {
+          await arrays.sink.write(shard, offset, bytes);
+          if (visionArrays.size > 0) await visionSink.write(shard, offset, bytes);
+        },
+      },
+    });
+    const m = bundle.manifest;
+    const files = sideFiles(m, bundle.files);
+    const processor = chatProcessorFromFiles(files);
+    const shape = bundleModelShape(m);
+    const weights = bundleEngineWeights(gpu, m, arrays);
+    const onnx = bundle.files.get("vision.onnx");
+    let vision: VisionEncoder | ChatVision;
+    if (onnx !== undefined) {
+      if (options.vision === undefined) throw new BundleError("missing_tensor", "the bundle's vision tower is vision.onnx: pass a `vision` factory (onnxruntime-web)");
+      vision = await options.vision(onnx, m);
+    } else {
+      const cfg = parseQwen25VLConfig(m.config, "manifest.json config");
+      const prefix = qwen25VisionPrefix(m.tensors.map((t) => t.name));
+      const array = (name: string, part: "b" | "scales" | "zeroPoints" | "data"): Uint8Array => {
+        const a = visionArrays.get(`${name}:${part}`);
+        if (a === undefined) throw new BundleError("missing_tensor", `the bundle has no vision array ${name}:${part}`);
+        return a;
+      };
+      const gpuTower = Qwen25VisionGpu.upload(gpu, cfg.vision, visionSourceFromBundle(m, array), prefix);
+      tower = gpuTower;
+      vision = qwen25VisionOnGpu(gpuTower, prefix);
+    }
+    visionArrays.clear();
+    await gpu.device.queue.onSubmittedWorkDone();
+    gpu.throwIfFailed();
+    const raw = m.config as { _name_or_path?: string; model_type?: string; mha2mla?: unknown };
+    const q = m.quantization;
+    const ref = options.ref ?? {
+      id: raw._name_or_path ?? (onnx !== undefined ? "tiny-qwen-vl" : (raw.model_type ?? "model")),
+      conversion: `${JSON.stringify(raw.mha2mla ?? null)}+bundle:${q.weights}${q.weights === "f16" ? "" : `-b${q.block}${q.zeroPoints ? "-zp" : ""}`}`,
+    };
+    const model = createChatModel({ ref, weights: null, shape, engine: modelEngine(gpu, shape, weights), processor, vision, codec: options.codec, rawConfig: m.config, kernels: null });
+    return { model, bundle };
+  } catch (e) {
+    for (const b of arrays.buffers.values()) b.destroy();
+    tower?.destroy();
+    throw e;
+  }
+}
+
+/** The Qwen2.5-VL vision transformer on the GPU behind the ChatVision interface (one submission per request). */
+function qwen25VisionOnGpu(tower: Qwen25VisionGpu, prefix: string): ChatVision {
+  let calls = 0;
+  const cfg = tower.config;
+  const gridOf = (image: ProcessedImage) => ({ t: image.gridThw[0], h: image.gridThw[1], w: image.gridThw[2] });
+  return {
+    kind: "qwen2_5_vl-webgpu",
+    get calls() {
+      return calls;
+    },
+    async encode(images) {
+      calls += images.length;
+      const plan = planQwen25Vision(cfg, images.map(gridOf), prefix);
+      const pixels = new Float32Array(images.reduce((n, im) => n + im.pixelValues.length, 0));
+      let o = 0;
+      for (const im of images) {
+        pixels.set(im.pixelValues, o);
+        o += im.pixelValues.length;
+      }
+      return tower.run(plan, pixels);
+    },
+    grid: (image) => llmGrid(gridOf(image), cfg.spatialMergeSize),
+  };
 }

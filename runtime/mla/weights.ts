@@ -58,7 +58,10 @@ export function spaceOf(latentSpaces: 1 | 2, m: number): number {
 }
 
 /** The cache spec (format/cache-spec.ts) of a converted model. */
-export function mlaCacheSpec(model: MlaModelWeights): CacheSpec {
+/** The cache geometry of an MLA model (host weights, or only their shape: a model that lives on the GPU). */
+export type MlaModelShape = Pick<MlaModelWeights, "config" | "dKv" | "ropeDims" | "latentSpaces">;
+
+export function mlaCacheSpec(model: MlaModelShape): CacheSpec {
   const c = model.config;
   return cacheSpecFromConfig(
     {

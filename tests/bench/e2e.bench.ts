@@ -61,7 +61,7 @@ interface Sample {
 
 /** A bare decoder of the kind a chat session of `model` with `codec` runs (kernels or CPU reference), sealing as it does. */
 function recomputeDecoder(model: ChatModel, codec: CodecParams, chunkTokens: number): { session: DecoderSession; dispose(): void } {
-  const w = model.weights;
+  const w = model.weights!;
   const spec = model.spec;
   const dims = { latentWidth: spec.kvHeads * spec.dKv, ropeWidth: spec.kvHeads * spec.ropeDims, ropeDims: spec.ropeDims };
   const sealing = new SlotSealing(spec.layers, chunkTokens, dims.latentWidth, dims.ropeWidth, codecSlotQuantizer(model.codec, codec, dims));
@@ -100,7 +100,7 @@ async function sample(edge: EdgeServer, model: ChatModel, codec: CodecParams, ch
   const embeds = await model.vision.encode(images);
   const recompute = recomputeDecoder(model, codec, chunkTokens);
   const logits = await recompute.session.appendAsync(ids, { imageEmbeds: embeds, imageGrids: images.map((im) => model.vision.grid(im)) });
-  const V = model.weights.config.vocabSize;
+  const V = model.config.vocabSize;
   const recomputedFirst = argmaxExcluding(logits, logits.length - V, V, model.format.bannedIds);
   const recomputeTtftMs = now() - t0;
   recompute.dispose();

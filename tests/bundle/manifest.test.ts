@@ -60,6 +60,14 @@ describe("parseBundleManifest", () => {
     expectError(damaged((m) => (m.aliases = { "lm_head.weight": "nope" })), "bad_manifest", /aliases\.lm_head\.weight/);
     expectError(damaged((m) => (m.tokenizer.tokenizer = "../etc/passwd")), "bad_manifest", /tokenizer\.tokenizer/);
     expectError(damaged((m) => m.tensors.push(m.tensors[0])), "bad_manifest", /listed twice/);
+    expectError(damaged((m) => (m.tensors[0].shape = [-1, 4])), "bad_manifest", /non-negative integers/);
+  });
+
+  it("accepts an empty tensor (0 rows, no pieces) — an MLA conversion keeping every RoPE pair has an empty W_uk — but not an empty piece list for rows", () => {
+    const empty = { name: "model.layers.0.self_attn.kv_proj.up_k.bias", kind: "plain", shape: [0], dtype: "f16", data: { rows: 0, rowBytes: 2, pieces: [] } };
+    const parsed = parseBundleManifest(damaged((m) => m.tensors.push(empty)));
+    expect(parsed.tensors.at(-1)).toEqual(empty);
+    expectError(damaged((m) => m.tensors.push({ ...empty, shape: [3], data: { rows: 3, rowBytes: 2, pieces: [] } })), "bad_manifest", /pieces must be a non-empty array/);
   });
 });
 

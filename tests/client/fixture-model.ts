@@ -9,7 +9,7 @@ import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
 import { buildMlaModel, fullRankFactoriser } from "../../runtime/mla/build.ts";
 import type { MlaModelWeights } from "../../runtime/mla/weights.ts";
 import { loadTinyFixture, type TinyFixture } from "../../runtime/tiny-fixture.node.ts";
-import { createChatModel, loadChatModel, type ChatModel } from "../../runtime/chat-model.ts";
+import { createChatModel, loadChatModel, type ChatModel, type HostChatModel } from "../../runtime/chat-model.ts";
 import { patchBytesToImage } from "../../runtime/inputs/image.ts";
 import type { RgbImage } from "../../runtime/inputs/messages.ts";
 import { TypeScriptVisionEncoder, type VisionEncoder } from "../../runtime/vision/vision-encoder.ts";
@@ -34,7 +34,7 @@ export function tinyFixture(): Promise<TinyFixture> {
 }
 
 /** The demo's converted checkpoint (MD-SVD d_kv = 16, D_c = 32) through loadChatModel, with its own vision encoder. */
-export async function demoChatModel(vision?: VisionEncoder): Promise<ChatModel> {
+export async function demoChatModel(vision?: VisionEncoder): Promise<HostChatModel> {
   const fx = await tinyFixture();
   return loadChatModel({
     config: JSON.parse(await readFile(join(DEMO_MODEL_DIR, "config.json"), "utf8")),
@@ -47,7 +47,7 @@ export async function demoChatModel(vision?: VisionEncoder): Promise<ChatModel> 
 }
 
 /** The fixture with every NoPE/value dim kept (exact full-rank latent, D_c = 112) and r = 8 "high" pairs. */
-export async function fullRankChatModel(): Promise<ChatModel> {
+export async function fullRankChatModel(): Promise<HostChatModel> {
   const fx = await tinyFixture();
   fullRank ??= buildMlaModel(fx.model, highPairs(fx), fullRankFactoriser(2), { partialRopeVersion: "high", svdInitMethod: "full-rank" });
   return createChatModel({

@@ -140,7 +140,7 @@ try {
 
   // The engine's own truncate, across a slot that had sealed.
   const engine = await gpuModel.engine!.create({ codec: cpuModel.codec, codecParams: CODEC, chunkTokens: C, bannedTokenIds: cpuModel.format.bannedIds, defaultImageGrid: cpuModel.imageGrid });
-  const V = cpuModel.weights.config.vocabSize;
+  const V = cpuModel.config.vocabSize;
   const text = Array.from({ length: 40 }, (_, i) => 6 + ((i * 7) % (V - 6)));
   await engine.append(text.slice(0, 20), {}, null);
   const firstNext = engine.nextPosition;

@@ -121,7 +121,7 @@ try {
   // the int4 engine's greedy answers = the CPU reference decoder's on the weights the GPU reads (int4 dequantized):
   // what int4 changes is the model, not the engine
   let cpuOnInt4Equal = 0;
-  const cpuInt4: ChatModel = { ...cpu, weights: roundModel(cpu.weights, { bits: 4, block: 32 }), engine: null };
+  const cpuInt4: ChatModel = { ...cpu, weights: roundModel(cpu.weights!, { bits: 4, block: 32 }), engine: null };
   const answer = async (m: ChatModel, c: RefCase) => {
     const chat = ChatSession.fresh(m, new MemoryStore(m.spec, CODEC, CHUNK_TOKENS, m.ref), { codec: CODEC, chunkTokens: CHUNK_TOKENS });
     const out = await chat.complete({ messages: messagesOf(c), loadImage: nodeImageLoader(MINI), maxTokens: c.greedy.n });

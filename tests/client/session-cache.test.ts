@@ -14,7 +14,7 @@ import type { CodecParams } from "../../format/codec/types.ts";
 import { referenceCodec } from "../../format/codec/reference.ts";
 import { ChatSession } from "../../client/chat/chat-session.ts";
 import { RuntimeError } from "../../runtime/errors.ts";
-import type { ChatModel } from "../../runtime/chat-model.ts";
+import type { ChatModel, HostChatModel } from "../../runtime/chat-model.ts";
 import { CacheAssembler, SessionCache, SnapshotSink, checkSessionCodec } from "../../runtime/session-cache.ts";
 import { withDecoderKernels } from "../../runtime/chat-model.ts";
 import { createCpuBackend } from "../../kernels/backend.ts";
@@ -26,9 +26,9 @@ import { MemoryStore, StoreConflictError } from "./memory-store.ts";
 const INT4: CodecParams = { bits: 4, group: 32, axis: "token", rope: "int8" };
 const INT2_CHANNEL: CodecParams = { bits: 2, group: 32, axis: "channel", rope: "int4" };
 
-let svd: ChatModel;
+let svd: HostChatModel;
 /** The same model decoding through kernels/ (their f32 CPU fallback: the WebGPU path's host code, in process). */
-let svdKernels: ChatModel;
+let svdKernels: HostChatModel;
 let cases: EvalCase[];
 
 beforeAll(async () => {

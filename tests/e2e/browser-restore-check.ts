@@ -98,7 +98,7 @@ export async function runLogitsCheck(model: ChatModel, cases: readonly CheckCase
   if (kernels === null) throw new Error("the page has no WebGPU kernels");
   const codec = { bits: 4, group: 32, axis: "token", rope: "int8" } as const;
   const C = 16;
-  const w = model.weights;
+  const w = model.weights!;
   const spec = model.spec;
   const dims = { latentWidth: spec.kvHeads * spec.dKv, ropeWidth: spec.kvHeads * spec.ropeDims, ropeDims: spec.ropeDims };
   const sealing = () => new SlotSealing(spec.layers, C, dims.latentWidth, dims.ropeWidth, codecSlotQuantizer(model.codec, codec, dims));

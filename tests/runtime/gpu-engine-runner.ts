@@ -138,7 +138,7 @@ try {
   const kernels = await kernelCases(ctx);
   const model = await demoChatModel();
   const fx = await tinyFixture();
-  const w = model.weights;
+  const w = model.weights!;
   const spec = model.spec;
   const V = w.config.vocabSize;
   const dims = { latentWidth: spec.kvHeads * spec.dKv, ropeWidth: spec.kvHeads * spec.ropeDims, ropeDims: spec.ropeDims };

@@ -14,7 +14,7 @@ import { kernelCacheLayout, MlaKernelAttentionBackend } from "../../runtime/mla/
 import { codecSlotQuantizer, SlotSealing } from "../../runtime/mla/slot-sealing.ts";
 import { imagePrefixTokens } from "../../runtime/tiny-fixture.node.ts";
 import { base64ToBytes, patchesFromU8, runVisionTower } from "../../runtime/vision/toy-tower.ts";
-import type { ChatModel } from "../../runtime/chat-model.ts";
+import type { ChatModel, HostChatModel } from "../../runtime/chat-model.ts";
 import { demoChatModel, fullRankChatModel, readEvalCases, tinyFixture, type EvalCase } from "../client/fixture-model.ts";
 import { relativeError } from "./helpers.ts";
 
@@ -22,7 +22,7 @@ const CODEC: CodecParams = { bits: 4, group: 32, axis: "token", rope: "int8" };
 /** KIVI-style: one scale per latent channel per slot of C tokens (the effective group is min(32, C)). */
 const CHANNEL_CODEC: CodecParams = { bits: 4, group: 32, axis: "channel", rope: "int8" };
 const C = 8;
-let model: ChatModel;
+let model: HostChatModel;
 let cases: EvalCase[];
 
 beforeAll(async () => {
@@ -30,13 +30,13 @@ beforeAll(async () => {
   cases = await readEvalCases(3);
 });
 
-function sealing(m: ChatModel, codec = CODEC): SlotSealing {
+function sealing(m: HostChatModel, codec = CODEC): SlotSealing {
   const s = m.spec;
   const dims = { latentWidth: s.kvHeads * s.dKv, ropeWidth: s.kvHeads * s.ropeDims, ropeDims: s.ropeDims };
   return new SlotSealing(s.layers, C, dims.latentWidth, dims.ropeWidth, codecSlotQuantizer(m.codec, codec, dims));
 }
 
-function kernelDecoder(m: ChatModel, codec = CODEC): { session: DecoderSession; attention: MlaKernelAttentionBackend } {
+function kernelDecoder(m: HostChatModel, codec = CODEC): { session: DecoderSession; attention: MlaKernelAttentionBackend } {
   const w = m.weights;
   const attention = new MlaKernelAttentionBackend(w, createCpuBackend(), kernelCacheLayout(w, codec, C), sealing(m, codec), { initialCapacity: 64 });
   return { session: new DecoderSession(w.config, w.shell, attention, { defaultImageGrid: m.imageGrid }), attention };
