@@ -22,6 +22,8 @@ export interface GpuContextOptions {
    * fewer, longer invocations); "gpu" / "cpu" force one (tests run both on SwiftShader).
    */
   readonly launchShapes?: "auto" | "gpu" | "cpu";
+  /** Buffer limits of the device: the adapter's (default: big weights bind whole) or WebGPU's defaults. */
+  readonly limits?: "adapter" | "default";
 }
 
 const CPU_ADAPTER = /swiftshader|llvmpipe|lavapipe|microsoft basic render|\bwarp\b/i;
@@ -60,7 +62,7 @@ export class GpuContext {
     });
   }
 
-  /** Requests an adapter and a device with `shader-f16` when the adapter has it; default limits otherwise. */
+  /** Requests an adapter and a device with `shader-f16` when the adapter has it and the adapter's buffer limits. */
   static async create(options: GpuContextOptions = {}): Promise<GpuContext> {
     if (options.device) return new GpuContext(options.device, options.logShaders ?? false, options.launchShapes);
     const gpu = options.gpu ?? (typeof navigator !== "undefined" ? navigator.gpu : undefined);
@@ -68,7 +70,13 @@ export class GpuContext {
     const adapter = await gpu.requestAdapter();
     if (!adapter) throw new WebGpuUnavailableError("requestAdapter() returned null: no usable GPU adapter; use the CPU backend");
     const requiredFeatures: GPUFeatureName[] = options.shaderF16 !== false && adapter.features.has("shader-f16") ? ["shader-f16"] : [];
-    const device = await adapter.requestDevice({ requiredFeatures });
+    // The adapter's own buffer limits, not WebGPU's defaults (128 MiB per binding, 256 MiB per buffer): a 3B model's
+    // int4 embedding / tied LM head alone is 148 MiB, bound whole from a bundle (as web-llm requests them too).
+    const requiredLimits =
+      options.limits === "default"
+        ? {}
+        : { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize };
+    const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
     return new GpuContext(device, options.logShaders ?? false, options.launchShapes);
   }
 
