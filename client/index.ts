@@ -49,6 +49,7 @@ export {
   withDecoderKernels,
   type ChatFormat,
   type ChatModel,
+  type HostChatModel,
   type ChatModelFiles,
   type ChatModelParts,
   type ChatVision,
