@@ -1,15 +1,18 @@
 // Calibration forward one layer at a time (streaming conversion): the hidden states of every calibration sequence are
 // carried from layer to layer, so only the current layer's weights are needed; each layer's attention inputs are
-// handed to a visitor (statistics accumulate there) and then dropped. The arithmetic is the runtime's decoder loop
-// (runtime/decoder-session.ts, f64 CPU reference ops) step for step, so statistics equal those of a whole-model
-// capture (captureCalibration) bit for bit.
+// handed to a visitor (statistics accumulate there) and then dropped. The reference arithmetic is the runtime's decoder
+// loop (runtime/decoder-session.ts, f64 CPU reference ops) step for step, so statistics equal those of a whole-model
+// capture (captureCalibration) bit for bit; the fast forwards compute the projections in f32 on wasm SIMD or a WebGPU
+// device and keep the rest (norms, RoPE, attention scores, softmax) as the reference.
 
 import type { TextModelConfig } from "../../checkpoint/config.ts";
 import type { TokenBlock } from "../../runtime/attention-backend.ts";
 import { GqaAttentionBackend, rotateHeadPairs } from "../../runtime/gqa-attention.ts";
 import { rmsNorm, softmaxInPlace, swiglu } from "../../runtime/ops.ts";
 import { allPairs } from "../../runtime/rope.ts";
-import { WasmLinearF32, type WasmWeight } from "../linalg/linear-f32-wasm.ts";
+import { WasmLinearF32 } from "../linalg/linear-f32-wasm.ts";
+import { GpuLinearF32 } from "../linalg/linear-f32-gpu.ts";
+import type { GpuContext } from "../../kernels/gpu-context.ts";
 import { ropeIndexPositions, tokenModalities, type ImageGrid } from "../../runtime/rope-index.ts";
 import { pairStreams, ropeInvFreq, ropeTables, type RopeTables } from "../../runtime/rope.ts";
 import type { GqaAttentionWeights, LayerShellWeights } from "../../runtime/weights.ts";
@@ -41,8 +44,17 @@ export interface LayerSequenceCapture {
 /**
  * `reference`: the runtime's f64 CPU ops (bit-identical to a whole-model capture; slow). `wasm-f32`: the projections
  * (q/k/v/o, gate/up/down: all but the attention scores) in f32 on build/linalg.wasm's SIMD kernel, ≈ 25× faster.
+ * `webgpu-f32`: the same projections in f32 on a WebGPU device (the kernels' tiled GEMM; dawn.node in the CLI).
  */
-export type CalibrationForward = "reference" | "wasm-f32";
+export type CalibrationForward = "reference" | "wasm-f32" | "webgpu-f32";
+
+/** The projections of a fast forward: a layer's weights uploaded once, every sequence through them, then freed. */
+interface ProjectionOps<W> {
+  upload(w: Float32Array, outDim: number, inDim: number): W;
+  linear(x: Float64Array, rows: number, inDim: number, w: W, bias: Float32Array | null, out: Float64Array): void | Promise<void>;
+  reset(): void;
+  close(): Promise<void>;
+}
 
 /** Reads a layer's norms and MLP matrices on demand (from the lazy checkpoint). */
 export interface LayerShellReader {
@@ -57,7 +69,7 @@ interface SequenceState {
 
 export class LayerwiseCalibration {
   private readonly states: SequenceState[];
-  private wasm: WasmLinearF32 | null = null;
+  private readonly ops: ProjectionOps<unknown> | null = null;
   readonly tokens: { text: number; image: number } = { text: 0, image: 0 };
 
   /**
@@ -69,10 +81,15 @@ export class LayerwiseCalibration {
     samples: readonly CalibrationSample[],
     embedRows: (ids: Int32Array) => Float32Array,
     readonly forward: CalibrationForward = "reference",
+    gpu: GpuContext | null = null,
   ) {
     if (forward === "wasm-f32") {
-      this.wasm = WasmLinearF32.create();
-      if (this.wasm === null) throw new CalibrationError("bad_sequence", "the wasm-f32 calibration forward needs build/linalg.wasm with gemmNTf32: run `npm run build:linalg-wasm`");
+      const wasm = WasmLinearF32.create();
+      if (wasm === null) throw new CalibrationError("no_forward", "the wasm-f32 calibration forward needs build/linalg.wasm with gemmNTf32: run `npm run build:linalg-wasm`");
+      this.ops = wasm as ProjectionOps<unknown>;
+    } else if (forward === "webgpu-f32") {
+      if (gpu === null) throw new CalibrationError("no_forward", "the webgpu-f32 calibration forward needs a WebGPU adapter (dawn.node found none)");
+      this.ops = new GpuLinearF32(gpu) as ProjectionOps<unknown>;
     }
     const d = config.hiddenSize;
     const pad = config.tokens.imagePad ?? -1;
@@ -118,9 +135,9 @@ export class LayerwiseCalibration {
     });
   }
 
-  /** Stops the wasm forward's worker thread. */
+  /** Stops the wasm forward's worker thread / frees the GPU forward's buffers. */
   async close(): Promise<void> {
-    await this.wasm?.close();
+    await this.ops?.close();
   }
 
   get sequences(): number {
@@ -136,9 +153,9 @@ export class LayerwiseCalibration {
    * Runs layer `layer` of the original model over every sequence: the visitor gets each sequence's attention input and
    * pre-RoPE q/k, then the hidden states move past the layer (attention + SwiGLU MLP, with residuals).
    */
-  runLayer(layer: number, attention: GqaAttentionWeights, shell: LayerShellWeights, visit: (c: LayerSequenceCapture) => void): void {
-    if (this.wasm !== null) {
-      this.runLayerWasm(this.wasm, attention, shell, visit);
+  async runLayer(layer: number, attention: GqaAttentionWeights, shell: LayerShellWeights, visit: (c: LayerSequenceCapture) => void): Promise<void> {
+    if (this.ops !== null) {
+      await this.runLayerOps(this.ops, attention, shell, visit);
       return;
     }
     const cfg = this.config;
@@ -160,16 +177,16 @@ export class LayerwiseCalibration {
   }
 
   /**
-   * Like runLayer, reading the layer's shell through `read`: with the wasm forward each MLP matrix is uploaded to wasm
-   * memory as soon as it is read and its f32 copy dropped, so the layer's MLP is held once, not twice.
+   * Like runLayer, reading the layer's shell through `read`: with a fast forward each MLP matrix is uploaded (wasm memory
+   * or the GPU) as soon as it is read and its f32 copy dropped, so the layer's MLP is held once, not twice.
    */
   async runLayerFrom(layer: number, attention: GqaAttentionWeights, read: LayerShellReader, visit: (c: LayerSequenceCapture) => void): Promise<void> {
-    if (this.wasm === null) {
+    if (this.ops === null) {
       const shell: LayerShellWeights = { ...(await read.norms()), gate: await read.matrix("gate"), up: await read.matrix("up"), down: await read.matrix("down") };
-      this.runLayer(layer, attention, shell, visit);
+      await this.runLayer(layer, attention, shell, visit);
       return;
     }
-    const lin = this.wasm;
+    const lin = this.ops;
     const { hiddenSize: d, intermediateSize: f } = this.config;
     lin.reset();
     try {
@@ -178,13 +195,13 @@ export class LayerwiseCalibration {
       const wg = lin.upload(await read.matrix("gate"), f, d);
       const wu = lin.upload(await read.matrix("up"), f, d);
       const wd = lin.upload(await read.matrix("down"), d, f);
-      this.runWasm(lin, attention, w, norms, { wg, wu, wd }, visit);
+      await this.runProjected(lin, attention, w, norms, { wg, wu, wd }, visit);
     } finally {
       lin.reset();
     }
   }
 
-  private uploadAttention(lin: WasmLinearF32, w: GqaAttentionWeights): { wq: WasmWeight; wk: WasmWeight; wv: WasmWeight; wo: WasmWeight } {
+  private uploadAttention<W>(lin: ProjectionOps<W>, w: GqaAttentionWeights): { wq: W; wk: W; wv: W; wo: W } {
     const { hiddenSize: d, numHeads: nh, numKvHeads: nkv, headDim: dh } = this.config;
     return {
       wq: lin.upload(w.qProj, nh * dh, d),
@@ -194,27 +211,27 @@ export class LayerwiseCalibration {
     };
   }
 
-  /** runLayer on the wasm f32 projections; the attention scores, softmax and norms stay f64 as in the reference. */
-  private runLayerWasm(lin: WasmLinearF32, w: GqaAttentionWeights, shell: LayerShellWeights, visit: (c: LayerSequenceCapture) => void): void {
+  /** runLayer on f32 projections (wasm or GPU); the attention scores, softmax and norms stay f64 as in the reference. */
+  private async runLayerOps<W>(lin: ProjectionOps<W>, w: GqaAttentionWeights, shell: LayerShellWeights, visit: (c: LayerSequenceCapture) => void): Promise<void> {
     const { hiddenSize: d, intermediateSize: f } = this.config;
     lin.reset();
     try {
       const a = this.uploadAttention(lin, w);
       const mlp = { wg: lin.upload(shell.gate, f, d), wu: lin.upload(shell.up, f, d), wd: lin.upload(shell.down, d, f) };
-      this.runWasm(lin, w, a, shell, mlp, visit);
+      await this.runProjected(lin, w, a, shell, mlp, visit);
     } finally {
       lin.reset();
     }
   }
 
-  private runWasm(
-    lin: WasmLinearF32,
+  private async runProjected<W>(
+    lin: ProjectionOps<W>,
     w: GqaAttentionWeights,
-    { wq, wk, wv, wo }: { wq: WasmWeight; wk: WasmWeight; wv: WasmWeight; wo: WasmWeight },
+    { wq, wk, wv, wo }: { wq: W; wk: W; wv: W; wo: W },
     shell: Pick<LayerShellWeights, "inputNorm" | "postNorm">,
-    { wg, wu, wd }: { wg: WasmWeight; wu: WasmWeight; wd: WasmWeight },
+    { wg, wu, wd }: { wg: W; wu: W; wd: W },
     visit: (c: LayerSequenceCapture) => void,
-  ): void {
+  ): Promise<void> {
     const cfg = this.config;
     const { hiddenSize: d, numHeads: nh, numKvHeads: nkv, headDim: dh, intermediateSize: f } = cfg;
     const qDim = nh * dh;
@@ -224,16 +241,16 @@ export class LayerwiseCalibration {
     const full = allPairs(half);
     const scale = 1 / Math.sqrt(dh);
     {
-      this.states.forEach((st, i) => {
+      for (const [i, st] of this.states.entries()) {
         const n = st.block.count;
         const xn = new Float64Array(n * d);
         rmsNorm(st.h, n, d, shell.inputNorm, cfg.rmsNormEps, xn);
         const q = new Float64Array(n * qDim);
         const k = new Float64Array(n * kvDim);
         const v = new Float64Array(n * kvDim);
-        lin.linear(xn, n, d, wq, w.qBias, q);
-        lin.linear(xn, n, d, wk, w.kBias, k);
-        lin.linear(xn, n, d, wv, w.vBias, v);
+        await lin.linear(xn, n, d, wq, w.qBias, q);
+        await lin.linear(xn, n, d, wk, w.kBias, k);
+        await lin.linear(xn, n, d, wv, w.vBias, v);
         visit({ sequence: i, length: n, modality: st.block.modality, rope: st.block.rope, x: xn, q: q.slice(), k: k.slice() });
         for (let t = 0; t < n; t++) {
           for (let h = 0; h < nh; h++) rotateHeadPairs(q, t * qDim + h * dh, half, full, st.block.rope, t);
@@ -260,21 +277,21 @@ export class LayerwiseCalibration {
           }
         }
         const attn = new Float64Array(n * d);
-        lin.linear(o, n, qDim, wo, null, attn);
+        await lin.linear(o, n, qDim, wo, null, attn);
         const h = st.h;
         for (let j = 0; j < n * d; j++) h[j] += attn[j];
         rmsNorm(h, n, d, shell.postNorm, cfg.rmsNormEps, xn);
         const gate = new Float64Array(n * f);
         const up = new Float64Array(n * f);
-        lin.linear(xn, n, d, wg, null, gate);
-        lin.linear(xn, n, d, wu, null, up);
+        await lin.linear(xn, n, d, wg, null, gate);
+        await lin.linear(xn, n, d, wu, null, up);
         for (let j = 0; j < n * f; j++) {
           const gv = gate[j];
           gate[j] = (gv / (1 + Math.exp(-gv))) * up[j];
         }
-        lin.linear(gate, n, f, wd, null, attn);
+        await lin.linear(gate, n, f, wd, null, attn);
         for (let j = 0; j < n * d; j++) h[j] += attn[j];
-      });
+      }
     }
   }
 }

@@ -3,6 +3,8 @@
 // checkpoint (convert/pipeline/stream-convert.ts) into an HF-style sharded checkpoint (bf16 by default) with the vision
 // tower, tokenizer and other side files copied, so the output folder evaluates, generates and packs like the input.
 
+import type { GpuContext } from "../../kernels/gpu-context.ts";
+import { nodeGpuContext } from "../../runtime/gpu/node-gpu.node.ts";
 import { copyFile, mkdir, readdir, writeFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import type { WritableDtype } from "../../checkpoint/dtype.ts";
@@ -161,9 +163,10 @@ export const convertCommand = defineCommand({
     damping: { type: "string", default: String(DEFAULT_DAMPING), valueName: "λ", description: "MD-SVD eigen-damping relative to the largest eigenvalue" },
     forward: {
       type: "string",
-      default: "wasm-f32",
-      choices: ["wasm-f32", "reference"],
-      description: "calibration forward: wasm-f32 (SIMD f32 projections, fast) or reference (the runtime's f64 ops, slow)",
+      default: "auto",
+      choices: ["auto", "webgpu-f32", "wasm-f32", "reference"],
+      description:
+        "calibration forward: auto (webgpu-f32 when dawn.node finds a GPU, else wasm-f32), webgpu-f32 (f32 projections on the GPU), wasm-f32 (SIMD f32 projections on every core) or reference (the runtime's f64 ops, slow)",
     },
     dtype: { type: "string", default: "bf16", choices: OUTPUT_DTYPES, description: "output float dtype of the decoder tensors (visual.* keep theirs)" },
     json: { type: "boolean", description: "print a JSON summary (files, kept pairs, timings) on stdout" },
@@ -196,8 +199,19 @@ export const convertCommand = defineCommand({
       const opts: ConvertOptions = { strategy, ropeDims, svd, dKv, damping };
       validateConversion(ckpt.config, opts); // before reading any weight
       log(`converting ${modelDir} (${ckpt.config.modelType}, ${ckpt.config.numLayers} layers) → ${outDir}\n`);
+      // The calibration forward: the GPU only when calibration runs (a data-free conversion never probes for one).
+      let forward: CalibrationForward = args.forward === "auto" ? "wasm-f32" : (args.forward as CalibrationForward);
+      let gpu: GpuContext | null = null;
+      if (needData && (args.forward === "auto" || args.forward === "webgpu-f32")) {
+        gpu = await nodeGpuContext();
+        if (args.forward === "webgpu-f32" && gpu === null) throw new UserError("invalid_argument", "--forward webgpu-f32: dawn.node found no WebGPU adapter (use --forward wasm-f32)");
+        // a CPU rasterizer (SwiftShader, llvmpipe) is slower than the wasm SIMD forward: auto keeps wasm there
+        if (args.forward === "auto" && gpu !== null && !gpu.cpuAdapter) forward = "webgpu-f32";
+        if (forward !== "webgpu-f32") gpu = null;
+      }
+      if (needData) log(`calibration forward: ${forward}\n`);
       const calibration = needData
-        ? await loadCalibrationSamples(resolve(ctx.cwd, args.calib!), modelDir, ckpt.config, ckpt.rawConfig, { sequences: calibCount, tokens: calibLimit }, log, args.forward as CalibrationForward)
+        ? await loadCalibrationSamples(resolve(ctx.cwd, args.calib!), modelDir, ckpt.config, ckpt.rawConfig, { sequences: calibCount, tokens: calibLimit }, log, forward === "reference" ? "reference" : "wasm-f32")
         : null;
       const result = await streamConvert({
         modelDir,
@@ -205,7 +219,8 @@ export const convertCommand = defineCommand({
         options: opts,
         dtype: args.dtype as OutputDtype,
         calibration,
-        forward: args.forward as CalibrationForward,
+        forward,
+        gpu,
         progress: log,
         conversionInfo: args.calib === undefined ? {} : { calibration_file: basename(args.calib), calibration_sequences: calibration?.length ?? 0 },
       });

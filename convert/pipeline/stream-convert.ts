@@ -9,6 +9,7 @@
 // differs from the stored dtype). Everything is written to a temporary folder next to `outDir`, renamed at the end; a
 // failure removes it and leaves nothing under `outDir`.
 
+import type { GpuContext } from "../../kernels/gpu-context.ts";
 import { copyFile, mkdir, readdir, rename, rm, rmdir, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { TextModelConfig } from "../../checkpoint/config.ts";
@@ -69,8 +70,13 @@ export interface StreamConvertRequest {
   readonly dtype?: OutputDtype;
   /** Calibration sequences (needed by 2-norm, mkl and md). */
   readonly calibration?: readonly CalibrationSample[] | null;
-  /** Calibration forward: `wasm-f32` (default, the SIMD projections) or `reference` (f64, equal to convertModel's). */
+  /**
+   * Calibration forward: `wasm-f32` (default, the SIMD projections), `webgpu-f32` (the projections on `gpu`) or
+   * `reference` (f64, equal to convertModel's).
+   */
   readonly forward?: CalibrationForward;
+  /** The WebGPU device of the `webgpu-f32` forward. */
+  readonly gpu?: GpuContext | null;
   readonly progress?: ProgressSink;
   readonly maxShardBytes?: number;
   /** Where file bytes go (tests inject a failing one). */
@@ -262,7 +268,7 @@ export async function streamConvert(req: StreamConvertRequest): Promise<StreamCo
             const out = new Float32Array(ids.length * d);
             ids.forEach((id, i) => out.set(decodeFloat32(bytes.subarray(id * rowBytes, (id + 1) * rowBytes), info.dtype, d, `${label}: ${embName}`), i * d));
             return out;
-          }, req.forward ?? "wasm-f32");
+          }, req.forward ?? "wasm-f32", req.gpu ?? null);
           bar?.at(calib.length, `${c.tokens.text + c.tokens.image} tokens`);
           return c;
         });

@@ -48,7 +48,7 @@ afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-function run(forward: "reference" | "wasm-f32"): LayerSequenceCapture[][] {
+async function run(forward: "reference" | "wasm-f32"): Promise<LayerSequenceCapture[][]> {
   const e = model.shell.embedTokens;
   const d = model.config.hiddenSize;
   const cal = new LayerwiseCalibration(model.config, samples, (ids) => {
@@ -59,9 +59,10 @@ function run(forward: "reference" | "wasm-f32"): LayerSequenceCapture[][] {
   const layers: LayerSequenceCapture[][] = [];
   for (let l = 0; l < model.config.numLayers; l++) {
     const got: LayerSequenceCapture[] = [];
-    cal.runLayer(l, model.attention[l], model.shell.layers[l], (c) => got.push({ ...c, x: c.x.slice() }));
+    await cal.runLayer(l, model.attention[l], model.shell.layers[l], (c) => got.push({ ...c, x: c.x.slice() }));
     layers.push(got);
   }
+  await cal.close();
   return layers;
 }
 
@@ -69,12 +70,12 @@ const maxAbs = (a: Float64Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)),
 const maxDiff = (a: Float64Array, b: Float64Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 
 describe("layer-by-layer calibration forward (qwen25vl-mini)", () => {
-  it("reference: every layer's x, q, k equal the whole-model capture bit for bit", () => {
+  it("reference: every layer's x, q, k equal the whole-model capture bit for bit", async () => {
     const whole = captureCalibration(
       model,
       samples.map((s) => ({ inputIds: s.inputIds, patches: new Float32Array(0), imageEmbeds: s.imageEmbeds, imageGrids: s.imageGrids })),
     );
-    const layered = run("reference");
+    const layered = await run("reference");
     expect(samples[0].imageGrids).toEqual([{ rows: 5, cols: 11 }]);
     for (let l = 0; l < model.config.numLayers; l++) {
       for (let s = 0; s < samples.length; s++) {
@@ -113,9 +114,9 @@ describe("layer-by-layer calibration forward (qwen25vl-mini)", () => {
     }
   });
 
-  it("wasm-f32: within f32 rounding of the reference (relative 1e-5 of each capture's scale)", () => {
-    const ref = run("reference");
-    const fast = run("wasm-f32");
+  it("wasm-f32: within f32 rounding of the reference (relative 1e-5 of each capture's scale)", async () => {
+    const ref = await run("reference");
+    const fast = await run("wasm-f32");
     for (let l = 0; l < model.config.numLayers; l++) {
       for (let s = 0; s < samples.length; s++) {
         for (const key of ["x", "q", "k"] as const) {
