@@ -1,8 +1,9 @@
 // In-page harness of the Chromium e2e test (bundled by the demo server as /restore-check.js): the Node e2e loop —
 // uninterrupted vs restored-per-turn sessions — run inside the browser with the page's own runtime (ORT WebGPU/wasm
-// vision, wasm codec, the decoder on the page's WebGPU kernels) against the edge store behind the demo server, plus a
+// vision, wasm codec, the page's GPU engine over the bundle's int4 weights) against the edge store behind the demo server, plus a
 // third session on the CPU reference decoder with the same image embeddings, to compare the decoders' answers.
 
+import { withGpuEngine } from "../../runtime/gpu/chat-engine.ts";
 import type { ChatMessage, ChatSession, MlaEdge } from "../../client/index.ts";
 import { withDecoderKernels, type ChatModel } from "../../runtime/chat-model.ts";
 import { patchBytesToImage } from "../../runtime/inputs/image.ts";
@@ -28,10 +29,12 @@ export interface CheckResult {
   readonly visionCallsOnRestore: number;
   readonly cachedTokenErrors: number;
   readonly cacheDiffs: number;
-  /** Turns where the page's decoder (WebGPU kernels) and the CPU reference answered differently. */
+  /** Turns where the page's decoder (the GPU engine) and the CPU reference answered differently. */
   readonly cpuMismatches: string[];
-  /** "webgpu/kernels" when the page decoded on the WebGPU kernels. */
+  /** "webgpu/engine" when the page decoded on the GPU engine ("webgpu/kernels" on the attention kernels). */
   readonly decoder: string;
+  /** The comparison session's decoder: "cpu/reference". */
+  readonly referenceDecoder: string;
   readonly restoreDecoders: string[];
 }
 
@@ -52,7 +55,9 @@ export async function runRestoreCheck(client: MlaEdge, model: ChatModel, cases: 
   const cpuMismatches: string[] = [];
   const restoreDecoders = new Set<string>();
   let decoder = "";
-  const cpuModel = withDecoderKernels(model, null);
+  // the CPU reference decoder on the same (dequantized bundle) weights: neither the engine nor the kernels
+  const cpuModel = withGpuEngine(withDecoderKernels(model, null), null);
+  let referenceDecoder = "";
   for (const [ci, c] of cases.entries()) {
     const image = patchBytesToImage(base64ToBytes(c.patches_u8), { rows: 4, cols: 4, cellPixels: 8 });
     const msgs = (t: number): ChatMessage[] =>
@@ -61,6 +66,7 @@ export async function runRestoreCheck(client: MlaEdge, model: ChatModel, cases: 
     let b: ChatSession = await client.sessions.create({ codec, chunkTokens: 16 });
     const r = await client.sessions.create({ model: cpuModel, codec, chunkTokens: 16 });
     decoder = `${a.decoderChoice.kind}/${a.decoderChoice.path}`;
+    referenceDecoder = `${r.decoderChoice.kind}/${r.decoderChoice.path}`;
     for (let t = 0; t < c.questions.length; t++) {
       if (t > 0) {
         const before = model.vision.calls;
@@ -80,7 +86,7 @@ export async function runRestoreCheck(client: MlaEdge, model: ChatModel, cases: 
       turns++;
     }
   }
-  return { cases: cases.length, turns, mismatches, correct, visionCallsOnRestore, cachedTokenErrors, cacheDiffs, cpuMismatches, decoder, restoreDecoders: [...restoreDecoders] };
+  return { cases: cases.length, turns, mismatches, correct, visionCallsOnRestore, cachedTokenErrors, cacheDiffs, cpuMismatches, decoder, referenceDecoder, restoreDecoders: [...restoreDecoders] };
 }
 
 export interface LogitsCheck {

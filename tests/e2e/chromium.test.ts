@@ -1,5 +1,6 @@
 // End to end in Chromium (Debian chromium, WebGPU on SwiftShader, playwright-core): the demo page against the real edge
-// store, decoding on the WebGPU MLA kernels. (1) 50 eval cases in the page: every turn after a restore into the GPU
+// store, decoding on the GPU engine (the whole model on WebGPU over the bundle's int4 weights; the logits check runs the
+// WebGPU attention kernels). (1) 50 eval cases in the page: every turn after a restore into the GPU
 // cache equals the uninterrupted session, caches are bit-identical, restores never call the vision tower, and every
 // answer equals the CPU reference decoder's (same page, same image embeddings). (2) A real page reload: the page restores the session from the
 // edge (no vision call, usage.cached_tokens = restored prefix) and answers like an uninterrupted session. (3) A reload
@@ -88,7 +89,8 @@ describe.skipIf(skipWithout(import.meta.url, "chromium"))("chat demo in Chromium
     expect(result.visionCallsOnRestore).toBe(0);
     expect(result.cachedTokenErrors).toBe(0);
     expect(result.correct / result.turns).toBeGreaterThan(0.8);
-    expect(result.decoder).toBe("webgpu/kernels");
+    expect(result.decoder).toBe("webgpu/engine");
+    expect(result.referenceDecoder).toBe("cpu/reference");
     expect(result.restoreDecoders).toEqual(["webgpu"]);
     expect(result.cpuMismatches).toEqual([]);
     // logits of the page's WebGPU decoder vs the CPU reference: within 1e-4 relative (f32 attention vs f64)
