@@ -65,7 +65,16 @@ export function bundleGpuArrays(ctx: GpuContext, manifest: BundleManifest): Bund
  * The engine's view of a loaded bundle's arrays (after every shard went through `arrays.sink`): bindings of the stored
  * buffers as they are; only the q and k_rope biases are copied (on the GPU) into one buffer per layer.
  */
-export function bundleEngineWeights(ctx: GpuContext, manifest: BundleManifest, arrays: BundleGpuArrays): EngineWeights {
+export interface BundleEngineWeightsOptions {
+  /**
+   * Bytes one binding may hold (default: the device's maxStorageBufferBindingSize). The embedding table and LM head
+   * past it are copied on the GPU into row ranges that fit (their whole buffers freed), as a host-quantized model's are
+   * uploaded split.
+   */
+  readonly maxBindingBytes?: number;
+}
+
+export function bundleEngineWeights(ctx: GpuContext, manifest: BundleManifest, arrays: BundleGpuArrays, options: BundleEngineWeightsOptions = {}): EngineWeights {
   const shape = bundleModelShape(manifest);
   const c = shape.config;
   const names = manifest.tensors.map((t) => t.name);
@@ -150,18 +159,59 @@ export function bundleEngineWeights(ctx: GpuContext, manifest: BundleManifest, a
       keptPairs: Array.from({ length: nkv }, (_, g) => Array.from(pairsFlat.subarray((g * r) / 2, ((g + 1) * r) / 2))),
     };
   });
+  // Embedding and LM head (tied: one tensor, split once): bound whole, or as row ranges past the binding limit.
+  const limit = options.maxBindingBytes ?? ctx.device.limits.maxStorageBufferBindingSize;
+  const partBuffers: GPUBuffer[] = [];
+  const released: GPUBuffer[] = [];
+  const splits = new Map<string, SplitGpuWeights>();
+  const rowRanges = (name: string): SplitGpuWeights => {
+    const t = entry(name);
+    const known = splits.get(t.name);
+    if (known) return known;
+    const whole = linear(name, c.vocabSize, d);
+    const stored = tensorArrays(t);
+    let split: SplitGpuWeights;
+    if (stored.every(([, a]) => a.rows * a.rowBytes <= limit)) {
+      split = { n: whole.n, k: whole.k, parts: [{ rowStart: 0, weights: whole }], bytes: whole.bytes, destroy: () => undefined };
+    } else {
+      // rows per part: a multiple of 4, so every copy offset is 4-byte aligned
+      const widest = Math.max(...stored.map(([, a]) => a.rowBytes));
+      const rows = Math.floor(limit / widest / 4) * 4;
+      if (rows < 4) throw new EngineWeightsError("bad_format", `${name}: four rows (${4 * widest} bytes) pass the binding limit of ${limit} bytes`);
+      const parts: Array<{ rowStart: number; weights: GpuWeights }> = [];
+      for (let r0 = 0; r0 < whole.n; r0 += rows) {
+        const count = Math.min(rows, whole.n - r0);
+        const buffers = stored.map(([array, a]) => {
+          const size = count * a.rowBytes;
+          const dst = ctx.device.createBuffer({ label: `${t.name}:${array}[${r0}]`, size: Math.max(16, Math.ceil(size / 16) * 16), usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC });
+          partBuffers.push(dst);
+          // the source is padded to 16 bytes, so rounding the last part's copy up to 4 stays inside it
+          enc.copyBufferToBuffer(buf(t, array), r0 * a.rowBytes, dst, 0, Math.ceil(size / 4) * 4);
+          return dst;
+        });
+        parts.push({ rowStart: r0, weights: { format: whole.format, n: count, k: whole.k, buffers, bytes: buffers.reduce((s, b) => s + b.size, 0), destroy: () => undefined } });
+      }
+      released.push(...whole.buffers);
+      split = { n: whole.n, k: whole.k, parts, bytes: parts.reduce((s, p) => s + p.weights.bytes, 0), destroy: () => undefined };
+    }
+    splits.set(t.name, split);
+    return split;
+  };
+  const embed = rowRanges(naming.embedTokens);
+  const lmHead = rowRanges(c.tieWordEmbeddings && !byName.has(naming.lmHead) ? naming.embedTokens : naming.lmHead);
   ctx.device.queue.submit([enc.finish()]);
-  const embed = linear(naming.embedTokens, c.vocabSize, d);
-  const head = linear(c.tieWordEmbeddings && !byName.has(naming.lmHead) ? naming.embedTokens : naming.lmHead, c.vocabSize, d);
-  const lmHead: SplitGpuWeights = { n: head.n, k: head.k, parts: [{ rowStart: 0, weights: head }], bytes: head.bytes, destroy: () => undefined };
+  // the whole copies of split tensors go once the row copies are done (destroy waits for submitted work)
+  for (const b of released) b.destroy();
+  const releasedBytes = released.reduce((s, b) => s + b.size, 0);
   return {
     embed,
     finalNorm: vector(naming.finalNorm, d)!,
     lmHead,
     layers,
-    bytes: arrays.bytes + projBiases.reduce((s, b) => s + b.size, 0),
+    bytes: arrays.bytes - releasedBytes + partBuffers.reduce((s, b) => s + b.size, 0) + projBiases.reduce((s, b) => s + b.size, 0),
     destroy: () => {
       for (const b of arrays.buffers.values()) b.destroy();
+      partBuffers.forEach((b) => b.destroy());
       projBiases.forEach((b) => b.destroy());
     },
   };
@@ -178,7 +228,7 @@ export interface EngineBundle {
  * Loads the bundle at `baseUrl` into GPU buffers (loadBundle: hashes verified, progress, cache) and returns the
  * engine's weights and the model shape for `GpuEngine.create(ctx, shape, { weights, … })`.
  */
-export async function loadEngineBundle(ctx: GpuContext, baseUrl: string, options: Omit<LoadBundleOptions, "sink"> = {}): Promise<EngineBundle> {
+export async function loadEngineBundle(ctx: GpuContext, baseUrl: string, options: Omit<LoadBundleOptions, "sink"> & BundleEngineWeightsOptions = {}): Promise<EngineBundle> {
   const doFetch = options.fetch ?? ((url: string, init?: { signal?: AbortSignal }) => globalThis.fetch(url, init));
   const res = await doFetch(`${baseUrl.replace(/\/$/, "")}/manifest.json`, { signal: options.signal });
   if (!res.ok) throw new BundleError("fetch_failed", `${baseUrl}/manifest.json: HTTP ${res.status}`);
@@ -191,6 +241,6 @@ export async function loadEngineBundle(ctx: GpuContext, baseUrl: string, options
     for (const b of arrays.buffers.values()) b.destroy();
     throw e;
   }
-  const weights = bundleEngineWeights(ctx, loaded.manifest, arrays);
+  const weights = bundleEngineWeights(ctx, loaded.manifest, arrays, options.maxBindingBytes === undefined ? {} : { maxBindingBytes: options.maxBindingBytes });
   return { manifest: loaded.manifest, shape: bundleModelShape(loaded.manifest), weights, loaded };
 }

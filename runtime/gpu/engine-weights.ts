@@ -51,7 +51,8 @@ export interface EngineLayerWeights {
 }
 
 export interface EngineWeights {
-  readonly embed: GpuWeights;
+  /** Split in row ranges when the table would pass the binding limit (a 152K-vocab head tied to it). */
+  readonly embed: SplitGpuWeights;
   readonly finalNorm: GPUBuffer;
   /** Split in row ranges when one tensor would pass the binding limit (a 152K-vocab int4 head). */
   readonly lmHead: SplitGpuWeights;
@@ -99,7 +100,9 @@ export function uploadEngineWeights(ctx: GpuContext, model: MlaModelWeights, for
     return b;
   };
   try {
-    const embed = lin(model.shell.embedTokens, c.vocabSize, d, "embed_tokens");
+    const embed = uploadWeightsSplit(ctx, linearWeights(model.shell.embedTokens, c.vocabSize, d, format), "embed_tokens");
+    owned.push(embed);
+    bytes += embed.bytes;
     // A tied head is the same bytes in a different binding layout (split in row ranges): uploaded once more.
     const lmHead = uploadWeightsSplit(ctx, linearWeights(model.shell.lmHead, c.vocabSize, d, format), "lm_head");
     owned.push(lmHead);

@@ -20,7 +20,7 @@ import { MlaError } from "../../format/errors.ts";
 import { BufferUsage, MapModeRead } from "../../kernels/gpu-flags.ts";
 import type { GpuContext } from "../../kernels/gpu-context.ts";
 import type { KernelCall } from "../../kernels/dispatch.ts";
-import { embeddingCall } from "../../kernels/embedding.ts";
+import { embeddingSplitCalls } from "../../kernels/embedding.ts";
 import { linearCall, linearSplitCalls } from "../../kernels/matmul-nbits.ts";
 import { residualAddCall, rmsNormCall, swigluCall } from "../../kernels/norm-act.ts";
 import { rotaryCall, uploadRotary, type GpuRotary } from "../../kernels/rotary.ts";
@@ -142,7 +142,8 @@ interface Prepared {
 
 interface BlockPlan {
   readonly n: number;
-  readonly embed: Prepared;
+  /** One gather per row range of the embedding table (one unless it passes the binding limit). */
+  readonly embed: readonly Prepared[];
   readonly layers: ReadonlyArray<{ readonly pre: readonly Prepared[]; readonly post: readonly Prepared[] }>;
   readonly final: readonly Prepared[];
   readonly sample: Prepared;
@@ -598,7 +599,7 @@ export class GpuEngine {
     const sealedBefore = this.cache.sealedLength;
     if (!seals) this.cache.commit({ sealedLength: sealedBefore, length: start + n });
     let enc = this.#ctx.device.createCommandEncoder({ label: "engine-step" });
-    this.#pass(enc, [plan.embed]);
+    this.#pass(enc, plan.embed);
     if (embeds) {
       // Image-pad rows take the tower's embeddings, in order.
       let p = 0;
@@ -801,7 +802,7 @@ export class GpuEngine {
         layers.push({ pre: await prep(pre), post: await prep(post) });
       }
     }
-    const [embed] = await prep([embeddingCall(ctx, w.embed, s.ids, n, s.h)]);
+    const embed = await prep(embeddingSplitCalls(ctx, w.embed, s.ids, n, s.h));
     const final = await prep([rmsNormCall(ctx, s.last, w.finalNorm, s.lastNorm, 1, d, eps), ...linearSplitCalls(ctx, w.lmHead, s.lastNorm, 1, s.logits)]);
     const [sample] = await prep([samplingCall(ctx, { logits: s.logits, banned: s.banned, out: s.sampled }, this.#dims.V, { temperature: 0, topK: 0, topP: 1, seed: 0, step: 0 })]);
     return { n, embed, layers, final, sample };
@@ -814,7 +815,7 @@ export function createGpuEngine(ctx: GpuContext, model: MlaModelWeights | Engine
 }
 
 function planBuffers(p: BlockPlan): GPUBuffer[] {
-  return [p.embed, p.sample, ...p.final, ...p.layers.flatMap((l) => [...l.pre, ...l.post])].map((x) => x.params);
+  return [...p.embed, p.sample, ...p.final, ...p.layers.flatMap((l) => [...l.pre, ...l.post])].map((x) => x.params);
 }
 
 function splitRows(rows: Float32Array, n: number, D: number, R: number): { latent: Float32Array; rope: Float32Array } {

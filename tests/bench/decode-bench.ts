@@ -138,7 +138,9 @@ function ourWeights(ctx: GpuContext, g: DecoderGeometry, w: DecoderWeights, seed
   };
   const r = ROPE_DIMS;
   const D = D_KV * g.kvHeads;
-  const embed = lin(nbits(w.lmHead), "embed");
+  const embed = uploadWeightsSplit(ctx, nbits(w.lmHead), "embed");
+  owned.push(embed);
+  bytes += embed.bytes;
   const lmHead = uploadWeightsSplit(ctx, nbits(w.lmHead), "lm-head");
   owned.push(lmHead);
   bytes += lmHead.bytes;

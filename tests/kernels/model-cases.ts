@@ -7,7 +7,7 @@ export type WeightCase = { kind: "nbits"; bits: NBits; block: NBitsBlock; zeroPo
 
 export type ModelCase =
   | { op: "linear"; name: string; m: number; n: number; k: number; w: WeightCase; bias: boolean; kernel: "gemv" | "gemm"; seed: number; tol: number; xScale?: number; splitBytes?: number; launch?: "gpu" | "cpu" }
-  | { op: "embedding"; name: string; vocab: number; hidden: number; tokens: number; w: WeightCase; seed: number; tol: number }
+  | { op: "embedding"; name: string; vocab: number; hidden: number; tokens: number; w: WeightCase; seed: number; tol: number; splitBytes?: number }
   /** One row per entry of `rowScales` (values uniform in ±scale; 0 = a zero row). */
   | { op: "rmsnorm"; name: string; dim: number; rowScales: number[]; eps: number; seed: number; tol: number }
   | { op: "swiglu"; name: string; rows: number; width: number; fused: boolean; scale: number; seed: number; tol: number }
@@ -77,6 +77,7 @@ const BASE_CASES: readonly ModelCase[] = [
   { op: "embedding", name: "embedding int4 b32 zp, vocab 50 hidden 72", vocab: 50, hidden: 72, tokens: 9, w: { kind: "nbits", bits: 4, block: 32, zeroPoints: true }, seed: 14, tol: 1e-6 },
   { op: "embedding", name: "embedding int8 b64 sym, vocab 33 hidden 100", vocab: 33, hidden: 100, tokens: 5, w: { kind: "nbits", bits: 8, block: 64, zeroPoints: false }, seed: 15, tol: 1e-6 },
   { op: "embedding", name: "embedding f16, vocab 20 hidden 31", vocab: 20, hidden: 31, tokens: 4, w: { kind: "f16" }, seed: 16, tol: 1e-6 },
+  { op: "embedding", name: "embedding int4 b32 zp, split in row ranges (binding limit 400 B), vocab 50 hidden 72, ids across the parts", vocab: 50, hidden: 72, tokens: 12, w: { kind: "nbits", bits: 4, block: 32, zeroPoints: true }, seed: 39, tol: 1e-6, splitBytes: 400 },
   { op: "rmsnorm", name: "rmsnorm dim 2048, rows ×1, ×1e4, ×1e20 (x² overflows f32), ×1e-3, a zero row", dim: 2048, rowScales: [1, 1e4, 1e20, 1e-3, 0], eps: 1e-6, seed: 17, tol: 5e-6 },
   { op: "rmsnorm", name: "rmsnorm dim 100 (not a multiple of 256), 7 rows, eps 1e-5", dim: 100, rowScales: [1, 2, 3, 0.5, 1e4, 1, 1], eps: 1e-5, seed: 18, tol: 5e-6 },
   { op: "swiglu", name: "swiglu separate gate/up, 3 × 300", rows: 3, width: 300, fused: false, scale: 4, seed: 19, tol: 2e-6 },

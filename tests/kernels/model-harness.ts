@@ -1,7 +1,7 @@
 // Runs the model-kernel case table (model-cases.ts) on a GpuContext and measures each result against its CPU
 // reference. Shared by the dawn.node child process and the Chromium page bundle.
 import { GpuContext } from "../../kernels/gpu-context.ts";
-import { runEmbedding } from "../../kernels/embedding.ts";
+import { embeddingSplitCalls, runEmbedding } from "../../kernels/embedding.ts";
 import { runLinear, uploadWeights, type LinearWeights } from "../../kernels/matmul-nbits.ts";
 import { embeddingRef, linearRef } from "../../kernels/matmul-nbits.ref.ts";
 import { submitCalls, uploadBuffer, type KernelCall } from "../../kernels/dispatch.ts";
@@ -88,6 +88,22 @@ export async function runModelCase(ctx: GpuContext, c: ModelCase): Promise<Model
     case "embedding": {
       const w = makeWeights(c.w, c.vocab, c.hidden, rnd, c.seed);
       const ids = Uint32Array.from({ length: c.tokens }, (_, i) => (i === 0 ? c.vocab - 1 : Math.floor(rnd() * c.vocab)));
+      if (c.splitBytes !== undefined) {
+        // a table in row ranges: one gather per part, every token's row written by exactly one of them
+        const sw = uploadWeightsSplit(ctx, w, "split-embedding", c.splitBytes);
+        const ib = uploadBuffer(ctx, "embedding-ids", ids);
+        const ob = ctx.storageBuffer("embedding-out", ids.length * c.hidden * 4);
+        try {
+          ctx.poison(ob);
+          await submitCalls(ctx, embeddingSplitCalls(ctx, sw, ib, ids.length, ob), "embedding-split");
+          const out = await ctx.readFloat32(ob, 0, ids.length * c.hidden);
+          return { name: c.name, error: sw.parts.length < 2 ? Infinity : relativeError(out, embeddingRef(w, ids)), detail: `${sw.parts.length} parts` };
+        } finally {
+          sw.destroy();
+          ib.destroy();
+          ob.destroy();
+        }
+      }
       const gw = uploadWeights(ctx, w);
       try {
         const out = await runEmbedding(ctx, gw, ids, { poison: true });

@@ -46,6 +46,11 @@ export interface EngineReport {
   readonly memory: { weights: number; cache: number; scratch: number; total: number };
   /** Engine on a packed int4 bundle (mla-edge pack → loadEngineBundle) vs the engine on the same model quantized at upload. */
   readonly bundle: { rows: number; maxAbsDiff: number; idsEqual: boolean; weightBytes: number; bundleBytes: number };
+  /**
+   * The same bundle with a binding limit of 1 KiB: the tied embedding / LM head copied into row ranges on the GPU
+   * (parts of each), its logits compared with the whole-bound bundle engine's (Object.is) over the same 21 rows.
+   */
+  readonly split: { embedParts: number; headParts: number; logitsEqual: boolean; rows: number; maxAbsDiff: number };
   readonly ms: number;
   readonly fatal?: string;
 }
@@ -300,10 +305,15 @@ try {
   // (5) From a bundle: the demo checkpoint packed int4 block 32, streamed into GPU buffers, bound as they are.
   const tmp = await mkdtemp(join(tmpdir(), "engine-bundle-"));
   let bundle: EngineReport["bundle"];
+  let split: EngineReport["split"];
   try {
     await packBundle(DEMO_MODEL_DIR, join(tmp, "b"), { weights: "int4", block: 32 });
     const eb = await loadEngineBundle(ctx, FOLDER_BASE, { fetch: folderFetch(join(tmp, "b")), cache: null });
     const fromBundle = await GpuEngine.create(ctx, eb.shape, { ...engineOptions, weights: eb.weights });
+    const ebSplit = await loadEngineBundle(ctx, FOLDER_BASE, { fetch: folderFetch(join(tmp, "b")), cache: null, maxBindingBytes: 1024 });
+    const fromSplit = await GpuEngine.create(ctx, ebSplit.shape, { ...engineOptions, weights: ebSplit.weights });
+    let splitEqual = true;
+    let splitDiff = 0;
     const uploaded = await GpuEngine.create(ctx, w, { ...engineOptions, weightFormat: { bits: 4, block: 32 } });
     const s0 = sequence(cases[0]);
     let rows = 0;
@@ -311,13 +321,22 @@ try {
     let idsEqual = true;
     let x = await fromBundle.append(s0.first, { imageEmbeds: s0.embeds }, { temperature: 0 }, true);
     let y = await uploaded.append(s0.first, { imageEmbeds: s0.embeds }, { temperature: 0 }, true);
+    let z = await fromSplit.append(s0.first, { imageEmbeds: s0.embeds }, { temperature: 0 }, true);
     for (let i = 0; i < 20; i++) {
       rows++;
       x.logits!.forEach((v, j) => (maxAbsDiff = Math.max(maxAbsDiff, Math.abs(v - y.logits![j]))));
+      if (!x.logits!.every((v, j) => Object.is(v, z.logits![j])) || x.next !== z.next) splitEqual = false;
+      x.logits!.forEach((v, j) => (splitDiff = Math.max(splitDiff, Math.abs(v - z.logits![j]))));
       if (x.next !== y.next) idsEqual = false;
-      x = await fromBundle.append([y.next], {}, { temperature: 0 }, true);
-      y = await uploaded.append([y.next], {}, { temperature: 0 }, true);
+      const tok = y.next;
+      x = await fromBundle.append([tok], {}, { temperature: 0 }, true);
+      y = await uploaded.append([tok], {}, { temperature: 0 }, true);
+      z = await fromSplit.append([tok], {}, { temperature: 0 }, true);
     }
+    if (!x.logits!.every((v, j) => Object.is(v, z.logits![j]))) splitEqual = false;
+    split = { embedParts: ebSplit.weights.embed.parts.length, headParts: ebSplit.weights.lmHead.parts.length, logitsEqual: splitEqual, rows: rows + 1, maxAbsDiff: splitDiff };
+    fromSplit.dispose();
+    ebSplit.weights.destroy();
     bundle = { rows, maxAbsDiff, idsEqual, weightBytes: fromBundle.memory.weights, bundleBytes: eb.manifest.shards.reduce((n, sh) => n + sh.size, 0) };
     fromBundle.dispose();
     uploaded.dispose();
@@ -337,6 +356,7 @@ try {
     int4Agreement,
     memory,
     bundle,
+    split,
     ms: performance.now() - t0,
   };
   console.log(JSON.stringify(report));

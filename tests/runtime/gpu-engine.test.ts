@@ -76,6 +76,14 @@ describe.skipIf(skipWithout(import.meta.url, "swiftshader"))("GPU engine on WebG
     expect(r.idsEqual).toBe(true);
   });
 
+  it("should split a bundle's embedding / LM head past the binding limit into row ranges with bit-identical logits", () => {
+    const s = ok().split;
+    expect(s.embedParts).toBeGreaterThan(1);
+    expect(s.headParts).toBeGreaterThan(1);
+    expect(s.rows).toBe(21);
+    expect(s.logitsEqual).toBe(true);
+  });
+
   it("should run from a packed int4 bundle (MatMulNBits bytes bound as they are) exactly like the model quantized at upload", () => {
     const b = ok().bundle;
     expect(b.rows).toBe(20);
