@@ -3,7 +3,7 @@
 // the MatMulNBits bytes as they are — the same bytes the pack wrote and ONNX Runtime's MatMulNBits reads. Only the small
 // integer tables (the kept RoPE pairs) are kept on the host as well.
 
-import { BundleError, parseBundleManifest, type BundleManifest, type BundleTensorEntry } from "../../checkpoint/bundle/manifest.ts";
+import { BundleError, type BundleManifest, type BundleTensorEntry } from "../../checkpoint/bundle/manifest.ts";
 import { parseModelConfig, type TextModelConfig } from "../../checkpoint/config.ts";
 import { parseMlaConfig } from "../../checkpoint/mla-config.ts";
 import { detectTensorNaming, layerTensorNames, mlaLayerTensorNames } from "../../checkpoint/families/index.ts";
@@ -229,18 +229,15 @@ export interface EngineBundle {
  * engine's weights and the model shape for `GpuEngine.create(ctx, shape, { weights, … })`.
  */
 export async function loadEngineBundle(ctx: GpuContext, baseUrl: string, options: Omit<LoadBundleOptions, "sink"> & BundleEngineWeightsOptions = {}): Promise<EngineBundle> {
-  const doFetch = options.fetch ?? ((url: string, init?: { signal?: AbortSignal }) => globalThis.fetch(url, init));
-  const res = await doFetch(`${baseUrl.replace(/\/$/, "")}/manifest.json`, { signal: options.signal });
-  if (!res.ok) throw new BundleError("fetch_failed", `${baseUrl}/manifest.json: HTTP ${res.status}`);
-  const manifest = parseBundleManifest(await res.json());
-  const arrays = bundleGpuArrays(ctx, manifest);
+  // the GPU buffers are made from the manifest loadBundle fetches, before any shard arrives
+  let arrays: BundleGpuArrays | null = null;
   let loaded: LoadedBundle;
   try {
-    loaded = await loadBundle(baseUrl, { ...options, sink: arrays.sink });
+    loaded = await loadBundle(baseUrl, { ...options, sink: (manifest) => (arrays = bundleGpuArrays(ctx, manifest)).sink });
   } catch (e) {
-    for (const b of arrays.buffers.values()) b.destroy();
+    for (const b of (arrays as BundleGpuArrays | null)?.buffers.values() ?? []) b.destroy();
     throw e;
   }
-  const weights = bundleEngineWeights(ctx, loaded.manifest, arrays, options.maxBindingBytes === undefined ? {} : { maxBindingBytes: options.maxBindingBytes });
+  const weights = bundleEngineWeights(ctx, loaded.manifest, arrays!, options.maxBindingBytes === undefined ? {} : { maxBindingBytes: options.maxBindingBytes });
   return { manifest: loaded.manifest, shape: bundleModelShape(loaded.manifest), weights, loaded };
 }

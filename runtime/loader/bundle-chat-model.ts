@@ -22,7 +22,6 @@ import type { ModelRef } from "../../format/wire/messages.ts";
 import { chatProcessorFromFiles, createChatModel, loadChatModel, type ChatModel, type ChatVision } from "../chat-model.ts";
 import { isVisionTensor } from "../../checkpoint/families/index.ts";
 import { parseQwen25VLConfig, qwen25VisionPrefix } from "../../checkpoint/families/qwen2_5_vl.ts";
-import { parseBundleManifest } from "../../checkpoint/bundle/manifest.ts";
 import { RuntimeError } from "../errors.ts";
 import { llmGrid } from "../qwen2_5_vl-model.ts";
 import { planQwen25Vision } from "../vision/qwen2_5_vl-vision.ts";
@@ -31,7 +30,7 @@ import { bundleModelShape } from "../gpu/bundle-weights.ts";
 import { tensorArrays, tensorRouterSink } from "./bundle-loader.ts";
 import type { ProcessedImage } from "../inputs/image-processor.ts";
 import type { GpuContext } from "../../kernels/gpu-context.ts";
-import { bundleEngineWeights, bundleGpuArrays } from "../gpu/bundle-weights.ts";
+import { bundleEngineWeights, bundleGpuArrays, type BundleGpuArrays } from "../gpu/bundle-weights.ts";
 import { modelEngine } from "../gpu/chat-engine.ts";
 import type { VisionEncoder } from "../vision/vision-encoder.ts";
 import { loadBundle, type LoadBundleOptions, type LoadedBundle, type ShardSink } from "./bundle-loader.ts";
@@ -143,40 +142,15 @@ export async function loadBundleChatModel(url: string, options: BundleChatModelO
   const m = bundle.manifest;
   const shards = m.shards.map((s, i) => collect.shard(i, s.size));
   const safetensors = await serializeSafetensors(bundleTensors(m, shards));
-  const file = (name: string | null): Uint8Array => {
-    const bytes = name === null ? undefined : bundle.files.get(name);
-    if (bytes === undefined) throw new BundleError("missing_tensor", `the bundle has no ${name ?? "tokenizer"} file`);
-    return bytes;
-  };
-  const json = (name: string | null): unknown => (name !== null && bundle.files.has(name) ? (JSON.parse(new TextDecoder().decode(bundle.files.get(name)!)) as unknown) : undefined);
-  const tokenizer = json(m.tokenizer.tokenizer);
-  if (tokenizer === undefined) throw new BundleError("missing_tensor", "the bundle has no tokenizer file");
-  const onnx = bundle.files.get("vision.onnx");
-  let vision: VisionEncoder | undefined;
-  if (onnx !== undefined) {
-    if (options.vision === undefined) throw new BundleError("missing_tensor", "the bundle's vision tower is vision.onnx: pass a `vision` factory (onnxruntime-web)");
-    vision = await options.vision(onnx, m);
-  }
-  const chatTemplate = m.tokenizer.chatTemplate;
-  const raw = m.config as { _name_or_path?: string; model_type?: string; mha2mla?: unknown };
-  const q = m.quantization;
-  const ref = options.ref ?? {
-    id: raw._name_or_path ?? (vision !== undefined ? "tiny-qwen-vl" : (raw.model_type ?? "model")),
-    conversion: `${JSON.stringify(raw.mha2mla ?? null)}+bundle:${q.weights}${q.weights === "f16" ? "" : `-b${q.block}${q.zeroPoints ? "-zp" : ""}`}`,
-  };
+  const files = sideFiles(m, bundle.files);
+  const vision = await toyVision(m, bundle.files, options);
   const model = await loadChatModel({
-    config: m.config,
+    ...files,
     weights: safetensors,
-    tokenizer,
-    tokenizerConfig: json(m.tokenizer.tokenizerConfig),
-    // chat_template.json is JSON ({ chat_template }); a .jinja file is the template itself
-    chatTemplateJson: chatTemplate === null ? undefined : chatTemplate.endsWith(".json") ? json(chatTemplate) : { chat_template: new TextDecoder().decode(file(chatTemplate)) },
-    preprocessorConfig: m.preprocessorConfig ?? json("preprocessor_config.json"),
-    generationConfig: json("generation_config.json"),
-    ...(vision !== undefined ? { vision } : {}),
+    ...(vision !== null ? { vision } : {}),
     codec: options.codec,
     kernels: options.kernels ?? null,
-    ref,
+    ref: bundleRef(m, options, vision !== null),
   });
   const gpu = options.gpu ?? null;
   if (gpu === null) return { model, bundle };
@@ -193,7 +167,26 @@ export async function loadBundleChatModel(url: string, options: BundleChatModelO
   }
 }
 
-/** The bundle's side files as the input processor and model ref read them. */
+/** The bundle's toy vision tower (vision.onnx through the caller's factory), or null for a model's own transformer. */
+async function toyVision(m: BundleManifest, files: ReadonlyMap<string, Uint8Array>, options: BundleChatModelOptions): Promise<VisionEncoder | null> {
+  const onnx = files.get("vision.onnx");
+  if (onnx === undefined) return null;
+  if (options.vision === undefined) throw new BundleError("missing_tensor", "the bundle's vision tower is vision.onnx: pass a `vision` factory (onnxruntime-web)");
+  return options.vision(onnx, m);
+}
+
+/** Default: `{ id: config._name_or_path ?? "tiny-qwen-vl" | model_type, conversion: <mha2mla dict> + the quantization }`. */
+function bundleRef(m: BundleManifest, options: BundleChatModelOptions, toy: boolean): ModelRef {
+  if (options.ref) return options.ref;
+  const raw = m.config as { _name_or_path?: string; model_type?: string; mha2mla?: unknown };
+  const q = m.quantization;
+  return {
+    id: raw._name_or_path ?? (toy ? "tiny-qwen-vl" : (raw.model_type ?? "model")),
+    conversion: `${JSON.stringify(raw.mha2mla ?? null)}+bundle:${q.weights}${q.weights === "f16" ? "" : `-b${q.block}${q.zeroPoints ? "-zp" : ""}`}`,
+  };
+}
+
+/** The bundle's side files as the input processor reads them (chat_template.json is JSON; a .jinja file the template). */
 function sideFiles(m: BundleManifest, files: ReadonlyMap<string, Uint8Array>) {
   const json = (name: string | null): unknown => (name !== null && files.has(name) ? (JSON.parse(new TextDecoder().decode(files.get(name)!)) as unknown) : undefined);
   const tokenizer = json(m.tokenizer.tokenizer);
@@ -217,42 +210,39 @@ function sideFiles(m: BundleManifest, files: ReadonlyMap<string, Uint8Array>) {
 
 /** The model only on the GPU: decoder weights and (a real Qwen2.5-VL bundle) the vision tower from the shard bytes. */
 async function loadGpuOnly(url: string, options: BundleChatModelOptions, gpu: GpuContext): Promise<BundleChatModel> {
-  const doFetch = options.fetch ?? ((u: string, init?: { signal?: AbortSignal }) => globalThis.fetch(u, init));
-  const res = await doFetch(`${url.replace(/\/$/, "")}/manifest.json`, { signal: options.signal });
-  if (!res.ok) throw new BundleError("fetch_failed", `${url}/manifest.json: HTTP ${res.status}`);
-  const manifest = parseBundleManifest(await res.json());
-  const arrays = bundleGpuArrays(gpu, manifest);
-  // the vision tower's arrays also stay on the host until the GPU tower is uploaded from them
+  // The GPU buffers (and host copies of the vision tower's arrays, kept until the GPU tower is uploaded from them) are
+  // made from the manifest loadBundle fetches, before any shard arrives.
+  let arrays: BundleGpuArrays | null = null;
   const visionArrays = new Map<string, Uint8Array>();
-  for (const t of manifest.tensors) {
-    if (!isVisionTensor(t.name)) continue;
-    for (const [part, a] of tensorArrays(t)) visionArrays.set(`${t.name}:${part}`, new Uint8Array(Math.ceil((a.rows * a.rowBytes) / 4) * 4));
-  }
-  const visionSink = tensorRouterSink(manifest, (slice) => {
-    const dst = visionArrays.get(`${slice.tensor.name}:${slice.array}`);
-    if (dst) dst.set(slice.bytes.subarray(0, Math.max(0, Math.min(slice.bytes.byteLength, dst.byteLength - slice.arrayOffset))), slice.arrayOffset);
-  });
+  const sink = (manifest: BundleManifest): ShardSink => {
+    const gpuArrays = (arrays = bundleGpuArrays(gpu, manifest));
+    for (const t of manifest.tensors) {
+      if (!isVisionTensor(t.name)) continue;
+      for (const [part, a] of tensorArrays(t)) visionArrays.set(`${t.name}:${part}`, new Uint8Array(Math.ceil((a.rows * a.rowBytes) / 4) * 4));
+    }
+    const visionSink = tensorRouterSink(manifest, (slice) => {
+      const dst = visionArrays.get(`${slice.tensor.name}:${slice.array}`);
+      if (dst) dst.set(slice.bytes.subarray(0, Math.max(0, Math.min(slice.bytes.byteLength, dst.byteLength - slice.arrayOffset))), slice.arrayOffset);
+    });
+    return {
+      async write(shard, offset, bytes) {
+        await gpuArrays.sink.write(shard, offset, bytes);
+        if (visionArrays.size > 0) await visionSink.write(shard, offset, bytes);
+      },
+    };
+  };
   let tower: Qwen25VisionGpu | null = null;
   try {
-    const bundle = await loadBundle(url, {
-      ...options,
-      sink: {
-        async write(shard, offset, bytes) {
-          await arrays.sink.write(shard, offset, bytes);
-          if (visionArrays.size > 0) await visionSink.write(shard, offset, bytes);
-        },
-      },
-    });
+    const bundle = await loadBundle(url, { ...options, sink });
     const m = bundle.manifest;
     const files = sideFiles(m, bundle.files);
     const processor = chatProcessorFromFiles(files);
     const shape = bundleModelShape(m);
-    const weights = bundleEngineWeights(gpu, m, arrays);
-    const onnx = bundle.files.get("vision.onnx");
+    const weights = bundleEngineWeights(gpu, m, arrays!);
+    const toy = await toyVision(m, bundle.files, options);
     let vision: VisionEncoder | ChatVision;
-    if (onnx !== undefined) {
-      if (options.vision === undefined) throw new BundleError("missing_tensor", "the bundle's vision tower is vision.onnx: pass a `vision` factory (onnxruntime-web)");
-      vision = await options.vision(onnx, m);
+    if (toy !== null) {
+      vision = toy;
     } else {
       const cfg = parseQwen25VLConfig(m.config, "manifest.json config");
       const prefix = qwen25VisionPrefix(m.tensors.map((t) => t.name));
@@ -268,16 +258,10 @@ async function loadGpuOnly(url: string, options: BundleChatModelOptions, gpu: Gp
     visionArrays.clear();
     await gpu.device.queue.onSubmittedWorkDone();
     gpu.throwIfFailed();
-    const raw = m.config as { _name_or_path?: string; model_type?: string; mha2mla?: unknown };
-    const q = m.quantization;
-    const ref = options.ref ?? {
-      id: raw._name_or_path ?? (onnx !== undefined ? "tiny-qwen-vl" : (raw.model_type ?? "model")),
-      conversion: `${JSON.stringify(raw.mha2mla ?? null)}+bundle:${q.weights}${q.weights === "f16" ? "" : `-b${q.block}${q.zeroPoints ? "-zp" : ""}`}`,
-    };
-    const model = createChatModel({ ref, weights: null, shape, engine: modelEngine(gpu, shape, weights), processor, vision, codec: options.codec, rawConfig: m.config, kernels: null });
+    const model = createChatModel({ ref: bundleRef(m, options, toy !== null), weights: null, shape, engine: modelEngine(gpu, shape, weights), processor, vision, codec: options.codec, rawConfig: m.config, kernels: null });
     return { model, bundle };
   } catch (e) {
-    for (const b of arrays.buffers.values()) b.destroy();
+    for (const b of (arrays as BundleGpuArrays | null)?.buffers.values() ?? []) b.destroy();
     tower?.destroy();
     throw e;
   }

@@ -41,7 +41,11 @@ export interface LoadBundleOptions {
   readonly fetch?: (url: string, init?: { signal?: AbortSignal }) => Promise<Response>;
   /** null: no cache. Default: Cache Storage when `caches` exists, else none (Node passes a FolderBundleCache). */
   readonly cache?: BundleCache | null;
-  readonly sink?: ShardSink;
+  /**
+   * Where shard windows go; or a function making the sink from the parsed manifest (e.g. GPU buffers sized by its
+   * tensor table), called once before any shard is fetched.
+   */
+  readonly sink?: ShardSink | ((manifest: BundleManifest) => ShardSink);
   readonly onProgress?: LoadProgress;
   readonly signal?: AbortSignal;
   /** Sink window size; a multiple of 256 (default 4 MiB). */
@@ -119,6 +123,7 @@ export async function loadBundle(baseUrl: string, options: LoadBundleOptions = {
     throw new BundleError("bad_manifest", `${manifestUrl} is not JSON: ${(e as Error).message}`, { cause: e });
   }
   const manifest = parseBundleManifest(mjson);
+  const sink = typeof options.sink === "function" ? options.sink(manifest) : options.sink;
 
   const wanted = options.files ?? manifest.files.map((f) => f.file);
   const sideFiles = wanted.map((name) => {
@@ -149,8 +154,8 @@ export async function loadBundle(baseUrl: string, options: LoadBundleOptions = {
     if (signal?.aborted) throw new BundleError("aborted", "bundle load aborted");
     const key = cacheKey(item.sha256);
     const deliver = async (bytes: Uint8Array, from: number, to: number) => {
-      if (item.shard === null || !options.sink) return;
-      for (let o = from; o < to; o += windowBytes) await options.sink.write(item.shard, o, bytes.subarray(o, Math.min(to, o + windowBytes)));
+      if (item.shard === null || !sink) return;
+      for (let o = from; o < to; o += windowBytes) await sink.write(item.shard, o, bytes.subarray(o, Math.min(to, o + windowBytes)));
     };
     let bytes: Uint8Array | null = null;
     if (cache) {
