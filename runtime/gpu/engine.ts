@@ -30,7 +30,7 @@ import { absorbOutputCall, absorbQueryCall, latentRowsCall } from "../../kernels
 import { MlaAttentionGpu } from "../../kernels/mla-attention.ts";
 import { dequantizeCacheGpu } from "../../kernels/mla-dequantize.ts";
 import { LatentCacheGpu } from "../../kernels/latent-cache-gpu.ts";
-import { kernelCacheLayout, kernelUnsupportedReason } from "../mla/kernel-attention.ts";
+import { kernelCacheLayout, kernelUnsupportedReason, splitRows } from "../mla/kernel-attention.ts";
 import { codecSlotQuantizer, SlotSealing } from "../mla/slot-sealing.ts";
 import type { MlaModelWeights } from "../mla/weights.ts";
 import type { MlaCacheSnapshot } from "../mla/attention.ts";
@@ -454,19 +454,11 @@ export class GpuEngine {
   async exportCache(): Promise<MlaCacheSnapshot> {
     this.#alive();
     const n = this.#len;
-    const { D, R, stride } = this.#dims;
+    const { D, R } = this.#dims;
     const layers: { kRope: Float32Array; latent: Float32Array }[] = [];
     for (let l = 0; l < this.config.numLayers; l++) {
-      const latent = new Float32Array(n * D);
-      const kRope = new Float32Array(n * R);
-      if (n > 0) {
-        const rows = await dequantizeCacheGpu(this.#ctx, this.cache, l, 0, n);
-        for (let t = 0; t < n; t++) {
-          latent.set(rows.subarray(t * stride, t * stride + D), t * D);
-          kRope.set(rows.subarray(t * stride + D, (t + 1) * stride), t * R);
-        }
-      }
-      layers.push({ kRope, latent });
+      const { latent, rope } = n > 0 ? splitRows(await dequantizeCacheGpu(this.#ctx, this.cache, l, 0, n), n, D, R) : { latent: new Float32Array(0), rope: new Float32Array(0) };
+      layers.push({ kRope: rope, latent });
     }
     return { length: n, modality: this.#modality.slice(0, n), layers };
   }
@@ -816,16 +808,6 @@ export function createGpuEngine(ctx: GpuContext, model: MlaModelWeights | Engine
 
 function planBuffers(p: BlockPlan): GPUBuffer[] {
   return [...p.embed, p.sample, ...p.final, ...p.layers.flatMap((l) => [...l.pre, ...l.post])].map((x) => x.params);
-}
-
-function splitRows(rows: Float32Array, n: number, D: number, R: number): { latent: Float32Array; rope: Float32Array } {
-  const latent = new Float32Array(n * D);
-  const rope = new Float32Array(n * R);
-  for (let t = 0; t < n; t++) {
-    latent.set(rows.subarray(t * (D + R), t * (D + R) + D), t * D);
-    rope.set(rows.subarray(t * (D + R) + D, (t + 1) * (D + R)), t * R);
-  }
-  return { latent, rope };
 }
 
 function countRuns(ids: Int32Array, pad: number): number {

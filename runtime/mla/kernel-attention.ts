@@ -146,16 +146,8 @@ export class MlaKernelAttentionBackend implements AttentionBackend {
     const R = this.ropeWidth;
     const layers: { kRope: Float32Array; latent: Float32Array }[] = [];
     for (let l = 0; l < this.model.config.numLayers; l++) {
-      const latent = new Float32Array(n * D);
-      const kRope = new Float32Array(n * R);
-      if (n > 0) {
-        const rows = await this.kernels.dequantize(this.cache, l, 0, n);
-        for (let t = 0; t < n; t++) {
-          latent.set(rows.subarray(t * (D + R), t * (D + R) + D), t * D);
-          kRope.set(rows.subarray(t * (D + R) + D, (t + 1) * (D + R)), t * R);
-        }
-      }
-      layers.push({ kRope, latent });
+      const { latent, rope } = n > 0 ? splitRows(await this.kernels.dequantize(this.cache, l, 0, n), n, D, R) : { latent: new Float32Array(0), rope: new Float32Array(0) };
+      layers.push({ kRope: rope, latent });
     }
     return { length: n, modality: this.modality.slice(0, n), layers };
   }
@@ -197,4 +189,15 @@ export class MlaKernelAttentionBackend implements AttentionBackend {
     // Also grows the cache's capacity when the block passes it (tail writes do not).
     this.cache.writeModality(start, modality);
   }
+}
+
+/** [n × (D + R)] cache rows (the kernels' row layout: latent | rotated k_rope) as separate latent [n × D] and rope [n × R]. */
+export function splitRows(rows: Float32Array, n: number, D: number, R: number): { latent: Float32Array; rope: Float32Array } {
+  const latent = new Float32Array(n * D);
+  const rope = new Float32Array(n * R);
+  for (let t = 0; t < n; t++) {
+    latent.set(rows.subarray(t * (D + R), t * (D + R) + D), t * D);
+    rope.set(rows.subarray(t * (D + R) + D, (t + 1) * (D + R)), t * R);
+  }
+  return { latent, rope };
 }
