@@ -5,6 +5,7 @@
 // with its host model (CPU vision tower, decoder on the engine). Prints one JSON line (GpuOnlyReport).
 // Usage: node --import tsx tests/bundle/gpu-only-bundle-runner.ts
 
+import { runReport } from "../helpers/run-tsx.ts";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -65,9 +66,8 @@ async function answer(model: ChatModel, c: RefCase) {
 }
 
 const t0 = performance.now();
-let code = 0;
 let tmp = "";
-try {
+await runReport(async () => {
   const ctx = await nodeGpuContext();
   if (ctx === null) throw new Error("no WebGPU adapter (dawn.node)");
   tmp = await mkdtemp(join(tmpdir(), "mla-edge-gpu-only-"));
@@ -115,12 +115,7 @@ try {
     engineWeightBytes: gpuOnly.engine?.weightBytes ?? 0,
     ms: performance.now() - t0,
   };
-  console.log(JSON.stringify(report));
-} catch (e) {
-  console.log(JSON.stringify({ fatal: `${(e as Error).name}: ${(e as Error).message}\n${(e as Error).stack ?? ""}` }));
-  code = 1;
-} finally {
+  return report;
+}, async () => {
   if (tmp) await rm(tmp, { recursive: true, force: true });
-}
-// dawn.node keeps the process alive otherwise (platform.md §9.2).
-process.exit(code);
+});

@@ -7,7 +7,7 @@
 
 import { beforeAll, describe, expect, it } from "vitest";
 import { resolve } from "node:path";
-import { runTsx } from "../helpers/run-tsx.ts";
+import { childReport } from "../helpers/run-tsx.ts";
 import { swiftShaderEnv } from "../helpers/swiftshader-env.ts";
 import { skipWithout } from "../helpers/system-tools.ts";
 import type { GpuOnlyReport } from "./gpu-only-bundle-runner.ts";
@@ -18,12 +18,7 @@ describe.skipIf(skipWithout(import.meta.url, "swiftshader"))("a bundle that live
   let report: GpuOnlyReport | { fatal: string };
 
   beforeAll(async () => {
-    const child = await runTsx("tests/bundle/gpu-only-bundle-runner.ts", [], { cwd: root, env: swiftShaderEnv() });
-    try {
-      report = JSON.parse(child.stdout.trim().split("\n").pop() ?? "") as GpuOnlyReport;
-    } catch {
-      report = { fatal: `no JSON from the child (exit ${child.code}): ${child.stderr.slice(-2000)}` };
-    }
+    report = await childReport<GpuOnlyReport>("tests/bundle/gpu-only-bundle-runner.ts", [], { cwd: root, env: swiftShaderEnv() });
   }, 900_000);
 
   const ok = (): GpuOnlyReport => {

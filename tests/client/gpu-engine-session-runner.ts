@@ -3,6 +3,7 @@
 // reference decoder on the same f32 weights. Prints one JSON line (EngineSessionReport).
 // Usage: node --import tsx tests/client/gpu-engine-session-runner.ts [cases]
 
+import { runReport } from "../helpers/run-tsx.ts";
 import { ChatSession, type ChatEvent } from "../../client/chat/chat-session.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
 import { withGpuEngine } from "../../runtime/gpu/chat-engine.ts";
@@ -58,8 +59,7 @@ function sameCache(a: MlaCacheSnapshot, b: MlaCacheSnapshot): boolean {
 }
 
 const t0 = performance.now();
-let code = 0;
-try {
+await runReport(async () => {
   const count = Number(process.argv[2] ?? 4);
   const ctx = await nodeGpuContext();
   if (ctx === null) throw new Error("no WebGPU adapter (dawn.node)");
@@ -189,10 +189,5 @@ try {
     kvDeviceBytes,
     ms: performance.now() - t0,
   };
-  console.log(JSON.stringify(report));
-} catch (e) {
-  console.log(JSON.stringify({ fatal: `${(e as Error).name}: ${(e as Error).message}\n${(e as Error).stack ?? ""}` }));
-  code = 1;
-}
-// dawn.node keeps the process alive otherwise (platform.md §9.2).
-process.exit(code);
+  return report;
+});

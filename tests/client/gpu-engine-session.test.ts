@@ -6,7 +6,7 @@
 
 import { beforeAll, describe, expect, it } from "vitest";
 import { resolve } from "node:path";
-import { runTsx } from "../helpers/run-tsx.ts";
+import { childReport } from "../helpers/run-tsx.ts";
 import { swiftShaderEnv } from "../helpers/swiftshader-env.ts";
 import { skipWithout } from "../helpers/system-tools.ts";
 import type { EngineSessionReport } from "./gpu-engine-session-runner.ts";
@@ -18,12 +18,7 @@ describe.skipIf(skipWithout(import.meta.url, "swiftshader"))("chat sessions on t
   let report: EngineSessionReport | { fatal: string };
 
   beforeAll(async () => {
-    const child = await runTsx("tests/client/gpu-engine-session-runner.ts", [String(CASES)], { cwd: root, env: swiftShaderEnv() });
-    try {
-      report = JSON.parse(child.stdout.trim().split("\n").pop() ?? "") as EngineSessionReport;
-    } catch {
-      report = { fatal: `no JSON from the child (exit ${child.code}): ${child.stderr.slice(-2000)}` };
-    }
+    report = await childReport<EngineSessionReport>("tests/client/gpu-engine-session-runner.ts", [String(CASES)], { cwd: root, env: swiftShaderEnv() });
   }, 600_000);
 
   const ok = (): EngineSessionReport => {

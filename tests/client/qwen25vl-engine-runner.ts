@@ -3,6 +3,7 @@
 // engine's top-1 agreement with the f32 engine over the reference prompts. Prints one JSON line (MiniEngineReport).
 // Usage: node --import tsx tests/client/qwen25vl-engine-runner.ts
 
+import { runReport } from "../helpers/run-tsx.ts";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -80,9 +81,8 @@ async function greedyPath(model: ChatModel, c: RefCase): Promise<number[]> {
 }
 
 const t0 = performance.now();
-let code = 0;
 let tmp = "";
-try {
+await runReport(async () => {
   const ctx = await nodeGpuContext();
   if (ctx === null) throw new Error("no WebGPU adapter (dawn.node)");
   const ref = loadReference();
@@ -172,12 +172,7 @@ try {
     restore,
     ms: performance.now() - t0,
   };
-  console.log(JSON.stringify(report));
-} catch (e) {
-  console.log(JSON.stringify({ fatal: `${(e as Error).name}: ${(e as Error).message}\n${(e as Error).stack ?? ""}` }));
-  code = 1;
-} finally {
+  return report;
+}, async () => {
   if (tmp) await rm(tmp, { recursive: true, force: true });
-}
-// dawn.node keeps the process alive otherwise (platform.md §9.2).
-process.exit(code);
+});

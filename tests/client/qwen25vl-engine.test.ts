@@ -6,7 +6,7 @@
 
 import { beforeAll, describe, expect, it } from "vitest";
 import { resolve } from "node:path";
-import { runTsx } from "../helpers/run-tsx.ts";
+import { childReport } from "../helpers/run-tsx.ts";
 import { swiftShaderEnv } from "../helpers/swiftshader-env.ts";
 import { skipWithout } from "../helpers/system-tools.ts";
 import type { MiniEngineReport } from "./qwen25vl-engine-runner.ts";
@@ -17,12 +17,7 @@ describe.skipIf(skipWithout(import.meta.url, "swiftshader"))("qwen25vl-mini refe
   let report: MiniEngineReport | { fatal: string };
 
   beforeAll(async () => {
-    const child = await runTsx("tests/client/qwen25vl-engine-runner.ts", [], { cwd: root, env: swiftShaderEnv() });
-    try {
-      report = JSON.parse(child.stdout.trim().split("\n").pop() ?? "") as MiniEngineReport;
-    } catch {
-      report = { fatal: `no JSON from the child (exit ${child.code}): ${child.stderr.slice(-2000)}` };
-    }
+    report = await childReport<MiniEngineReport>("tests/client/qwen25vl-engine-runner.ts", [], { cwd: root, env: swiftShaderEnv() });
   }, 900_000);
 
   const ok = (): MiniEngineReport => {

@@ -2,6 +2,7 @@
 // decoder on the WebGPU kernels (SwiftShader) against the CPU reference decoder. Prints one JSON line (DecoderReport).
 // Usage: node --import tsx tests/client/webgpu-decoder-runner.ts [cases]
 
+import { runReport } from "../helpers/run-tsx.ts";
 import { create, globals } from "webgpu";
 import { withDecoderKernels } from "../../runtime/chat-model.ts";
 import { ChatSession } from "../../client/chat/chat-session.ts";
@@ -57,8 +58,7 @@ function sameCache(a: MlaCacheSnapshot, b: MlaCacheSnapshot): boolean {
 Object.assign(globalThis, globals);
 const gpu = create([]) as unknown as GPU;
 const t0 = performance.now();
-let code = 0;
-try {
+await runReport(async () => {
   const count = Number(process.argv[2] ?? 50);
   const kernels = await createGpuBackend({ gpu });
   const cpuModel = await demoChatModel();
@@ -157,10 +157,5 @@ try {
     pipelines: kernels.ctx.pipelineCount,
     ms: performance.now() - t0,
   };
-  console.log(JSON.stringify(report));
-} catch (e) {
-  console.log(JSON.stringify({ fatal: `${(e as Error).name}: ${(e as Error).message}\n${(e as Error).stack ?? ""}` }));
-  code = 1;
-}
-// dawn.node keeps the process alive otherwise (platform.md §9.2).
-process.exit(code);
+  return report;
+});

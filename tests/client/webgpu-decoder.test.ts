@@ -5,7 +5,7 @@
 
 import { beforeAll, describe, expect, it } from "vitest";
 import { resolve } from "node:path";
-import { runTsx } from "../helpers/run-tsx.ts";
+import { childReport } from "../helpers/run-tsx.ts";
 import { swiftShaderEnv } from "../helpers/swiftshader-env.ts";
 import { skipWithout } from "../helpers/system-tools.ts";
 import type { DecoderReport } from "./webgpu-decoder-runner.ts";
@@ -20,15 +20,7 @@ describe.skipIf(skipWithout(import.meta.url, "swiftshader"))("chat decoder on We
   let report: DecoderReport | { fatal: string };
 
   beforeAll(async () => {
-    const child = await runTsx("tests/client/webgpu-decoder-runner.ts", [String(CASES)], {
-      cwd: root,
-      env: swiftShaderEnv(),
-    });
-    try {
-      report = JSON.parse(child.stdout.trim().split("\n").pop() ?? "") as DecoderReport;
-    } catch {
-      report = { fatal: `no JSON from the child (exit ${child.code}): ${child.stderr.slice(-2000)}` };
-    }
+    report = await childReport<DecoderReport>("tests/client/webgpu-decoder-runner.ts", [String(CASES)], { cwd: root, env: swiftShaderEnv() });
   }, 240_000);
 
   const ok = (): DecoderReport => {

@@ -4,6 +4,7 @@
 // webgpu-f32` end to end. Prints one JSON line (GpuForwardReport).
 // Usage: node --import tsx tests/convert/layer-forward-gpu-runner.ts
 
+import { runReport } from "../helpers/run-tsx.ts";
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -52,9 +53,8 @@ async function run(model: GqaModelWeights, samples: CalibrationSample[], forward
 }
 
 const t0 = performance.now();
-let code = 0;
 let tmp = "";
-try {
+await runReport(async () => {
   const gpu = await nodeGpuContext();
   if (gpu === null) throw new Error("no WebGPU adapter (dawn.node)");
   tmp = await mkdtemp(join(tmpdir(), "mla-edge-gpu-forward-"));
@@ -115,12 +115,7 @@ try {
     cli: { code: r.code, recorded, stderr: r.code === 0 ? "" : r.stderr.slice(-1000) },
     ms: performance.now() - t0,
   };
-  console.log(JSON.stringify(report));
-} catch (e) {
-  console.log(JSON.stringify({ fatal: `${(e as Error).name}: ${(e as Error).message}\n${(e as Error).stack ?? ""}` }));
-  code = 1;
-} finally {
+  return report;
+}, async () => {
   if (tmp) await rm(tmp, { recursive: true, force: true });
-}
-// dawn.node keeps the process alive otherwise (platform.md §9.2).
-process.exit(code);
+});

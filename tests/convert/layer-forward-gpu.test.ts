@@ -4,7 +4,7 @@
 
 import { beforeAll, describe, expect, it } from "vitest";
 import { resolve } from "node:path";
-import { runTsx } from "../helpers/run-tsx.ts";
+import { childReport } from "../helpers/run-tsx.ts";
 import { swiftShaderEnv } from "../helpers/swiftshader-env.ts";
 import { skipWithout } from "../helpers/system-tools.ts";
 import type { GpuForwardReport } from "./layer-forward-gpu-runner.ts";
@@ -15,12 +15,7 @@ describe.skipIf(skipWithout(import.meta.url, "swiftshader"))("calibration forwar
   let report: GpuForwardReport | { fatal: string };
 
   beforeAll(async () => {
-    const child = await runTsx("tests/convert/layer-forward-gpu-runner.ts", [], { cwd: root, env: swiftShaderEnv() });
-    try {
-      report = JSON.parse(child.stdout.trim().split("\n").pop() ?? "") as GpuForwardReport;
-    } catch {
-      report = { fatal: `no JSON from the child (exit ${child.code}): ${child.stderr.slice(-2000)}` };
-    }
+    report = await childReport<GpuForwardReport>("tests/convert/layer-forward-gpu-runner.ts", [], { cwd: root, env: swiftShaderEnv() });
   }, 300_000);
 
   const ok = (): GpuForwardReport => {

@@ -33,3 +33,38 @@ export function runTsx(script: string, args: readonly string[] = [], options: Ts
     p.on("close", (code) => ok({ code, stdout, stderr }));
   });
 }
+
+/** What a report runner prints when it failed (child-report style: one JSON line, the last on stdout). */
+export interface ChildFatal {
+  readonly fatal: string;
+}
+
+/**
+ * Runs a report runner (`runReport` in the child) and parses its last stdout line; a child that printed no JSON comes
+ * back as `{ fatal }` with the end of its stderr.
+ */
+export async function childReport<T>(script: string, args: readonly string[] = [], options: TsxOptions = {}): Promise<T | ChildFatal> {
+  const child = await runTsx(script, args, options);
+  try {
+    return JSON.parse(child.stdout.trim().split("\n").pop() ?? "") as T | ChildFatal;
+  } catch {
+    return { fatal: `no JSON from the child (exit ${child.code}): ${child.stderr.slice(-2000)}` };
+  }
+}
+
+/**
+ * The child side: prints `main()`'s report as one JSON line, or `{ fatal }` with the error's stack, and exits (dawn.node
+ * keeps the process alive otherwise: platform.md §9.2). `cleanup` runs either way, before the exit.
+ */
+export async function runReport(main: () => Promise<object>, cleanup: () => Promise<void> = async () => {}): Promise<never> {
+  let code = 0;
+  try {
+    console.log(JSON.stringify(await main()));
+  } catch (e) {
+    console.log(JSON.stringify({ fatal: `${(e as Error).name}: ${(e as Error).message}\n${(e as Error).stack ?? ""}` }));
+    code = 1;
+  } finally {
+    await cleanup();
+  }
+  process.exit(code);
+}

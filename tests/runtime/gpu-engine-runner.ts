@@ -3,6 +3,7 @@
 // rotary) against their f64 references. Prints one JSON line (EngineReport).
 // Usage: node --import tsx tests/runtime/gpu-engine-runner.ts [evalCases]
 
+import { runReport } from "../helpers/run-tsx.ts";
 import { create, globals } from "webgpu";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -136,8 +137,7 @@ async function kernelCases(ctx: GpuContext): Promise<Record<string, number>> {
 Object.assign(globalThis, globals);
 const gpu = create([]) as unknown as GPU;
 const t0 = performance.now();
-let code = 0;
-try {
+await runReport(async () => {
   const evalCount = Number(process.argv[2] ?? 20);
   const ctx = await GpuContext.create({ gpu });
   const kernels = await kernelCases(ctx);
@@ -359,10 +359,5 @@ try {
     split,
     ms: performance.now() - t0,
   };
-  console.log(JSON.stringify(report));
-} catch (e) {
-  console.log(JSON.stringify({ fatal: `${(e as Error).name}: ${(e as Error).message}\n${(e as Error).stack ?? ""}` }));
-  code = 1;
-}
-// dawn.node keeps the process alive otherwise.
-process.exit(code);
+  return report;
+});

@@ -8,7 +8,7 @@
 
 import { beforeAll, describe, expect, it } from "vitest";
 import { resolve } from "node:path";
-import { runTsx } from "../helpers/run-tsx.ts";
+import { childReport } from "../helpers/run-tsx.ts";
 import { swiftShaderEnv } from "../helpers/swiftshader-env.ts";
 import { skipWithout } from "../helpers/system-tools.ts";
 import type { EngineReport } from "./gpu-engine-runner.ts";
@@ -22,12 +22,7 @@ describe.skipIf(skipWithout(import.meta.url, "swiftshader"))("GPU engine on WebG
   let report: EngineReport | { fatal: string };
 
   beforeAll(async () => {
-    const child = await runTsx("tests/runtime/gpu-engine-runner.ts", [String(EVAL_CASES)], { cwd: root, env: swiftShaderEnv() });
-    try {
-      report = JSON.parse(child.stdout.trim().split("\n").pop() ?? "") as EngineReport;
-    } catch {
-      report = { fatal: `no JSON from the child (exit ${child.code}): ${child.stderr.slice(-2000)}` };
-    }
+    report = await childReport<EngineReport>("tests/runtime/gpu-engine-runner.ts", [String(EVAL_CASES)], { cwd: root, env: swiftShaderEnv() });
   }, 1_500_000);
 
   const ok = (): EngineReport => {
