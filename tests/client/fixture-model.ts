@@ -2,6 +2,7 @@
 // loaded through the runtime's own loader), and an exact in-memory conversion (all-rank factorisation, "high" kept
 // pairs, r = 8) for checks against the fixture's reference answers.
 
+import type { MlaCacheSnapshot } from "../../runtime/mla/attention.ts";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -63,4 +64,17 @@ export async function fullRankChatModel(): Promise<HostChatModel> {
 /** The case's image as the 32×32 RGB picture the SDK takes. */
 export function caseImage(c: EvalCase): RgbImage {
   return patchBytesToImage(base64ToBytes(c.patches_u8), { rows: 4, cols: 4, cellPixels: 8 });
+}
+
+/** The eval case's turn `t` as the user's message: turn 0 carries the case's image. */
+export function userTurn(c: EvalCase, t: number) {
+  const q = c.turns[t].question;
+  return t === 0 ? [{ role: "user" as const, content: [{ type: "image" as const, image: caseImage(c) }, { type: "text" as const, text: q }] }] : [{ role: "user" as const, content: q }];
+}
+
+/** Two caches (inspectCache) equal bit for bit: length, modality, every layer's latent and k_rope. */
+export function sameCache(a: MlaCacheSnapshot, b: MlaCacheSnapshot): boolean {
+  if (a.length !== b.length || a.modality.some((m, i) => m !== b.modality[i])) return false;
+  const eq = (x: Float32Array, y: Float32Array) => x.length === y.length && x.every((v, i) => Object.is(v, y[i]));
+  return a.layers.every((l, i) => eq(l.latent, b.layers[i].latent) && eq(l.kRope, b.layers[i].kRope));
 }

@@ -8,8 +8,7 @@ import { ChatSession, type ChatEvent } from "../../client/chat/chat-session.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
 import { withGpuEngine } from "../../runtime/gpu/chat-engine.ts";
 import { nodeGpuContext } from "../../runtime/gpu/node-gpu.node.ts";
-import type { MlaCacheSnapshot } from "../../runtime/mla/attention.ts";
-import { caseImage, demoChatModel, readEvalCases, type EvalCase } from "./fixture-model.ts";
+import { demoChatModel, readEvalCases, userTurn, sameCache } from "./fixture-model.ts";
 import { MemoryStore } from "./memory-store.ts";
 
 export interface EngineSessionReport {
@@ -46,17 +45,6 @@ export interface EngineSessionReport {
 
 const CODEC: CodecParams = { bits: 4, group: 32, axis: "token", rope: "int8" };
 const C = 16;
-
-function userTurn(c: EvalCase, t: number) {
-  const q = c.turns[t].question;
-  return t === 0 ? [{ role: "user" as const, content: [{ type: "image" as const, image: caseImage(c) }, { type: "text" as const, text: q }] }] : [{ role: "user" as const, content: q }];
-}
-
-function sameCache(a: MlaCacheSnapshot, b: MlaCacheSnapshot): boolean {
-  if (a.length !== b.length || a.modality.some((m, i) => m !== b.modality[i])) return false;
-  const eq = (x: Float32Array, y: Float32Array) => x.length === y.length && x.every((v, i) => Object.is(v, y[i]));
-  return a.layers.every((l, i) => eq(l.latent, b.layers[i].latent) && eq(l.kRope, b.layers[i].kRope));
-}
 
 const t0 = performance.now();
 await runReport(async () => {

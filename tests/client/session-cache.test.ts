@@ -20,7 +20,7 @@ import { withDecoderKernels } from "../../runtime/chat-model.ts";
 import { createCpuBackend } from "../../kernels/backend.ts";
 import { decodeChunk } from "../../format/chunk/index.ts";
 import type { MlaCacheWrite } from "../../runtime/mla/attention.ts";
-import { caseImage, demoChatModel, fullRankChatModel, readEvalCases, tinyFixture, type EvalCase } from "./fixture-model.ts";
+import { demoChatModel, fullRankChatModel, readEvalCases, tinyFixture, type EvalCase, userTurn } from "./fixture-model.ts";
 import { MemoryStore, StoreConflictError } from "./memory-store.ts";
 
 const INT4: CodecParams = { bits: 4, group: 32, axis: "token", rope: "int8" };
@@ -41,11 +41,6 @@ const DECODERS = [
   ["CPU reference", () => svd],
   ["kernels (CPU fallback)", () => svdKernels],
 ] as const;
-
-function userTurn(c: EvalCase, t: number) {
-  const q = c.turns[t].question;
-  return t === 0 ? [{ role: "user" as const, content: [{ type: "image" as const, image: caseImage(c) }, { type: "text" as const, text: q }] }] : [{ role: "user" as const, content: q }];
-}
 
 function expectSameCache(a: MlaCacheSnapshot, b: MlaCacheSnapshot): void {
   expect(b.length).toBe(a.length);

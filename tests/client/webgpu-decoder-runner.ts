@@ -15,8 +15,7 @@ import { MlaKernelAttentionBackend } from "../../runtime/mla/kernel-attention.ts
 import { codecSlotQuantizer, SlotSealing } from "../../runtime/mla/slot-sealing.ts";
 import { imagePrefixTokens } from "../../runtime/tiny-fixture.node.ts";
 import { base64ToBytes, patchesFromU8, runVisionTower } from "../../runtime/vision/toy-tower.ts";
-import type { MlaCacheSnapshot } from "../../runtime/mla/attention.ts";
-import { caseImage, demoChatModel, readEvalCases, tinyFixture, type EvalCase } from "./fixture-model.ts";
+import { demoChatModel, readEvalCases, tinyFixture, userTurn, sameCache } from "./fixture-model.ts";
 import { MemoryStore } from "./memory-store.ts";
 
 export interface DecoderReport {
@@ -43,17 +42,6 @@ export interface DecoderReport {
 
 const CODEC: CodecParams = { bits: 4, group: 32, axis: "token", rope: "int8" };
 const C = 16;
-
-function userTurn(c: EvalCase, t: number) {
-  const q = c.turns[t].question;
-  return t === 0 ? [{ role: "user" as const, content: [{ type: "image" as const, image: caseImage(c) }, { type: "text" as const, text: q }] }] : [{ role: "user" as const, content: q }];
-}
-
-function sameCache(a: MlaCacheSnapshot, b: MlaCacheSnapshot): boolean {
-  if (a.length !== b.length || a.modality.some((m, i) => m !== b.modality[i])) return false;
-  const eq = (x: Float32Array, y: Float32Array) => x.length === y.length && x.every((v, i) => Object.is(v, y[i]));
-  return a.layers.every((l, i) => eq(l.latent, b.layers[i].latent) && eq(l.kRope, b.layers[i].kRope));
-}
 
 Object.assign(globalThis, globals);
 const gpu = create([]) as unknown as GPU;
