@@ -4,17 +4,12 @@
 // webgpu-f32` end to end. Prints one JSON line (GpuForwardReport).
 // Usage: node --import tsx tests/convert/layer-forward-gpu-runner.ts
 
+import { layerCaptures, MINI, miniChatCalibration } from "./layer-forward-fixture.ts";
 import { runReport } from "../helpers/run-tsx.ts";
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { openCheckpointDir } from "../../checkpoint/io.node.ts";
-import { readChatCalibration } from "../../convert/calibration/chat-calib.ts";
-import { LayerwiseCalibration, type CalibrationForward, type CalibrationSample, type LayerSequenceCapture } from "../../convert/calibration/layer-forward.ts";
-import type { GpuContext } from "../../kernels/gpu-context.ts";
 import { nodeGpuContext } from "../../runtime/gpu/node-gpu.node.ts";
-import { loadGqaModel, type GqaModelWeights } from "../../runtime/weights.ts";
 import { runCli } from "../cli/run-cli.ts";
 
 export interface GpuForwardReport {
@@ -29,28 +24,6 @@ export interface GpuForwardReport {
   readonly ms: number;
 }
 
-const MINI = fileURLToPath(new URL("../../fixtures/qwen25vl-mini/", import.meta.url));
-
-async function run(model: GqaModelWeights, samples: CalibrationSample[], forward: CalibrationForward, gpu: GpuContext | null): Promise<LayerSequenceCapture[][]> {
-  const e = model.shell.embedTokens;
-  const d = model.config.hiddenSize;
-  const cal = new LayerwiseCalibration(model.config, samples, (ids) => {
-    const out = new Float32Array(ids.length * d);
-    ids.forEach((id, i) => out.set(e.subarray(id * d, (id + 1) * d), i * d));
-    return out;
-  }, forward, gpu);
-  const layers: LayerSequenceCapture[][] = [];
-  try {
-    for (let l = 0; l < model.config.numLayers; l++) {
-      const got: LayerSequenceCapture[] = [];
-      await cal.runLayer(l, model.attention[l], model.shell.layers[l], (c) => got.push({ ...c, x: c.x.slice() }));
-      layers.push(got);
-    }
-  } finally {
-    await cal.close();
-  }
-  return layers;
-}
 
 const t0 = performance.now();
 let tmp = "";
@@ -58,29 +31,9 @@ await runReport(async () => {
   const gpu = await nodeGpuContext();
   if (gpu === null) throw new Error("no WebGPU adapter (dawn.node)");
   tmp = await mkdtemp(join(tmpdir(), "mla-edge-gpu-forward-"));
-  await mkdir(join(tmp, "images"));
-  await cp(join(MINI, "images", "noisy_300x150.png"), join(tmp, "images", "a.png"));
-  const file = join(tmp, "c.jsonl");
-  await writeFile(
-    file,
-    [
-      { messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "images/a.png" } }, { type: "text", text: "Describe it." }] }, { role: "assistant", content: "Noise." }] },
-      { messages: [{ role: "user", content: "Hello there." }] },
-    ]
-      .map((l) => JSON.stringify(l))
-      .join("\n"),
-  );
-  const ck = await openCheckpointDir(MINI);
-  let model: GqaModelWeights;
-  let samples: CalibrationSample[];
-  try {
-    model = await loadGqaModel(ck.source, ck.config);
-    samples = await readChatCalibration(file, MINI, ck.source, ck.rawConfig);
-  } finally {
-    await ck.source.close();
-  }
-  const ref = await run(model, samples, "reference", null);
-  const fast = await run(model, samples, "webgpu-f32", gpu);
+  const { file, model, samples } = await miniChatCalibration(tmp);
+  const ref = await layerCaptures(model, samples, "reference");
+  const fast = await layerCaptures(model, samples, "webgpu-f32", gpu);
   const relErr: number[] = [];
   let differing = 0;
   for (let l = 0; l < ref.length; l++) {

@@ -1,70 +1,35 @@
 // The layer-by-layer calibration forward on fixtures/qwen25vl-mini with real chat inputs (tokenizer, template, image
 // processor, vision tower): the reference forward gives exactly the whole-model capture (captureCalibration) layer by
 // layer; the wasm f32 forward (SIMD projections) stays within f32 rounding of it.
-import { cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { layerCaptures, MINI, miniChatCalibration } from "./layer-forward-fixture.ts";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openCheckpointDir } from "../../checkpoint/io.node.ts";
 import { captureCalibration } from "../../convert/calibration/capture.ts";
 import { readChatCalibration } from "../../convert/calibration/chat-calib.ts";
-import { LayerwiseCalibration, type CalibrationSample, type LayerSequenceCapture } from "../../convert/calibration/layer-forward.ts";
-import { loadGqaModel, type GqaModelWeights } from "../../runtime/weights.ts";
+import type { CalibrationSample, LayerSequenceCapture } from "../../convert/calibration/layer-forward.ts";
+import type { GqaModelWeights } from "../../runtime/weights.ts";
 import { parseQwen25VLConfig, qwen25VisionPrefix } from "../../checkpoint/families/qwen2_5_vl.ts";
 import { loadQwen25VisionWeights } from "../../runtime/vision/qwen2_5_vl-vision.ts";
 import { embedImages } from "../../runtime/qwen2_5_vl-model.ts";
 import { loadInputProcessor, nodeImageLoader } from "../../runtime/inputs/processor.node.ts";
 
-const MINI = fileURLToPath(new URL("../../fixtures/qwen25vl-mini/", import.meta.url));
 let tmp: string;
 let model: GqaModelWeights;
 let samples: CalibrationSample[];
 
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), "mla-edge-layerfwd-"));
-  await mkdir(join(tmp, "images"));
-  await cp(join(MINI, "images", "noisy_300x150.png"), join(tmp, "images", "a.png"));
-  const file = join(tmp, "c.jsonl");
-  await writeFile(
-    file,
-    [
-      { messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "images/a.png" } }, { type: "text", text: "Describe it." }] }, { role: "assistant", content: "Noise." }] },
-      { messages: [{ role: "user", content: "Hello there." }] },
-    ]
-      .map((l) => JSON.stringify(l))
-      .join("\n"),
-  );
-  const ck = await openCheckpointDir(MINI);
-  try {
-    model = await loadGqaModel(ck.source, ck.config);
-    samples = await readChatCalibration(file, MINI, ck.source, ck.rawConfig);
-  } finally {
-    await ck.source.close();
-  }
+  ({ model, samples } = await miniChatCalibration(tmp));
 }, 60_000);
 
 afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-async function run(forward: "reference" | "wasm-f32"): Promise<LayerSequenceCapture[][]> {
-  const e = model.shell.embedTokens;
-  const d = model.config.hiddenSize;
-  const cal = new LayerwiseCalibration(model.config, samples, (ids) => {
-    const out = new Float32Array(ids.length * d);
-    ids.forEach((id, i) => out.set(e.subarray(id * d, (id + 1) * d), i * d));
-    return out;
-  }, forward);
-  const layers: LayerSequenceCapture[][] = [];
-  for (let l = 0; l < model.config.numLayers; l++) {
-    const got: LayerSequenceCapture[] = [];
-    await cal.runLayer(l, model.attention[l], model.shell.layers[l], (c) => got.push({ ...c, x: c.x.slice() }));
-    layers.push(got);
-  }
-  await cal.close();
-  return layers;
-}
+const run = (forward: "reference" | "wasm-f32"): Promise<LayerSequenceCapture[][]> => layerCaptures(model, samples, forward);
 
 const maxAbs = (a: Float64Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 const maxDiff = (a: Float64Array, b: Float64Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
