@@ -17,12 +17,11 @@ import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
 import type { ChatModel } from "../../runtime/chat-model.ts";
 import { RuntimeError } from "../../runtime/errors.ts";
 import { nodeGpuContext } from "../../runtime/gpu/node-gpu.node.ts";
-import { nodeImageLoader } from "../../runtime/inputs/processor.node.ts";
-import type { InputMessage } from "../../runtime/inputs/processor.ts";
 import { loadBundleChatModel } from "../../runtime/loader/bundle-chat-model.ts";
 import { FOLDER_BASE, folderFetch } from "../../runtime/loader/folder-fetch.node.ts";
 import { runCli } from "../cli/run-cli.ts";
 import { MemoryStore } from "../client/memory-store.ts";
+import { answerRefCase } from "../client/fixture-model.ts";
 import { loadReference, type RefCase } from "../runtime/qwen25vl-fixture.ts";
 
 export interface GpuOnlyCase {
@@ -53,17 +52,8 @@ export interface GpuOnlyReport {
 const MINI = fileURLToPath(new URL("../../fixtures/qwen25vl-mini/", import.meta.url));
 const CODEC: CodecParams = { bits: 4, group: 32, axis: "token", rope: "int8" };
 const C = 128;
-const messagesOf = (c: RefCase) => (c as unknown as { messages: InputMessage[] }).messages;
 
-async function answer(model: ChatModel, c: RefCase) {
-  const chat = ChatSession.fresh(model, new MemoryStore(model.spec, CODEC, C, model.ref), { codec: CODEC, chunkTokens: C });
-  try {
-    const out = await chat.complete({ messages: messagesOf(c), loadImage: nodeImageLoader(MINI), maxTokens: c.greedy.n, topLogits: 20 });
-    return { out, decoder: `${chat.decoderChoice.kind}/${chat.decoderChoice.path}` };
-  } finally {
-    chat.dispose();
-  }
-}
+const answer = (model: ChatModel, c: RefCase) => answerRefCase(model, c, { codec: CODEC, chunkTokens: C, topLogits: 20 });
 
 const t0 = performance.now();
 let tmp = "";

@@ -2,6 +2,11 @@
 // loaded through the runtime's own loader), and an exact in-memory conversion (all-rank factorisation, "high" kept
 // pairs, r = 8) for checks against the fixture's reference answers.
 
+import { ChatSession, type ChatCompletion } from "../../client/chat/chat-session.ts";
+import type { CodecParams } from "../../format/codec/types.ts";
+import { nodeImageLoader } from "../../runtime/inputs/processor.node.ts";
+import { refMessages, type RefCase } from "../runtime/qwen25vl-fixture.ts";
+import { MemoryStore } from "./memory-store.ts";
 import type { MlaCacheSnapshot } from "../../runtime/mla/attention.ts";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -77,4 +82,20 @@ export function sameCache(a: MlaCacheSnapshot, b: MlaCacheSnapshot): boolean {
   if (a.length !== b.length || a.modality.some((m, i) => m !== b.modality[i])) return false;
   const eq = (x: Float32Array, y: Float32Array) => x.length === y.length && x.every((v, i) => Object.is(v, y[i]));
   return a.layers.every((l, i) => eq(l.latent, b.layers[i].latent) && eq(l.kRope, b.layers[i].kRope));
+}
+
+const MINI = fileURLToPath(new URL("../../fixtures/qwen25vl-mini/", import.meta.url));
+
+/**
+ * A qwen25vl-mini reference case as one turn of a fresh session on an in-memory store (its images from the fixture,
+ * the reference's number of tokens): the completion and `kind/path` of the decoder that ran it.
+ */
+export async function answerRefCase(model: ChatModel, c: RefCase, options: { readonly codec: CodecParams; readonly chunkTokens: number; readonly topLogits?: number }): Promise<{ out: ChatCompletion; decoder: string }> {
+  const chat = ChatSession.fresh(model, new MemoryStore(model.spec, options.codec, options.chunkTokens, model.ref), { codec: options.codec, chunkTokens: options.chunkTokens });
+  try {
+    const out = await chat.complete({ messages: refMessages(c), loadImage: nodeImageLoader(MINI), maxTokens: c.greedy.n, ...(options.topLogits ? { topLogits: options.topLogits } : {}) });
+    return { out, decoder: `${chat.decoderChoice.kind}/${chat.decoderChoice.path}` };
+  } finally {
+    chat.dispose();
+  }
 }

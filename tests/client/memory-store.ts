@@ -5,7 +5,7 @@ import type { CacheSpec } from "../../format/cache-spec.ts";
 import { readChunkHeader, verifyChunk } from "../../format/chunk/index.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
 import { specHash, specHashHex } from "../../format/hash/spec-hash.ts";
-import type { AppendResult, Manifest, ModelRef, RestoreChunkInfo, SessionCreated } from "../../format/wire/messages.ts";
+import type { AppendControl, AppendResult, Manifest, ModelRef, RestoreChunkInfo, SessionCreated } from "../../format/wire/messages.ts";
 import type { RestoreEvent, SessionStore, TurnUpload } from "../../runtime/cache-store.ts";
 
 interface StoredTurn {
@@ -152,5 +152,15 @@ export class MemoryStore implements SessionStore {
 
   async delete(): Promise<void> {
     this.turns = [];
+  }
+}
+
+/** A MemoryStore that also keeps every uploaded turn's control (token ids, positions). */
+export class RecordingStore extends MemoryStore {
+  readonly controls: AppendControl[] = [];
+  override async append(upload: TurnUpload) {
+    const r = await super.append(upload);
+    this.controls.push(upload.control);
+    return r;
   }
 }

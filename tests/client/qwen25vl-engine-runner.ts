@@ -11,8 +11,7 @@ import { fileURLToPath } from "node:url";
 import { ChatSession } from "../../client/chat/chat-session.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
 import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
-import type { AppendControl } from "../../format/wire/messages.ts";
-import type { SessionStore, TurnUpload } from "../../runtime/cache-store.ts";
+import type { SessionStore } from "../../runtime/cache-store.ts";
 import type { ChatModel } from "../../runtime/chat-model.ts";
 import { loadChatModelDir } from "../../runtime/chat-model.node.ts";
 import { withGpuEngine } from "../../runtime/gpu/chat-engine.ts";
@@ -20,8 +19,9 @@ import { nodeGpuContext } from "../../runtime/gpu/node-gpu.node.ts";
 import { nodeImageLoader } from "../../runtime/inputs/processor.node.ts";
 import type { InputMessage } from "../../runtime/inputs/processor.ts";
 import { runCli } from "../cli/run-cli.ts";
-import { loadReference, type RefCase } from "../runtime/qwen25vl-fixture.ts";
-import { MemoryStore } from "./memory-store.ts";
+import { loadReference, refMessages, type RefCase } from "../runtime/qwen25vl-fixture.ts";
+import { MemoryStore, RecordingStore } from "./memory-store.ts";
+import { answerRefCase } from "./fixture-model.ts";
 import { roundModel } from "../runtime/engine-helpers.ts";
 
 export interface MiniCaseResult {
@@ -54,20 +54,10 @@ const MINI = fileURLToPath(new URL("../../fixtures/qwen25vl-mini/", import.meta.
 const CODEC: CodecParams = { bits: 4, group: 32, axis: "token", rope: "int8" };
 const CHUNK_TOKENS = 128;
 
-class RecordingStore extends MemoryStore {
-  readonly controls: AppendControl[] = [];
-  override async append(upload: TurnUpload) {
-    const r = await super.append(upload);
-    this.controls.push(upload.control);
-    return r;
-  }
-}
-
-const messagesOf = (c: RefCase) => (c as unknown as { messages: InputMessage[] }).messages;
 
 /** The engine's greedy id after the prompt and after each of `forced` (teacher forcing). */
 async function greedyPath(model: ChatModel, c: RefCase): Promise<number[]> {
-  const inputs = await model.processor.encode(messagesOf(c), { loadImage: nodeImageLoader(MINI) });
+  const inputs = await model.processor.encode(refMessages(c), { loadImage: nodeImageLoader(MINI) });
   const engine = await model.engine!.create({ codec: model.codec, codecParams: CODEC, chunkTokens: CHUNK_TOKENS, bannedTokenIds: model.format.bannedIds });
   try {
     const embeds = inputs.images.length > 0 ? await model.vision.encode(inputs.images) : undefined;
@@ -98,7 +88,7 @@ await runReport(async () => {
   for (const c of ref.cases) {
     const store = new RecordingStore(f32.spec, CODEC, CHUNK_TOKENS, f32.ref);
     const chat = ChatSession.fresh(f32, store as SessionStore, { codec: CODEC, chunkTokens: CHUNK_TOKENS });
-    const out = await chat.complete({ messages: messagesOf(c), loadImage: nodeImageLoader(MINI), maxTokens: c.greedy.n, topLogits: 20 });
+    const out = await chat.complete({ messages: refMessages(c), loadImage: nodeImageLoader(MINI), maxTokens: c.greedy.n, topLogits: 20 });
     const control = store.controls[0];
     const pos = control.positions.slice(0, 3 * c.num_tokens);
     const top = out.topLogits ?? [];
@@ -122,12 +112,7 @@ await runReport(async () => {
   // what int4 changes is the model, not the engine
   let cpuOnInt4Equal = 0;
   const cpuInt4: ChatModel = { ...cpu, weights: roundModel(cpu.weights!, { bits: 4, block: 32 }), engine: null };
-  const answer = async (m: ChatModel, c: RefCase) => {
-    const chat = ChatSession.fresh(m, new MemoryStore(m.spec, CODEC, CHUNK_TOKENS, m.ref), { codec: CODEC, chunkTokens: CHUNK_TOKENS });
-    const out = await chat.complete({ messages: messagesOf(c), loadImage: nodeImageLoader(MINI), maxTokens: c.greedy.n });
-    chat.dispose();
-    return out.tokenIds.join();
-  };
+  const answer = async (m: ChatModel, c: RefCase) => (await answerRefCase(m, c, { codec: CODEC, chunkTokens: CHUNK_TOKENS })).out.tokenIds.join();
   for (const c of ref.cases) {
     if ((await answer(int4, c)) === (await answer(cpuInt4, c))) cpuOnInt4Equal++;
     const a = await greedyPath(f32, c);
@@ -143,7 +128,7 @@ await runReport(async () => {
   const storeA = new MemoryStore(f32.spec, CODEC, C16, f32.ref);
   const a = ChatSession.fresh(f32, storeA, { codec: CODEC, chunkTokens: C16 });
   const first = ref.cases.find((c) => c.name === "one_image")!;
-  await a.complete({ messages: messagesOf(first), loadImage: nodeImageLoader(MINI), maxTokens: 6 });
+  await a.complete({ messages: refMessages(first), loadImage: nodeImageLoader(MINI), maxTokens: 6 });
   const turn1Tokens = a.length;
   // a fork at turn 1: a new stored session restored into a fresh engine (turn 2 goes to each store)
   const b = await a.fork(1);

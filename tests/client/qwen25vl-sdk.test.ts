@@ -12,8 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ChatSession, type ChatCompletion } from "../../client/chat/chat-session.ts";
 import type { CodecParams } from "../../format/codec/types.ts";
 import { loadNodeCodec } from "../../format/codec/wasm.node.ts";
-import type { AppendControl } from "../../format/wire/messages.ts";
-import type { SessionStore, TurnUpload } from "../../runtime/cache-store.ts";
+import type { SessionStore } from "../../runtime/cache-store.ts";
 import { withDecoderKernels, type ChatModel } from "../../runtime/chat-model.ts";
 import { createCpuBackend } from "../../kernels/backend.ts";
 import { RuntimeError } from "../../runtime/errors.ts";
@@ -21,8 +20,8 @@ import { loadChatModelDir } from "../../runtime/chat-model.node.ts";
 import { nodeImageLoader } from "../../runtime/inputs/processor.node.ts";
 import type { InputMessage } from "../../runtime/inputs/processor.ts";
 import { runCli } from "../cli/run-cli.ts";
-import { loadReference, type RefCase, type Reference } from "../runtime/qwen25vl-fixture.ts";
-import { MemoryStore } from "./memory-store.ts";
+import { loadReference, refMessages, type RefCase, type Reference } from "../runtime/qwen25vl-fixture.ts";
+import { MemoryStore, RecordingStore } from "./memory-store.ts";
 
 const MINI = fileURLToPath(new URL("../../fixtures/qwen25vl-mini/", import.meta.url));
 const CODEC: CodecParams = { bits: 4, group: 32, axis: "token", rope: "int8" };
@@ -33,16 +32,6 @@ const CHUNK_TOKENS = 128;
 let tmp: string;
 let ref: Reference;
 const models: Record<"original" | "mla" | "mla-kernels", ChatModel> = {} as Record<"original" | "mla" | "mla-kernels", ChatModel>;
-
-/** A MemoryStore that also keeps every uploaded turn's control (token ids, positions). */
-class RecordingStore extends MemoryStore {
-  readonly controls: AppendControl[] = [];
-  override async append(upload: TurnUpload) {
-    const r = await super.append(upload);
-    this.controls.push(upload.control);
-    return r;
-  }
-}
 
 beforeAll(async () => {
   ref = loadReference();
@@ -61,7 +50,6 @@ afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-const messagesOf = (c: RefCase) => (c as unknown as { messages: InputMessage[] }).messages;
 
 describe("SDK chat session on qwen25vl-mini (reference.json)", () => {
   for (const kind of ["original", "mla", "mla-kernels"] as const) {
@@ -76,7 +64,7 @@ describe("SDK chat session on qwen25vl-mini (reference.json)", () => {
         const visionBefore = model.vision.calls;
         let streamed = "";
         let out: ChatCompletion | null = null;
-        for await (const ev of chat.stream({ messages: messagesOf(c), loadImage: nodeImageLoader(MINI), maxTokens: c.greedy.n, topLogits: 20 })) {
+        for await (const ev of chat.stream({ messages: refMessages(c), loadImage: nodeImageLoader(MINI), maxTokens: c.greedy.n, topLogits: 20 })) {
           if (ev.type === "token") streamed += ev.text;
           else out = { message: ev.message, tokenIds: ev.tokenIds, usage: ev.usage, finishReason: ev.finishReason, topLogits: ev.topLogits };
         }
@@ -106,12 +94,12 @@ describe("SDK chat session on qwen25vl-mini (reference.json)", () => {
     const store = new RecordingStore(model.spec, CODEC, CHUNK_TOKENS, model.ref);
     const chat = ChatSession.fresh(model, store as SessionStore, { codec: CODEC, chunkTokens: CHUNK_TOKENS });
     const c = ref.cases.find((x) => x.name === "one_image")!;
-    await expect(chat.complete({ messages: messagesOf(c), maxTokens: 2 })).rejects.toSatisfy((e: unknown) => e instanceof RuntimeError && e.code === "bad_messages" && /image loader/.test(e.message));
+    await expect(chat.complete({ messages: refMessages(c), maxTokens: 2 })).rejects.toSatisfy((e: unknown) => e instanceof RuntimeError && e.code === "bad_messages" && /image loader/.test(e.message));
     const odd = [{ role: "user", content: [{ type: "video", video: "x" }] }] as unknown as InputMessage[];
     await expect(chat.complete({ messages: odd, maxTokens: 2 })).rejects.toSatisfy((e: unknown) => e instanceof RuntimeError && e.code === "bad_messages");
     expect(chat.length).toBe(0);
     expect(store.controls).toEqual([]);
-    const ok = await chat.complete({ messages: messagesOf(ref.cases.find((x) => x.name === "text_only")!), maxTokens: 12 });
+    const ok = await chat.complete({ messages: refMessages(ref.cases.find((x) => x.name === "text_only")!), maxTokens: 12 });
     expect(ok.tokenIds).toEqual(ref.cases.find((x) => x.name === "text_only")!.greedy.ids);
   }, 120_000);
 });

@@ -3,6 +3,7 @@
 // image processor (runtime/inputs/image-processor.ts) is checked separately; these helpers are checked against the
 // reference's pixel_values statistics in the tests that use them.
 
+import type { InputMessage } from "../../runtime/inputs/processor.ts";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { inflateSync } from "node:zlib";
@@ -152,3 +153,6 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
 }
+
+/** A reference case's OpenAI-style messages (what the separate implementation rendered). */
+export const refMessages = (c: RefCase): InputMessage[] => (c as unknown as { messages: InputMessage[] }).messages;
