@@ -1,7 +1,7 @@
 // SQL schema of one SessionObject (session row, turns, chunk refs), its versioned migration, and row ↔ record mapping.
 import type { MediaSpan } from "../../../format/wire/messages.ts";
 import { CHUNK_SHARDS } from "../../keys.ts";
-import { blobBytes, hasColumn, migrateToVersion, sqlOne, sqlRun } from "../../sql.ts";
+import { blobBytes, hasColumn, migrateToVersion, sqlOne, sqlRun, type SqlValue } from "../../sql.ts";
 import type { ChunkRef, TurnRecord } from "../session-types.ts";
 
 /**
@@ -100,6 +100,14 @@ export function migrateSessionSchema(storage: DurableObjectStorage): void {
 
 /** Little-endian bytes of a typed array, copied (the BLOB column owns them). */
 export const toBytes = (a: Uint32Array | Int32Array | Uint8Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice();
+
+/** The chunk-reference columns of `refs` and `staged_refs`, in the order `refValues` gives their values. */
+export const REF_COLUMNS = "slot, layer_start, layer_count, sealed, token_start, token_count, chunk_key, bytes, prefix, shard, row_key, row_offset";
+
+/** A chunk reference as the values of REF_COLUMNS (the inverse of refFromRow). */
+export function refValues(r: ChunkRef): SqlValue[] {
+  return [r.slot, r.layerStart, r.layerCount, r.sealed ? 1 : 0, r.tokenStart, r.tokenCount, r.key, r.bytes, r.prefix, r.shard, r.row, r.offset];
+}
 
 export function refFromRow(r: RefRow): ChunkRef {
   return {

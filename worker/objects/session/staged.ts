@@ -7,7 +7,7 @@ import { sqlOne, sqlRows, sqlRun } from "../../sql.ts";
 import { chunkShardStub } from "../stubs.ts";
 import type { ChunkRef, PartCounts, StagedTurn, StageOutcome, TurnRecord } from "../session-types.ts";
 import type { SessionHost } from "./host.ts";
-import { refFromRow, toBytes, turnFromRow, type RefRow, type TurnRow } from "./schema.ts";
+import { REF_COLUMNS, refFromRow, refValues, toBytes, turnFromRow, type RefRow, type TurnRow } from "./schema.ts";
 
 type StagedPartRow = TurnRow & { tag: string; part: number; chunks_stored: number; chunks_reused: number; lease_until: number };
 
@@ -131,24 +131,7 @@ export async function stagePart(
     );
     sqlRun(tables.sql, "UPDATE staged_parts SET lease_until = ? WHERE tag = ?", leaseUntil, part.tag);
     for (const r of refs) {
-      sqlRun(
-        tables.sql,
-        `INSERT OR REPLACE INTO staged_refs (tag, slot, layer_start, layer_count, sealed, token_start, token_count, chunk_key, bytes, prefix, shard,
-          row_key, row_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        part.tag,
-        r.slot,
-        r.layerStart,
-        r.layerCount,
-        r.sealed ? 1 : 0,
-        r.tokenStart,
-        r.tokenCount,
-        r.key,
-        r.bytes,
-        r.prefix,
-        r.shard,
-        r.row,
-        r.offset,
-      );
+      sqlRun(tables.sql, `INSERT OR REPLACE INTO staged_refs (tag, ${REF_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, part.tag, ...refValues(r));
     }
     const staged = stagedTurn(host, part.tag, now);
     if (staged === null) throw new Error("staged turn vanished inside its own transaction");

@@ -2,7 +2,7 @@
 // resolution every read path shares. Holds whether the schema exists, so lookups of unknown sessions never write.
 import { sqlOne, sqlRows, sqlRun } from "../../sql.ts";
 import type { ChunkRef, SessionMeta, SessionState, TurnRecord } from "../session-types.ts";
-import { hasSessionSchema, migrateSessionSchema, toBytes, type RefRow, type SessionRow } from "./schema.ts";
+import { hasSessionSchema, migrateSessionSchema, REF_COLUMNS, refValues, toBytes, type RefRow, type SessionRow } from "./schema.ts";
 
 export interface HeadState {
   readonly head: number;
@@ -91,24 +91,7 @@ export class SessionTables {
       t.createdAt,
     );
     for (const r of refs) {
-      sqlRun(
-        this.sql,
-        `INSERT INTO refs (seq, slot, layer_start, layer_count, sealed, token_start, token_count, chunk_key, bytes, prefix, shard, row_key,
-          row_offset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        t.seq,
-        r.slot,
-        r.layerStart,
-        r.layerCount,
-        r.sealed ? 1 : 0,
-        r.tokenStart,
-        r.tokenCount,
-        r.key,
-        r.bytes,
-        r.prefix,
-        r.shard,
-        r.row,
-        r.offset,
-      );
+      sqlRun(this.sql, `INSERT INTO refs (seq, ${REF_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, t.seq, ...refValues(r));
     }
   }
 
